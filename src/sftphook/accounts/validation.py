@@ -1,0 +1,77 @@
+"""Rules for names, homes, permissions and keys, as pure functions raising InvalidInput."""
+
+from __future__ import annotations
+
+import posixpath
+import re
+
+import asyncssh
+
+from sftphook.accounts.passwords import MAX_LENGTH, MIN_LENGTH
+from sftphook.errors import InvalidInput
+
+PERMISSIONS = ("read", "write", "delete", "list")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+def check_name(value: str, *, what: str, field: str) -> str:
+    if not _NAME.match(value):
+        raise InvalidInput(
+            f"{what} {value!r} is not valid: use 1 to 64 letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit",
+            field=field,
+        )
+    return value
+
+
+def normalize_home(value: str) -> str:
+    """`partners/acme`, `/partners/acme/` → `/partners/acme`; refuses `..` and odd characters."""
+    if "\x00" in value or "\\" in value:
+        raise InvalidInput("home must not contain NUL or backslash characters", field="home")
+    parts = [p for p in value.split("/") if p not in ("", ".")]
+    if any(p == ".." for p in parts):
+        raise InvalidInput("home must not contain '..'", field="home")
+    if len(value) > 1024:
+        raise InvalidInput("home is longer than 1024 characters", field="home")
+    return posixpath.join("/", *parts) if parts else "/"
+
+
+def normalize_permissions(value: str | list[str] | tuple[str, ...]) -> str:
+    items = value.split(",") if isinstance(value, str) else list(value)
+    wanted = {p.strip().lower() for p in items if p.strip()}
+    unknown = wanted - set(PERMISSIONS)
+    if unknown:
+        raise InvalidInput(
+            f"unknown permission(s) {', '.join(sorted(unknown))}; choose from "
+            + ", ".join(PERMISSIONS),
+            field="permissions",
+        )
+    return ",".join(p for p in PERMISSIONS if p in wanted)
+
+
+def check_password(password: str) -> str:
+    if len(password) < MIN_LENGTH:
+        raise InvalidInput(
+            f"password is too short: use at least {MIN_LENGTH} characters", field="password"
+        )
+    if len(password) > MAX_LENGTH:
+        raise InvalidInput(f"password is longer than {MAX_LENGTH} characters", field="password")
+    return password
+
+
+def normalize_public_keys(keys: list[str] | tuple[str, ...]) -> str:
+    """Check each OpenSSH public key line and return them one per line."""
+    lines: list[str] = []
+    for raw in keys:
+        for line in raw.splitlines():
+            line = line.strip()
+            if not line or line.startswith("#"):
+                continue
+            try:
+                asyncssh.import_public_key(line)
+            except (asyncssh.KeyImportError, ValueError) as exc:
+                raise InvalidInput(
+                    f"not an OpenSSH public key: {line[:40]!r}…", field="public_keys"
+                ) from exc
+            lines.append(line)
+    return "\n".join(lines)

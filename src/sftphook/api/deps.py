@@ -1,0 +1,37 @@
+"""Dependencies named once: the running App, and the organization a bearer token belongs to."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from sftphook.errors import Unauthorized
+from sftphook.store.models import ApiToken
+
+if TYPE_CHECKING:
+    from sftphook.app import App
+
+_bearer = HTTPBearer(auto_error=False, description="An API token from `sftphook tokens create`")
+
+
+def get_app(request: Request) -> App:
+    return request.app.state.sftphook
+
+
+async def get_token(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> ApiToken:
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise Unauthorized("send an API token as `Authorization: Bearer <token>`")
+    return await get_app(request).accounts.authenticate_token(credentials.credentials)
+
+
+async def get_organization_id(token: Annotated[ApiToken, Depends(get_token)]) -> str:
+    return token.organization_id
+
+
+AppDep = Annotated["App", Depends(get_app)]
+OrganizationId = Annotated[str, Depends(get_organization_id)]

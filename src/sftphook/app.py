@@ -1,0 +1,161 @@
+"""The composition root: builds every part of sftphook, wires them, and owns their lifecycles.
+
+Only this module knows every part. `serve()` runs the roles in one TaskGroup and shuts down in
+order: stop SFTP intake (open transfers are closed), flush the event recorder, stop the HTTP
+server, drain the delivery workers with a deadline, and close the database last.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Callable, Coroutine, Iterator
+from typing import Any
+
+import uvicorn
+
+from sftphook.accounts import AccountService
+from sftphook.config import Settings
+from sftphook.events import EventRecorder
+from sftphook.store import Database
+
+log = logging.getLogger(__name__)
+
+ROLES = frozenset({"sftp", "http", "worker"})
+
+
+class App:
+    """Every long-lived part of one sftphook node."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.db = Database(settings.resolved_database_url)
+        self.recorder = EventRecorder(self.db)
+        self.accounts = AccountService(self.db)
+        self._stop = asyncio.Event()
+        self._closers: list[tuple[str, Callable[[], Coroutine[Any, Any, None]]]] = []
+
+    async def prepare(self) -> None:
+        """First-start work, safe to repeat: data directory, schema, default organization."""
+        self.settings.data_dir.mkdir(parents=True, exist_ok=True)
+        await self.db.upgrade()
+        await self.accounts.ensure_default_organization()
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    async def serve(
+        self,
+        roles: frozenset[str] = ROLES,
+        *,
+        ready: asyncio.Event | None = None,
+        install_signal_handlers: bool = True,
+    ) -> None:
+        """Run until SIGINT/SIGTERM or `request_stop()`; `ready` is set once every role listens."""
+        unknown = roles - ROLES
+        if unknown:
+            raise ValueError(f"unknown role(s): {', '.join(sorted(unknown))}")
+        await self.prepare()
+        loop = asyncio.get_running_loop()
+        if install_signal_handlers:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, self.request_stop)
+        try:
+            async with asyncio.TaskGroup() as tasks:
+                started = asyncio.Event()
+                recorder_task = tasks.create_task(self.recorder.run(started), name="recorder")
+                await started.wait()
+                for role in sorted(roles):
+                    await self._start_role(role, tasks)
+                if ready is not None:
+                    ready.set()
+                await self._stop.wait()
+                log.info("shutting down")
+                await self._shutdown()
+                await recorder_task
+        finally:
+            if install_signal_handlers:
+                for sig in (signal.SIGINT, signal.SIGTERM):
+                    loop.remove_signal_handler(sig)
+            await self.db.close()
+
+    async def _start_role(self, role: str, tasks: asyncio.TaskGroup) -> None:
+        starter = getattr(self, f"_start_{role}")
+        await starter(tasks)
+
+    async def _start_sftp(self, tasks: asyncio.TaskGroup) -> None:
+        from sftphook.sftp.server import SFTPFront
+
+        front = SFTPFront(self.settings, self.db, self.accounts, self.recorder)
+        await front.start()
+        self.sftp = front
+        self._closers.append(("sftp", front.close))
+
+    async def _start_http(self, tasks: asyncio.TaskGroup) -> None:
+        from sftphook.api.app import create_app
+
+        http_app = create_app(self)
+        config = uvicorn.Config(
+            http_app,
+            host=self.settings.http.host,
+            port=self.settings.http.port,
+            log_level="warning",
+            lifespan="off",
+            access_log=False,
+        )
+        server = _QuietUvicorn(config)
+        tasks.create_task(server.serve(), name="http")
+        while not server.started:
+            if server.should_exit:
+                raise RuntimeError(
+                    f"HTTP could not listen on {self.settings.http.host}:{self.settings.http.port}"
+                )
+            await asyncio.sleep(0.01)
+        self.http_server = server
+        log.info("dashboard and API on http://%s:%d", self.settings.http.host, self.http_port)
+
+        async def stop_http() -> None:
+            server.should_exit = True
+
+        self._closers.append(("http", stop_http))
+
+    async def _start_worker(self, tasks: asyncio.TaskGroup) -> None:
+        # The webhook delivery engine plugs in here.
+        return None
+
+    @property
+    def http_port(self) -> int:
+        server = getattr(self, "http_server", None)
+        if server is None or not server.servers:
+            return self.settings.http.port
+        return int(server.servers[0].sockets[0].getsockname()[1])
+
+    async def _shutdown(self) -> None:
+        # SFTP first (no new events), then the recorder flushes, then the rest.
+        for name, close in self._closers:
+            if name == "sftp":
+                await _bounded(name, close())
+        await self.recorder.close()
+        for name, close in self._closers:
+            if name != "sftp":
+                await _bounded(name, close())
+
+
+async def _bounded(name: str, closing: Coroutine[Any, Any, None], deadline: float = 30.0) -> None:
+    try:
+        async with asyncio.timeout(deadline):
+            await closing
+    except TimeoutError:
+        log.warning("%s did not stop within %.0f s", name, deadline)
+    except Exception:
+        log.exception("%s failed while stopping", name)
+
+
+class _QuietUvicorn(uvicorn.Server):
+    """uvicorn's server without its own signal handling: App owns the signals."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield

@@ -1,0 +1,165 @@
+"""Settings: one typed object, read once from the environment (SFTPHOOK_*) or a TOML file."""
+
+from __future__ import annotations
+
+import ipaddress
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+# Measured with bench/sftp.py: asyncssh's chacha20-poly1305 builds cipher objects per packet, so
+# AES-GCM comes first; aes-ctr stays for clients without GCM (paramiko, older JSch).
+DEFAULT_CIPHERS = [
+    "aes128-gcm@openssh.com",
+    "aes256-gcm@openssh.com",
+    "aes128-ctr",
+    "aes192-ctr",
+    "aes256-ctr",
+    "chacha20-poly1305@openssh.com",
+]
+
+
+class SFTPSettings(BaseModel):
+    host: str = "0.0.0.0"
+    port: int = Field(default=2222, ge=0, le=65535)
+    # Encryption algorithms in order of preference; empty means asyncssh's own default list.
+    ciphers: list[str] = Field(default_factory=lambda: list(DEFAULT_CIPHERS))
+    # Client-side temporary upload names: renaming one of these into its final name is an upload.
+    temp_suffixes: list[str] = Field(default_factory=lambda: [".filepart", ".part", ".tmp"])
+    allow_scp: bool = True
+    login_timeout: float = 60.0
+    keepalive_interval: float = 30.0
+    # Brute-force protection: `ban_threshold` failed logins from one address within
+    # `ban_window` seconds ban it for `ban_duration` seconds.
+    ban_threshold: int = Field(default=10, ge=1)
+    ban_window: float = Field(default=300.0, gt=0)
+    ban_duration: float = Field(default=900.0, gt=0)
+
+
+class HTTPSettings(BaseModel):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    # The address users type to reach the dashboard; used in links printed at start.
+    public_url: str | None = None
+
+
+class WebhookSettings(BaseModel):
+    timeout: float = Field(default=10.0, gt=0, le=300)
+    retry_schedule: list[float] = Field(
+        default_factory=lambda: [5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0]
+    )
+    retry_jitter: float = Field(default=0.1, ge=0, le=1)
+    auto_pause_after: int = Field(default=5, ge=0)
+    allow_http: bool = False
+    allowed_networks: list[str] = Field(default_factory=list)
+    ca_bundle: Path | None = None
+    workers: int = Field(default=64, ge=1, le=4096)
+    lease_seconds: float = Field(default=60.0, gt=0)
+    max_response_body: int = 64 * 1024
+
+    @field_validator("allowed_networks")
+    @classmethod
+    def _networks_parse(cls, value: list[str]) -> list[str]:
+        for net in value:
+            try:
+                ipaddress.ip_network(net, strict=False)
+            except ValueError as exc:
+                raise ValueError(f"allowed_networks: {net!r} is not a CIDR network") from exc
+        return value
+
+    @field_validator("retry_schedule")
+    @classmethod
+    def _schedule_positive(cls, value: list[float]) -> list[float]:
+        if any(v < 0 for v in value):
+            raise ValueError("retry_schedule: every delay must be zero or more seconds")
+        return value
+
+
+class StorageSettings(BaseModel):
+    backend: Literal["local", "s3"] = "local"
+    # Local backend: where organizations' files live; default `<data_dir>/files`.
+    root: Path | None = None
+
+
+class RetentionSettings(BaseModel):
+    deliveries_days: float = Field(default=30, gt=0)
+    events_days: float = Field(default=90, gt=0)
+
+
+class Settings(BaseSettings):
+    """Every setting of sftphook. Build it once (`Settings.load`) and pass it down."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="SFTPHOOK_",
+        env_nested_delimiter="__",
+        extra="forbid",
+    )
+
+    data_dir: Path = Path("sftphook-data")
+    database_url: str | None = None
+    # Key for secrets at rest (base64 of 32 bytes); default: `<data_dir>/secret.key`, created 0600.
+    encryption_key: SecretStr | None = None
+    log_level: str = "INFO"
+    sftp: SFTPSettings = Field(default_factory=SFTPSettings)
+    http: HTTPSettings = Field(default_factory=HTTPSettings)
+    webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
+    storage: StorageSettings = Field(default_factory=StorageSettings)
+    retention: RetentionSettings = Field(default_factory=RetentionSettings)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        toml_file = _TOML_FILE.get("path")
+        if toml_file is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_file))
+        return tuple(sources)
+
+    @classmethod
+    def load(cls, config_file: Path | None = None, **overrides: Any) -> Settings:
+        """Read the environment and, when given, a TOML file (the environment wins)."""
+        if config_file is not None:
+            if not config_file.is_file():
+                raise FileNotFoundError(f"configuration file {config_file} does not exist")
+            with config_file.open("rb") as fh:
+                tomllib.load(fh)  # a syntax error is reported here with its line number
+        _TOML_FILE["path"] = config_file
+        try:
+            return cls(**overrides)
+        finally:
+            _TOML_FILE["path"] = None
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'sftphook.db').resolve()}"
+
+    @property
+    def files_root(self) -> Path:
+        return (self.storage.root or self.data_dir / "files").resolve()
+
+    @property
+    def host_keys_dir(self) -> Path:
+        return (self.data_dir / "host_keys").resolve()
+
+    @property
+    def encryption_key_file(self) -> Path:
+        return (self.data_dir / "secret.key").resolve()
+
+
+_TOML_FILE: dict[str, Path | None] = {"path": None}

@@ -1,0 +1,102 @@
+"""The domain errors of sftphook; each maps to one SFTP status code and one HTTP problem.
+
+    SftphookError
+    ├── InvalidInput          400/422  SFTP: FX_BAD_MESSAGE   bad values from a user
+    ├── NotFound              404      SFTP: FX_NO_SUCH_FILE  unknown id, or another organization's
+    ├── AlreadyExists         409      SFTP: FX_FILE_ALREADY_EXISTS
+    ├── PermissionDenied      403      SFTP: FX_PERMISSION_DENIED
+    │   └── OutsideHome       403      a path, `..` or a link that would leave the home directory
+    ├── Unauthorized          401      bad, revoked or missing credentials
+    ├── UnsafeDestination     422      a webhook URL that points where we must not send
+    └── StorageFull           507      SFTP: FX_FAILURE (no space left)
+
+The message of an error is shown to the user: it says what to do and never carries a secret.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import asyncssh
+
+
+class SftphookError(Exception):
+    http_status: ClassVar[int] = 500
+    sftp_code: ClassVar[int] = asyncssh.FX_FAILURE
+    problem_type: ClassVar[str] = "about:blank"
+    title: ClassVar[str] = "Internal error"
+
+    def __init__(self, message: str, **extra: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.extra = extra
+
+    def to_problem(self, instance: str | None = None) -> dict[str, Any]:
+        problem: dict[str, Any] = {
+            "type": self.problem_type,
+            "title": self.title,
+            "status": self.http_status,
+            "detail": self.message,
+        }
+        if instance:
+            problem["instance"] = instance
+        problem.update(self.extra)
+        return problem
+
+
+class InvalidInput(SftphookError):
+    http_status = 422
+    sftp_code = asyncssh.FX_BAD_MESSAGE
+    problem_type = "https://sftphook.dev/problems/invalid-input"
+    title = "Invalid input"
+
+    def __init__(self, message: str, *, field: str | None = None, **extra: Any) -> None:
+        if field is not None:
+            extra["errors"] = [{"field": field, "message": message}]
+        super().__init__(message, **extra)
+        self.field = field
+
+
+class NotFound(SftphookError):
+    http_status = 404
+    sftp_code = asyncssh.FX_NO_SUCH_FILE
+    problem_type = "https://sftphook.dev/problems/not-found"
+    title = "Not found"
+
+
+class AlreadyExists(SftphookError):
+    http_status = 409
+    sftp_code = asyncssh.FX_FILE_ALREADY_EXISTS
+    problem_type = "https://sftphook.dev/problems/already-exists"
+    title = "Already exists"
+
+
+class PermissionDenied(SftphookError):
+    http_status = 403
+    sftp_code = asyncssh.FX_PERMISSION_DENIED
+    problem_type = "https://sftphook.dev/problems/permission-denied"
+    title = "Permission denied"
+
+
+class OutsideHome(PermissionDenied):
+    problem_type = "https://sftphook.dev/problems/outside-home"
+    title = "Outside the home directory"
+
+
+class Unauthorized(SftphookError):
+    http_status = 401
+    sftp_code = asyncssh.FX_PERMISSION_DENIED
+    problem_type = "https://sftphook.dev/problems/unauthorized"
+    title = "Unauthorized"
+
+
+class UnsafeDestination(InvalidInput):
+    problem_type = "https://sftphook.dev/problems/unsafe-destination"
+    title = "Unsafe webhook destination"
+
+
+class StorageFull(SftphookError):
+    http_status = 507
+    sftp_code = asyncssh.FX_FAILURE
+    problem_type = "https://sftphook.dev/problems/storage-full"
+    title = "No space left"

@@ -1,0 +1,125 @@
+"""The event recorder: commits events in groups, before the SFTP reply that completes them.
+
+Every caller of `record()` waits for its event to be committed, but callers that arrive while a
+commit is under way share the next one: one writer, one transaction per group. Listeners run in
+that same transaction, so whatever they write (a webhook's deliveries) commits with the event or
+not at all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+
+from sqlalchemy import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from sftphook.events.model import EventRecord
+from sftphook.store.database import Database
+from sftphook.store.models import Event
+
+log = logging.getLogger(__name__)
+
+# Runs inside the transaction that records the events; must not commit.
+EventListener = Callable[[AsyncSession, Sequence[EventRecord]], Awaitable[None]]
+# Runs after the commit (to wake workers, count metrics); must not block or raise.
+CommitHook = Callable[[Sequence[EventRecord]], None]
+
+_Pending = tuple[EventRecord, asyncio.Future[None]]
+
+
+class RecorderClosed(RuntimeError):
+    """The recorder is shutting down and takes no more events."""
+
+
+class EventRecorder:
+    def __init__(self, db: Database, *, max_batch: int = 512) -> None:
+        self._db = db
+        self._max_batch = max_batch
+        self._listeners: list[EventListener] = []
+        self._commit_hooks: list[CommitHook] = []
+        self._queue: asyncio.Queue[_Pending | None] = asyncio.Queue()
+        self._closed = False
+        self._running = False
+
+    def add_listener(self, listener: EventListener) -> None:
+        self._listeners.append(listener)
+
+    def add_commit_hook(self, hook: CommitHook) -> None:
+        self._commit_hooks.append(hook)
+
+    async def record(self, event: EventRecord) -> None:
+        """Return once `event` is committed; raise if it could not be."""
+        if self._closed:
+            raise RecorderClosed("the server is shutting down")
+        if not self._running:
+            # No writer task (a CLI command, a test): commit this one alone.
+            await self._commit([event])
+            return
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait((event, done))
+        await done
+
+    async def run(self, started: asyncio.Event | None = None) -> None:
+        """The writer loop; returns after `close()` once every queued event is committed."""
+        self._running = True
+        if started is not None:
+            started.set()
+        try:
+            while True:
+                first = await self._queue.get()
+                if first is None:
+                    break
+                batch = [first]
+                stop = False
+                while len(batch) < self._max_batch and not self._queue.empty():
+                    item = self._queue.get_nowait()
+                    if item is None:
+                        stop = True
+                        break
+                    batch.append(item)
+                await self._commit_batch(batch)
+                if stop:
+                    break
+        finally:
+            self._running = False
+            # Anything still queued (cancelled mid-way) is committed alone, never dropped.
+            leftover: list[_Pending] = []
+            while not self._queue.empty():
+                item = self._queue.get_nowait()
+                if item is not None:
+                    leftover.append(item)
+            if leftover:
+                await self._commit_batch(leftover)
+
+    async def close(self) -> None:
+        """Stop taking events and let the writer flush what it has."""
+        if not self._closed:
+            self._closed = True
+            self._queue.put_nowait(None)
+
+    async def _commit_batch(self, batch: list[_Pending]) -> None:
+        events = [event for event, _ in batch]
+        try:
+            await self._commit(events)
+        except Exception as exc:
+            log.exception("could not record %d event(s)", len(events))
+            for _, done in batch:
+                if not done.done():
+                    done.set_exception(exc)
+            return
+        for _, done in batch:
+            if not done.done():
+                done.set_result(None)
+
+    async def _commit(self, events: Sequence[EventRecord]) -> None:
+        async with self._db.transaction() as session:
+            await session.execute(insert(Event), [e.as_row() for e in events])
+            for listener in self._listeners:
+                await listener(session, events)
+        for hook in self._commit_hooks:
+            try:
+                hook(events)
+            except Exception:
+                log.exception("event commit hook failed")

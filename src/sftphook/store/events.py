@@ -1,0 +1,45 @@
+"""Queries on recorded events."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from sftphook.store.models import Event
+
+
+async def list_for(
+    session: AsyncSession,
+    organization_id: str,
+    *,
+    topic: str | None = None,
+    path_prefix: str | None = None,
+    before: tuple[int, str] | None = None,
+    after_created_at: int | None = None,
+    limit: int = 50,
+) -> list[Event]:
+    """Newest first. `before` is the (created_at, id) of the last row of the previous page."""
+    query = select(Event).where(Event.organization_id == organization_id)
+    if topic:
+        query = query.where(Event.topic == topic)
+    if path_prefix:
+        escaped = path_prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        query = query.where(Event.path.like(escaped + "%", escape="\\"))
+    if before is not None:
+        created_at, event_id = before
+        query = query.where(
+            (Event.created_at < created_at)
+            | ((Event.created_at == created_at) & (Event.id < event_id))
+        )
+    if after_created_at is not None:
+        query = query.where(Event.created_at > after_created_at)
+    query = query.order_by(Event.created_at.desc(), Event.id.desc()).limit(limit)
+    result = await session.execute(query)
+    return list(result.scalars())
+
+
+async def get(session: AsyncSession, organization_id: str, event_id: str) -> Event | None:
+    result = await session.execute(
+        select(Event).where(Event.organization_id == organization_id, Event.id == event_id)
+    )
+    return result.scalar_one_or_none()

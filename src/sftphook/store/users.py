@@ -1,0 +1,28 @@
+"""Queries on SFTP users; every one but the login lookup is scoped by organization."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from sftphook.store.models import User
+
+
+async def by_username(session: AsyncSession, username: str) -> User | None:
+    """The login lookup: usernames are unique across organizations."""
+    result = await session.execute(select(User).where(User.username == username))
+    return result.scalar_one_or_none()
+
+
+async def get(session: AsyncSession, organization_id: str, username: str) -> User | None:
+    result = await session.execute(
+        select(User).where(User.organization_id == organization_id, User.username == username)
+    )
+    return result.scalar_one_or_none()
+
+
+async def list_for(session: AsyncSession, organization_id: str) -> list[User]:
+    result = await session.execute(
+        select(User).where(User.organization_id == organization_id).order_by(User.username)
+    )
+    return list(result.scalars())

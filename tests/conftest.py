@@ -1,0 +1,47 @@
+"""Fixtures shared by every test: settings in a temporary data directory, a migrated App."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from sftphook.app import App
+from sftphook.config import Settings
+
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def require_binary(name: str) -> str:
+    """The path of an external client; missing is a skip on a laptop and a failure in CI."""
+    path = shutil.which(name)
+    if path is None:
+        message = f"{name} is not installed (the CI script installs it)"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings.load(
+        data_dir=tmp_path / "data",
+        sftp={"host": "127.0.0.1", "port": 0},
+        http={"host": "127.0.0.1", "port": 0},
+        webhooks={"allow_http": True, "allowed_networks": ["127.0.0.0/8", "::1/128"]},
+    )
+
+
+@pytest.fixture
+async def app(settings: Settings) -> AsyncIterator[App]:
+    """A prepared App (schema and default organization) without running servers."""
+    application = App(settings)
+    await application.prepare()
+    try:
+        yield application
+    finally:
+        await application.db.close()
