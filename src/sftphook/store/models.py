@@ -181,7 +181,8 @@ class Delivery(Base):
     kind: Mapped[str] = mapped_column(String(16), default="event")
     # pending | retrying | succeeded | failed | held (webhook paused)
     status: Mapped[str] = mapped_column(String(16), default="pending")
-    # The exact body sent, kept so that every attempt and re-send signs the same bytes.
+    # What a delivery without a stored event sends (a ping's webhook snapshot, as JSON); event
+    # deliveries build their body from the event at each attempt (Metadata.Attempt.Id differs).
     payload: Mapped[bytes | None] = mapped_column(LargeBinary, default=None)
     attempt_count: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[int | None] = mapped_column(default=now_ms)
@@ -205,9 +206,12 @@ class Attempt(Base):
     )
     created_at: Mapped[int] = mapped_column(default=now_ms)
     duration_ms: Mapped[float | None] = mapped_column(default=None)
+    # 1 for the first try of a delivery, 2 for the next, ...
+    number: Mapped[int] = mapped_column(Integer, default=1)
     request_url: Mapped[str] = mapped_column(String(2048))
     # Secrets masked before they are stored.
     request_headers: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    request_body: Mapped[bytes | None] = mapped_column(LargeBinary, default=None)
     response_status: Mapped[int | None] = mapped_column(Integer, default=None)
     response_headers: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
     # The first 64 KiB of the response body.

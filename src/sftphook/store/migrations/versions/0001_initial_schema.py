@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-28 12:47:55.758789
+Create Date: 2026-11-28 12:51:18.541585
 """
 
 from collections.abc import Sequence
@@ -183,8 +183,10 @@ def upgrade() -> None:
         sa.Column("delivery_id", sa.String(length=36), nullable=False),
         sa.Column("created_at", sa.BigInteger(), nullable=False),
         sa.Column("duration_ms", sa.Double(), nullable=True),
+        sa.Column("number", sa.Integer(), nullable=False),
         sa.Column("request_url", sa.String(length=2048), nullable=False),
         sa.Column("request_headers", sa.JSON(), nullable=False),
+        sa.Column("request_body", sa.LargeBinary(), nullable=True),
         sa.Column("response_status", sa.Integer(), nullable=True),
         sa.Column("response_headers", sa.JSON(), nullable=True),
         sa.Column("response_body", sa.LargeBinary(), nullable=True),

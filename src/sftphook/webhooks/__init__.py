@@ -1,0 +1,1 @@
+"""Webhooks: payloads, signatures, URL safety and the delivery engine. Knows nothing of SFTP."""
