@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
@@ -45,3 +47,30 @@ async def app(settings: Settings) -> AsyncIterator[App]:
         yield application
     finally:
         await application.db.close()
+
+
+@asynccontextmanager
+async def serving(settings: Settings, roles: frozenset[str]) -> AsyncIterator[App]:
+    """Run an App's roles in the current event loop until the block ends (ports are ephemeral:
+    read `app.sftp.port` and `app.http_port`)."""
+    application = App(settings)
+    ready = asyncio.Event()
+    task = asyncio.create_task(application.serve(roles, ready=ready, install_signal_handlers=False))
+    ready_wait = asyncio.create_task(ready.wait())
+    done, _ = await asyncio.wait({task, ready_wait}, return_when=asyncio.FIRST_COMPLETED)
+    if task in done:
+        ready_wait.cancel()
+        task.result()  # raises what stopped the server
+        raise RuntimeError("server stopped before it was ready")
+    try:
+        yield application
+    finally:
+        application.request_stop()
+        await asyncio.wait_for(task, 60)
+
+
+@pytest.fixture
+async def http_app(settings: Settings) -> AsyncIterator[App]:
+    """An App serving HTTP only."""
+    async with serving(settings, frozenset({"http"})) as application:
+        yield application
