@@ -19,6 +19,12 @@ def hash_password(password: str) -> str:
     return _hasher.hash(password)
 
 
+async def hash_password_async(password: str) -> str:
+    # Hashing costs as much as verifying: off the event loop too, so an API call that sets a
+    # password does not stall SFTP transfers.
+    return await asyncio.to_thread(hash_password, password)
+
+
 def verify_password(password_hash: str | None, password: str) -> bool:
     if len(password) > MAX_LENGTH:
         return False
