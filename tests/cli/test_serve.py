@@ -40,7 +40,9 @@ async def test_serve_prints_where_data_lives_and_its_address_then_stops_on_ctrl_
 
 
 def test_description_names_the_sftp_address_and_host_keys(settings):
-    server = App(settings.model_copy(update={"database_url": "postgresql+asyncpg://u:hunter2@db/x"}))
+    server = App(
+        settings.model_copy(update={"database_url": "postgresql+asyncpg://u:hunter2@db/x"})
+    )
     server.sftp = types.SimpleNamespace(  # what the SFTP front exposes once it listens
         port=2222, host_key_fingerprints=["ssh-ed25519 SHA256:abc"]
     )
