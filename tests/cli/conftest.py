@@ -9,7 +9,7 @@ import subprocess
 import sys
 import termios
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -102,7 +102,7 @@ class Terminal:
 
 
 @pytest.fixture
-def terminal(cli_env: dict[str, str]) -> Callable[..., Terminal]:
+def terminal(cli_env: dict[str, str]) -> Iterator[Callable[..., Terminal]]:
     started: list[Terminal] = []
 
     def start(*args: str) -> Terminal:
