@@ -44,7 +44,7 @@ def test_description_names_the_sftp_address_and_host_keys(settings):
         settings.model_copy(update={"database_url": "postgresql+asyncpg://u:hunter2@db/x"})
     )
     server.sftp = types.SimpleNamespace(  # what the SFTP front exposes once it listens
-        port=2222, host_key_fingerprints=["ssh-ed25519 SHA256:abc"]
+        port=2222, host_key_fingerprints=[("ssh-ed25519", "SHA256:abc")]
     )
     text = "\n".join(describe(server))
     assert "SFTP      127.0.0.1:2222" in text and "sftp -P 2222 USER@127.0.0.1" in text

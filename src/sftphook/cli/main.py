@@ -97,12 +97,12 @@ def describe(server: App) -> list[str]:
     sftp = getattr(server, "sftp", None)
     if sftp is not None:
         host = settings.sftp.host
-        port = getattr(sftp, "port", settings.sftp.port)
+        port = sftp.port
         shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
         lines.append(f"  SFTP      {host}:{port}   (try: sftp -P {port} USER@{shown})")
-        # The SFTP front's host key fingerprints, e.g. "ssh-ed25519 SHA256:…", one per key.
-        for fingerprint in getattr(sftp, "host_key_fingerprints", ()):
-            lines.append(f"  host key  {fingerprint}")
+        # (algorithm, "SHA256:…") per host key, as `ssh` shows them on first connection.
+        for algorithm, fingerprint in sftp.host_key_fingerprints:
+            lines.append(f"  host key  {algorithm} {fingerprint}")
     if getattr(server, "http_server", None) is not None:
         base = settings.http.public_url or f"http://{settings.http.host}:{server.http_port}"
         lines.append(f"  HTTP      {base.rstrip('/')}/   (API: /api/v1, docs: /api/v1/docs)")
