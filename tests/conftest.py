@@ -5,16 +5,21 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import asyncpg
 import pytest
 
 from sftphook.app import App
 from sftphook.config import Settings
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+POSTGRES_ADMIN_DSN = os.environ.get(
+    "SFTPHOOK_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
 
 
 def require_binary(name: str) -> str:
@@ -74,3 +79,31 @@ async def http_app(settings: Settings) -> AsyncIterator[App]:
     """An App serving HTTP only."""
     async with serving(settings, frozenset({"http"})) as application:
         yield application
+
+
+@asynccontextmanager
+async def postgres_database() -> AsyncIterator[str]:
+    """Create a database on the test server, yield its SQLAlchemy URL, drop it afterwards."""
+    try:
+        admin = await asyncpg.connect(POSTGRES_ADMIN_DSN, timeout=5)
+    except (OSError, asyncpg.PostgresError) as exc:
+        message = f"PostgreSQL is not reachable at {POSTGRES_ADMIN_DSN}: {exc}"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+    name = f"sftphook_test_{uuid.uuid4().hex[:12]}"
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        base = POSTGRES_ADMIN_DSN.rsplit("/", 1)[0].replace(
+            "postgresql://", "postgresql+asyncpg://", 1
+        )
+        yield f"{base}/{name}"
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+@pytest.fixture
+async def postgres_url() -> AsyncIterator[str]:
+    async with postgres_database() as url:
+        yield url
