@@ -6,7 +6,7 @@ import asyncio
 import os
 import shutil
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -15,6 +15,8 @@ import pytest
 
 from sftphook.app import App
 from sftphook.config import Settings
+from tests.support import radosgw as radosgw_support
+from tests.support.radosgw import Radosgw
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 POSTGRES_ADMIN_DSN = os.environ.get(
@@ -107,3 +109,19 @@ async def postgres_database() -> AsyncIterator[str]:
 async def postgres_url() -> AsyncIterator[str]:
     async with postgres_database() as url:
         yield url
+
+
+@pytest.fixture(scope="session")
+def radosgw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Radosgw]:
+    """A real S3-compatible server (Ceph radosgw) on 127.0.0.1, shared by the session."""
+    missing = radosgw_support.missing_binaries()
+    if missing:
+        message = f"Ceph's radosgw is not installed (missing {', '.join(missing)})"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+    gateway = radosgw_support.start(tmp_path_factory.mktemp("ceph"))
+    try:
+        yield gateway
+    finally:
+        gateway.stop()
