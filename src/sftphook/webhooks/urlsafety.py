@@ -59,38 +59,38 @@ def _table(*rows: tuple[str, str]) -> tuple[tuple[IPNetwork, str], ...]:
 
 # IANA's special-purpose registries: none of these is a place a webhook may go.
 _IPV4_SPECIAL = _table(
-    ("0.0.0.0/8", '"this network" (unspecified)'),
-    ("10.0.0.0/8", "private"),
-    ("100.64.0.0/10", "shared (CGNAT)"),
-    ("127.0.0.0/8", "loopback"),
-    ("169.254.0.0/16", "link-local"),
-    ("172.16.0.0/12", "private"),
-    ("192.0.0.0/24", "IETF protocol assignment"),
-    ("192.0.2.0/24", "documentation"),
-    ("192.88.99.0/24", "6to4 relay anycast"),
-    ("192.168.0.0/16", "private"),
-    ("198.18.0.0/15", "benchmarking"),
-    ("198.51.100.0/24", "documentation"),
-    ("203.0.113.0/24", "documentation"),
-    ("224.0.0.0/4", "multicast"),
-    ("255.255.255.255/32", "broadcast"),
-    ("240.0.0.0/4", "reserved"),
+    ("0.0.0.0/8", 'an unspecified ("this network") address'),
+    ("10.0.0.0/8", "a private address"),
+    ("100.64.0.0/10", "a shared (CGNAT) address"),
+    ("127.0.0.0/8", "a loopback address"),
+    ("169.254.0.0/16", "a link-local address"),
+    ("172.16.0.0/12", "a private address"),
+    ("192.0.0.0/24", "an address for IETF protocol assignments"),
+    ("192.0.2.0/24", "a documentation address"),
+    ("192.88.99.0/24", "a 6to4 relay anycast address"),
+    ("192.168.0.0/16", "a private address"),
+    ("198.18.0.0/15", "a benchmarking address"),
+    ("198.51.100.0/24", "a documentation address"),
+    ("203.0.113.0/24", "a documentation address"),
+    ("224.0.0.0/4", "a multicast address"),
+    ("255.255.255.255/32", "a broadcast address"),
+    ("240.0.0.0/4", "a reserved address"),
 )
 _IPV6_SPECIAL = _table(
-    ("::/128", "unspecified"),
-    ("::1/128", "loopback"),
-    ("::/96", "IPv4-compatible (deprecated)"),
-    ("64:ff9b:1::/48", "local-use NAT64"),
-    ("100::/64", "discard-only"),
-    ("2001::/32", "Teredo"),
-    ("2001:db8::/32", "documentation"),
-    ("2001::/23", "IETF protocol assignment"),
-    ("3fff::/20", "documentation"),
-    ("5f00::/16", "SRv6 segment identifier"),
-    ("fc00::/7", "unique-local"),
-    ("fe80::/10", "link-local"),
-    ("fec0::/10", "site-local (deprecated)"),
-    ("ff00::/8", "multicast"),
+    ("::/128", "an unspecified address"),
+    ("::1/128", "a loopback address"),
+    ("::/96", "an IPv4-compatible (deprecated) address"),
+    ("64:ff9b:1::/48", "a local-use NAT64 address"),
+    ("100::/64", "a discard-only address"),
+    ("2001::/32", "a Teredo address"),
+    ("2001:db8::/32", "a documentation address"),
+    ("2001::/23", "an address for IETF protocol assignments"),
+    ("3fff::/20", "a documentation address"),
+    ("5f00::/16", "an SRv6 segment identifier"),
+    ("fc00::/7", "a unique-local address"),
+    ("fe80::/10", "a link-local address"),
+    ("fec0::/10", "a site-local (deprecated) address"),
+    ("ff00::/8", "a multicast address"),
 )
 _IPV6_GLOBAL_UNICAST = ipaddress.IPv6Network("2000::/3")
 _NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
@@ -125,13 +125,13 @@ def _describe(address: IPAddress, policy: UrlPolicy) -> str | None:
             return f"a {form} address leading to {ipv4}, {inner}" if inner else None
         for network, name in _IPV6_SPECIAL:
             if address in network:
-                return f"a {name} address"
+                return name
         if address not in _IPV6_GLOBAL_UNICAST:
             return "not a global unicast address"
         return None
     for network, name in _IPV4_SPECIAL:
         if address in network:
-            return f"a {name} address"
+            return name
     return None
 
 
