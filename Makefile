@@ -15,8 +15,13 @@ $(STAMP): pyproject.toml
 serve: $(STAMP)
 	$(BIN)/sftphook serve
 
-test: $(STAMP)
+test: $(STAMP) tests/js/node_modules
 	$(BIN)/pytest -q
+
+# The npm verifier the signature tests run with node (tests/js/package-lock.json pins it).
+tests/js/node_modules: tests/js/package-lock.json
+	npm ci --prefix tests/js --no-audit --no-fund
+	touch tests/js/node_modules
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
