@@ -20,8 +20,9 @@ test: $(STAMP) tests/js/node_modules
 
 # The npm verifier the signature tests run with node (tests/js/package-lock.json pins it).
 tests/js/node_modules: tests/js/package-lock.json
-	npm ci --prefix tests/js --no-audit --no-fund
-	touch tests/js/node_modules
+	@if command -v npm >/dev/null 2>&1; then \
+		npm ci --prefix tests/js --no-audit --no-fund && touch $@; \
+	else echo "npm is not installed: the Node signature tests will be skipped (CI fails them)"; fi
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
