@@ -96,7 +96,8 @@ class Printer:
 
     def line(self, text: str, style: str | None = None) -> None:
         if self._console is not None:
-            self._console.print(Text(text, style=style or ""))
+            # Long signatures wrap where the terminal wraps them, not where Rich would.
+            self._console.print(Text(text, style=style or ""), soft_wrap=True)
         else:
             print(text, file=self._stream, flush=True)
 
@@ -118,7 +119,8 @@ class Printer:
             if header is None:
                 continue
             if name == "webhook-timestamp" and header.isdigit():
-                header = f"{header} ({int(header) - received_at:+.0f} s from now)"
+                age = round(received_at - int(header))
+                header += f" ({age} s ago)" if age >= 0 else f" ({-age} s in the future)"
             self.line(f"{name}: {header}", "dim")
         authorization = request.headers.get("Authorization")
         if authorization is not None:
@@ -197,7 +199,9 @@ async def serve(
     printer: Printer,
 ) -> None:
     """Run until SIGINT or SIGTERM, then stop accepting and close open connections."""
-    runner = web.AppRunner(build_app(secrets, path, status, printer), access_log=None)
+    runner = web.AppRunner(
+        build_app(secrets, path, status, printer), access_log=None, shutdown_timeout=5.0
+    )
     await runner.setup()
     try:
         site = web.TCPSite(runner, host, port)
