@@ -5,6 +5,7 @@ import json
 import pytest
 from multidict import CIMultiDict, CIMultiDictProxy
 from starlette.datastructures import Headers
+from werkzeug.datastructures import EnvironHeaders
 
 import sftphook.receiver
 from sftphook.receiver import InvalidSignature, check_signature, verify
@@ -69,10 +70,11 @@ def test_each_scheme_alone_is_enough():
         lambda h: {k.lower(): v for k, v in h.items()},
         lambda h: CIMultiDictProxy(CIMultiDict(h)),
         lambda h: Headers(headers=h),
+        lambda h: EnvironHeaders({"HTTP_" + k.upper().replace("-", "_"): v for k, v in h.items()}),
         lambda h: [(k.lower().encode(), v.encode()) for k, v in h.items()],
         lambda h: list(h.items()),
     ],
-    ids=["upper-dict", "lower-dict", "aiohttp", "starlette", "asgi-raw", "pairs"],
+    ids=["upper-dict", "lower-dict", "aiohttp", "starlette", "flask", "asgi-raw", "pairs"],
 )
 def test_headers_are_found_whatever_their_case_and_container(wrap):
     secret = signing.generate_secret()
