@@ -136,6 +136,8 @@ async def test_the_connect_time_resolver_refuses_the_same_hosts(host, word):
         "8.8.8.8",
         "1.1.1.1:8443",
         "[2606:4700:4700::1111]",
+        "[2606:4700:4700::1111]:8443",
+        "EXAMPLE.com",
         "[::ffff:8.8.8.8]",
         "[64:ff9b::8.8.8.8]",
         "[2002:808:808::1]",
