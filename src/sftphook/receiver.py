@@ -207,8 +207,8 @@ def check_signature(
                 reasons.append(reason)
                 break
     if not reasons:
-        wanted = [*(["webhook-signature"] if "standard" in schemes else [])]
-        wanted += list(_HUB_HEADERS) if "hub" in schemes else []
+        wanted = ["webhook-signature"] if "standard" in schemes else []
+        wanted += _HUB_HEADERS if "hub" in schemes else ()
         reasons.append(f"no signature header (expected {' or '.join(wanted)})")
     raise InvalidSignature(reasons)
 
