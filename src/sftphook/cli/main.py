@@ -11,7 +11,7 @@ import typer
 
 from sftphook import __version__
 from sftphook.app import ROLES, App
-from sftphook.cli import context
+from sftphook.cli import context, listen
 from sftphook.retention import Pruner
 from sftphook.store.retention import PruneCounts
 
@@ -24,6 +24,7 @@ app = typer.Typer(
 )
 db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+app.command("listen")(listen.listen)
 
 
 def _version(value: bool) -> None:
