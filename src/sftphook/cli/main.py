@@ -12,11 +12,13 @@ from sqlalchemy.engine import make_url
 
 from sftphook import __version__
 from sftphook.app import ROLES, App
-from sftphook.cli import context
+from sftphook.cli import context, listen
 from sftphook.cli.events import events_app
 from sftphook.cli.orgs import orgs_app
 from sftphook.cli.tokens import tokens_app
 from sftphook.cli.users import users_app
+from sftphook.retention import Pruner
+from sftphook.store.retention import PruneCounts
 
 app = typer.Typer(
     name="sftphook",
@@ -31,6 +33,7 @@ app.add_typer(users_app, name="users")
 app.add_typer(orgs_app, name="orgs")
 app.add_typer(tokens_app, name="tokens")
 app.add_typer(events_app, name="events")
+app.command("listen")(listen.listen)
 
 
 def _version(value: bool) -> None:
@@ -118,6 +121,29 @@ def db_upgrade() -> None:
 
     context.run(work)
     print("database is up to date")
+
+
+@app.command()
+def prune(
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Show what would be removed; remove nothing.")
+    ] = False,
+) -> None:
+    """Remove delivery data and events past their retention windows (the server also does this
+    hourly)."""
+    settings = context.load_settings()
+
+    async def work(app: App) -> PruneCounts:
+        pruner = Pruner(app.db, app.settings.retention)
+        return await (pruner.preview() if dry_run else pruner.prune())
+
+    counts = context.run(work)
+    verb = "would remove" if dry_run else "removed"
+    print(
+        f"{verb} {counts.deliveries} deliveries, {counts.attempts} attempts and "
+        f"{counts.events} events (windows: deliveries {settings.retention.deliveries_days:g} "
+        f"days, events {settings.retention.events_days:g} days)"
+    )
 
 
 def main() -> None:
