@@ -9,6 +9,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from sftphook.api.schemas import Problem
 from sftphook.errors import SftphookError
 
 PROBLEM_JSON = "application/problem+json"
@@ -75,8 +76,6 @@ _DESCRIPTIONS = {
 
 def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI entries for the problem responses a route can give."""
-    from sftphook.api.schemas import Problem
-
     return {status: {"model": Problem, "description": _DESCRIPTIONS[status]} for status in statuses}
 
 
