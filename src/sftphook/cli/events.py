@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import os
 import sys
 from collections.abc import Iterable
 from typing import Annotated
@@ -62,9 +62,13 @@ def list_events(
     prefix = path_prefix.lstrip("/") if path_prefix else None
     topic_name = str(topic) if topic else None
     if follow:
-        # Ctrl-C is how following ends: not an error, no traceback.
-        with contextlib.suppress(KeyboardInterrupt):
+        try:
             context.run(lambda app: _follow(app, org, topic_name, prefix, limit))
+        except KeyboardInterrupt:
+            pass  # Ctrl-C is how following ends: not an error, no traceback
+        except BrokenPipeError:
+            # The reader went away (`| head`): stop quietly, and let the exit flush go nowhere.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return
 
     async def work(app: App) -> list[Event]:
