@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from fastapi import FastAPI
 
 from sftphook import __version__
-from sftphook.api import health, problems
+from sftphook.api import deliveries, health, metrics, problems, webhooks
 
 if TYPE_CHECKING:
     from sftphook.app import App
@@ -24,4 +24,7 @@ def create_app(app: App) -> FastAPI:
     api.state.sftphook = app
     problems.install(api)
     api.include_router(health.router)
+    api.include_router(metrics.router)
+    api.include_router(webhooks.router)
+    api.include_router(deliveries.router)
     return api

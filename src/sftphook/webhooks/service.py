@@ -8,6 +8,7 @@ answers. Views carry the authorization value masked.
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import json
 import logging
 from collections.abc import Callable, Mapping, Sequence
@@ -537,3 +538,22 @@ class WebhookService:
         if webhook is None:
             raise NotFound(f"no webhook with id {webhook_id!r}")
         return webhook
+
+
+def parse_time(value: str | int | None, *, field: str) -> int | None:
+    """A point in time from the API or the CLI: epoch milliseconds, or ISO 8601 (UTC unless it
+    says otherwise)."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, int) or value.isdigit():
+        return int(value)
+    try:
+        when = datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise InvalidInput(
+            f"{field} must be epoch milliseconds or an ISO 8601 time such as 2026-01-31T12:00:00Z",
+            field=field,
+        ) from exc
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=datetime.UTC)
+    return int(when.timestamp() * 1000)
