@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from typing import Any
 
-from sqlalchemy import and_, delete, exists, false, func, or_, select, update
+from sqlalchemy import and_, delete, false, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -36,13 +36,24 @@ async def claim(
     delivery of that webhook is still active (pending, retrying or in flight), which keeps one
     in flight, in event order. Pings and manual re-sends are not ordered.
     """
-    prior = aliased(Delivery)
-    blocked = exists().where(
-        prior.webhook_id == Delivery.webhook_id,
-        prior.kind == "event",
-        prior.status.in_(ACTIVE),
-        prior.sequence < Delivery.sequence,
-    )
+    # The head of an ordered webhook's queue: its first active event delivery. Looked up per
+    # status so that each lookup is one seek in ix_deliveries_webhook_head.
+    heads = []
+    for status in ACTIVE:
+        prior = aliased(Delivery)
+        first = (
+            select(prior.sequence)
+            .where(
+                prior.webhook_id == Delivery.webhook_id,
+                prior.kind == "event",
+                prior.status == status,
+            )
+            .order_by(prior.sequence)
+            .limit(1)
+            .scalar_subquery()
+        )
+        heads.append(or_(first.is_(None), Delivery.sequence <= first))
+    is_head = and_(*heads)
     candidates = (
         select(Delivery.id)
         .join(Webhook, Webhook.id == Delivery.webhook_id)
@@ -50,7 +61,7 @@ async def claim(
             Delivery.status.in_(ACTIVE),
             Delivery.next_attempt_at <= now,
             _lease_free(now),
-            or_(Delivery.kind != "event", Webhook.ordered == false(), ~blocked),
+            or_(Delivery.kind != "event", Webhook.ordered == false(), is_head),
         )
         .order_by(Delivery.next_attempt_at, Delivery.sequence)
         .limit(limit)

@@ -315,10 +315,12 @@ class DeliveryEngine:
         task.add_done_callback(self._sent)
 
     def _sent(self, task: asyncio.Task[None]) -> None:
+        was_full = len(self._inflight) >= self._settings.workers
         self._inflight.pop(task, None)
         if not task.cancelled() and task.exception() is not None:
             log.error("delivery task failed", exc_info=task.exception())
-        self._wake.set()
+        if was_full:  # the dispatcher waits for a free slot
+            self._wake.set()
 
     async def attempt(self, job: Job) -> AttemptResult:
         """Send one attempt of `job` (no store access)."""
