@@ -52,7 +52,7 @@ async def claim(
             .limit(1)
             .scalar_subquery()
         )
-        heads.append(or_(first.is_(None), Delivery.sequence <= first))
+        heads.append(Delivery.sequence <= func.coalesce(first, Delivery.sequence))
     is_head = and_(*heads)
     candidates = (
         select(Delivery.id)
