@@ -102,3 +102,29 @@ async def test_resends_do_not_count_toward_auto_pause_and_bulk_resend_picks_fail
             assert view.kind == "redelivery" and view.status == "succeeded"
         bodies = {r.json()["Id"] for r in receiver.requests}
         assert len(bodies) == 2  # the same two events, sent again
+
+
+async def test_completed_deliveries_past_retention_are_pruned(app, receiver):
+    from sqlalchemy import update
+
+    from sftphook.store.models import Delivery
+
+    org = await org_id(app)
+    hook, _ = await app.webhooks.create(
+        org, nickname="old", url=receiver.url, topics=["file.created"]
+    )
+    for i in range(3):
+        await app.recorder.record(file_event(org, path=f"{i}"))
+    rows, _ = await app.webhooks.list_deliveries(org, hook.id)
+    old = now_ms() - 31 * 86_400_000
+    async with app.db.transaction() as s:
+        await s.execute(
+            update(Delivery)
+            .where(Delivery.id.in_([rows[0].id, rows[1].id]))
+            .values(created_at=old, status="succeeded")
+        )
+        # Old but not finished: kept.
+        await s.execute(update(Delivery).where(Delivery.id == rows[2].id).values(created_at=old))
+    assert await app.engine.prune() == 2
+    left, _ = await app.webhooks.list_deliveries(org, hook.id)
+    assert [d.id for d in left] == [rows[2].id]

@@ -51,6 +51,7 @@ log = logging.getLogger(__name__)
 # How long the dispatcher sleeps at most when nothing woke it (work from another process).
 SAFETY_INTERVAL = 2.0
 WRITE_BATCH = 256
+PRUNE_INTERVAL = 3600.0
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -130,6 +131,7 @@ class DeliveryEngine:
         safety_interval: float = SAFETY_INTERVAL,
         rng: random.Random | None = None,
         clock: Callable[[], int] = now_ms,
+        retention_days: float | None = None,
     ) -> None:
         self._db = db
         self._settings = settings
@@ -155,6 +157,9 @@ class DeliveryEngine:
         self._finished = asyncio.Event()
         self._running = False
         self._secret_cache: dict[str, str] = {}
+        # Completed deliveries (with their attempts) older than this are pruned; None keeps all.
+        self._retention_days = retention_days
+        self._stop_signal = asyncio.Event()
 
     # Signals
 
@@ -172,7 +177,9 @@ class DeliveryEngine:
         """Dispatch until `stop()`; returns once in-flight work is drained and recorded."""
         self._running = True
         self._finished.clear()
+        self._stop_signal.clear()
         writer = asyncio.create_task(self._write_loop(), name="webhook-writer")
+        sweeper = asyncio.create_task(self._prune_loop(), name="webhook-pruner")
         if started is not None:
             started.set()
         cancelled: list[Job] = []
@@ -187,6 +194,8 @@ class DeliveryEngine:
                     task.cancel()
                 await asyncio.gather(*pending, return_exceptions=True)
         finally:
+            sweeper.cancel()
+            await asyncio.gather(sweeper, return_exceptions=True)
             for task, job in list(self._inflight.items()):
                 if not task.done():
                     task.cancel()
@@ -203,9 +212,35 @@ class DeliveryEngine:
         """Stop claiming, wait up to `deadline` seconds for in-flight sends, cancel the rest."""
         self._drain_deadline = deadline
         self._stopping = True
+        self._stop_signal.set()
         self._wake.set()
         if self._running:
             await self._finished.wait()
+
+    async def prune(self) -> int:
+        """Delete completed deliveries older than the retention period; returns how many."""
+        if self._retention_days is None:
+            return 0
+        before = self._clock() - round(self._retention_days * 86_400_000)
+        async with self._db.transaction() as s:
+            count = await delivery_store.prune_completed(s, before)
+        if count:
+            log.info(
+                "pruned %d completed deliveries older than %g days", count, self._retention_days
+            )
+        return count
+
+    async def _prune_loop(self) -> None:
+        while not self._stopping:
+            try:
+                await self.prune()
+            except Exception:
+                log.exception("could not prune old deliveries")
+            try:
+                async with asyncio.timeout(PRUNE_INTERVAL):
+                    await self._stop_signal.wait()
+            except TimeoutError:
+                pass
 
     async def _release(self, jobs: Sequence[Job]) -> None:
         try:
