@@ -12,15 +12,25 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from typing import Any
 
-from sqlalchemy import and_, delete, false, func, or_, select, update
+from sqlalchemy import and_, delete, false, func, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
 from sftphook.store.models import Attempt, Delivery, Webhook
 
+# PostgreSQL channel on which new due work is announced to every node's workers.
+CHANNEL = "sftphook_deliveries"
+
 ACTIVE = ("pending", "retrying")
 FINAL = ("succeeded", "failed", "skipped")
 STATUSES = ("pending", "retrying", "succeeded", "failed", "held", "skipped")
+
+
+async def announce(session: AsyncSession) -> None:
+    """Tell the workers of every node that deliveries are due, when this transaction commits
+    (PostgreSQL NOTIFY; on SQLite there is one node and the commit hook wakes it)."""
+    if session.get_bind().dialect.name == "postgresql":
+        await session.execute(text(f"NOTIFY {CHANNEL}"))
 
 
 def _lease_free(now: int) -> Any:

@@ -180,6 +180,7 @@ class DeliveryEngine:
         self._stop_signal.clear()
         writer = asyncio.create_task(self._write_loop(), name="webhook-writer")
         sweeper = asyncio.create_task(self._prune_loop(), name="webhook-pruner")
+        listener = asyncio.create_task(self._listen(), name="webhook-listener")
         if started is not None:
             started.set()
         cancelled: list[Job] = []
@@ -195,7 +196,8 @@ class DeliveryEngine:
                 await asyncio.gather(*pending, return_exceptions=True)
         finally:
             sweeper.cancel()
-            await asyncio.gather(sweeper, return_exceptions=True)
+            listener.cancel()
+            await asyncio.gather(sweeper, listener, return_exceptions=True)
             for task, job in list(self._inflight.items()):
                 if not task.done():
                     task.cancel()
@@ -241,6 +243,29 @@ class DeliveryEngine:
                     await self._stop_signal.wait()
             except TimeoutError:
                 pass
+
+    async def _listen(self) -> None:
+        """On PostgreSQL, wake on NOTIFY from any node (events, pings, re-sends elsewhere)."""
+        if self._db.is_sqlite:
+            return
+        while not self._stopping:
+            try:
+                async with self._db.engine.connect() as conn:
+                    raw = await conn.get_raw_connection()
+                    driver = raw.driver_connection
+                    if driver is None or not hasattr(driver, "add_listener"):
+                        return
+                    await driver.add_listener(delivery_store.CHANNEL, self.wake)
+                    try:
+                        await self._stop_signal.wait()
+                    finally:
+                        await driver.remove_listener(delivery_store.CHANNEL, self.wake)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.warning("lost the delivery notification channel; listening again in 5 s")
+                self._wake.set()
+                await asyncio.sleep(5)
 
     async def _release(self, jobs: Sequence[Job]) -> None:
         try:

@@ -375,6 +375,7 @@ class WebhookService:
             await s.flush()
             if deliver_held:
                 count = await delivery_store.release_held(s, webhook.id, now)
+                await delivery_store.announce(s)
             else:
                 count = await delivery_store.skip_held(s, webhook.id, now)
         self.notify()
@@ -412,6 +413,7 @@ class WebhookService:
                 now=now,
             )
             await s.execute(insert(Delivery), [row])
+            await delivery_store.announce(s)
             delivery = await s.get(Delivery, row["id"])
             assert delivery is not None
         self.notify()
@@ -480,6 +482,7 @@ class WebhookService:
                 raise NotFound(f"no delivery with id {delivery_id!r}")
             row = self._redelivery_row(original, now_ms())
             await s.execute(insert(Delivery), [row])
+            await delivery_store.announce(s)
             delivery = await s.get(Delivery, row["id"])
             assert delivery is not None
         self.notify()
@@ -515,6 +518,7 @@ class WebhookService:
                 rows = [self._redelivery_row(originals[i], now) for i in part if i in originals]
                 if rows:
                     await s.execute(insert(Delivery), rows)
+                    await delivery_store.announce(s)
             created.extend(r["id"] for r in rows)
             self.notify()
             if progress is not None:
