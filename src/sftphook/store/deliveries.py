@@ -115,6 +115,16 @@ async def by_ids(session: AsyncSession, delivery_ids: Collection[str]) -> dict[s
     return {d.id: d for d in result.scalars()}
 
 
+async def lease_owners(
+    session: AsyncSession, delivery_ids: Collection[str]
+) -> dict[str, str | None]:
+    """Who holds each delivery's lease (a missing id: the delivery no longer exists)."""
+    result = await session.execute(
+        select(Delivery.id, Delivery.lease_owner).where(Delivery.id.in_(list(delivery_ids)))
+    )
+    return {row[0]: row[1] for row in result.all()}
+
+
 async def release_leases(session: AsyncSession, leases: Collection[tuple[str, str]]) -> None:
     """Give back (delivery id, lease token) leases of cancelled work, so it is due again at once."""
     for delivery_id, token in leases:
