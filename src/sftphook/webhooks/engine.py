@@ -336,10 +336,12 @@ class DeliveryEngine:
             if not claimed:
                 return []
             event_ids = [d.event_id for d in claimed if d.event_id]
-            events: dict[str, Event] = {}
+            events: dict[str, Any] = {}
             if event_ids:
-                rows = await s.execute(select(Event).where(Event.id.in_(event_ids)))
-                events = {e.id: e for e in rows.scalars()}
+                rows = await s.execute(
+                    select(*Event.__table__.columns).where(Event.id.in_(event_ids))
+                )
+                events = {e.id: e for e in rows.all()}
             hooks = await webhook_store.by_ids(s, {d.webhook_id for d in claimed})
         jobs: list[Job] = []
         for d in claimed:
