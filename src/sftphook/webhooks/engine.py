@@ -453,15 +453,19 @@ class DeliveryEngine:
                     stop = True
                     break
                 batch.append(item)
+            decisions: list[Decision | None] = []
             try:
-                await self.record(batch)
+                decisions = await self.record(batch)
             except Exception:
                 # The leases stay and expire: the deliveries are sent again, never lost.
                 log.exception("could not record %d attempt(s)", len(batch))
             self._unrecorded -= len(batch)
-            # A strictly ordered webhook's next delivery is due now that this one is recorded.
-            if any(r.job.ordered for r in batch) or (
-                self._starved and self._free() >= self._batch_threshold
+            # Wake the dispatcher when this changes what is due: a strictly ordered webhook's
+            # next delivery, a retry it does not know the time of yet, or slots it waits for.
+            if (
+                any(r.job.ordered for r in batch)
+                or any(d is not None and d.verdict == Verdict.RETRY for d in decisions)
+                or (self._starved and self._free() >= self._batch_threshold)
             ):
                 self._wake.set()
             if stop:
