@@ -141,13 +141,9 @@ class DeliveryEngine:
         self._settings = settings
         self._box = box
         self._metrics = metrics
-        self._transport: Transport = transport or AiohttpTransport(
-            UrlPolicy.from_settings(settings.allow_http, settings.allowed_networks),
-            timeout=settings.timeout,
-            ca_bundle=settings.ca_bundle,
-            max_body=settings.max_response_body,
-            connections=settings.workers,
-        )
+        # Built when first needed: a CLI command that never sends never reads the CA bundle.
+        self._transport_given = transport
+        self._transport_built: Transport | None = None
         self._safety = safety_interval
         self._rng = rng or random.Random()
         self._clock = clock
@@ -169,6 +165,26 @@ class DeliveryEngine:
         self._retention_days = retention_days
         self._stop_signal = asyncio.Event()
 
+    @property
+    def _transport(self) -> Transport:
+        if self._transport_given is not None:
+            return self._transport_given
+        if self._transport_built is None:
+            settings = self._settings
+            try:
+                self._transport_built = AiohttpTransport(
+                    UrlPolicy.from_settings(settings.allow_http, settings.allowed_networks),
+                    timeout=settings.timeout,
+                    ca_bundle=settings.ca_bundle,
+                    max_body=settings.max_response_body,
+                    connections=settings.workers,
+                )
+            except (OSError, ValueError) as exc:
+                raise ValueError(
+                    f"webhooks.ca_bundle {settings.ca_bundle}: cannot load it ({exc})"
+                ) from exc
+        return self._transport_built
+
     # Signals
 
     def wake(self, *_: Any) -> None:
@@ -183,6 +199,7 @@ class DeliveryEngine:
 
     async def run(self, started: asyncio.Event | None = None) -> None:
         """Dispatch until `stop()`; returns once in-flight work is drained and recorded."""
+        self._transport  # noqa: B018 - a bad CA bundle stops the start, not every send
         self._running = True
         self._finished.clear()
         self._stop_signal.clear()
