@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import insert
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from sftphook.config import WebhookSettings
 from sftphook.errors import InvalidInput, NotFound
@@ -537,7 +538,9 @@ class WebhookService:
             now=now,
         )
 
-    async def _webhook(self, session: Any, organization_id: str, webhook_id: str) -> Webhook:
+    async def _webhook(
+        self, session: AsyncSession, organization_id: str, webhook_id: str
+    ) -> Webhook:
         webhook = await webhook_store.get(session, organization_id, webhook_id)
         if webhook is None:
             raise NotFound(f"no webhook with id {webhook_id!r}")
