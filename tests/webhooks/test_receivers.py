@@ -223,11 +223,18 @@ async def test_success_resets_the_failure_streak(settings, receiver):
 
 
 async def test_ordered_webhook_receives_events_in_order_under_load(settings, receiver):
+    concurrency = {"now": 0, "max": 0}
+
     async def jittery(request, received):
-        await asyncio.sleep(0.001 * (len(receiver.requests) % 3))
-        if len(receiver.requests) % 7 == 0:
-            return web.Response(status=503)
-        return web.Response(text="ok")
+        concurrency["now"] += 1
+        concurrency["max"] = max(concurrency["max"], concurrency["now"])
+        try:
+            await asyncio.sleep(0.001 * (len(receiver.requests) % 3))
+            if len(receiver.requests) % 7 == 0:
+                return web.Response(status=503)
+            return web.Response(text="ok")
+        finally:
+            concurrency["now"] -= 1
 
     receiver.behaviour = jittery
     async with serving(settings, WORKER) as app:
@@ -248,8 +255,8 @@ async def test_ordered_webhook_receives_events_in_order_under_load(settings, rec
 
             rows = (await s.execute(select(Delivery.event_id).order_by(Delivery.sequence))).all()
         assert succeeded_order == [r[0] for r in rows]
-        # One in flight: a request only starts after the previous one got its answer.
         assert len({r.headers["webhook-id"] for r in receiver.requests}) == 30
+        assert concurrency["max"] == 1  # one in flight at a time
 
 
 async def test_https_with_a_custom_ca_is_verified(settings, tmp_path):
