@@ -73,3 +73,33 @@ async def test_claim_send_and_record_without_sockets(app):
     assert view.status == "retrying" and view.attempt_count == 2
     assert [a.error for a in attempts] == ["connection refused", None]
     assert attempts[1].response_status == 503 and attempts[1].response_body == "busy"
+
+
+async def test_a_webhook_whose_secret_cannot_be_read_does_not_hold_up_others(app):
+    import os
+
+    from sqlalchemy import update
+
+    from sftphook.store.models import Webhook
+    from sftphook.webhooks.crypto import SecretBox
+
+    org = await org_id(app)
+    broken, _ = await app.webhooks.create(
+        org, nickname="broken", url="http://127.0.0.1:9/a", topics=["file.created"]
+    )
+    fine, _ = await app.webhooks.create(
+        org, nickname="fine", url="http://127.0.0.1:9/b", topics=["file.created"]
+    )
+    other_key = SecretBox(os.urandom(32))
+    async with app.db.transaction() as s:
+        await s.execute(
+            update(Webhook)
+            .where(Webhook.id == broken.id)
+            .values(secret_encrypted=other_key.encrypt("whsec_x"))
+        )
+    await app.recorder.record(file_event(org))
+    engine = DeliveryEngine(
+        app.db, app.settings.webhooks, app.secret_box, app.metrics, transport=ScriptedTransport([])
+    )
+    jobs = await engine.claim(10, 2_000_000_000_000)
+    assert [j.webhook_id for j in jobs] == [fine.id]

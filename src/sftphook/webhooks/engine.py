@@ -364,6 +364,13 @@ class DeliveryEngine:
         for d in claimed:
             webhook = hooks[d.webhook_id]
             event = events.get(d.event_id) if d.event_id else None
+            try:
+                secrets = self._signing_secrets(webhook, now)
+                authorization = self._decrypt(webhook.authorization_encrypted)
+            except ValueError as exc:
+                # One unreadable webhook must not hold up the others; its lease makes it wait.
+                log.error("webhook %s cannot be sent: %s", webhook.id, exc)
+                continue
             jobs.append(
                 Job(
                     delivery_id=d.id,
@@ -375,8 +382,8 @@ class DeliveryEngine:
                     lease_token=token,
                     ordered=webhook.ordered and d.kind == "event",
                     url=webhook.url,
-                    secrets=self._signing_secrets(webhook, now),
-                    authorization=self._decrypt(webhook.authorization_encrypted),
+                    secrets=secrets,
+                    authorization=authorization,
                     event=EventRecord.from_row(event) if event is not None else None,
                     ping=json.loads(d.payload) if d.payload else None,
                 )
