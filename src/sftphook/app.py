@@ -21,6 +21,11 @@ from sftphook.config import Settings
 from sftphook.events import EventRecorder
 from sftphook.retention import Pruner
 from sftphook.store import Database
+from sftphook.webhooks.crypto import open_box
+from sftphook.webhooks.engine import DeliveryEngine
+from sftphook.webhooks.fanout import fan_out
+from sftphook.webhooks.metrics import Metrics
+from sftphook.webhooks.service import WebhookService
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +40,24 @@ class App:
         self.db = Database(settings.resolved_database_url)
         self.recorder = EventRecorder(self.db)
         self.accounts = AccountService(self.db)
+        key = settings.encryption_key.get_secret_value() if settings.encryption_key else None
+        self.secret_box = open_box(key, settings.encryption_key_file)
+        self.metrics = Metrics()
+        self.engine = DeliveryEngine(
+            self.db,
+            settings.webhooks,
+            self.secret_box,
+            self.metrics,
+            retention_days=settings.retention.deliveries_days,
+        )
+        self.webhooks = WebhookService(
+            self.db, settings.webhooks, self.secret_box, notify=self.engine.wake
+        )
+        self.recorder.add_listener(fan_out)
+        self.recorder.add_commit_hook(self.engine.wake)
+        self.recorder.add_commit_hook(
+            lambda events: self.metrics.count_events(e.topic for e in events)
+        )
         self._stop = asyncio.Event()
         self._closers: list[tuple[str, Callable[[], Coroutine[Any, Any, None]]]] = []
 
@@ -125,8 +148,14 @@ class App:
         self._closers.append(("http", stop_http))
 
     async def _start_worker(self, tasks: asyncio.TaskGroup) -> None:
-        # The webhook delivery engine plugs in here.
-        return None
+        started = asyncio.Event()
+        tasks.create_task(self.engine.run(started), name="webhook-engine")
+        await started.wait()
+
+        async def stop_engine() -> None:
+            await self.engine.stop(deadline=self.settings.webhooks.timeout + 1)
+
+        self._closers.append(("worker", stop_engine))
 
     def _start_pruner(self, tasks: asyncio.TaskGroup) -> None:
         pruner = Pruner(self.db, self.settings.retention)

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from fastapi import APIRouter, FastAPI
 
 from sftphook import __version__
-from sftphook.api import events, health, problems, tokens, users
+from sftphook.api import deliveries, events, health, metrics, problems, tokens, users, webhooks
 
 if TYPE_CHECKING:
     from sftphook.app import App
@@ -32,8 +32,11 @@ def create_app(app: App) -> FastAPI:
     problems.install(api)
     problems.document(api)
     api.include_router(health.router)
+    api.include_router(metrics.router)
     v1 = APIRouter(prefix="/api/v1")
     for router in (users.router, events.router, tokens.router):
         v1.include_router(router)
     api.include_router(v1)
+    api.include_router(webhooks.router)
+    api.include_router(deliveries.router)
     return api
