@@ -48,7 +48,6 @@ class App:
             settings.webhooks,
             self.secret_box,
             self.metrics,
-            retention_days=settings.retention.deliveries_days,
         )
         self.webhooks = WebhookService(
             self.db, settings.webhooks, self.secret_box, notify=self.engine.wake

@@ -107,6 +107,7 @@ async def test_resends_do_not_count_toward_auto_pause_and_bulk_resend_picks_fail
 async def test_completed_deliveries_past_retention_are_pruned(app, receiver):
     from sqlalchemy import update
 
+    from sftphook.retention import Pruner
     from sftphook.store.models import Delivery
 
     org = await org_id(app)
@@ -121,10 +122,13 @@ async def test_completed_deliveries_past_retention_are_pruned(app, receiver):
         await s.execute(
             update(Delivery)
             .where(Delivery.id.in_([rows[0].id, rows[1].id]))
-            .values(created_at=old, status="succeeded")
+            .values(created_at=old, updated_at=old, status="succeeded")
         )
         # Old but not finished: kept.
-        await s.execute(update(Delivery).where(Delivery.id == rows[2].id).values(created_at=old))
-    assert await app.engine.prune() == 2
+        await s.execute(
+            update(Delivery).where(Delivery.id == rows[2].id).values(created_at=old, updated_at=old)
+        )
+    removed = await Pruner(app.db, app.settings.retention).prune()
+    assert removed.deliveries == 2
     left, _ = await app.webhooks.list_deliveries(org, hook.id)
     assert [d.id for d in left] == [rows[2].id]

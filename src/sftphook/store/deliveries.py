@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from typing import Any
 
-from sqlalchemy import and_, delete, false, func, or_, select, text, update
+from sqlalchemy import and_, false, func, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -275,10 +275,3 @@ async def oldest_active_created_at(session: AsyncSession) -> int | None:
         select(func.min(Delivery.created_at)).where(Delivery.status.in_(ACTIVE))
     )
     return int(value) if value is not None else None
-
-
-async def prune_completed(session: AsyncSession, before: int) -> int:
-    result = await session.execute(
-        delete(Delivery).where(Delivery.status.in_(FINAL), Delivery.created_at < before)
-    )
-    return int(getattr(result, "rowcount", 0) or 0)

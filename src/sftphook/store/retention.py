@@ -8,9 +8,8 @@ from sqlalchemy import and_, delete, exists, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
+from sftphook.store.deliveries import FINAL as FINISHED
 from sftphook.store.models import Attempt, Delivery, Event
-
-FINISHED = ("succeeded", "failed")
 
 
 @dataclasses.dataclass

@@ -54,7 +54,6 @@ log = logging.getLogger(__name__)
 # How long the dispatcher sleeps at most when nothing woke it (work from another process).
 SAFETY_INTERVAL = 2.0
 WRITE_BATCH = 256
-PRUNE_INTERVAL = 3600.0
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -135,7 +134,6 @@ class DeliveryEngine:
         safety_interval: float = SAFETY_INTERVAL,
         rng: random.Random | None = None,
         clock: Callable[[], int] = now_ms,
-        retention_days: float | None = None,
     ) -> None:
         self._db = db
         self._settings = settings
@@ -161,8 +159,6 @@ class DeliveryEngine:
         self._finished = asyncio.Event()
         self._running = False
         self._secret_cache: dict[str, str] = {}
-        # Completed deliveries (with their attempts) older than this are pruned; None keeps all.
-        self._retention_days = retention_days
         self._stop_signal = asyncio.Event()
 
     @property
@@ -204,7 +200,6 @@ class DeliveryEngine:
         self._finished.clear()
         self._stop_signal.clear()
         writer = asyncio.create_task(self._write_loop(), name="webhook-writer")
-        sweeper = asyncio.create_task(self._prune_loop(), name="webhook-pruner")
         listener = asyncio.create_task(self._listen(), name="webhook-listener")
         if started is not None:
             started.set()
@@ -220,9 +215,8 @@ class DeliveryEngine:
                     task.cancel()
                 await asyncio.gather(*pending, return_exceptions=True)
         finally:
-            sweeper.cancel()
             listener.cancel()
-            await asyncio.gather(sweeper, listener, return_exceptions=True)
+            await asyncio.gather(listener, return_exceptions=True)
             for task, job in list(self._inflight.items()):
                 if not task.done():
                     task.cancel()
@@ -243,31 +237,6 @@ class DeliveryEngine:
         self._wake.set()
         if self._running:
             await self._finished.wait()
-
-    async def prune(self) -> int:
-        """Delete completed deliveries older than the retention period; returns how many."""
-        if self._retention_days is None:
-            return 0
-        before = self._clock() - round(self._retention_days * 86_400_000)
-        async with self._db.transaction() as s:
-            count = await delivery_store.prune_completed(s, before)
-        if count:
-            log.info(
-                "pruned %d completed deliveries older than %g days", count, self._retention_days
-            )
-        return count
-
-    async def _prune_loop(self) -> None:
-        while not self._stopping:
-            try:
-                await self.prune()
-            except Exception:
-                log.exception("could not prune old deliveries")
-            try:
-                async with asyncio.timeout(PRUNE_INTERVAL):
-                    await self._stop_signal.wait()
-            except TimeoutError:
-                pass
 
     async def _listen(self) -> None:
         """On PostgreSQL, wake on NOTIFY from any node (events, pings, re-sends elsewhere)."""
