@@ -42,16 +42,37 @@ _OS_CODES = {
 }
 
 
+# The specific classes matter: SCP tells "missing" from other failures by class.
+_ERROR_CLASSES: dict[int, type[asyncssh.SFTPError]] = {
+    asyncssh.FX_NO_SUCH_FILE: asyncssh.SFTPNoSuchFile,
+    asyncssh.FX_PERMISSION_DENIED: asyncssh.SFTPPermissionDenied,
+    asyncssh.FX_FILE_ALREADY_EXISTS: asyncssh.SFTPFileAlreadyExists,
+    asyncssh.FX_BAD_MESSAGE: asyncssh.SFTPBadMessage,
+    asyncssh.FX_OP_UNSUPPORTED: asyncssh.SFTPOpUnsupported,
+    asyncssh.FX_CONNECTION_LOST: asyncssh.SFTPConnectionLost,
+}
+
+_FILE_TYPES = {
+    st.S_IFREG: asyncssh.FILEXFER_TYPE_REGULAR,
+    st.S_IFDIR: asyncssh.FILEXFER_TYPE_DIRECTORY,
+    st.S_IFLNK: asyncssh.FILEXFER_TYPE_SYMLINK,
+}
+
+
+def sftp_error(code: int, reason: str) -> asyncssh.SFTPError:
+    return _ERROR_CLASSES.get(code, asyncssh.SFTPFailure)(reason)
+
+
 def _fail(exc: BaseException, path: str) -> NoReturn:
     """Raise the SFTP status for `exc`; messages name client paths only, never host paths."""
     if isinstance(exc, SftphookError):
-        raise asyncssh.SFTPError(exc.sftp_code, exc.message) from None
+        raise sftp_error(exc.sftp_code, exc.message) from None
     if isinstance(exc, OSError):
         code = _OS_CODES.get(exc.errno or 0, asyncssh.FX_FAILURE)
         reason = exc.strerror or "operation failed"
-        raise asyncssh.SFTPError(code, f"{path}: {reason}") from None
+        raise sftp_error(code, f"{path}: {reason}") from None
     if isinstance(exc, UnicodeError):
-        raise asyncssh.SFTPError(asyncssh.FX_FAILURE, "file names must be UTF-8") from None
+        raise asyncssh.SFTPFailure("file names must be UTF-8") from None
     raise exc
 
 
@@ -69,11 +90,12 @@ def _decode(path: bytes) -> str:
     try:
         return path.decode("utf-8")
     except UnicodeDecodeError:
-        raise asyncssh.SFTPError(asyncssh.FX_FAILURE, "file names must be UTF-8") from None
+        raise asyncssh.SFTPFailure("file names must be UTF-8") from None
 
 
 def _attrs(info: FileInfo) -> asyncssh.SFTPAttrs:
     return asyncssh.SFTPAttrs(
+        type=_FILE_TYPES.get(st.S_IFMT(info.mode), asyncssh.FILEXFER_TYPE_SPECIAL),
         size=info.size,
         permissions=info.mode,
         atime=int(info.atime),
@@ -142,15 +164,13 @@ class SFTPSession(asyncssh.SFTPServer):  # type: ignore[misc]
             await self._front.recorder.record(event)
         except Exception:
             log.exception("event %s for %s could not be recorded", topic, event.path)
-            raise asyncssh.SFTPError(
-                asyncssh.FX_FAILURE, "the operation was done but could not be recorded"
+            raise asyncssh.SFTPFailure(
+                "the operation was done but could not be recorded"
             ) from None
 
     def _require(self, permission: str, path: str) -> None:
         if permission not in self._permissions:
-            raise asyncssh.SFTPError(
-                asyncssh.FX_PERMISSION_DENIED, f"{path}: you have no {permission} permission"
-            )
+            raise asyncssh.SFTPPermissionDenied(f"{path}: you have no {permission} permission")
 
     def _is_temp(self, parts: tuple[str, ...]) -> bool:
         return bool(parts) and any(
@@ -342,7 +362,7 @@ class SFTPSession(asyncssh.SFTPServer):  # type: ignore[misc]
 
     async def write(self, file_obj: object, offset: int, data: bytes) -> int:
         if not isinstance(file_obj, Upload):
-            raise asyncssh.SFTPError(asyncssh.FX_PERMISSION_DENIED, "file is open for reading")
+            raise asyncssh.SFTPPermissionDenied("file is open for reading")
         with _mapped("file"):
             return await file_obj.write(offset, data)
 
@@ -355,7 +375,7 @@ class SFTPSession(asyncssh.SFTPServer):  # type: ignore[misc]
 
     async def fsetstat(self, file_obj: object, attrs: asyncssh.SFTPAttrs) -> None:
         if not isinstance(file_obj, Upload):
-            raise asyncssh.SFTPError(asyncssh.FX_PERMISSION_DENIED, "file is open for reading")
+            raise asyncssh.SFTPPermissionDenied("file is open for reading")
         await file_obj.drain()
         with _mapped("file"):
             if attrs.size is not None:
@@ -386,7 +406,7 @@ class SFTPSession(asyncssh.SFTPServer):  # type: ignore[misc]
         if self.protocol == "SCP" and self._chan.is_closing():
             # SCP closes its file even when the connection dropped mid-transfer.
             await upload.abort()
-            raise asyncssh.SFTPError(asyncssh.FX_CONNECTION_LOST, "connection lost")
+            raise asyncssh.SFTPConnectionLost("connection lost")
         try:
             with _mapped("/".join(parts)):
                 sha = await upload.sha256()
@@ -411,11 +431,12 @@ class SFTPSession(asyncssh.SFTPServer):  # type: ignore[misc]
     async def close(self, file_obj: object) -> None:
         """A handle still open when the session ends: nothing of it is kept or reported."""
         assert isinstance(file_obj, Upload | Download)
+        if self.protocol == "SCP" and not self._chan.is_closing():
+            # SCP has no close request of its own: its file closes are the completions.
+            await self.finish(file_obj)
+            return
         self._open.discard(file_obj)
         if isinstance(file_obj, Upload):
-            if self.protocol == "SCP" and not self._chan.is_closing():
-                await self.finish(file_obj)
-                return
             await file_obj.abort()
         else:
             await file_obj.close()
