@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import os
+import shutil
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
@@ -110,14 +111,35 @@ def client_key(tmp_path: Path) -> tuple[Path, str]:
     return write_client_key(keys)
 
 
+@pytest.fixture(scope="session")
+def host_keys_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Host keys made once per test run: an RSA key takes a while to generate."""
+    from sftphook.sftp import hostkeys
+
+    directory = tmp_path_factory.mktemp("host_keys")
+    hostkeys.load_or_create(directory)
+    return directory
+
+
+def reuse_host_keys(settings: Settings, cache: Path) -> None:
+    settings.host_keys_dir.mkdir(parents=True, exist_ok=True)
+    for path in cache.iterdir():
+        shutil.copy2(path, settings.host_keys_dir / path.name)
+
+
 @pytest.fixture
-async def server(settings: Settings, client_key: tuple[Path, str]) -> AsyncIterator[Server]:
+async def server(
+    settings: Settings, client_key: tuple[Path, str], host_keys_cache: Path
+) -> AsyncIterator[Server]:
+    reuse_host_keys(settings, host_keys_cache)
     async with serving(settings, frozenset({"sftp"})) as app:
         org = await app.accounts.resolve_organization(None)
         await app.accounts.add_user(
             org.id, "alice", password=PASSWORD, public_keys=[client_key[1]]
         )
-        yield Server(app=app, port=app.sftp.port, org_id=org.id, key_file=client_key[0])
+        running = Server(app=app, port=app.sftp.port, org_id=org.id, key_file=client_key[0])
+        running.root.mkdir(parents=True, exist_ok=True)
+        yield running
 
 
 def topics(events: Sequence[Event]) -> list[tuple[str, str]]:
