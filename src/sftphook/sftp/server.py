@@ -130,6 +130,11 @@ class SFTPFront:
 
     # Sessions
 
+    @property
+    def sessions(self) -> frozenset[SFTPSession]:
+        """The open SFTP and SCP sessions."""
+        return frozenset(self._sessions)
+
     def session_opened(self, session: SFTPSession) -> None:
         self._sessions.add(session)
         self._no_sessions.clear()
