@@ -74,7 +74,7 @@ async def run(
     argv: Sequence[str],
     *,
     stdin: bytes | None = None,
-    timeout: float = 60,
+    limit: float = 60,
     env: dict[str, str] | None = None,
     cwd: Path | None = None,
 ) -> Result:
@@ -88,7 +88,7 @@ async def run(
         cwd=cwd,
     )
     try:
-        out, err = await asyncio.wait_for(proc.communicate(stdin), timeout)
+        out, err = await asyncio.wait_for(proc.communicate(stdin), limit)
     except TimeoutError:
         proc.kill()
         await proc.wait()
@@ -136,9 +136,7 @@ async def server(
     reuse_host_keys(settings, host_keys_cache)
     async with serving(settings, frozenset({"sftp"})) as app:
         org = await app.accounts.resolve_organization(None)
-        await app.accounts.add_user(
-            org.id, "alice", password=PASSWORD, public_keys=[client_key[1]]
-        )
+        await app.accounts.add_user(org.id, "alice", password=PASSWORD, public_keys=[client_key[1]])
         running = Server(app=app, port=app.sftp.port, org_id=org.id, key_file=client_key[0])
         running.root.mkdir(parents=True, exist_ok=True)
         yield running

@@ -114,19 +114,19 @@ async def test_dot_dot_stops_at_the_home(server: Server, client_key) -> None:
     (other / "theirs.txt").write_text("theirs")
     (server.root / "partners" / "acme").mkdir()
     (server.root / "partners" / "acme" / "out").symlink_to("../other")
-    async with await server.connect(username="acme", password="acme password") as conn:
-        async with conn.start_sftp_client() as sftp:
-            assert await sftp.realpath("../..") == "/"
-            assert sorted(await sftp.listdir("/../..")) == [".", "..", "out"]
-            for path in ("../other/theirs.txt", "/../other/theirs.txt", "out/theirs.txt"):
-                with pytest.raises(asyncssh.SFTPError):
-                    await sftp.stat(path)
-            async with sftp.open("../../in.txt", "wb") as fh:
-                await fh.write(b"in")
+    connecting = server.connect(username="acme", password="acme password")
+    async with await connecting as conn, conn.start_sftp_client() as sftp:
+        assert await sftp.realpath("../..") == "/"
+        assert sorted(await sftp.listdir("/../..")) == [".", "..", "out"]
+        for path in ("../other/theirs.txt", "/../other/theirs.txt", "out/theirs.txt"):
             with pytest.raises(asyncssh.SFTPError):
-                await sftp.symlink("../other", "mine")
-            with pytest.raises(asyncssh.SFTPError):
-                await sftp.rmdir("/")
+                await sftp.stat(path)
+        async with sftp.open("../../in.txt", "wb") as fh:
+            await fh.write(b"in")
+        with pytest.raises(asyncssh.SFTPError):
+            await sftp.symlink("../other", "mine")
+        with pytest.raises(asyncssh.SFTPError):
+            await sftp.rmdir("/")
     assert (server.root / "partners" / "acme" / "in.txt").read_bytes() == b"in"
     events = await server.events()
     assert [(e.topic, e.path, e.actor_id) for e in events] == [
@@ -139,21 +139,21 @@ async def test_permissions_are_enforced(server: Server) -> None:
         server.org_id, "reader", password="reader password", permissions="read,list"
     )
     (server.root / "r.txt").write_text("r")
-    async with await server.connect(username="reader", password="reader password") as conn:
-        async with conn.start_sftp_client() as sftp:
-            assert "r.txt" in await sftp.listdir(".")
-            async with sftp.open("r.txt", "rb") as fh:
-                assert await fh.read() == b"r"
-            for attempt in (
-                sftp.remove("r.txt"),
-                sftp.mkdir("d"),
-                sftp.rename("r.txt", "s.txt"),
-                sftp.chmod("r.txt", 0o600),
-            ):
-                with pytest.raises(asyncssh.SFTPError) as info:
-                    await attempt
-                assert info.value.code == asyncssh.FX_PERMISSION_DENIED
-            with pytest.raises(asyncssh.SFTPError):
-                async with sftp.open("w.txt", "wb") as fh:
-                    await fh.write(b"w")
+    connecting = server.connect(username="reader", password="reader password")
+    async with await connecting as conn, conn.start_sftp_client() as sftp:
+        assert "r.txt" in await sftp.listdir(".")
+        async with sftp.open("r.txt", "rb") as fh:
+            assert await fh.read() == b"r"
+        for attempt in (
+            sftp.remove("r.txt"),
+            sftp.mkdir("d"),
+            sftp.rename("r.txt", "s.txt"),
+            sftp.chmod("r.txt", 0o600),
+        ):
+            with pytest.raises(asyncssh.SFTPError) as info:
+                await attempt
+            assert info.value.code == asyncssh.FX_PERMISSION_DENIED
+        with pytest.raises(asyncssh.SFTPError):
+            async with sftp.open("w.txt", "wb") as fh:
+                await fh.write(b"w")
     assert sorted(os.listdir(server.root)) == ["r.txt"]

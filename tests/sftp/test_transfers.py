@@ -7,6 +7,7 @@ import asyncio
 import hashlib
 import os
 import signal
+from collections.abc import Callable
 from pathlib import Path
 
 import asyncssh
@@ -21,9 +22,10 @@ def uploads_in_progress(server: Server) -> list[str]:
     return os.listdir(server.app.settings.files_root / UPLOADS_DIR)
 
 
-async def wait_for(condition, timeout: float = 20.0) -> None:  # type: ignore[no-untyped-def]
-    async with asyncio.timeout(timeout):
-        while not condition():
+async def wait_for(condition: Callable[[], bool]) -> None:
+    # Files appearing and sessions ending have no event to await from a test: poll, bounded.
+    async with asyncio.timeout(20):
+        while not condition():  # noqa: ASYNC110
             await asyncio.sleep(0.05)
 
 
@@ -142,7 +144,7 @@ async def test_256_mib_file_sha256_end_to_end(server: Server, tmp_path: Path) ->
     result = await run(
         [sftp, *server.ssh_options(), "-P", str(server.port), "-b", str(batch),
          f"{server.username}@127.0.0.1"],
-        timeout=240,
+        limit=240,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     local.unlink()
@@ -158,10 +160,13 @@ async def test_256_mib_file_sha256_end_to_end(server: Server, tmp_path: Path) ->
 
 
 async def test_out_of_order_writes_are_hashed_at_close(server: Server) -> None:
-    async with await server.connect() as conn, conn.start_sftp_client() as sftp:
-        async with sftp.open("holes.bin", "wb") as fh:
-            await fh.write(b"B" * 1000, 1000)
-            await fh.write(b"A" * 1000, 0)
+    async with (
+        await server.connect() as conn,
+        conn.start_sftp_client() as sftp,
+        sftp.open("holes.bin", "wb") as fh,
+    ):
+        await fh.write(b"B" * 1000, 1000)
+        await fh.write(b"A" * 1000, 0)
     (event,) = await server.events()
     assert event.sha256 == hashlib.sha256(b"A" * 1000 + b"B" * 1000).hexdigest()
 

@@ -13,9 +13,10 @@ import logging
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import asyncssh
+from asyncssh.channel import SSHChannel
 
 from sftphook.accounts.passwords import verify_password_async
 from sftphook.sftp import hostkeys
@@ -80,7 +81,9 @@ class SFTPFront:
 
     async def start(self) -> None:
         """Listen; returns once connections are accepted (`port` is the bound port)."""
-        self.host_keys = await asyncio.to_thread(hostkeys.load_or_create, self.settings.host_keys_dir)
+        self.host_keys = await asyncio.to_thread(
+            hostkeys.load_or_create, self.settings.host_keys_dir
+        )
         for algorithm, fingerprint in self.host_key_fingerprints:
             log.info("SFTP host key %s %s", algorithm, fingerprint)
         await asyncio.to_thread(clean_stale_uploads, self.settings.files_root)
@@ -187,7 +190,7 @@ class SFTPFront:
         return await asyncio.get_running_loop().run_in_executor(self.io_executor, digest)
 
 
-class _Connection(asyncssh.SSHServer):  # type: ignore[misc]
+class _Connection(asyncssh.SSHServer):
     """One SSH connection: authentication, then session channels."""
 
     def __init__(self, front: SFTPFront) -> None:
@@ -278,7 +281,7 @@ class _Connection(asyncssh.SSHServer):  # type: ignore[misc]
         state = ConnectionState(self._user, self.client_ip, self.session_id)
         front = self._front
 
-        def sftp_factory(chan: asyncssh.SSHServerChannel) -> SFTPSession:
-            return SFTPSession(chan, front, state)
+        def sftp_factory(chan: SSHChannel[bytes]) -> asyncssh.SFTPServer:
+            return SFTPSession(cast(asyncssh.SSHServerChannel[bytes], chan), front, state)
 
         return StreamSession(None, sftp_factory, 3, front.settings.sftp.allow_scp)

@@ -11,7 +11,7 @@ import functools
 import logging
 import stat as st
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import asyncssh
@@ -45,7 +45,7 @@ _OS_CODES = {
 
 
 # The specific classes matter: SCP tells "missing" from other failures by class.
-_ERROR_CLASSES: dict[int, type[asyncssh.SFTPError]] = {
+_ERROR_CLASSES: dict[int, Callable[[str], asyncssh.SFTPError]] = {
     asyncssh.FX_NO_SUCH_FILE: asyncssh.SFTPNoSuchFile,
     asyncssh.FX_PERMISSION_DENIED: asyncssh.SFTPPermissionDenied,
     asyncssh.FX_FILE_ALREADY_EXISTS: asyncssh.SFTPFileAlreadyExists,
@@ -116,7 +116,7 @@ def _longname(info: FileInfo, owner: str) -> str:
     )
 
 
-class SFTPSession(asyncssh.SFTPServer):  # type: ignore[misc]
+class SFTPSession(asyncssh.SFTPServer):
     """Serves one channel of an authenticated connection, as `SFTP` or `SCP`."""
 
     def __init__(
@@ -166,9 +166,7 @@ class SFTPSession(asyncssh.SFTPServer):  # type: ignore[misc]
             await self._front.recorder.record(event)
         except Exception:
             log.exception("event %s for %s could not be recorded", topic, event.path)
-            raise asyncssh.SFTPFailure(
-                "the operation was done but could not be recorded"
-            ) from None
+            raise asyncssh.SFTPFailure("the operation was done but could not be recorded") from None
 
     def _require(self, permission: str, path: str) -> None:
         if permission not in self._permissions:
