@@ -111,8 +111,13 @@ class StreamSession(SSHServerStreamSession[bytes]):
         server = self._init_sftp_server()
         if inspect.isawaitable(server):
             server = await server
-        handler = SessionHandler(server, reader, writer, 3)
-        await handler.run()
+        try:
+            await SessionHandler(server, reader, writer, 3).run()
+        finally:
+            # However the session ended, its open files are discarded and it is forgotten.
+            result = server.exit()
+            if inspect.isawaitable(result):
+                await result
 
 
 __all__ = ["SessionHandler", "StreamSession"]

@@ -448,6 +448,9 @@ class SFTPSession(asyncssh.SFTPServer):
             await file_obj.close()
 
     async def exit(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
         for transfer in list(self._open):
             self._open.discard(transfer)
             if isinstance(transfer, Upload):
@@ -455,7 +458,6 @@ class SFTPSession(asyncssh.SFTPServer):
             else:
                 await transfer.close()
         self._storage.close()
-        self._closed = True
         self._front.session_closed(self)
 
     async def abort(self) -> None:
