@@ -232,6 +232,10 @@ class _Connection(asyncssh.SSHServer):
         if peer:
             self.client_ip = str(peer[0])
         self._front.connection_opened(self)
+        if self._banned():
+            # Before the key exchange: a banned address costs no CPU.
+            log.info("refused a connection from banned address %s", self.client_ip)
+            conn.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
         if not self._authenticated and self._rejected_key:
