@@ -102,3 +102,17 @@ async def test_legacy_scp_recursive(server: Server, tmp_path: Path) -> None:
     assert (tmp_path / "back" / "sub" / "b.txt").read_text() == "b"
     created = {e.path for e in await server.events() if e.topic == "file.created"}
     assert created == {"tree/", "tree/a.txt", "tree/sub/", "tree/sub/b.txt"}
+
+
+async def test_openssh_clients_get_aes_gcm(server: Server, tmp_path: Path) -> None:
+    sftp = require_binary("sftp")
+    batch = tmp_path / "batch"
+    batch.write_text("pwd\n")
+    options = server.ssh_options()
+    options[options.index("LogLevel=ERROR")] = "LogLevel=DEBUG1"
+    result = await run(
+        [sftp, "-v", *options, "-P", str(server.port), "-b", str(batch),
+         f"{server.username}@127.0.0.1"]
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "server->client cipher: aes128-gcm@openssh.com" in result.stderr
