@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 
 from tests.conftest import require_binary
@@ -116,3 +117,22 @@ async def test_openssh_clients_get_aes_gcm(server: Server, tmp_path: Path) -> No
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert "server->client cipher: aes128-gcm@openssh.com" in result.stderr
+
+
+async def test_put_preserving_mode_and_times(server: Server, tmp_path: Path) -> None:
+    sftp = require_binary("sftp")
+    local = tmp_path / "kept.sh"
+    local.write_text("#!/bin/sh\n")
+    local.chmod(0o750)
+    os.utime(local, (1_600_000_000, 1_600_000_000))
+    batch = tmp_path / "batch"
+    batch.write_text(f"put -p {local} kept.sh\n")
+    result = await run(
+        [sftp, *server.ssh_options(), "-P", str(server.port), "-b", str(batch),
+         f"{server.username}@127.0.0.1"]
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    stored = (server.root / "kept.sh").stat()
+    assert stored.st_mode & 0o777 == 0o750
+    assert int(stored.st_mtime) == 1_600_000_000
+    assert topics(await server.events()) == [("file.created", "kept.sh")]

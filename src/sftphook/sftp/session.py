@@ -387,7 +387,9 @@ class SFTPSession(asyncssh.SFTPServer):
             if attrs.size is not None:
                 file_obj.handle.truncate(attrs.size)
             # Mode and times of an upload are set on its final name after the close.
-            file_obj.attrs = attrs
+            file_obj.attrs = asyncssh.SFTPAttrs(
+                permissions=attrs.permissions, atime=attrs.atime, mtime=attrs.mtime
+            )
 
     async def fsync(self, file_obj: object) -> None:
         if isinstance(file_obj, Upload):
