@@ -170,9 +170,6 @@ class SFTPFront:
     def take_upload(self, org: str, parts: tuple[str, ...]) -> tuple[int, str] | None:
         return self._uploads.pop((org, parts), None)
 
-    def forget_upload(self, org: str, parts: tuple[str, ...]) -> None:
-        self._uploads.pop((org, parts), None)
-
     async def hash_file(self, handle: ReadHandle) -> str:
         def digest() -> str:
             import hashlib

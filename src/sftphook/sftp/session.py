@@ -276,7 +276,9 @@ class SFTPSession(asyncssh.SFTPServer):
         self._require("delete", text)
         with _mapped(text):
             parts = self._storage.remove(text)
-        self._front.forget_upload(self._user.organization_id, parts)
+        if self._front.take_upload(self._user.organization_id, parts) and self._is_temp(parts):
+            # A client giving up on its temporary upload: nothing was created, nothing deleted.
+            return
         await self._record(Topic.FILE_DELETED, parts)
 
     async def rename(self, oldpath: bytes, newpath: bytes) -> None:
