@@ -420,7 +420,11 @@ class SFTPSession(asyncssh.SFTPServer):
         try:
             with _mapped("/".join(parts)):
                 sha = await upload.sha256()
-                info = upload.handle.commit()
+                # Renaming over an existing file makes ext4 write the new data out first
+                # (auto_da_alloc): can take milliseconds, so not on the loop.
+                info = await asyncio.get_running_loop().run_in_executor(
+                    self._front.io_executor, upload.handle.commit
+                )
         except BaseException:
             await upload.abort()
             raise
