@@ -8,6 +8,7 @@ from fastapi import FastAPI
 
 from sftphook import __version__
 from sftphook.api import health, problems
+from sftphook.web import mount as mount_dashboard
 
 if TYPE_CHECKING:
     from sftphook.app import App
@@ -24,4 +25,5 @@ def create_app(app: App) -> FastAPI:
     api.state.sftphook = app
     problems.install(api)
     api.include_router(health.router)
+    mount_dashboard(api, app)
     return api
