@@ -20,6 +20,11 @@ from sftphook.accounts import AccountService
 from sftphook.config import Settings
 from sftphook.events import EventRecorder
 from sftphook.store import Database
+from sftphook.webhooks.crypto import open_box
+from sftphook.webhooks.engine import DeliveryEngine
+from sftphook.webhooks.fanout import fan_out
+from sftphook.webhooks.metrics import Metrics
+from sftphook.webhooks.service import WebhookService
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +39,18 @@ class App:
         self.db = Database(settings.resolved_database_url)
         self.recorder = EventRecorder(self.db)
         self.accounts = AccountService(self.db)
+        key = settings.encryption_key.get_secret_value() if settings.encryption_key else None
+        self.secret_box = open_box(key, settings.encryption_key_file)
+        self.metrics = Metrics()
+        self.engine = DeliveryEngine(self.db, settings.webhooks, self.secret_box, self.metrics)
+        self.webhooks = WebhookService(
+            self.db, settings.webhooks, self.secret_box, notify=self.engine.wake
+        )
+        self.recorder.add_listener(fan_out)
+        self.recorder.add_commit_hook(self.engine.wake)
+        self.recorder.add_commit_hook(
+            lambda events: self.metrics.count_events(e.topic for e in events)
+        )
         self._stop = asyncio.Event()
         self._closers: list[tuple[str, Callable[[], Coroutine[Any, Any, None]]]] = []
 
@@ -132,8 +149,14 @@ class App:
             )
 
     async def _start_worker(self, tasks: asyncio.TaskGroup) -> None:
-        # The webhook delivery engine plugs in here.
-        return None
+        started = asyncio.Event()
+        tasks.create_task(self.engine.run(started), name="webhook-engine")
+        await started.wait()
+
+        async def stop_engine() -> None:
+            await self.engine.stop(deadline=self.settings.webhooks.timeout + 1)
+
+        self._closers.append(("worker", stop_engine))
 
     @property
     def http_port(self) -> int:

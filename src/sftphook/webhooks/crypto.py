@@ -59,3 +59,9 @@ def load_or_create_key(path: Path) -> bytes:
     with os.fdopen(fd, "w") as fh:
         fh.write(base64.b64encode(secrets.token_bytes(32)).decode() + "\n")
     return decode_key(path.read_text())
+
+
+def open_box(encryption_key: str | None, key_file: Path) -> SecretBox:
+    """The box for this install: the configured key, or the key file (created on first use)."""
+    key = decode_key(encryption_key) if encryption_key else load_or_create_key(key_file)
+    return SecretBox(key)

@@ -1,0 +1,240 @@
+"""Queries on deliveries and their attempts; the claim that makes the table a work queue.
+
+A delivery is *due* when its status is pending or retrying, its `next_attempt_at` has passed and
+it holds no live lease. Claiming sets `lease_owner`/`lease_expires_at`; a worker that dies leaves
+a lease that expires, and the delivery is due again. On PostgreSQL the candidates are locked with
+`FOR UPDATE SKIP LOCKED`, so nodes never wait on one another; SQLite has one writer, and the
+guarded UPDATE is atomic by itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from typing import Any
+
+from sqlalchemy import and_, delete, exists, false, func, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
+
+from sftphook.store.models import Attempt, Delivery, Webhook
+
+ACTIVE = ("pending", "retrying")
+FINAL = ("succeeded", "failed", "skipped")
+STATUSES = ("pending", "retrying", "succeeded", "failed", "held", "skipped")
+
+
+def _lease_free(now: int) -> Any:
+    return or_(Delivery.lease_expires_at.is_(None), Delivery.lease_expires_at <= now)
+
+
+async def claim(
+    session: AsyncSession, *, token: str, now: int, lease_ms: int, limit: int
+) -> list[Delivery]:
+    """Lease up to `limit` due deliveries to `token`, oldest due first.
+
+    For a webhook with strict ordering, an event delivery is due only when no earlier event
+    delivery of that webhook is still active (pending, retrying or in flight), which keeps one
+    in flight, in event order. Pings and manual re-sends are not ordered.
+    """
+    prior = aliased(Delivery)
+    blocked = exists().where(
+        prior.webhook_id == Delivery.webhook_id,
+        prior.kind == "event",
+        prior.status.in_(ACTIVE),
+        prior.sequence < Delivery.sequence,
+    )
+    candidates = (
+        select(Delivery.id)
+        .join(Webhook, Webhook.id == Delivery.webhook_id)
+        .where(
+            Delivery.status.in_(ACTIVE),
+            Delivery.next_attempt_at <= now,
+            _lease_free(now),
+            or_(Delivery.kind != "event", Webhook.ordered == false(), ~blocked),
+        )
+        .order_by(Delivery.next_attempt_at, Delivery.sequence)
+        .limit(limit)
+    )
+    if session.get_bind().dialect.name == "postgresql":
+        candidates = candidates.with_for_update(skip_locked=True, of=Delivery)
+    stmt = (
+        update(Delivery)
+        .where(
+            Delivery.id.in_(candidates.scalar_subquery()),
+            Delivery.status.in_(ACTIVE),
+            _lease_free(now),
+        )
+        .values(lease_owner=token, lease_expires_at=now + lease_ms)
+        .returning(Delivery)
+        .execution_options(synchronize_session=False)
+    )
+    result = await session.execute(stmt)
+    return list(result.scalars())
+
+
+async def next_due(session: AsyncSession, after: int) -> int | None:
+    """The earliest moment after `after` at which something may become due: a scheduled try or
+    a lease running out."""
+    scheduled = await session.scalar(
+        select(func.min(Delivery.next_attempt_at)).where(
+            Delivery.status.in_(ACTIVE), Delivery.next_attempt_at > after
+        )
+    )
+    lease = await session.scalar(
+        select(func.min(Delivery.lease_expires_at)).where(
+            Delivery.status.in_(ACTIVE), Delivery.lease_expires_at > after
+        )
+    )
+    times = [t for t in (scheduled, lease) if t is not None]
+    return min(times) if times else None
+
+
+async def by_ids(session: AsyncSession, delivery_ids: Collection[str]) -> dict[str, Delivery]:
+    result = await session.execute(select(Delivery).where(Delivery.id.in_(list(delivery_ids))))
+    return {d.id: d for d in result.scalars()}
+
+
+async def release_leases(session: AsyncSession, leases: Collection[tuple[str, str]]) -> None:
+    """Give back (delivery id, lease token) leases of cancelled work, so it is due again at once."""
+    for delivery_id, token in leases:
+        await session.execute(
+            update(Delivery)
+            .where(Delivery.id == delivery_id, Delivery.lease_owner == token)
+            .values(lease_owner=None, lease_expires_at=None)
+            .execution_options(synchronize_session=False)
+        )
+
+
+async def get(session: AsyncSession, organization_id: str, delivery_id: str) -> Delivery | None:
+    result = await session.execute(
+        select(Delivery).where(
+            Delivery.organization_id == organization_id, Delivery.id == delivery_id
+        )
+    )
+    return result.scalar_one_or_none()
+
+
+async def attempts_of(session: AsyncSession, delivery_id: str) -> list[Attempt]:
+    result = await session.execute(
+        select(Attempt)
+        .where(Attempt.delivery_id == delivery_id)
+        .order_by(Attempt.number, Attempt.created_at)
+    )
+    return list(result.scalars())
+
+
+async def list_for_webhook(
+    session: AsyncSession,
+    organization_id: str,
+    webhook_id: str,
+    *,
+    statuses: Sequence[str] = (),
+    topic: str | None = None,
+    since: int | None = None,
+    until: int | None = None,
+    before: tuple[int, str] | None = None,
+    limit: int = 50,
+) -> list[Delivery]:
+    """Newest first; `before` is the (created_at, id) of the last row of the previous page."""
+    query = select(Delivery).where(
+        Delivery.organization_id == organization_id, Delivery.webhook_id == webhook_id
+    )
+    if statuses:
+        query = query.where(Delivery.status.in_(list(statuses)))
+    if topic:
+        query = query.where(Delivery.topic == topic)
+    if since is not None:
+        query = query.where(Delivery.created_at >= since)
+    if until is not None:
+        query = query.where(Delivery.created_at < until)
+    if before is not None:
+        created_at, delivery_id = before
+        query = query.where(
+            or_(
+                Delivery.created_at < created_at,
+                and_(Delivery.created_at == created_at, Delivery.id < delivery_id),
+            )
+        )
+    query = query.order_by(Delivery.created_at.desc(), Delivery.id.desc()).limit(limit)
+    result = await session.execute(query)
+    return list(result.scalars())
+
+
+async def hold_active(session: AsyncSession, webhook_id: str) -> int:
+    """A paused webhook keeps its event deliveries, held until resumed."""
+    result = await session.execute(
+        update(Delivery)
+        .where(
+            Delivery.webhook_id == webhook_id,
+            Delivery.kind == "event",
+            Delivery.status.in_(ACTIVE),
+        )
+        .values(status="held")
+        .execution_options(synchronize_session=False)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+async def release_held(session: AsyncSession, webhook_id: str, now: int) -> int:
+    result = await session.execute(
+        update(Delivery)
+        .where(Delivery.webhook_id == webhook_id, Delivery.status == "held")
+        .values(status="pending", next_attempt_at=now, updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+async def skip_held(session: AsyncSession, webhook_id: str, now: int) -> int:
+    result = await session.execute(
+        update(Delivery)
+        .where(Delivery.webhook_id == webhook_id, Delivery.status == "held")
+        .values(
+            status="skipped",
+            completed_at=now,
+            updated_at=now,
+            last_error="skipped when the webhook was resumed",
+        )
+        .execution_options(synchronize_session=False)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+async def failed_ids(
+    session: AsyncSession,
+    organization_id: str,
+    webhook_id: str,
+    *,
+    since: int | None = None,
+    until: int | None = None,
+) -> list[str]:
+    query = select(Delivery.id).where(
+        Delivery.organization_id == organization_id,
+        Delivery.webhook_id == webhook_id,
+        Delivery.status == "failed",
+    )
+    if since is not None:
+        query = query.where(Delivery.created_at >= since)
+    if until is not None:
+        query = query.where(Delivery.created_at < until)
+    result = await session.execute(query.order_by(Delivery.created_at, Delivery.id))
+    return list(result.scalars())
+
+
+async def counts_by_status(session: AsyncSession) -> dict[str, int]:
+    result = await session.execute(select(Delivery.status, func.count()).group_by(Delivery.status))
+    return {status: int(count) for status, count in result.all()}
+
+
+async def oldest_active_created_at(session: AsyncSession) -> int | None:
+    value = await session.scalar(
+        select(func.min(Delivery.created_at)).where(Delivery.status.in_(ACTIVE))
+    )
+    return int(value) if value is not None else None
+
+
+async def prune_completed(session: AsyncSession, before: int) -> int:
+    result = await session.execute(
+        delete(Delivery).where(Delivery.status.in_(FINAL), Delivery.created_at < before)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)

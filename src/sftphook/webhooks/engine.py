@@ -1,0 +1,511 @@
+"""The delivery engine: claims due deliveries from the store, sends them, records every attempt.
+
+The database is the queue. One dispatcher per node leases due deliveries in batches (as many as
+there are free send slots) and starts a send task for each; the recorder's commit hook wakes it
+the moment an event's deliveries are committed, and a timer wakes it for scheduled retries, for
+expiring leases and, as a safety net, for work committed by another process. Results go to one
+writer that records attempts and decisions in grouped transactions, then wakes the dispatcher
+again (a strictly ordered webhook's next delivery, a freed slot).
+
+Shutdown: stop claiming, let in-flight sends finish within a deadline, cancel the rest and give
+their leases back, flush the writer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import logging
+import random
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from typing import Any
+from urllib.parse import urlsplit
+
+from sqlalchemy import insert, select
+
+from sftphook.config import WebhookSettings
+from sftphook.events.model import EventRecord
+from sftphook.store import deliveries as delivery_store
+from sftphook.store import webhooks as webhook_store
+from sftphook.store.database import Database
+from sftphook.store.models import Attempt, Event, Webhook, new_id, now_ms
+from sftphook.webhooks import payload, signing
+from sftphook.webhooks.crypto import SecretBox
+from sftphook.webhooks.metrics import Metrics
+from sftphook.webhooks.retry import Decision, Outcome, Verdict, decide
+from sftphook.webhooks.sender import (
+    AiohttpTransport,
+    Response,
+    Transport,
+    TransportError,
+    masked_headers,
+    request_headers,
+)
+from sftphook.webhooks.urlsafety import UrlPolicy
+
+log = logging.getLogger(__name__)
+
+# How long the dispatcher sleeps at most when nothing woke it (work from another process).
+SAFETY_INTERVAL = 2.0
+WRITE_BATCH = 256
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Job:
+    """One claimed delivery with everything needed to send it, decrypted in memory only."""
+
+    delivery_id: str
+    organization_id: str
+    webhook_id: str
+    topic: str
+    kind: str
+    attempt_number: int
+    lease_token: str
+    url: str
+    secrets: tuple[str, ...]
+    authorization: str | None
+    event: EventRecord | None
+    ping: dict[str, Any] | None
+
+
+@dataclasses.dataclass(slots=True)
+class AttemptResult:
+    job: Job
+    attempt_id: str
+    started_at: int
+    duration_ms: float
+    request_headers: dict[str, str]
+    request_body: bytes
+    response: Response | None
+    error: str | None
+
+
+def build_body(job: Job, attempt_id: str) -> bytes:
+    if job.event is not None:
+        return payload.event_payload(
+            job.event,
+            webhook_id=job.webhook_id,
+            delivery_id=job.delivery_id,
+            attempt_id=attempt_id,
+        )
+    if job.ping is None:
+        raise ValueError(f"delivery {job.delivery_id} has neither an event nor a payload")
+    return payload.ping_payload(
+        ping_id=job.ping["id"],
+        created_at=job.ping["created_at"],
+        webhook=job.ping["webhook"],
+        actor_type=job.ping.get("actor_type", "User"),
+        actor_id=job.ping.get("actor_id", "operator"),
+        delivery_id=job.delivery_id,
+        attempt_id=attempt_id,
+    )
+
+
+def outcome_of(result: AttemptResult) -> Outcome:
+    if result.response is None:
+        return Outcome(status=None, error=result.error or "no response")
+    return Outcome(
+        status=result.response.status,
+        retry_after=_header(result.response.headers, "Retry-After"),
+    )
+
+
+def _header(headers: dict[str, str], name: str) -> str | None:
+    lower = name.lower()
+    return next((v for k, v in headers.items() if k.lower() == lower), None)
+
+
+class DeliveryEngine:
+    def __init__(
+        self,
+        db: Database,
+        settings: WebhookSettings,
+        box: SecretBox,
+        metrics: Metrics,
+        *,
+        transport: Transport | None = None,
+        safety_interval: float = SAFETY_INTERVAL,
+        rng: random.Random | None = None,
+        clock: Callable[[], int] = now_ms,
+    ) -> None:
+        self._db = db
+        self._settings = settings
+        self._box = box
+        self._metrics = metrics
+        self._transport: Transport = transport or AiohttpTransport(
+            UrlPolicy.from_settings(settings.allow_http, settings.allowed_networks),
+            timeout=settings.timeout,
+            ca_bundle=settings.ca_bundle,
+            max_body=settings.max_response_body,
+            connections=settings.workers,
+        )
+        self._safety = safety_interval
+        self._rng = rng or random.Random()
+        self._clock = clock
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._drain_deadline = 10.0
+        self._inflight: dict[asyncio.Task[None], Job] = {}
+        self._results: asyncio.Queue[tuple[AttemptResult, asyncio.Future[None]] | None] = (
+            asyncio.Queue()
+        )
+        self._finished = asyncio.Event()
+        self._running = False
+        self._secret_cache: dict[str, str] = {}
+
+    # Signals
+
+    def wake(self, *_: Any) -> None:
+        """Claim now (the recorder's commit hook, a ping, a re-send). Never blocks."""
+        self._wake.set()
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._inflight)
+
+    # Lifecycle
+
+    async def run(self, started: asyncio.Event | None = None) -> None:
+        """Dispatch until `stop()`; returns once in-flight work is drained and recorded."""
+        self._running = True
+        self._finished.clear()
+        writer = asyncio.create_task(self._write_loop(), name="webhook-writer")
+        if started is not None:
+            started.set()
+        cancelled: list[Job] = []
+        try:
+            await self._dispatch_loop()
+            if self._inflight:
+                done, pending = await asyncio.wait(
+                    set(self._inflight), timeout=self._drain_deadline
+                )
+                for task in pending:
+                    cancelled.append(self._inflight[task])
+                    task.cancel()
+                await asyncio.gather(*pending, return_exceptions=True)
+        finally:
+            for task, job in list(self._inflight.items()):
+                if not task.done():
+                    task.cancel()
+                    cancelled.append(job)
+            self._results.put_nowait(None)
+            await asyncio.shield(writer)
+            if cancelled:
+                await self._release(cancelled)
+            await self._transport.close()
+            self._running = False
+            self._finished.set()
+
+    async def stop(self, deadline: float = 10.0) -> None:
+        """Stop claiming, wait up to `deadline` seconds for in-flight sends, cancel the rest."""
+        self._drain_deadline = deadline
+        self._stopping = True
+        self._wake.set()
+        if self._running:
+            await self._finished.wait()
+
+    async def _release(self, jobs: Sequence[Job]) -> None:
+        try:
+            async with self._db.transaction() as s:
+                await delivery_store.release_leases(
+                    s, [(j.delivery_id, j.lease_token) for j in jobs]
+                )
+        except Exception:
+            log.exception("could not give back %d lease(s); they expire by themselves", len(jobs))
+
+    # Claiming
+
+    async def _dispatch_loop(self) -> None:
+        while not self._stopping:
+            self._wake.clear()
+            timeout = self._safety
+            free = self._settings.workers - len(self._inflight)
+            if free > 0:
+                now = self._clock()
+                try:
+                    jobs = await self.claim(free, now)
+                except Exception:
+                    log.exception("could not claim deliveries")
+                    jobs = []
+                for job in jobs:
+                    self._spawn(job)
+                if len(jobs) == free:
+                    continue
+                try:
+                    async with self._db.session() as s:
+                        due = await delivery_store.next_due(s, now)
+                except Exception:
+                    log.exception("could not read the next due time")
+                    due = None
+                if due is not None:
+                    timeout = min(self._safety, max(0.0, (due - self._clock()) / 1000))
+            if timeout <= 0:
+                continue
+            try:
+                async with asyncio.timeout(timeout):
+                    await self._wake.wait()
+            except TimeoutError:
+                pass
+
+    async def claim(self, limit: int, now: int) -> list[Job]:
+        """Lease up to `limit` due deliveries and load what sending them needs."""
+        token = uuid.uuid4().hex
+        lease_ms = round(self._settings.lease_seconds * 1000)
+        async with self._db.transaction() as s:
+            claimed = await delivery_store.claim(
+                s, token=token, now=now, lease_ms=lease_ms, limit=limit
+            )
+            if not claimed:
+                return []
+            event_ids = [d.event_id for d in claimed if d.event_id]
+            events: dict[str, Event] = {}
+            if event_ids:
+                rows = await s.execute(select(Event).where(Event.id.in_(event_ids)))
+                events = {e.id: e for e in rows.scalars()}
+            hooks = await webhook_store.by_ids(s, {d.webhook_id for d in claimed})
+        jobs: list[Job] = []
+        for d in claimed:
+            webhook = hooks[d.webhook_id]
+            event = events.get(d.event_id) if d.event_id else None
+            jobs.append(
+                Job(
+                    delivery_id=d.id,
+                    organization_id=d.organization_id,
+                    webhook_id=d.webhook_id,
+                    topic=d.topic,
+                    kind=d.kind,
+                    attempt_number=d.attempt_count + 1,
+                    lease_token=token,
+                    url=webhook.url,
+                    secrets=self._signing_secrets(webhook, now),
+                    authorization=self._decrypt(webhook.authorization_encrypted),
+                    event=EventRecord.from_row(event) if event is not None else None,
+                    ping=json.loads(d.payload) if d.payload else None,
+                )
+            )
+        return jobs
+
+    def _decrypt(self, sealed: str | None) -> str | None:
+        if sealed is None:
+            return None
+        plain = self._secret_cache.get(sealed)
+        if plain is None:
+            if len(self._secret_cache) > 4096:
+                self._secret_cache.clear()
+            plain = self._box.decrypt(sealed)
+            self._secret_cache[sealed] = plain
+        return plain
+
+    def _signing_secrets(self, webhook: Webhook, now: int) -> tuple[str, ...]:
+        current = self._decrypt(webhook.secret_encrypted)
+        assert current is not None
+        previous = None
+        if webhook.previous_secret_encrypted and (webhook.previous_secret_expires_at or 0) > now:
+            previous = self._decrypt(webhook.previous_secret_encrypted)
+        return (current, previous) if previous else (current,)
+
+    # Sending
+
+    def _spawn(self, job: Job) -> None:
+        task = asyncio.create_task(self._deliver(job), name=f"delivery-{job.delivery_id}")
+        self._inflight[task] = job
+        task.add_done_callback(self._sent)
+
+    def _sent(self, task: asyncio.Task[None]) -> None:
+        self._inflight.pop(task, None)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("delivery task failed", exc_info=task.exception())
+        self._wake.set()
+
+    async def attempt(self, job: Job) -> AttemptResult:
+        """Send one attempt of `job` (no store access)."""
+        attempt_id = new_id()
+        body = build_body(job, attempt_id)
+        signatures = signing.signature_headers(job.secrets, job.delivery_id, int(time.time()), body)
+        headers = request_headers(signatures, job.authorization)
+        started_at = self._clock()
+        t0 = time.perf_counter()
+        response: Response | None = None
+        error: str | None = None
+        try:
+            response = await self._transport.send(job.url, headers, body)
+        except TransportError as exc:
+            error = str(exc)
+        except Exception as exc:
+            log.exception("unexpected error sending delivery %s", job.delivery_id)
+            error = f"internal error: {type(exc).__name__}"
+        return AttemptResult(
+            job=job,
+            attempt_id=attempt_id,
+            started_at=started_at,
+            duration_ms=(time.perf_counter() - t0) * 1000,
+            request_headers=masked_headers(headers),
+            request_body=body,
+            response=response,
+            error=error,
+        )
+
+    async def _deliver(self, job: Job) -> None:
+        result = await self.attempt(job)
+        recorded: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._results.put_nowait((result, recorded))
+        await recorded
+
+    # Recording
+
+    async def _write_loop(self) -> None:
+        while True:
+            first = await self._results.get()
+            if first is None:
+                break
+            batch = [first]
+            stop = False
+            while len(batch) < WRITE_BATCH and not self._results.empty():
+                item = self._results.get_nowait()
+                if item is None:
+                    stop = True
+                    break
+                batch.append(item)
+            try:
+                await self.record([r for r, _ in batch])
+            except Exception:
+                # The leases stay and expire: the deliveries are sent again, never lost.
+                log.exception("could not record %d attempt(s)", len(batch))
+            for _, recorded in batch:
+                if not recorded.done():
+                    recorded.set_result(None)
+            self._wake.set()
+            if stop:
+                break
+
+    async def record(self, results: Sequence[AttemptResult]) -> list[Decision | None]:
+        """Store the attempts and decide each delivery's fate, in one transaction."""
+        decisions: list[Decision | None] = []
+        settings = self._settings
+        async with self._db.transaction() as s:
+            now = self._clock()
+            rows = await delivery_store.by_ids(s, {r.job.delivery_id for r in results})
+            hooks = await webhook_store.by_ids(s, {r.job.webhook_id for r in results})
+            attempts: list[dict[str, Any]] = []
+            to_hold: set[str] = set()
+            for result in results:
+                job = result.job
+                delivery = rows.get(job.delivery_id)
+                if delivery is None:  # the webhook was removed meanwhile
+                    decisions.append(None)
+                    continue
+                response = result.response
+                attempts.append(
+                    {
+                        "id": result.attempt_id,
+                        "delivery_id": job.delivery_id,
+                        "created_at": result.started_at,
+                        "duration_ms": round(result.duration_ms, 3),
+                        "number": job.attempt_number,
+                        "request_url": job.url,
+                        "request_headers": result.request_headers,
+                        "request_body": result.request_body,
+                        "response_status": response.status if response else None,
+                        "response_headers": response.headers if response else None,
+                        "response_body": response.body if response else None,
+                        "error": result.error,
+                    }
+                )
+                if delivery.lease_owner != job.lease_token:
+                    # Our lease ran out and another worker took the delivery: it decides.
+                    decisions.append(None)
+                    self._log_attempt(result, None)
+                    continue
+                decision = decide(
+                    outcome_of(result),
+                    attempts_made=job.attempt_number,
+                    schedule=settings.retry_schedule,
+                    jitter=settings.retry_jitter,
+                    now_ms=now,
+                    rng=self._rng,
+                    retries_allowed=job.kind == "event",
+                )
+                decisions.append(decision)
+                webhook = hooks.get(job.webhook_id)
+                delivery.attempt_count = job.attempt_number
+                delivery.last_response_status = response.status if response else None
+                delivery.last_error = (
+                    None if decision.verdict == Verdict.SUCCEEDED else (decision.reason)
+                )
+                delivery.lease_owner = None
+                delivery.lease_expires_at = None
+                delivery.updated_at = now
+                if decision.verdict == Verdict.SUCCEEDED:
+                    delivery.status = "succeeded"
+                    delivery.completed_at = now
+                    delivery.next_attempt_at = None
+                    if job.kind == "event" and webhook is not None:
+                        webhook.failure_streak = 0
+                elif decision.verdict == Verdict.RETRY:
+                    paused = webhook is not None and webhook.state == "paused"
+                    delivery.status = "held" if paused else "retrying"
+                    delivery.next_attempt_at = decision.next_attempt_at
+                else:
+                    delivery.status = "failed"
+                    delivery.completed_at = now
+                    delivery.next_attempt_at = None
+                    if job.kind == "event" and webhook is not None:
+                        webhook.failure_streak += 1
+                        limit = settings.auto_pause_after
+                        if limit and webhook.failure_streak >= limit and webhook.state != "paused":
+                            _pause(
+                                webhook,
+                                f"paused after {webhook.failure_streak} consecutive failed "
+                                "deliveries",
+                                now,
+                            )
+                            to_hold.add(webhook.id)
+                if decision.pause and webhook is not None and webhook.state != "paused":
+                    _pause(webhook, "the endpoint answered 410 Gone", now)
+                    to_hold.add(webhook.id)
+                self._log_attempt(result, decision)
+            if attempts:
+                await s.execute(insert(Attempt), attempts)
+            await s.flush()
+            for webhook_id in to_hold:
+                await delivery_store.hold_active(s, webhook_id)
+        for result, made in zip(results, decisions, strict=True):
+            verdict = made.verdict.value if made else "superseded"
+            self._metrics.observe_attempt(result.job.topic, verdict, result.duration_ms / 1000)
+        for webhook_id in to_hold:
+            log.warning("webhook %s paused: %s", webhook_id, hooks[webhook_id].paused_reason)
+        return decisions
+
+    def _log_attempt(self, result: AttemptResult, decision: Decision | None) -> None:
+        job = result.job
+        status = result.response.status if result.response else None
+        verdict = decision.verdict.value if decision else "superseded"
+        extra = ""
+        if decision is not None and decision.next_attempt_at is not None:
+            extra = f" retry_in_s={(decision.next_attempt_at - self._clock()) / 1000:.1f}"
+        if result.error:
+            extra += f" error={result.error!r}"
+        log.info(
+            "webhook attempt delivery=%s webhook=%s topic=%s kind=%s attempt=%d host=%s "
+            "status=%s duration_ms=%.1f result=%s%s",
+            job.delivery_id,
+            job.webhook_id,
+            job.topic,
+            job.kind,
+            job.attempt_number,
+            urlsplit(job.url).hostname,
+            status if status is not None else "-",
+            result.duration_ms,
+            verdict,
+            extra,
+        )
+
+
+def _pause(webhook: Webhook, reason: str, now: int) -> None:
+    webhook.state = "paused"
+    webhook.paused_reason = reason
+    webhook.paused_at = now
+    webhook.updated_at = now

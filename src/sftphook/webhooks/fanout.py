@@ -1,0 +1,93 @@
+"""The fan-out: inside the transaction that records events, one delivery per matching webhook."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from sftphook.events.model import EventRecord
+from sftphook.store import webhooks as webhook_store
+from sftphook.store.models import Delivery, new_id, now_ms
+from sftphook.webhooks import filters
+
+
+class SequenceClock:
+    """Increasing numbers that follow the wall clock (microseconds), for delivery order."""
+
+    def __init__(self) -> None:
+        self._last = 0
+        self._lock = threading.Lock()
+
+    def next(self) -> int:
+        with self._lock:
+            self._last = max(self._last + 1, time.time_ns() // 1000)
+            return self._last
+
+
+SEQUENCE = SequenceClock()
+
+
+def delivery_row(
+    *,
+    organization_id: str,
+    webhook_id: str,
+    topic: str,
+    kind: str,
+    status: str = "pending",
+    event_id: str | None = None,
+    payload: bytes | None = None,
+    now: int | None = None,
+) -> dict[str, Any]:
+    at = now if now is not None else now_ms()
+    return {
+        "id": new_id(),
+        "organization_id": organization_id,
+        "webhook_id": webhook_id,
+        "event_id": event_id,
+        "topic": topic,
+        "kind": kind,
+        "status": status,
+        "payload": payload,
+        "attempt_count": 0,
+        "next_attempt_at": at,
+        "sequence": SEQUENCE.next(),
+        "created_at": at,
+        "updated_at": at,
+    }
+
+
+async def fan_out(session: AsyncSession, events: Sequence[EventRecord]) -> None:
+    """The recorder listener: events of a paused webhook are kept as `held` deliveries."""
+    if not events:
+        return
+    candidates = await webhook_store.for_organizations(session, {e.organization_id for e in events})
+    if not candidates:
+        return
+    prepared = [(w, filters.stored_rules(w.filter), frozenset(w.topics)) for w in candidates]
+    now = now_ms()
+    rows: list[dict[str, Any]] = []
+    for event in events:
+        topic = str(event.topic)
+        for webhook, rules, topics in prepared:
+            if webhook.organization_id != event.organization_id or topic not in topics:
+                continue
+            if not filters.matches(rules, event):
+                continue
+            rows.append(
+                delivery_row(
+                    organization_id=event.organization_id,
+                    webhook_id=webhook.id,
+                    topic=topic,
+                    kind="event",
+                    status="held" if webhook.state == "paused" else "pending",
+                    event_id=event.id,
+                    now=now,
+                )
+            )
+    if rows:
+        await session.execute(insert(Delivery), rows)

@@ -1,0 +1,173 @@
+"""Sending one webhook request: the transport seam, the aiohttp transport, and header masking.
+
+The engine hands a transport a URL, headers and a body and gets back a `Response` or a
+`TransportError`; tests can pass any object with the same `send` method. The aiohttp transport
+keeps one `ClientSession` (keep-alive), resolves through `SafeResolver` (the connect-time URL
+check), verifies TLS against the system store plus an optional CA bundle, follows no redirect and
+reads at most `max_body` bytes of a response before it hangs up.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ssl
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Protocol
+from urllib.parse import urlsplit
+
+import aiohttp
+
+from sftphook import __version__
+from sftphook.errors import UnsafeDestination
+from sftphook.webhooks.urlsafety import (
+    SafeResolver,
+    UrlPolicy,
+    forbidden_reason,
+    parse_host_literal,
+)
+
+USER_AGENT = f"sftphook/{__version__}"
+MASK = "***"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Response:
+    status: int
+    headers: dict[str, str]
+    # At most the transport's `max_body` bytes.
+    body: bytes
+    truncated: bool = False
+
+
+class TransportError(Exception):
+    """The request got no HTTP response: refused, reset, timed out, TLS failure, unsafe address."""
+
+
+class Transport(Protocol):
+    async def send(self, url: str, headers: Mapping[str, str], body: bytes) -> Response: ...
+
+    async def close(self) -> None: ...
+
+
+def request_headers(signatures: Mapping[str, str], authorization: str | None) -> dict[str, str]:
+    headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT, **signatures}
+    if authorization:
+        headers["Authorization"] = authorization
+    return headers
+
+
+def masked_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    """Headers as stored in the attempt log: the authorization value and signatures hidden."""
+    out: dict[str, str] = {}
+    for name, value in headers.items():
+        lower = name.lower()
+        if lower in ("authorization", "proxy-authorization", "cookie"):
+            out[name] = MASK
+        elif lower in ("x-hub-signature", "x-hub-signature-256"):
+            out[name] = "sha256=" + MASK
+        elif lower == "webhook-signature":
+            out[name] = " ".join("v1," + MASK for _ in value.split())
+        else:
+            out[name] = value
+    return out
+
+
+def tls_context(ca_bundle: Path | None) -> ssl.SSLContext:
+    """Verified TLS: the system trust store, plus the operator's CA bundle when configured."""
+    context = ssl.create_default_context()
+    if ca_bundle is not None:
+        context.load_verify_locations(cafile=str(ca_bundle))
+    return context
+
+
+class AiohttpTransport:
+    def __init__(
+        self,
+        policy: UrlPolicy,
+        *,
+        timeout: float = 10.0,
+        ca_bundle: Path | None = None,
+        max_body: int = 64 * 1024,
+        connections: int = 64,
+    ) -> None:
+        self._policy = policy
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._ssl = tls_context(ca_bundle)
+        self._max_body = max_body
+        self._connections = connections
+        self._session: aiohttp.ClientSession | None = None
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            connector = aiohttp.TCPConnector(
+                resolver=SafeResolver(self._policy),
+                ssl=self._ssl,
+                limit=self._connections,
+                ttl_dns_cache=None,
+                use_dns_cache=False,
+                keepalive_timeout=30,
+            )
+            self._session = aiohttp.ClientSession(
+                connector=connector,
+                timeout=self._timeout,
+                auto_decompress=False,
+                skip_auto_headers=("Accept-Encoding",),
+            )
+        return self._session
+
+    def _check_literal(self, url: str) -> None:
+        # aiohttp does not ask the resolver about IP literals, so check them here.
+        host = urlsplit(url).hostname or ""
+        literal = parse_host_literal(host)
+        if literal is not None:
+            reason = forbidden_reason(literal, self._policy)
+            if reason:
+                raise TransportError(f"refused: {reason}")
+
+    async def send(self, url: str, headers: Mapping[str, str], body: bytes) -> Response:
+        self._check_literal(url)
+        try:
+            async with self._client().post(
+                url, data=body, headers=dict(headers), allow_redirects=False
+            ) as resp:
+                chunks: list[bytes] = []
+                size = 0
+                truncated = False
+                while size < self._max_body:
+                    chunk = await resp.content.read(self._max_body - size)
+                    if not chunk:
+                        break
+                    chunks.append(chunk)
+                    size += len(chunk)
+                else:
+                    truncated = not resp.content.at_eof()
+                if truncated:
+                    # Never drain a huge body: drop the connection instead of reusing it.
+                    resp.close()
+                return Response(
+                    status=resp.status,
+                    headers={k: v for k, v in resp.headers.items()},
+                    body=b"".join(chunks),
+                    truncated=truncated,
+                )
+        except TimeoutError as exc:
+            raise TransportError(f"timed out after {self._timeout.total:g} s") from exc
+        except UnsafeDestination as exc:
+            raise TransportError(exc.message) from exc
+        except aiohttp.ClientSSLError as exc:
+            raise TransportError(f"TLS error: {_describe(exc)}") from exc
+        except aiohttp.ClientError as exc:
+            raise TransportError(_describe(exc)) from exc
+        except OSError as exc:
+            raise TransportError(_describe(exc)) from exc
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return f"{type(exc).__name__}: {text}"[:500]
