@@ -20,20 +20,16 @@ router = APIRouter(include_in_schema=False)
 
 
 def host_key_fingerprints(app: App) -> list[dict[str, str]]:
-    """The SHA-256 fingerprints of the server's host keys, as `ssh` shows them."""
-    front = getattr(app, "sftp", None)
-    provided = getattr(front, "host_key_fingerprints", None)
-    if callable(provided):
-        return [{"algorithm": a, "fingerprint": f} for a, f in provided()]
+    """The SHA-256 fingerprints of the server's host keys, as `ssh` shows them.
+
+    Read from the public key files, so that a node without the SFTP role shows them too."""
     found: list[dict[str, str]] = []
     directory = app.settings.host_keys_dir
     if not directory.is_dir():
         return found
-    for path in sorted(directory.iterdir()):
-        if path.suffix == ".pub" or not path.is_file():
-            continue
+    for path in sorted(directory.glob("*.pub")):
         try:
-            key = asyncssh.read_private_key(str(path))
+            key = asyncssh.read_public_key(str(path))
         except (asyncssh.KeyImportError, OSError, ValueError):
             continue
         found.append(

@@ -342,5 +342,3 @@ async def redeliver(delivery_id: str, posted: PostedPage) -> Response:
     return page.redirect(
         f"/deliveries/{new.id}", notice="Re-sent as a new delivery; its attempt appears below."
     )
-
-
