@@ -132,7 +132,13 @@ async def test_operator_walks_the_whole_flow_in_a_browser(
     await reveal.get_by_role("button", name="Copy").click()
     await expect(reveal.get_by_role("status")).to_have_text("Copied to the clipboard.")
     assert await page.evaluate("navigator.clipboard.readText()") == secret
-    await _shot(page, screenshots, "secret", mask=[reveal.get_by_label("Signing secret")])
+    await _shot(
+        page,
+        screenshots,
+        "secret",
+        mask=[reveal.get_by_label("Signing secret")],
+        mask_color="#e6e9ee",
+    )
     await page.keyboard.press("Escape")  # the reveal does not close by accident
     await expect(reveal).to_be_visible()
     await reveal.get_by_role("button", name="Okay, I got the secret").click()

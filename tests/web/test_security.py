@@ -54,7 +54,9 @@ async def test_forged_form_without_csrf_token_is_refused(dashboard: Dashboard) -
     async with httpx.AsyncClient(base_url=dashboard.base) as client:
         token = await login(client)
         for data in ({}, {"csrf_token": "forged"}, {"csrf_token": token[:-2] + "xx"}):
-            resp = await client.post("/users", data={**data, "username": "mallory", "password": "p" * 12})
+            resp = await client.post(
+                "/users", data={**data, "username": "mallory", "password": "p" * 12}
+            )
             assert resp.status_code == 403
             assert "expired" in resp.text
         assert await dashboard.app.accounts.list_users(dashboard.organization.id) == []
@@ -130,12 +132,20 @@ async def test_one_organization_never_sees_another(
         for path in PAGES:
             text = (await client.get(path)).text
             assert "globex" not in text.lower()
-        for path in (f"/webhooks/{theirs.id}/deliveries", f"/webhooks/{theirs.id}/edit",
-                     f"/deliveries/{ping.id}", f"/webhooks/{theirs.id}/deliveries/rows"):
+        for path in (
+            f"/webhooks/{theirs.id}/deliveries",
+            f"/webhooks/{theirs.id}/edit",
+            f"/deliveries/{ping.id}",
+            f"/webhooks/{theirs.id}/deliveries/rows",
+        ):
             assert (await client.get(path)).status_code == 404
-        for path in (f"/webhooks/{theirs.id}/delete", f"/webhooks/{theirs.id}/ping",
-                     f"/webhooks/{theirs.id}/pause", "/users/globex-partner/delete",
-                     f"/deliveries/{ping.id}/redeliver"):
+        for path in (
+            f"/webhooks/{theirs.id}/delete",
+            f"/webhooks/{theirs.id}/ping",
+            f"/webhooks/{theirs.id}/pause",
+            "/users/globex-partner/delete",
+            f"/deliveries/{ping.id}/redeliver",
+        ):
             resp = await client.post(path, data={"csrf_token": token})
             assert resp.status_code == 404, path
         # Switching to an organization the admin does not belong to changes nothing.
@@ -180,8 +190,13 @@ async def test_the_secret_is_shown_once_and_never_again(
         await dashboard.app.webhooks.ping(dashboard.organization.id, hook.id)
         await receiver.wait_for(1)
         rows, _ = await dashboard.app.webhooks.list_deliveries(dashboard.organization.id, hook.id)
-        for path in [*PAGES, location, f"/webhooks/{hook.id}/edit",
-                     f"/webhooks/{hook.id}/deliveries", f"/deliveries/{rows[0].id}"]:
+        for path in [
+            *PAGES,
+            location,
+            f"/webhooks/{hook.id}/edit",
+            f"/webhooks/{hook.id}/deliveries",
+            f"/deliveries/{rows[0].id}",
+        ]:
             text = (await client.get(path)).text
             assert secret not in text, path
             assert "hush-hush" not in text, path
@@ -218,7 +233,12 @@ async def test_bad_webhook_input_is_shown_next_to_its_field(
 ) -> None:
     async with httpx.AsyncClient(base_url=dashboard.base) as client:
         token = await login(client)
-        form = {"csrf_token": token, "nickname": "x", "url": receiver.url, "topics": ["file.created"]}
+        form = {
+            "csrf_token": token,
+            "nickname": "x",
+            "url": receiver.url,
+            "topics": ["file.created"],
+        }
         form.update(data)
         resp = await client.post("/webhooks", data=form)
         assert resp.status_code == 422

@@ -89,6 +89,12 @@
     var list = $("[role=menu]", menu);
     list.hidden = false;
     button.setAttribute("aria-expanded", "true");
+    // Fixed to the viewport, so that a scrolling table does not clip it.
+    var rect = button.getBoundingClientRect();
+    var height = list.offsetHeight;
+    var below = rect.bottom + 4;
+    list.style.top = (below + height > window.innerHeight && rect.top - height - 4 > 0 ? rect.top - height - 4 : below) + "px";
+    list.style.right = Math.max(4, document.documentElement.clientWidth - rect.right) + "px";
     var all = items(list);
     if (all.length) { all[focusLast ? all.length - 1 : 0].focus(); }
   }
@@ -118,6 +124,8 @@
   document.addEventListener("click", function (ev) {
     if (!ev.target.closest("[data-menu]")) { closeMenus(); }
   });
+  window.addEventListener("resize", function () { closeMenus(); });
+  window.addEventListener("scroll", function () { closeMenus(); }, true);
 
   // Copy to clipboard ----------------------------------------------------------------------
   document.addEventListener("click", function (ev) {
@@ -164,6 +172,15 @@
       var next = $("[data-add-rule]", list.parentElement);
       if (next) { next.focus(); }
     }
+  });
+
+  // A field's server-side error no longer applies once the value changes.
+  document.addEventListener("input", function (ev) {
+    var input = ev.target;
+    if (!input.getAttribute || input.getAttribute("aria-invalid") !== "true") { return; }
+    input.removeAttribute("aria-invalid");
+    var error = input.closest(".field") && $(".field-error", input.closest(".field"));
+    if (error) { error.hidden = true; }
   });
 
   // Organization switcher submits on change -------------------------------------------------
