@@ -203,7 +203,8 @@ async def test_operator_walks_the_whole_flow_in_a_browser(
     await page.get_by_role("button", name="Add user").click()
     add_user = page.get_by_role("dialog", name="Add SFTP user")
     await add_user.get_by_label("Username").fill("partner-acme")
-    await add_user.get_by_label("Public key").fill(Path(f"{key}.pub").read_text())
+    public_key = await asyncio.to_thread(Path(f"{key}.pub").read_text)
+    await add_user.get_by_label("Public key").fill(public_key)
     await add_user.get_by_role("button", name="Add user").click()
     await expect(page.locator("tr", has_text="partner-acme")).to_contain_text("Enabled")
     port = dash.app.sftp.port

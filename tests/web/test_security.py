@@ -247,9 +247,7 @@ async def test_bad_webhook_input_is_shown_next_to_its_field(
         assert await dashboard.app.webhooks.list_webhooks(dashboard.organization.id) == []
 
 
-async def test_first_start_without_an_admin_says_how_to_create_one(
-    dashboard: Dashboard, caplog: pytest.LogCaptureFixture
-) -> None:
+async def test_login_page_says_how_to_create_the_first_admin(dashboard: Dashboard) -> None:
     # The fixture added an admin after start; a fresh login page shows no hint then.
     async with httpx.AsyncClient(base_url=dashboard.base) as client:
         assert "admins add" not in (await client.get("/login")).text

@@ -39,7 +39,7 @@ async def events_page(
     more = len(rows) > PAGE_SIZE
     rows = rows[:PAGE_SIZE]
     older = f"{rows[-1].created_at}:{rows[-1].id}" if more and rows else None
-    return page.render(
+    return await page.render(
         "events.html",
         {
             "nav": "events",

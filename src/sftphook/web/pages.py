@@ -88,7 +88,7 @@ class WebState:
         self.admins = AdminService(app.db)
         self.templates = make_templates()
         self.throttle = LoginThrottle()
-        self.messages = OneTimeStore()
+        self.messages = OneTimeStore(app.db, app.secret_box)
         self._codec: SessionCodec | None = None
         self._lock = asyncio.Lock()
 
@@ -110,7 +110,9 @@ async def read_session(request: Request) -> WebSession | None:
 
 
 def is_https(request: Request) -> bool:
-    return request.url.scheme == "https"
+    """Served over https: directly, behind a local proxy that says so, or by configuration."""
+    public = get_state(request).app.settings.http.public_url or ""
+    return request.url.scheme == "https" or public.startswith("https://")
 
 
 def set_session_cookie(
@@ -151,21 +153,22 @@ class Page:
     def csrf(self) -> str:
         return self.codec.csrf_token(self.session)
 
-    def render(
+    async def render(
         self, template: str, context: dict[str, Any] | None = None, status_code: int = 200
     ) -> HTMLResponse:
         values: dict[str, Any] = {"page": self, "csrf": self.csrf}
-        message = self.state.messages.take(self.session.nonce, self.request.query_params.get("m"))
+        item = self.request.query_params.get("m")
+        message = await self.state.messages.take(self.session.nonce, item) if item else None
         values["message"] = message or {}
         values.update(context or {})
         return self.state.templates.TemplateResponse(
             self.request, template, values, status_code=status_code, headers=NO_STORE
         )
 
-    def redirect(self, path: str, **message: Any) -> RedirectResponse:
+    async def redirect(self, path: str, **message: Any) -> RedirectResponse:
         """303 to `path`; `message` (a notice, a secret) is shown once by the next page."""
         if message:
-            item = self.state.messages.put(self.session.nonce, message)
+            item = await self.state.messages.put(self.session.nonce, message)
             path += ("&" if "?" in path else "?") + urlencode({"m": item})
         return RedirectResponse(path, status_code=303, headers=NO_STORE)
 

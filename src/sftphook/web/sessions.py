@@ -149,9 +149,11 @@ class LoginThrottle:
         now = time.monotonic() if now is None else now
         wait = 0.0
         for key in keys:
-            times = self._recent(key, now)
-            in_window = [t for t in times if now - t <= self.window]
-            if len(in_window) >= self.max_failures:
+            times = list(self._recent(key, now))
+            if len(times) < self.max_failures:
+                continue
+            # Locked when the last `max_failures` failures fell within one window.
+            if times[-1] - times[-self.max_failures] <= self.window:
                 wait = max(wait, times[-1] + self.lockout - now)
         return wait if wait > 0 else None
 

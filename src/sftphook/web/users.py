@@ -59,7 +59,7 @@ async def _render(
     open_dialog: str | None = None,
 ) -> Response:
     users = await page.app.accounts.list_users(page.org_id)
-    return page.render(
+    return await page.render(
         "users.html",
         {
             "nav": "users",
@@ -111,28 +111,30 @@ async def add_user(posted: PostedPage) -> Response:
             status_code=422,
             open_dialog="add-user",
         )
-    return page.redirect("/users", notice=f"User {username} added.")
+    return await page.redirect("/users", notice=f"User {username} added.")
 
 
 @router.post("/users/{username}/enable")
 async def enable_user(username: str, posted: PostedPage) -> Response:
     page, _ = posted
     await page.app.accounts.update_user(page.org_id, username, enabled=True)
-    return page.redirect("/users", notice=f"User {username} can log in again.")
+    return await page.redirect("/users", notice=f"User {username} can log in again.")
 
 
 @router.post("/users/{username}/disable")
 async def disable_user(username: str, posted: PostedPage) -> Response:
     page, _ = posted
     await page.app.accounts.update_user(page.org_id, username, enabled=False)
-    return page.redirect("/users", notice=f"User {username} is disabled; their sessions ended.")
+    return await page.redirect(
+        "/users", notice=f"User {username} is disabled; their sessions ended."
+    )
 
 
 @router.post("/users/{username}/delete")
 async def delete_user(username: str, posted: PostedPage) -> Response:
     page, _ = posted
     await page.app.accounts.remove_user(page.org_id, username)
-    return page.redirect("/users", notice=f"User {username} deleted. Their files are kept.")
+    return await page.redirect("/users", notice=f"User {username} deleted. Their files are kept.")
 
 
 @router.post("/users/{username}/password")
@@ -153,4 +155,4 @@ async def reset_password(username: str, posted: PostedPage) -> Response:
             status_code=422,
             open_dialog="reset-password",
         )
-    return page.redirect("/users", notice=f"Password of {username} changed.")
+    return await page.redirect("/users", notice=f"Password of {username} changed.")

@@ -109,7 +109,7 @@ async def _list(
         values=values or {"topics": [str(Topic.FILE_CREATED)], "filter": []},
         open_dialog="add-webhook" if errors else None,
     )
-    return page.render("webhooks.html", context, status_code=status_code)
+    return await page.render("webhooks.html", context, status_code=status_code)
 
 
 @router.get("/webhooks")
@@ -133,7 +133,7 @@ async def add_webhook(posted: PostedPage) -> Response:
         )
     except InvalidInput as exc:
         return await _list(page, errors=_errors(exc), values=values, status_code=422)
-    return page.redirect(
+    return await page.redirect(
         "/webhooks",
         notice=f"Webhook {view.nickname} added.",
         secret=secret,
@@ -147,7 +147,7 @@ async def edit_form(webhook_id: str, page: CurrentPage) -> Response:
     hook = await page.app.webhooks.get(page.org_id, webhook_id)
     context = _common()
     context.update(webhook=hook, errors={}, values=_view_values(hook))
-    return page.render("webhook_edit.html", context)
+    return await page.render("webhook_edit.html", context)
 
 
 def _view_values(hook: WebhookView) -> dict[str, Any]:
@@ -183,15 +183,15 @@ async def edit(webhook_id: str, posted: PostedPage) -> Response:
     except InvalidInput as exc:
         context = _common()
         context.update(webhook=hook, errors=_errors(exc), values=values)
-        return page.render("webhook_edit.html", context, status_code=422)
-    return page.redirect("/webhooks", notice=f"Webhook {values['nickname']} saved.")
+        return await page.render("webhook_edit.html", context, status_code=422)
+    return await page.redirect("/webhooks", notice=f"Webhook {values['nickname']} saved.")
 
 
 @router.post("/webhooks/{webhook_id}/ping")
 async def ping(webhook_id: str, posted: PostedPage) -> Response:
     page, _ = posted
     await page.app.webhooks.ping(page.org_id, webhook_id, actor_id=page.admin.username)
-    return page.redirect(
+    return await page.redirect(
         f"/webhooks/{webhook_id}/deliveries", notice="Ping sent. It appears below in a moment."
     )
 
@@ -203,7 +203,7 @@ async def rotate(webhook_id: str, posted: PostedPage) -> Response:
     view, secret = await page.app.webhooks.rotate_secret(
         page.org_id, webhook_id, grace_seconds=float(grace) if grace.isdigit() else 0
     )
-    return page.redirect(
+    return await page.redirect(
         "/webhooks",
         notice=f"Signing secret of {view.nickname} rotated.",
         secret=secret,
@@ -218,7 +218,7 @@ async def pause(webhook_id: str, posted: PostedPage) -> Response:
     view = await page.app.webhooks.pause(
         page.org_id, webhook_id, reason=f"paused by {page.admin.username}"
     )
-    return page.redirect(
+    return await page.redirect(
         "/webhooks", notice=f"{view.nickname} is paused; new events are kept until you resume."
     )
 
@@ -230,7 +230,7 @@ async def resume(webhook_id: str, posted: PostedPage) -> Response:
     view, count = await page.app.webhooks.resume(page.org_id, webhook_id, deliver_held=deliver)
     what = "sent" if deliver else "skipped"
     plural = "y" if count == 1 else "ies"
-    return page.redirect(
+    return await page.redirect(
         "/webhooks", notice=f"{view.nickname} resumed; {count} held deliver{plural} {what}."
     )
 
@@ -240,7 +240,7 @@ async def delete(webhook_id: str, posted: PostedPage) -> Response:
     page, _ = posted
     hook = await page.app.webhooks.get(page.org_id, webhook_id)
     await page.app.webhooks.remove(page.org_id, webhook_id)
-    return page.redirect("/webhooks", notice=f"Webhook {hook.nickname} deleted.")
+    return await page.redirect("/webhooks", notice=f"Webhook {hook.nickname} deleted.")
 
 
 # The delivery log
@@ -296,7 +296,7 @@ async def deliveries_page(
     webhook_id: str, page: CurrentPage, status: str = "", topic: str = "", cursor: str = ""
 ) -> Response:
     context = await _deliveries_context(page, webhook_id, status, topic, cursor)
-    return page.render("deliveries.html", context)
+    return await page.render("deliveries.html", context)
 
 
 @router.get("/webhooks/{webhook_id}/deliveries/rows")
@@ -305,7 +305,7 @@ async def deliveries_rows(
 ) -> Response:
     """The table body alone, polled by the open page so that new deliveries appear."""
     context = await _deliveries_context(page, webhook_id, status, topic, cursor)
-    return page.render("delivery_rows.html", context)
+    return await page.render("delivery_rows.html", context)
 
 
 @router.post("/webhooks/{webhook_id}/redeliver-failed")
@@ -313,7 +313,7 @@ async def redeliver_failed(webhook_id: str, posted: PostedPage) -> Response:
     page, _ = posted
     created = await page.app.webhooks.redeliver_failed(page.org_id, webhook_id)
     plural = "y" if len(created) == 1 else "ies"
-    return page.redirect(
+    return await page.redirect(
         f"/webhooks/{webhook_id}/deliveries",
         notice=f"{len(created)} failed deliver{plural} queued again.",
     )
@@ -331,14 +331,14 @@ async def delivery_page(delivery_id: str, page: CurrentPage, part: str = "") -> 
         payload=attempts[-1].request_body if attempts else None,
     )
     if part == "attempts":
-        return page.render("delivery_attempts.html", context)
-    return page.render("delivery.html", context)
+        return await page.render("delivery_attempts.html", context)
+    return await page.render("delivery.html", context)
 
 
 @router.post("/deliveries/{delivery_id}/redeliver")
 async def redeliver(delivery_id: str, posted: PostedPage) -> Response:
     page, _ = posted
     new = await page.app.webhooks.redeliver(page.org_id, delivery_id)
-    return page.redirect(
+    return await page.redirect(
         f"/deliveries/{new.id}", notice="Re-sent as a new delivery; its attempt appears below."
     )
