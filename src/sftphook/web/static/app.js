@@ -83,20 +83,27 @@
     });
   }
 
+  // Fixed to the viewport, so that a scrolling table does not clip it.
+  function place(menu) {
+    var button = $("[aria-haspopup]", menu);
+    var list = $("[role=menu]", menu);
+    var rect = button.getBoundingClientRect();
+    var height = list.offsetHeight;
+    var below = rect.bottom + 4;
+    var above = rect.top - height - 4;
+    list.style.top = (below + height > window.innerHeight && above > 0 ? above : below) + "px";
+    list.style.right = Math.max(4, document.documentElement.clientWidth - rect.right) + "px";
+  }
+
   function openMenu(menu, focusLast) {
     closeMenus(menu);
     var button = $("[aria-haspopup]", menu);
     var list = $("[role=menu]", menu);
     list.hidden = false;
     button.setAttribute("aria-expanded", "true");
-    // Fixed to the viewport, so that a scrolling table does not clip it.
-    var rect = button.getBoundingClientRect();
-    var height = list.offsetHeight;
-    var below = rect.bottom + 4;
-    list.style.top = (below + height > window.innerHeight && rect.top - height - 4 > 0 ? rect.top - height - 4 : below) + "px";
-    list.style.right = Math.max(4, document.documentElement.clientWidth - rect.right) + "px";
+    place(menu);
     var all = items(list);
-    if (all.length) { all[focusLast ? all.length - 1 : 0].focus(); }
+    if (all.length) { all[focusLast ? all.length - 1 : 0].focus({ preventScroll: true }); }
   }
 
   $all("[data-menu]").forEach(function (menu) {
@@ -124,8 +131,13 @@
   document.addEventListener("click", function (ev) {
     if (!ev.target.closest("[data-menu]")) { closeMenus(); }
   });
-  window.addEventListener("resize", function () { closeMenus(); });
-  window.addEventListener("scroll", function () { closeMenus(); }, true);
+  function placeOpenMenus() {
+    $all("[data-menu]").forEach(function (menu) {
+      if (!$("[role=menu]", menu).hidden) { place(menu); }
+    });
+  }
+  window.addEventListener("resize", placeOpenMenus);
+  window.addEventListener("scroll", placeOpenMenus, true);
 
   // Copy to clipboard ----------------------------------------------------------------------
   document.addEventListener("click", function (ev) {
