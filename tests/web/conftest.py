@@ -47,6 +47,8 @@ class Receiver:
 
     def __init__(self) -> None:
         self.requests: list[Received] = []
+        # The status every request is answered with (tests of failed deliveries change it).
+        self.status = 200
         self._arrived = asyncio.Condition()
         self._runner: web.AppRunner | None = None
         self.port = 0
@@ -60,7 +62,7 @@ class Receiver:
         async with self._arrived:
             self.requests.append(received)
             self._arrived.notify_all()
-        return web.json_response({"received": True})
+        return web.json_response({"received": self.status < 300}, status=self.status)
 
     async def start(self) -> None:
         app = web.Application()
