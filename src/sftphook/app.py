@@ -42,7 +42,13 @@ class App:
         key = settings.encryption_key.get_secret_value() if settings.encryption_key else None
         self.secret_box = open_box(key, settings.encryption_key_file)
         self.metrics = Metrics()
-        self.engine = DeliveryEngine(self.db, settings.webhooks, self.secret_box, self.metrics)
+        self.engine = DeliveryEngine(
+            self.db,
+            settings.webhooks,
+            self.secret_box,
+            self.metrics,
+            retention_days=settings.retention.deliveries_days,
+        )
         self.webhooks = WebhookService(
             self.db, settings.webhooks, self.secret_box, notify=self.engine.wake
         )

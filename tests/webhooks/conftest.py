@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import os
 import ssl
+import subprocess
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -80,6 +82,20 @@ class Receiver:
         return self.requests
 
 
+# Set to a PostgreSQL URL (postgresql+asyncpg://…) to run these tests against PostgreSQL; each
+# test starts from an empty schema.
+POSTGRES_URL = os.environ.get("SFTPHOOK_TEST_DATABASE_URL")
+
+
+def _reset_postgres(url: str) -> None:
+    plain = url.replace("postgresql+asyncpg://", "postgresql://")
+    subprocess.run(
+        ["psql", plain, "-q", "-c", "DROP SCHEMA public CASCADE; CREATE SCHEMA public;"],
+        check=True,
+        capture_output=True,
+    )
+
+
 @pytest.fixture
 def settings(settings: Settings) -> Settings:
     """Fast retries, a short timeout, no jitter: nothing in a test waits long."""
@@ -91,7 +107,11 @@ def settings(settings: Settings) -> Settings:
             "lease_seconds": 5.0,
         }
     )
-    return settings.model_copy(update={"webhooks": hooks})
+    update: dict[str, Any] = {"webhooks": hooks}
+    if POSTGRES_URL:
+        _reset_postgres(POSTGRES_URL)
+        update["database_url"] = POSTGRES_URL
+    return settings.model_copy(update=update)
 
 
 @pytest.fixture

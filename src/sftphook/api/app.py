@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from fastapi import FastAPI
 
 from sftphook import __version__
-from sftphook.api import health, problems
+from sftphook.api import deliveries, health, metrics, problems, webhooks
 from sftphook.web import mount as mount_dashboard
 
 if TYPE_CHECKING:
@@ -25,5 +25,8 @@ def create_app(app: App) -> FastAPI:
     api.state.sftphook = app
     problems.install(api)
     api.include_router(health.router)
+    api.include_router(metrics.router)
+    api.include_router(webhooks.router)
+    api.include_router(deliveries.router)
     mount_dashboard(api, app)
     return api

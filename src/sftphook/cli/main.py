@@ -12,6 +12,7 @@ import typer
 from sftphook import __version__
 from sftphook.app import ROLES, App
 from sftphook.cli import context
+from sftphook.cli import webhooks as webhooks_cli
 from sftphook.cli.admins import admins_app
 
 app = typer.Typer(
@@ -24,6 +25,7 @@ app = typer.Typer(
 db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(admins_app, name="admins")
+app.add_typer(webhooks_cli.app, name="webhooks")
 
 
 def _version(value: bool) -> None:

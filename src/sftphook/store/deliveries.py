@@ -12,15 +12,25 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from typing import Any
 
-from sqlalchemy import and_, delete, exists, false, func, or_, select, update
+from sqlalchemy import and_, delete, false, func, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
 from sftphook.store.models import Attempt, Delivery, Webhook
 
+# PostgreSQL channel on which new due work is announced to every node's workers.
+CHANNEL = "sftphook_deliveries"
+
 ACTIVE = ("pending", "retrying")
 FINAL = ("succeeded", "failed", "skipped")
 STATUSES = ("pending", "retrying", "succeeded", "failed", "held", "skipped")
+
+
+async def announce(session: AsyncSession) -> None:
+    """Tell the workers of every node that deliveries are due, when this transaction commits
+    (PostgreSQL NOTIFY; on SQLite there is one node and the commit hook wakes it)."""
+    if session.get_bind().dialect.name == "postgresql":
+        await session.execute(text(f"NOTIFY {CHANNEL}"))
 
 
 def _lease_free(now: int) -> Any:
@@ -36,13 +46,24 @@ async def claim(
     delivery of that webhook is still active (pending, retrying or in flight), which keeps one
     in flight, in event order. Pings and manual re-sends are not ordered.
     """
-    prior = aliased(Delivery)
-    blocked = exists().where(
-        prior.webhook_id == Delivery.webhook_id,
-        prior.kind == "event",
-        prior.status.in_(ACTIVE),
-        prior.sequence < Delivery.sequence,
-    )
+    # The head of an ordered webhook's queue: its first active event delivery. Looked up per
+    # status so that each lookup is one seek in ix_deliveries_webhook_head.
+    heads = []
+    for status in ACTIVE:
+        prior = aliased(Delivery)
+        first = (
+            select(prior.sequence)
+            .where(
+                prior.webhook_id == Delivery.webhook_id,
+                prior.kind == "event",
+                prior.status == status,
+            )
+            .order_by(prior.sequence)
+            .limit(1)
+            .scalar_subquery()
+        )
+        heads.append(Delivery.sequence <= func.coalesce(first, Delivery.sequence))
+    is_head = and_(*heads)
     candidates = (
         select(Delivery.id)
         .join(Webhook, Webhook.id == Delivery.webhook_id)
@@ -50,7 +71,7 @@ async def claim(
             Delivery.status.in_(ACTIVE),
             Delivery.next_attempt_at <= now,
             _lease_free(now),
-            or_(Delivery.kind != "event", Webhook.ordered == false(), ~blocked),
+            or_(Delivery.kind != "event", Webhook.ordered == false(), is_head),
         )
         .order_by(Delivery.next_attempt_at, Delivery.sequence)
         .limit(limit)

@@ -165,8 +165,8 @@ class Delivery(Base):
         # Workers claim by (status, next_attempt_at); the log lists by webhook, newest first.
         Index("ix_deliveries_due", "status", "next_attempt_at"),
         Index("ix_deliveries_webhook_created", "webhook_id", "created_at"),
-        # Strict ordering asks "is an earlier delivery of this webhook still active?".
-        Index("ix_deliveries_webhook_sequence", "webhook_id", "sequence"),
+        # Strict ordering looks up the first active event delivery of a webhook, per status.
+        Index("ix_deliveries_webhook_head", "webhook_id", "kind", "status", "sequence"),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)

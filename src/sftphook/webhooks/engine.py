@@ -51,6 +51,7 @@ log = logging.getLogger(__name__)
 # How long the dispatcher sleeps at most when nothing woke it (work from another process).
 SAFETY_INTERVAL = 2.0
 WRITE_BATCH = 256
+PRUNE_INTERVAL = 3600.0
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -130,6 +131,7 @@ class DeliveryEngine:
         safety_interval: float = SAFETY_INTERVAL,
         rng: random.Random | None = None,
         clock: Callable[[], int] = now_ms,
+        retention_days: float | None = None,
     ) -> None:
         self._db = db
         self._settings = settings
@@ -155,6 +157,9 @@ class DeliveryEngine:
         self._finished = asyncio.Event()
         self._running = False
         self._secret_cache: dict[str, str] = {}
+        # Completed deliveries (with their attempts) older than this are pruned; None keeps all.
+        self._retention_days = retention_days
+        self._stop_signal = asyncio.Event()
 
     # Signals
 
@@ -172,7 +177,10 @@ class DeliveryEngine:
         """Dispatch until `stop()`; returns once in-flight work is drained and recorded."""
         self._running = True
         self._finished.clear()
+        self._stop_signal.clear()
         writer = asyncio.create_task(self._write_loop(), name="webhook-writer")
+        sweeper = asyncio.create_task(self._prune_loop(), name="webhook-pruner")
+        listener = asyncio.create_task(self._listen(), name="webhook-listener")
         if started is not None:
             started.set()
         cancelled: list[Job] = []
@@ -187,6 +195,9 @@ class DeliveryEngine:
                     task.cancel()
                 await asyncio.gather(*pending, return_exceptions=True)
         finally:
+            sweeper.cancel()
+            listener.cancel()
+            await asyncio.gather(sweeper, listener, return_exceptions=True)
             for task, job in list(self._inflight.items()):
                 if not task.done():
                     task.cancel()
@@ -203,9 +214,58 @@ class DeliveryEngine:
         """Stop claiming, wait up to `deadline` seconds for in-flight sends, cancel the rest."""
         self._drain_deadline = deadline
         self._stopping = True
+        self._stop_signal.set()
         self._wake.set()
         if self._running:
             await self._finished.wait()
+
+    async def prune(self) -> int:
+        """Delete completed deliveries older than the retention period; returns how many."""
+        if self._retention_days is None:
+            return 0
+        before = self._clock() - round(self._retention_days * 86_400_000)
+        async with self._db.transaction() as s:
+            count = await delivery_store.prune_completed(s, before)
+        if count:
+            log.info(
+                "pruned %d completed deliveries older than %g days", count, self._retention_days
+            )
+        return count
+
+    async def _prune_loop(self) -> None:
+        while not self._stopping:
+            try:
+                await self.prune()
+            except Exception:
+                log.exception("could not prune old deliveries")
+            try:
+                async with asyncio.timeout(PRUNE_INTERVAL):
+                    await self._stop_signal.wait()
+            except TimeoutError:
+                pass
+
+    async def _listen(self) -> None:
+        """On PostgreSQL, wake on NOTIFY from any node (events, pings, re-sends elsewhere)."""
+        if self._db.is_sqlite:
+            return
+        while not self._stopping:
+            try:
+                async with self._db.engine.connect() as conn:
+                    raw = await conn.get_raw_connection()
+                    driver = raw.driver_connection
+                    if driver is None or not hasattr(driver, "add_listener"):
+                        return
+                    await driver.add_listener(delivery_store.CHANNEL, self.wake)
+                    try:
+                        await self._stop_signal.wait()
+                    finally:
+                        await driver.remove_listener(delivery_store.CHANNEL, self.wake)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.warning("lost the delivery notification channel; listening again in 5 s")
+                self._wake.set()
+                await asyncio.sleep(5)
 
     async def _release(self, jobs: Sequence[Job]) -> None:
         try:
@@ -315,10 +375,12 @@ class DeliveryEngine:
         task.add_done_callback(self._sent)
 
     def _sent(self, task: asyncio.Task[None]) -> None:
+        was_full = len(self._inflight) >= self._settings.workers
         self._inflight.pop(task, None)
         if not task.cancelled() and task.exception() is not None:
             log.error("delivery task failed", exc_info=task.exception())
-        self._wake.set()
+        if was_full:  # the dispatcher waits for a free slot
+            self._wake.set()
 
     async def attempt(self, job: Job) -> AttemptResult:
         """Send one attempt of `job` (no store access)."""

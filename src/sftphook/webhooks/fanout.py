@@ -11,6 +11,7 @@ from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from sftphook.events.model import EventRecord
+from sftphook.store import deliveries as delivery_store
 from sftphook.store import webhooks as webhook_store
 from sftphook.store.models import Delivery, new_id, now_ms
 from sftphook.webhooks import filters
@@ -91,3 +92,4 @@ async def fan_out(session: AsyncSession, events: Sequence[EventRecord]) -> None:
             )
     if rows:
         await session.execute(insert(Delivery), rows)
+        await delivery_store.announce(session)

@@ -8,6 +8,7 @@ answers. Views carry the authorization value masked.
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import json
 import logging
 from collections.abc import Callable, Mapping, Sequence
@@ -374,6 +375,7 @@ class WebhookService:
             await s.flush()
             if deliver_held:
                 count = await delivery_store.release_held(s, webhook.id, now)
+                await delivery_store.announce(s)
             else:
                 count = await delivery_store.skip_held(s, webhook.id, now)
         self.notify()
@@ -411,6 +413,7 @@ class WebhookService:
                 now=now,
             )
             await s.execute(insert(Delivery), [row])
+            await delivery_store.announce(s)
             delivery = await s.get(Delivery, row["id"])
             assert delivery is not None
         self.notify()
@@ -479,6 +482,7 @@ class WebhookService:
                 raise NotFound(f"no delivery with id {delivery_id!r}")
             row = self._redelivery_row(original, now_ms())
             await s.execute(insert(Delivery), [row])
+            await delivery_store.announce(s)
             delivery = await s.get(Delivery, row["id"])
             assert delivery is not None
         self.notify()
@@ -514,6 +518,7 @@ class WebhookService:
                 rows = [self._redelivery_row(originals[i], now) for i in part if i in originals]
                 if rows:
                     await s.execute(insert(Delivery), rows)
+                    await delivery_store.announce(s)
             created.extend(r["id"] for r in rows)
             self.notify()
             if progress is not None:
@@ -537,3 +542,22 @@ class WebhookService:
         if webhook is None:
             raise NotFound(f"no webhook with id {webhook_id!r}")
         return webhook
+
+
+def parse_time(value: str | int | None, *, field: str) -> int | None:
+    """A point in time from the API or the CLI: epoch milliseconds, or ISO 8601 (UTC unless it
+    says otherwise)."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, int) or value.isdigit():
+        return int(value)
+    try:
+        when = datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise InvalidInput(
+            f"{field} must be epoch milliseconds or an ISO 8601 time such as 2026-01-31T12:00:00Z",
+            field=field,
+        ) from exc
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=datetime.UTC)
+    return int(when.timestamp() * 1000)

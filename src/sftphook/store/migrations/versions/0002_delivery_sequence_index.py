@@ -1,4 +1,4 @@
-"""index deliveries by webhook and sequence (strict ordering)
+"""index the first active event delivery of each webhook (strict ordering)
 
 Revision ID: 0002
 Revises: 0001
@@ -17,10 +17,12 @@ depends_on: str | Sequence[str] | None = None
 def upgrade() -> None:
     with op.batch_alter_table("deliveries", schema=None) as batch_op:
         batch_op.create_index(
-            "ix_deliveries_webhook_sequence", ["webhook_id", "sequence"], unique=False
+            "ix_deliveries_webhook_head",
+            ["webhook_id", "kind", "status", "sequence"],
+            unique=False,
         )
 
 
 def downgrade() -> None:
     with op.batch_alter_table("deliveries", schema=None) as batch_op:
-        batch_op.drop_index("ix_deliveries_webhook_sequence")
+        batch_op.drop_index("ix_deliveries_webhook_head")

@@ -1,0 +1,214 @@
+"""REST: `/api/v1/webhooks` — manage webhooks, ping, rotate, pause, resume, their deliveries."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Body, Query, Response, status
+from pydantic import BaseModel, ConfigDict, Field
+
+from sftphook.api.deps import AppDep, OrganizationId
+from sftphook.webhooks.service import DeliveryView, WebhookView, parse_time
+
+router = APIRouter(prefix="/api/v1/webhooks", tags=["webhooks"])
+
+TopicName = Literal["file.created", "file.deleted", "file.downloaded", "file.renamed"]
+
+
+class FilterRule(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    field: Literal["Path", "ActorId", "ActorType"]
+    operator: Literal[
+        "is", "is_not", "contains", "not_contains", "starts_with", "ends_with", "matches"
+    ]
+    value: str = Field(max_length=1024)
+
+
+class WebhookCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    nickname: str = Field(min_length=1, max_length=128)
+    url: str = Field(min_length=1, max_length=2048)
+    topics: list[TopicName] = Field(min_length=1, max_length=4)
+    authorization_header: str | None = Field(default=None, max_length=4096)
+    filter: list[FilterRule] = Field(default_factory=list, max_length=20)
+    ordered: bool = False
+
+
+class WebhookUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    nickname: str | None = Field(default=None, min_length=1, max_length=128)
+    url: str | None = Field(default=None, min_length=1, max_length=2048)
+    topics: list[TopicName] | None = Field(default=None, min_length=1, max_length=4)
+    # Send null to remove the header.
+    authorization_header: str | None = Field(default=None, max_length=4096)
+    filter: list[FilterRule] | None = Field(default=None, max_length=20)
+    ordered: bool | None = None
+
+
+class RotateSecret(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    grace_seconds: float = Field(default=0, ge=0, le=7 * 24 * 3600)
+
+
+class Pause(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field(default="paused by an operator", max_length=255)
+
+
+class Resume(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    # True: send what arrived while paused; false: mark it skipped.
+    deliver_held: bool = True
+
+
+class BulkRedeliver(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    since: int | str | None = None
+    until: int | str | None = None
+
+
+def webhook_json(view: WebhookView) -> dict[str, Any]:
+    return dataclasses.asdict(view)
+
+
+def delivery_json(view: DeliveryView) -> dict[str, Any]:
+    return dataclasses.asdict(view)
+
+
+@router.post("", status_code=status.HTTP_201_CREATED)
+async def create_webhook(app: AppDep, org: OrganizationId, body: WebhookCreate) -> dict[str, Any]:
+    """Create a webhook. The answer carries `signing_secret`, shown this once only."""
+    view, secret = await app.webhooks.create(
+        org,
+        nickname=body.nickname,
+        url=body.url,
+        topics=list(body.topics),
+        authorization_header=body.authorization_header,
+        filter=[r.model_dump() for r in body.filter],
+        ordered=body.ordered,
+    )
+    return {**webhook_json(view), "signing_secret": secret}
+
+
+@router.get("")
+async def list_webhooks(app: AppDep, org: OrganizationId) -> dict[str, Any]:
+    return {"items": [webhook_json(v) for v in await app.webhooks.list_webhooks(org)]}
+
+
+@router.get("/{webhook_id}")
+async def get_webhook(app: AppDep, org: OrganizationId, webhook_id: str) -> dict[str, Any]:
+    return webhook_json(await app.webhooks.get(org, webhook_id))
+
+
+@router.patch("/{webhook_id}")
+async def update_webhook(
+    app: AppDep, org: OrganizationId, webhook_id: str, body: WebhookUpdate
+) -> dict[str, Any]:
+    changes: dict[str, Any] = {
+        "nickname": body.nickname,
+        "url": body.url,
+        "topics": list(body.topics) if body.topics is not None else None,
+        "filter": [r.model_dump() for r in body.filter] if body.filter is not None else None,
+        "ordered": body.ordered,
+    }
+    if "authorization_header" in body.model_fields_set:
+        changes["authorization_header"] = body.authorization_header
+    return webhook_json(await app.webhooks.update(org, webhook_id, **changes))
+
+
+@router.delete("/{webhook_id}", status_code=status.HTTP_204_NO_CONTENT)
+async def remove_webhook(app: AppDep, org: OrganizationId, webhook_id: str) -> Response:
+    await app.webhooks.remove(org, webhook_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.post("/{webhook_id}/ping", status_code=status.HTTP_202_ACCEPTED)
+async def ping_webhook(app: AppDep, org: OrganizationId, webhook_id: str) -> dict[str, Any]:
+    """Queue a `webhook.ping`; follow it at `GET /api/v1/deliveries/{id}`."""
+    return delivery_json(await app.webhooks.ping(org, webhook_id, actor_id="api"))
+
+
+@router.post("/{webhook_id}/rotate-secret")
+async def rotate_secret(
+    app: AppDep,
+    org: OrganizationId,
+    webhook_id: str,
+    body: Annotated[RotateSecret | None, Body()] = None,
+) -> dict[str, Any]:
+    """A new signing secret at once (shown this once); the old one keeps signing alongside for
+    `grace_seconds`."""
+    grace = body.grace_seconds if body is not None else 0
+    view, secret = await app.webhooks.rotate_secret(org, webhook_id, grace_seconds=grace)
+    return {**webhook_json(view), "signing_secret": secret}
+
+
+@router.post("/{webhook_id}/pause")
+async def pause_webhook(
+    app: AppDep,
+    org: OrganizationId,
+    webhook_id: str,
+    body: Annotated[Pause | None, Body()] = None,
+) -> dict[str, Any]:
+    reason = body.reason if body is not None else "paused by an operator"
+    return webhook_json(await app.webhooks.pause(org, webhook_id, reason=reason))
+
+
+@router.post("/{webhook_id}/resume")
+async def resume_webhook(
+    app: AppDep,
+    org: OrganizationId,
+    webhook_id: str,
+    body: Annotated[Resume | None, Body()] = None,
+) -> dict[str, Any]:
+    deliver = body.deliver_held if body is not None else True
+    view, count = await app.webhooks.resume(org, webhook_id, deliver_held=deliver)
+    return {**webhook_json(view), "held_deliveries": count, "delivered_held": deliver}
+
+
+@router.get("/{webhook_id}/deliveries")
+async def list_deliveries(
+    app: AppDep,
+    org: OrganizationId,
+    webhook_id: str,
+    status_: Annotated[list[str] | None, Query(alias="status")] = None,
+    topic: str | None = None,
+    since: Annotated[str | None, Query(description="epoch ms or ISO 8601")] = None,
+    until: Annotated[str | None, Query(description="epoch ms or ISO 8601")] = None,
+    cursor: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> dict[str, Any]:
+    """Newest first; pass `next_cursor` back as `cursor` for the next page."""
+    statuses = [s for value in status_ or [] for s in value.split(",") if s]
+    rows, next_cursor = await app.webhooks.list_deliveries(
+        org,
+        webhook_id,
+        statuses=statuses,
+        topic=topic,
+        since=parse_time(since, field="since"),
+        until=parse_time(until, field="until"),
+        cursor=cursor,
+        limit=limit,
+    )
+    return {"items": [delivery_json(d) for d in rows], "next_cursor": next_cursor}
+
+
+@router.post("/{webhook_id}/deliveries/redeliver", status_code=status.HTTP_202_ACCEPTED)
+async def redeliver_failed(
+    app: AppDep,
+    org: OrganizationId,
+    webhook_id: str,
+    body: Annotated[BulkRedeliver | None, Body()] = None,
+) -> dict[str, Any]:
+    """Send again every failed delivery of this webhook created in [since, until)."""
+    since = parse_time(body.since, field="since") if body else None
+    until = parse_time(body.until, field="until") if body else None
+    ids = await app.webhooks.redeliver_failed(org, webhook_id, since=since, until=until)
+    return {"count": len(ids), "delivery_ids": ids}

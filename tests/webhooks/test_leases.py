@@ -1,0 +1,87 @@
+"""Claims are leases: a delivery claimed by a worker that died is claimed again after expiry."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from sftphook.store.models import now_ms
+from tests.conftest import serving
+from tests.webhooks.conftest import POSTGRES_URL, file_event, org_id, wait_until
+
+
+async def test_abandoned_claim_is_taken_again_after_the_lease_expires(settings, receiver, app):
+    hooks = settings.webhooks.model_copy(update={"lease_seconds": 1.0, "timeout": 0.5})
+    settings = settings.model_copy(update={"webhooks": hooks})
+    org = await org_id(app)
+    hook, _ = await app.webhooks.create(
+        org, nickname="l", url=receiver.url, topics=["file.created"]
+    )
+    event = file_event(org)
+    await app.recorder.record(event)  # no worker runs: the delivery waits in the store
+
+    # A worker claims it and dies before sending anything.
+    from sftphook.webhooks.engine import DeliveryEngine
+
+    doomed = DeliveryEngine(app.db, hooks, app.secret_box, app.metrics)
+    claimed = await doomed.claim(10, now_ms())
+    claimed_at = time.monotonic()
+    assert [j.event.id for j in claimed if j.event] == [event.id]
+    assert await doomed.claim(10, now_ms()) == []  # leased: nobody else takes it
+
+    async with serving(settings, frozenset({"worker"})) as running:
+        (got,) = await receiver.wait_for(1, within=10)
+        assert got.at - claimed_at >= 0.8  # not before the lease ran out
+        assert got.json()["Id"] == event.id
+
+        async def done():
+            rows, _ = await running.webhooks.list_deliveries(org, hook.id)
+            return rows[0].status == "succeeded"
+
+        await wait_until(done)
+        rows, _ = await running.webhooks.list_deliveries(org, hook.id)
+        assert rows[0].attempt_count == 1
+
+
+async def test_shutdown_gives_back_leases_of_cancelled_sends(settings, receiver):
+    from aiohttp import web
+
+    async def slow(request, received):
+        await asyncio.sleep(5)
+        return web.Response()
+
+    receiver.behaviour = slow
+    hooks = settings.webhooks.model_copy(update={"timeout": 10.0, "lease_seconds": 60.0})
+    settings = settings.model_copy(update={"webhooks": hooks})
+    async with serving(settings, frozenset({"worker"})) as app:
+        org = await org_id(app)
+        hook, _ = await app.webhooks.create(
+            org, nickname="s", url=receiver.url, topics=["file.created"]
+        )
+        await app.recorder.record(file_event(org))
+        await receiver.wait_for(1)
+        t0 = time.monotonic()
+        await app.engine.stop(deadline=0.2)
+        assert time.monotonic() - t0 < 3
+    async with app.db.session() as s:
+        from sqlalchemy import select
+
+        from sftphook.store.models import Delivery
+
+        row = (await s.execute(select(Delivery))).scalar_one()
+    assert row.status == "pending" and row.lease_owner is None and row.lease_expires_at is None
+
+
+@pytest.mark.skipif(not POSTGRES_URL, reason="needs SFTPHOOK_TEST_DATABASE_URL (PostgreSQL)")
+async def test_postgres_notify_wakes_workers_of_another_node(settings, receiver, app):
+    org = await org_id(app)
+    await app.webhooks.create(org, nickname="n", url=receiver.url, topics=["file.created"])
+    async with serving(settings, frozenset({"worker"})) as node:
+        node.engine._safety = 60.0  # only a notification can wake it in time
+        await asyncio.sleep(0.3)
+        t0 = time.monotonic()
+        await app.recorder.record(file_event(org))  # another App: its commit hook wakes no one
+        await receiver.wait_for(1, within=5)
+        assert time.monotonic() - t0 < 2
