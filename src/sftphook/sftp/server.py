@@ -13,9 +13,10 @@ import logging
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import asyncssh
+from asyncssh.channel import SSHChannel
 
 from sftphook.accounts.passwords import verify_password_async
 from sftphook.sftp import hostkeys
@@ -132,6 +133,11 @@ class SFTPFront:
 
     # Sessions
 
+    @property
+    def sessions(self) -> frozenset[SFTPSession]:
+        """The open SFTP and SCP sessions."""
+        return frozenset(self._sessions)
+
     def session_opened(self, session: SFTPSession) -> None:
         self._sessions.add(session)
         self._no_sessions.clear()
@@ -184,7 +190,7 @@ class SFTPFront:
         return await asyncio.get_running_loop().run_in_executor(self.io_executor, digest)
 
 
-class _Connection(asyncssh.SSHServer):  # type: ignore[misc]
+class _Connection(asyncssh.SSHServer):
     """One SSH connection: authentication, then session channels."""
 
     def __init__(self, front: SFTPFront) -> None:
@@ -275,7 +281,7 @@ class _Connection(asyncssh.SSHServer):  # type: ignore[misc]
         state = ConnectionState(self._user, self.client_ip, self.session_id)
         front = self._front
 
-        def sftp_factory(chan: asyncssh.SSHServerChannel) -> SFTPSession:
-            return SFTPSession(chan, front, state)
+        def sftp_factory(chan: SSHChannel[bytes]) -> asyncssh.SFTPServer:
+            return SFTPSession(cast(asyncssh.SSHServerChannel[bytes], chan), front, state)
 
         return StreamSession(None, sftp_factory, 3, front.settings.sftp.allow_scp)

@@ -272,14 +272,15 @@ class LocalStorage:
                 temp_name = f"{uuid.uuid4().hex}.upload"
                 fd = os.open(
                     temp_name,
-                    os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC,
+                    # Read too: the hash of an upload written out of order is taken at close.
+                    os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC,
                     0o644,
                     dir_fd=self._uploads_fd,
                 )
                 return LocalWriteHandle(
                     fd, t.dir_fd, t.name, t.parts, os.dup(self._uploads_fd), temp_name
                 )
-            flags = (os.O_RDWR if read else os.O_WRONLY) | os.O_CREAT | os.O_NOFOLLOW
+            flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW
             flags |= os.O_CLOEXEC | (os.O_APPEND if append else 0)
             if truncate:
                 flags |= os.O_TRUNC
@@ -503,9 +504,8 @@ class LocalWriteHandle:
 def clean_stale_uploads(files_root: Path) -> int:
     """Remove temporary uploads left by a process that stopped mid-transfer; run at start."""
     uploads = files_root / UPLOADS_DIR
+    uploads.mkdir(parents=True, exist_ok=True, mode=0o700)
     removed = 0
-    if not uploads.is_dir():
-        return 0
     for entry in os.scandir(uploads):
         if entry.name.endswith(".upload"):
             with contextlib.suppress(FileNotFoundError):
