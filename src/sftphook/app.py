@@ -19,6 +19,7 @@ import uvicorn
 from sftphook.accounts import AccountService
 from sftphook.config import Settings
 from sftphook.events import EventRecorder
+from sftphook.retention import Pruner
 from sftphook.store import Database
 from sftphook.webhooks.crypto import open_box
 from sftphook.webhooks.engine import DeliveryEngine
@@ -92,6 +93,8 @@ class App:
                 await started.wait()
                 for role in sorted(roles):
                     await self._start_role(role, tasks)
+                if "worker" in roles:
+                    self._start_pruner(tasks)
                 if ready is not None:
                     ready.set()
                 await self._stop.wait()
@@ -163,6 +166,11 @@ class App:
             await self.engine.stop(deadline=self.settings.webhooks.timeout + 1)
 
         self._closers.append(("worker", stop_engine))
+
+    def _start_pruner(self, tasks: asyncio.TaskGroup) -> None:
+        pruner = Pruner(self.db, self.settings.retention)
+        tasks.create_task(pruner.run(), name="pruner")
+        self._closers.append(("pruner", pruner.close))
 
     @property
     def http_port(self) -> int:

@@ -89,6 +89,21 @@ class StorageSettings(BaseModel):
     root: Path | None = None
 
 
+class SMTPSettings(BaseModel):
+    """The SMTP server that `email` notifications and owner notices go through."""
+
+    host: str | None = None
+    port: int = Field(default=587, ge=1, le=65535)
+    username: str | None = None
+    password: SecretStr | None = None
+    starttls: bool = True
+    # The From header, e.g. `sftphook <sftphook@example.com>`.
+    from_: str = Field(default="sftphook <sftphook@localhost>", alias="from")
+    timeout: float = Field(default=30.0, gt=0)
+
+    model_config = {"populate_by_name": True}
+
+
 class RetentionSettings(BaseModel):
     deliveries_days: float = Field(default=30, gt=0)
     events_days: float = Field(default=90, gt=0)
@@ -113,6 +128,7 @@ class Settings(BaseSettings):
     webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
     storage: StorageSettings = Field(default_factory=StorageSettings)
     retention: RetentionSettings = Field(default_factory=RetentionSettings)
+    smtp: SMTPSettings = Field(default_factory=SMTPSettings)
 
     @classmethod
     def settings_customise_sources(
