@@ -48,6 +48,8 @@ async def test_session_cookie_is_httponly_and_samesite(dashboard: Dashboard) -> 
         assert "httponly" in cookie and "samesite=lax" in cookie
         assert "secure" not in cookie  # plain http on 127.0.0.1; https adds it
         assert resp.headers["cache-control"] == "no-store"
+        assert resp.headers["x-frame-options"] == "DENY"
+        assert "default-src 'self'" in resp.headers["content-security-policy"]
 
 
 async def test_forged_form_without_csrf_token_is_refused(dashboard: Dashboard) -> None:

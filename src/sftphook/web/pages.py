@@ -33,7 +33,19 @@ if TYPE_CHECKING:
     from sftphook.app import App
 
 HERE = Path(__file__).parent
-NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+# Every dashboard response: never cached (a page may have shown a secret), never framed, and
+# nothing loaded or run from anywhere but this server.
+NO_STORE = {
+    "Cache-Control": "no-store",
+    "Pragma": "no-cache",
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "Content-Security-Policy": (
+        "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; "
+        "form-action 'self'; base-uri 'none'; object-src 'none'"
+    ),
+}
 
 
 class LoginRequired(Exception):
