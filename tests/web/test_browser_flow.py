@@ -225,6 +225,9 @@ async def test_operator_walks_the_whole_flow_in_a_browser(
     await expect(deliveries.locator("tr").first).to_contain_text("file.created")
     await expect(deliveries.locator("tr").first).to_contain_text("Succeeded")
     await _shot(page, screenshots, "deliveries")
+    await page.set_viewport_size(PHONE)
+    await _shot(page, screenshots, "deliveries-phone", full_page=True)
+    await page.set_viewport_size(DESKTOP)
 
     # 9. Events: the upload is there, and the topic filter works.
     await _nav(page, "Events")

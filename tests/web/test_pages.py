@@ -85,3 +85,23 @@ async def test_failed_deliveries_are_filtered_and_sent_again(
         assert "1 failed delivery queued again." in notice.text
         await receiver.wait_for(2)
         assert receiver.requests[1].body != b""
+
+
+async def test_rotation_with_a_grace_period_shows_until_when(
+    dashboard: Dashboard, receiver: Receiver
+) -> None:
+    app, org = dashboard.app, dashboard.organization.id
+    hook, first = await app.webhooks.create(
+        org, nickname="Ledger", url=receiver.url, topics=["file.created"]
+    )
+    async with httpx.AsyncClient(base_url=dashboard.base) as client:
+        token = await login(client)
+        resp = await client.post(
+            f"/webhooks/{hook.id}/rotate", data={"csrf_token": token, "grace_seconds": "3600"}
+        )
+        reveal = await client.get(resp.headers["location"])
+        assert "New signing secret" in reveal.text and first not in reveal.text
+        assert "old secret valid until" in reveal.text
+    await app.webhooks.ping(org, hook.id)
+    (ping,) = await receiver.wait_for(1)
+    assert len(ping.headers["webhook-signature"].split()) == 2  # both secrets sign
