@@ -88,6 +88,8 @@ async def test_500_then_200_is_retried_and_each_attempt_has_its_own_attempt_id(s
         )
         await app.recorder.record(file_event(org))
         got = await receiver.wait_for(3)
+        # On the 0.2 s schedule, not on the 2 s safety timer.
+        assert got[1].at - got[0].at < 1.5 and got[2].at - got[1].at < 1.5
         ids = {r.headers["webhook-id"] for r in got}
         assert len(ids) == 1  # the same delivery on every retry
         attempt_ids = {json.loads(r.body)["Metadata"]["Attempt"]["Id"] for r in got}

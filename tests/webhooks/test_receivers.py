@@ -6,6 +6,7 @@ import asyncio
 import json
 import time
 
+import pytest
 import trustme
 from aiohttp import web
 from standardwebhooks import Webhook as StandardWebhook
@@ -315,3 +316,14 @@ async def test_rotation_grace_period_signs_with_both_secrets(settings, receiver)
             pass
         else:
             raise AssertionError("the replaced secret still verifies")
+
+
+async def test_a_ca_bundle_that_cannot_be_read_stops_the_start(settings, tmp_path):
+    bad = tmp_path / "missing.pem"
+    broken = settings.model_copy(
+        update={"webhooks": settings.webhooks.model_copy(update={"ca_bundle": bad})}
+    )
+    with pytest.raises(BaseException) as caught:
+        async with serving(broken, WORKER):
+            pass
+    assert "ca_bundle" in repr(caught.value) or "ca_bundle" in str(caught.value.__cause__)

@@ -37,10 +37,23 @@ def _lease_free(now: int) -> Any:
     return or_(Delivery.lease_expires_at.is_(None), Delivery.lease_expires_at <= now)
 
 
+CLAIMED_COLUMNS = (
+    Delivery.id,
+    Delivery.organization_id,
+    Delivery.webhook_id,
+    Delivery.event_id,
+    Delivery.topic,
+    Delivery.kind,
+    Delivery.payload,
+    Delivery.attempt_count,
+)
+
+
 async def claim(
     session: AsyncSession, *, token: str, now: int, lease_ms: int, limit: int
-) -> list[Delivery]:
-    """Lease up to `limit` due deliveries to `token`, oldest due first.
+) -> list[Any]:
+    """Lease up to `limit` due deliveries to `token`, oldest due first; rows of
+    `CLAIMED_COLUMNS`.
 
     For a webhook with strict ordering, an event delivery is due only when no earlier event
     delivery of that webhook is still active (pending, retrying or in flight), which keeps one
@@ -85,12 +98,12 @@ async def claim(
             Delivery.status.in_(ACTIVE),
             _lease_free(now),
         )
-        .values(lease_owner=token, lease_expires_at=now + lease_ms)
-        .returning(Delivery)
+        .values(lease_owner=token, lease_expires_at=now + lease_ms, updated_at=now)
+        .returning(*CLAIMED_COLUMNS)
         .execution_options(synchronize_session=False)
     )
     result = await session.execute(stmt)
-    return list(result.scalars())
+    return list(result.all())
 
 
 async def next_due(session: AsyncSession, after: int) -> int | None:
@@ -113,6 +126,16 @@ async def next_due(session: AsyncSession, after: int) -> int | None:
 async def by_ids(session: AsyncSession, delivery_ids: Collection[str]) -> dict[str, Delivery]:
     result = await session.execute(select(Delivery).where(Delivery.id.in_(list(delivery_ids))))
     return {d.id: d for d in result.scalars()}
+
+
+async def lease_owners(
+    session: AsyncSession, delivery_ids: Collection[str]
+) -> dict[str, str | None]:
+    """Who holds each delivery's lease (a missing id: the delivery no longer exists)."""
+    result = await session.execute(
+        select(Delivery.id, Delivery.lease_owner).where(Delivery.id.in_(list(delivery_ids)))
+    )
+    return {row[0]: row[1] for row in result.all()}
 
 
 async def release_leases(session: AsyncSession, leases: Collection[tuple[str, str]]) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import os
 import secrets
+import time
 from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
@@ -55,7 +56,12 @@ def load_or_create_key(path: Path) -> bytes:
     if path.exists():
         return decode_key(path.read_text())
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        # Another process (a CLI command beside the server) created it first.
+        time.sleep(0.1)
+        return decode_key(path.read_text())
     with os.fdopen(fd, "w") as fh:
         fh.write(base64.b64encode(secrets.token_bytes(32)).decode() + "\n")
     return decode_key(path.read_text())

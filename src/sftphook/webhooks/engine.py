@@ -3,9 +3,12 @@
 The database is the queue. One dispatcher per node leases due deliveries in batches (as many as
 there are free send slots) and starts a send task for each; the recorder's commit hook wakes it
 the moment an event's deliveries are committed, and a timer wakes it for scheduled retries, for
-expiring leases and, as a safety net, for work committed by another process. Results go to one
-writer that records attempts and decisions in grouped transactions, then wakes the dispatcher
-again (a strictly ordered webhook's next delivery, a freed slot).
+expiring leases and, as a safety net, for work committed by another process. A send slot is free
+again as soon as its request is answered; results go to one writer that records attempts and
+decisions in grouped transactions. Under load the dispatcher waits until a quarter of the slots
+are free before it claims again, so claims and writes stay batched; the number of results not yet
+recorded is bounded too. Until a result is recorded its lease keeps the delivery from being
+claimed again, and a strictly ordered webhook's next delivery waits for that record.
 
 Shutdown: stop claiming, let in-flight sends finish within a deadline, cancel the rest and give
 their leases back, flush the writer.
@@ -24,14 +27,14 @@ from collections.abc import Callable, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
-from sqlalchemy import insert, select
+from sqlalchemy import insert, select, update
 
 from sftphook.config import WebhookSettings
 from sftphook.events.model import EventRecord
 from sftphook.store import deliveries as delivery_store
 from sftphook.store import webhooks as webhook_store
 from sftphook.store.database import Database
-from sftphook.store.models import Attempt, Event, Webhook, new_id, now_ms
+from sftphook.store.models import Attempt, Delivery, Event, Webhook, new_id, now_ms
 from sftphook.webhooks import payload, signing
 from sftphook.webhooks.crypto import SecretBox
 from sftphook.webhooks.metrics import Metrics
@@ -65,6 +68,7 @@ class Job:
     kind: str
     attempt_number: int
     lease_token: str
+    ordered: bool
     url: str
     secrets: tuple[str, ...]
     authorization: str | None
@@ -137,13 +141,9 @@ class DeliveryEngine:
         self._settings = settings
         self._box = box
         self._metrics = metrics
-        self._transport: Transport = transport or AiohttpTransport(
-            UrlPolicy.from_settings(settings.allow_http, settings.allowed_networks),
-            timeout=settings.timeout,
-            ca_bundle=settings.ca_bundle,
-            max_body=settings.max_response_body,
-            connections=settings.workers,
-        )
+        # Built when first needed: a CLI command that never sends never reads the CA bundle.
+        self._transport_given = transport
+        self._transport_built: Transport | None = None
         self._safety = safety_interval
         self._rng = rng or random.Random()
         self._clock = clock
@@ -151,15 +151,39 @@ class DeliveryEngine:
         self._stopping = False
         self._drain_deadline = 10.0
         self._inflight: dict[asyncio.Task[None], Job] = {}
-        self._results: asyncio.Queue[tuple[AttemptResult, asyncio.Future[None]] | None] = (
-            asyncio.Queue()
-        )
+        self._results: asyncio.Queue[AttemptResult | None] = asyncio.Queue()
+        # Claimed but not yet recorded (sending, or waiting for the writer); bounded.
+        self._unrecorded = 0
+        self._max_unrecorded = settings.workers * 4
+        self._batch_threshold = max(1, settings.workers // 4)
+        # The dispatcher left work unclaimed for want of slots: wake it when enough free up.
+        self._starved = False
         self._finished = asyncio.Event()
         self._running = False
         self._secret_cache: dict[str, str] = {}
         # Completed deliveries (with their attempts) older than this are pruned; None keeps all.
         self._retention_days = retention_days
         self._stop_signal = asyncio.Event()
+
+    @property
+    def _transport(self) -> Transport:
+        if self._transport_given is not None:
+            return self._transport_given
+        if self._transport_built is None:
+            settings = self._settings
+            try:
+                self._transport_built = AiohttpTransport(
+                    UrlPolicy.from_settings(settings.allow_http, settings.allowed_networks),
+                    timeout=settings.timeout,
+                    ca_bundle=settings.ca_bundle,
+                    max_body=settings.max_response_body,
+                    connections=settings.workers,
+                )
+            except (OSError, ValueError) as exc:
+                raise ValueError(
+                    f"webhooks.ca_bundle {settings.ca_bundle}: cannot load it ({exc})"
+                ) from exc
+        return self._transport_built
 
     # Signals
 
@@ -175,6 +199,7 @@ class DeliveryEngine:
 
     async def run(self, started: asyncio.Event | None = None) -> None:
         """Dispatch until `stop()`; returns once in-flight work is drained and recorded."""
+        self._transport  # noqa: B018 - a bad CA bundle stops the start, not every send
         self._running = True
         self._finished.clear()
         self._stop_signal.clear()
@@ -282,17 +307,22 @@ class DeliveryEngine:
         while not self._stopping:
             self._wake.clear()
             timeout = self._safety
-            free = self._settings.workers - len(self._inflight)
-            if free > 0:
+            free = self._free()
+            if 0 < free < self._batch_threshold and (self._inflight or self._unrecorded):
+                self._starved = True  # let more slots free up, then claim them together
+            elif free > 0:
+                self._starved = False
                 now = self._clock()
                 try:
                     jobs = await self.claim(free, now)
                 except Exception:
                     log.exception("could not claim deliveries")
                     jobs = []
+                self._unrecorded += len(jobs)
                 for job in jobs:
                     self._spawn(job)
                 if len(jobs) == free:
+                    self._starved = True
                     continue
                 try:
                     async with self._db.session() as s:
@@ -302,6 +332,8 @@ class DeliveryEngine:
                     due = None
                 if due is not None:
                     timeout = min(self._safety, max(0.0, (due - self._clock()) / 1000))
+            else:
+                self._starved = True
             if timeout <= 0:
                 continue
             try:
@@ -321,10 +353,12 @@ class DeliveryEngine:
             if not claimed:
                 return []
             event_ids = [d.event_id for d in claimed if d.event_id]
-            events: dict[str, Event] = {}
+            events: dict[str, Any] = {}
             if event_ids:
-                rows = await s.execute(select(Event).where(Event.id.in_(event_ids)))
-                events = {e.id: e for e in rows.scalars()}
+                rows = await s.execute(
+                    select(*Event.__table__.columns).where(Event.id.in_(event_ids))
+                )
+                events = {e.id: e for e in rows.all()}
             hooks = await webhook_store.by_ids(s, {d.webhook_id for d in claimed})
         jobs: list[Job] = []
         for d in claimed:
@@ -339,6 +373,7 @@ class DeliveryEngine:
                     kind=d.kind,
                     attempt_number=d.attempt_count + 1,
                     lease_token=token,
+                    ordered=webhook.ordered and d.kind == "event",
                     url=webhook.url,
                     secrets=self._signing_secrets(webhook, now),
                     authorization=self._decrypt(webhook.authorization_encrypted),
@@ -374,12 +409,19 @@ class DeliveryEngine:
         self._inflight[task] = job
         task.add_done_callback(self._sent)
 
+    def _free(self) -> int:
+        return min(
+            self._settings.workers - len(self._inflight),
+            self._max_unrecorded - self._unrecorded,
+        )
+
     def _sent(self, task: asyncio.Task[None]) -> None:
-        was_full = len(self._inflight) >= self._settings.workers
         self._inflight.pop(task, None)
         if not task.cancelled() and task.exception() is not None:
+            # No result will come for this job: its lease expires and it is sent again.
             log.error("delivery task failed", exc_info=task.exception())
-        if was_full:  # the dispatcher waits for a free slot
+            self._unrecorded -= 1
+        if self._starved and self._free() >= self._batch_threshold:
             self._wake.set()
 
     async def attempt(self, job: Job) -> AttemptResult:
@@ -411,10 +453,7 @@ class DeliveryEngine:
         )
 
     async def _deliver(self, job: Job) -> None:
-        result = await self.attempt(job)
-        recorded: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._results.put_nowait((result, recorded))
-        await recorded
+        self._results.put_nowait(await self.attempt(job))
 
     # Recording
 
@@ -431,15 +470,21 @@ class DeliveryEngine:
                     stop = True
                     break
                 batch.append(item)
+            decisions: list[Decision | None] = []
             try:
-                await self.record([r for r, _ in batch])
+                decisions = await self.record(batch)
             except Exception:
                 # The leases stay and expire: the deliveries are sent again, never lost.
                 log.exception("could not record %d attempt(s)", len(batch))
-            for _, recorded in batch:
-                if not recorded.done():
-                    recorded.set_result(None)
-            self._wake.set()
+            self._unrecorded -= len(batch)
+            # Wake the dispatcher when this changes what is due: a strictly ordered webhook's
+            # next delivery, a retry it does not know the time of yet, or slots it waits for.
+            if (
+                any(r.job.ordered for r in batch)
+                or any(d is not None and d.verdict == Verdict.RETRY for d in decisions)
+                or (self._starved and self._free() >= self._batch_threshold)
+            ):
+                self._wake.set()
             if stop:
                 break
 
@@ -449,14 +494,14 @@ class DeliveryEngine:
         settings = self._settings
         async with self._db.transaction() as s:
             now = self._clock()
-            rows = await delivery_store.by_ids(s, {r.job.delivery_id for r in results})
+            owners = await delivery_store.lease_owners(s, {r.job.delivery_id for r in results})
             hooks = await webhook_store.by_ids(s, {r.job.webhook_id for r in results})
             attempts: list[dict[str, Any]] = []
+            updates: list[dict[str, Any]] = []
             to_hold: set[str] = set()
             for result in results:
                 job = result.job
-                delivery = rows.get(job.delivery_id)
-                if delivery is None:  # the webhook was removed meanwhile
+                if job.delivery_id not in owners:  # the webhook was removed meanwhile
                     decisions.append(None)
                     continue
                 response = result.response
@@ -476,7 +521,7 @@ class DeliveryEngine:
                         "error": result.error,
                     }
                 )
-                if delivery.lease_owner != job.lease_token:
+                if owners[job.delivery_id] != job.lease_token:
                     # Our lease ran out and another worker took the delivery: it decides.
                     decisions.append(None)
                     self._log_attempt(result, None)
@@ -492,28 +537,30 @@ class DeliveryEngine:
                 )
                 decisions.append(decision)
                 webhook = hooks.get(job.webhook_id)
-                delivery.attempt_count = job.attempt_number
-                delivery.last_response_status = response.status if response else None
-                delivery.last_error = (
-                    None if decision.verdict == Verdict.SUCCEEDED else (decision.reason)
-                )
-                delivery.lease_owner = None
-                delivery.lease_expires_at = None
-                delivery.updated_at = now
+                change: dict[str, Any] = {
+                    "id": job.delivery_id,
+                    "attempt_count": job.attempt_number,
+                    "last_response_status": response.status if response else None,
+                    "last_error": None
+                    if decision.verdict == Verdict.SUCCEEDED
+                    else decision.reason[:2000],
+                    "lease_owner": None,
+                    "lease_expires_at": None,
+                    "updated_at": now,
+                    "next_attempt_at": None,
+                    "completed_at": now,
+                }
                 if decision.verdict == Verdict.SUCCEEDED:
-                    delivery.status = "succeeded"
-                    delivery.completed_at = now
-                    delivery.next_attempt_at = None
+                    change["status"] = "succeeded"
                     if job.kind == "event" and webhook is not None:
                         webhook.failure_streak = 0
                 elif decision.verdict == Verdict.RETRY:
                     paused = webhook is not None and webhook.state == "paused"
-                    delivery.status = "held" if paused else "retrying"
-                    delivery.next_attempt_at = decision.next_attempt_at
+                    change["status"] = "held" if paused else "retrying"
+                    change["next_attempt_at"] = decision.next_attempt_at
+                    change["completed_at"] = None
                 else:
-                    delivery.status = "failed"
-                    delivery.completed_at = now
-                    delivery.next_attempt_at = None
+                    change["status"] = "failed"
                     if job.kind == "event" and webhook is not None:
                         webhook.failure_streak += 1
                         limit = settings.auto_pause_after
@@ -528,9 +575,12 @@ class DeliveryEngine:
                 if decision.pause and webhook is not None and webhook.state != "paused":
                     _pause(webhook, "the endpoint answered 410 Gone", now)
                     to_hold.add(webhook.id)
+                updates.append(change)
                 self._log_attempt(result, decision)
             if attempts:
                 await s.execute(insert(Attempt), attempts)
+            if updates:
+                await s.execute(update(Delivery), updates)
             await s.flush()
             for webhook_id in to_hold:
                 await delivery_store.hold_active(s, webhook_id)
