@@ -86,3 +86,19 @@ async def test_legacy_scp_errors_show_no_host_paths(server: Server, tmp_path: Pa
     for message in (result.stderr, down.stderr):
         assert str(server.app.settings.data_dir) not in message
         assert str(server.root) not in message
+
+
+async def test_legacy_scp_recursive(server: Server, tmp_path: Path) -> None:
+    scp = require_binary("scp")
+    tree = tmp_path / "tree"
+    (tree / "sub").mkdir(parents=True)
+    (tree / "a.txt").write_text("a")
+    (tree / "sub" / "b.txt").write_text("b")
+    base = [scp, "-O", "-r", *server.ssh_options(), "-P", str(server.port)]
+    up = await run([*base, str(tree), f"{server.username}@127.0.0.1:/"])
+    assert up.returncode == 0, up.stderr
+    down = await run([*base, f"{server.username}@127.0.0.1:/tree", str(tmp_path / "back")])
+    assert down.returncode == 0, down.stderr
+    assert (tmp_path / "back" / "sub" / "b.txt").read_text() == "b"
+    created = {e.path for e in await server.events() if e.topic == "file.created"}
+    assert created == {"tree/", "tree/a.txt", "tree/sub/", "tree/sub/b.txt"}

@@ -178,3 +178,21 @@ async def test_failed_rename_and_remove_record_nothing(server: Server) -> None:
         with pytest.raises(asyncssh.SFTPError):
             await sftp.rename("nope", "other")
     assert await server.events() == []
+
+
+async def test_shutdown_discards_open_uploads(server: Server) -> None:
+    conn = await server.connect()
+    try:
+        sftp = await conn.start_sftp_client()
+        fh = await sftp.open("open.bin", "wb")
+        await fh.write(b"x" * 100_000)
+        await server.app.sftp.close()
+        with pytest.raises((asyncssh.Error, OSError)):
+            await fh.write(b"more")
+            await fh.close()
+    finally:
+        conn.close()
+    assert not server.app.sftp.sessions
+    assert uploads_in_progress(server) == []
+    assert not (server.root / "open.bin").exists()
+    assert await server.events() == []

@@ -190,6 +190,27 @@ class SFTPFront:
         return await asyncio.get_running_loop().run_in_executor(self.io_executor, digest)
 
 
+def _offer_openssh_gcm(conn: asyncssh.SSHServerConnection) -> None:
+    """Offer OpenSSH clients only the AES-GCM ciphers of the configured list.
+
+    The client's order decides, and OpenSSH's puts chacha20-poly1305 and then aes-ctr before
+    AES-GCM, which asyncssh runs 1.3-1.9x faster. Every OpenSSH since 6.2 has AES-GCM; other
+    clients (paramiko, JSch, WinSCP) are offered the whole list. asyncssh sends its key exchange
+    offer once it has read the client's version line, so the offer can depend on it.
+    """
+    send_kexinit = conn._send_kexinit
+
+    def send_tailored_kexinit() -> None:
+        version = str(conn.get_extra_info("client_version", ""))
+        if version.startswith("SSH-2.0-OpenSSH_"):
+            gcm = [alg for alg in conn._enc_algs if alg.endswith(b"-gcm@openssh.com")]
+            if gcm:
+                conn._enc_algs = gcm
+        send_kexinit()
+
+    conn._send_kexinit = send_tailored_kexinit  # type: ignore[method-assign]
+
+
 class _Connection(asyncssh.SSHServer):
     """One SSH connection: authentication, then session channels."""
 
@@ -206,6 +227,7 @@ class _Connection(asyncssh.SSHServer):
 
     def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
         self._conn = conn
+        _offer_openssh_gcm(conn)
         peer = conn.get_extra_info("peername")
         if peer:
             self.client_ip = str(peer[0])
