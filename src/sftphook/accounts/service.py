@@ -25,7 +25,8 @@ log = logging.getLogger(__name__)
 DEFAULT_ORGANIZATION = "default"
 TOKEN_PREFIX = "shk_"
 
-_UNSET: Any = object()
+# Marks "not given" where None has a meaning (removing a password).
+UNSET: Any = object()
 
 
 def hash_token(token: str) -> str:
@@ -101,7 +102,9 @@ class AccountService:
                 "give the user a password or a public key (or both)", field="password"
             )
         password_hash = (
-            passwords.hash_password(validation.check_password(password)) if password else None
+            await passwords.hash_password_async(validation.check_password(password))
+            if password
+            else None
         )
         user = User(
             organization_id=organization_id,
@@ -142,7 +145,7 @@ class AccountService:
         organization_id: str,
         username: str,
         *,
-        password: str | None = _UNSET,
+        password: str | None = UNSET,
         public_keys: list[str] | None = None,
         home: str | None = None,
         permissions: str | list[str] | None = None,
@@ -150,9 +153,11 @@ class AccountService:
     ) -> User:
         """Change what is given; `password=None` removes the password."""
         changes: dict[str, Any] = {}
-        if password is not _UNSET:
+        if password is not UNSET:
             changes["password_hash"] = (
-                passwords.hash_password(validation.check_password(password)) if password else None
+                await passwords.hash_password_async(validation.check_password(password))
+                if password
+                else None
             )
         if public_keys is not None:
             changes["public_keys"] = validation.normalize_public_keys(public_keys)

@@ -4,29 +4,41 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 
 from sftphook import __version__
-from sftphook.api import deliveries, health, metrics, problems, webhooks
+from sftphook.api import deliveries, events, health, metrics, problems, tokens, users, webhooks
 from sftphook.web import mount as mount_dashboard
 
 if TYPE_CHECKING:
     from sftphook.app import App
+
+DESCRIPTION = """\
+The REST API of sftphook. Every request needs an API token of one organization
+(`sftphook tokens create`, or `POST /api/v1/tokens`) as `Authorization: Bearer <token>`;
+it sees and changes only that organization's objects. Errors are `application/problem+json`.
+"""
 
 
 def create_app(app: App) -> FastAPI:
     api = FastAPI(
         title="sftphook",
         version=__version__,
+        description=DESCRIPTION,
         openapi_url="/api/v1/openapi.json",
         docs_url="/api/v1/docs",
         redoc_url=None,
     )
     api.state.sftphook = app
     problems.install(api)
+    problems.document(api)
     api.include_router(health.router)
     api.include_router(metrics.router)
     api.include_router(webhooks.router)
     api.include_router(deliveries.router)
+    v1 = APIRouter(prefix="/api/v1")
+    for router in (users.router, events.router, tokens.router):
+        v1.include_router(router)
+    api.include_router(v1)
     mount_dashboard(api, app)
     return api

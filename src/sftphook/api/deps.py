@@ -13,7 +13,13 @@ from sftphook.store.models import ApiToken
 if TYPE_CHECKING:
     from sftphook.app import App
 
-_bearer = HTTPBearer(auto_error=False, description="An API token from `sftphook tokens create`")
+_bearer = HTTPBearer(
+    auto_error=False,
+    scheme_name="ApiToken",
+    bearerFormat="shk_…",
+    description="An API token of one organization, from `sftphook tokens create` "
+    "or `POST /api/v1/tokens`.",
+)
 
 
 def get_app(request: Request) -> App:

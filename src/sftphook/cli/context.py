@@ -5,13 +5,16 @@ from __future__ import annotations
 import asyncio
 import sys
 from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
 from pydantic import ValidationError
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from sftphook.app import App
 from sftphook.config import Settings
@@ -23,6 +26,11 @@ console = Console()
 err_console = Console(stderr=True)
 
 _state: dict[str, Path | None] = {"config": None}
+
+OrgOption = Annotated[
+    str | None,
+    typer.Option("--org", "-o", help="Organization name or id; default: the default organization."),
+]
 
 
 def set_config_file(path: Path | None) -> None:
@@ -37,8 +45,22 @@ def load_settings() -> Settings:
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
-    err_console.print(f"[red]error:[/red] {message}", highlight=False, markup=True)
+    """One red line on stderr, then exit (1 for errors, 2 for misuse of the command)."""
+    err_console.print(f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
+
+
+def note(message: str) -> None:
+    """A remark for the person at the terminal, on stderr, so that stdout stays parseable."""
+    err_console.print(escape(message), highlight=False, soft_wrap=True)
+
+
+def when(ms: int | None) -> str:
+    """Epoch milliseconds as ISO 8601 UTC, the form both people and scripts read."""
+    if ms is None:
+        return ""
+    moment = datetime.fromtimestamp(ms / 1000, tz=UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
 
 
 def run(work: Callable[[App], Awaitable[T]]) -> T:
@@ -63,9 +85,18 @@ def table(columns: Sequence[str], rows: Sequence[Sequence[Any]], title: str | No
     if sys.stdout.isatty():
         t = Table(*columns, title=title)
         for row in rows:
-            t.add_row(*("" if v is None else str(v) for v in row))
+            # Text, not str: a value such as a path with "[x]" in it is shown, not read as markup.
+            t.add_row(*(Text("" if v is None else str(v)) for v in row))
         console.print(t)
     else:
         print("\t".join(columns))
         for row in rows:
-            print("\t".join("" if v is None else str(v) for v in row))
+            print(plain_row(row))
+
+
+def plain_row(row: Sequence[Any]) -> str:
+    """One tab-separated line; tabs and newlines inside values (file names may have them) are
+    written as \\t and \\n so that every record stays on one line."""
+    return "\t".join(
+        "" if v is None else str(v).replace("\t", "\\t").replace("\n", "\\n") for v in row
+    )

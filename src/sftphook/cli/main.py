@@ -8,12 +8,17 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from sqlalchemy.engine import make_url
 
 from sftphook import __version__
 from sftphook.app import ROLES, App
 from sftphook.cli import context, listen
 from sftphook.cli import webhooks as webhooks_cli
 from sftphook.cli.admins import admins_app
+from sftphook.cli.events import events_app
+from sftphook.cli.orgs import orgs_app
+from sftphook.cli.tokens import tokens_app
+from sftphook.cli.users import users_app
 from sftphook.retention import Pruner
 from sftphook.store.retention import PruneCounts
 
@@ -26,6 +31,10 @@ app = typer.Typer(
 )
 db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+app.add_typer(users_app, name="users")
+app.add_typer(orgs_app, name="orgs")
+app.add_typer(tokens_app, name="tokens")
+app.add_typer(events_app, name="events")
 app.add_typer(admins_app, name="admins")
 app.add_typer(webhooks_cli.app, name="webhooks")
 app.command("listen")(listen.listen)
@@ -66,7 +75,45 @@ def serve(
     wanted = frozenset(r.strip() for r in roles.split(",") if r.strip())
     if not wanted or wanted - ROLES:
         context.fail(f"--roles takes a comma-separated subset of {', '.join(sorted(ROLES))}")
-    asyncio.run(App(settings).serve(wanted))
+    asyncio.run(_serve(App(settings), wanted))
+
+
+async def _serve(server: App, roles: frozenset[str]) -> None:
+    ready = asyncio.Event()
+
+    async def announce() -> None:
+        await ready.wait()
+        print("\n".join(describe(server)), flush=True)
+
+    announcing = asyncio.create_task(announce())
+    try:
+        await server.serve(roles, ready=ready)
+    finally:
+        announcing.cancel()
+
+
+def describe(server: App) -> list[str]:
+    """What `serve` prints once it listens: where data lives and how to reach each part."""
+    settings = server.settings
+    url = make_url(settings.resolved_database_url).render_as_string(hide_password=True)
+    lines = [
+        f"sftphook {__version__} is running",
+        f"  data      {settings.data_dir.resolve()}",
+        f"  database  {url}",
+    ]
+    sftp = getattr(server, "sftp", None)
+    if sftp is not None:
+        host = settings.sftp.host
+        port = sftp.port
+        shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+        lines.append(f"  SFTP      {host}:{port}   (try: sftp -P {port} USER@{shown})")
+        # (algorithm, "SHA256:…") per host key, as `ssh` shows them on first connection.
+        for algorithm, fingerprint in sftp.host_key_fingerprints:
+            lines.append(f"  host key  {algorithm} {fingerprint}")
+    if getattr(server, "http_server", None) is not None:
+        base = settings.http.public_url or f"http://{settings.http.host}:{server.http_port}"
+        lines.append(f"  HTTP      {base.rstrip('/')}/   (API: /api/v1, docs: /api/v1/docs)")
+    return lines
 
 
 @db_app.command("upgrade")
@@ -104,4 +151,4 @@ def prune(
 
 
 def main() -> None:
-    app()
+    app(prog_name="sftphook")

@@ -1,0 +1,125 @@
+"""Run the `sftphook` command as a user does: a separate process on the test's data directory."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import select
+import subprocess
+import sys
+import termios
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from sftphook.config import Settings
+
+SRC = Path(__file__).resolve().parents[2] / "src"
+
+Cli = Callable[..., subprocess.CompletedProcess[str]]
+
+
+@pytest.fixture
+def cli_env(settings: Settings) -> dict[str, str]:
+    """The environment of a command that shares the `settings` fixture's data directory."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SFTPHOOK_")}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(SRC), env.get("PYTHONPATH")]))
+    env["SFTPHOOK_DATA_DIR"] = str(settings.data_dir)
+    env["NO_COLOR"] = "1"
+    return env
+
+
+def command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "sftphook", *args]
+
+
+@pytest.fixture
+def cli(cli_env: dict[str, str]) -> Cli:
+    """`cli("users", "list", input="...")`: stdin is a pipe (never a terminal)."""
+
+    def run(*args: str, input: str = "") -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            command(*args), input=input, env=cli_env, capture_output=True, text=True, timeout=60
+        )
+
+    return run
+
+
+class Terminal:
+    """A command attached to a pseudo-terminal, as when a person types it."""
+
+    def __init__(self, args: list[str], env: dict[str, str]) -> None:
+        self.master, slave = os.openpty()
+        env = {**env, "COLUMNS": "160", "TERM": "xterm"}
+        env.pop("NO_COLOR", None)
+
+        def become_controlling_terminal() -> None:
+            fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+        self.process = subprocess.Popen(
+            args,
+            stdin=slave,
+            stdout=slave,
+            stderr=slave,
+            env=env,
+            start_new_session=True,
+            preexec_fn=become_controlling_terminal,
+        )
+        os.close(slave)
+        self.output = b""
+
+    def expect(self, text: str, timeout: float = 30.0) -> str:
+        deadline = time.monotonic() + timeout
+        while text.encode() not in self.output:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not self._read(remaining):
+                raise AssertionError(f"{text!r} never came; got {self.output.decode()!r}")
+        return self.output.decode()
+
+    def send(self, line: str) -> None:
+        os.write(self.master, line.encode() + b"\r")
+
+    def wait(self, timeout: float = 60.0) -> int:
+        deadline = time.monotonic() + timeout
+        while self._read(max(0.0, deadline - time.monotonic())):
+            pass
+        code = self.process.wait(timeout=max(1.0, deadline - time.monotonic()))
+        os.close(self.master)
+        return code
+
+    def _read(self, timeout: float) -> bool:
+        ready, _, _ = select.select([self.master], [], [], timeout)
+        if not ready:
+            return False
+        try:
+            chunk = os.read(self.master, 65536)
+        except OSError:  # the other side closed: the command ended
+            return False
+        self.output += chunk
+        return bool(chunk)
+
+
+@pytest.fixture
+def terminal(cli_env: dict[str, str]) -> Iterator[Callable[..., Terminal]]:
+    started: list[Terminal] = []
+
+    def start(*args: str) -> Terminal:
+        term = Terminal(command(*args), cli_env)
+        started.append(term)
+        return term
+
+    yield start
+    for term in started:
+        if term.process.poll() is None:
+            term.process.kill()
+            term.process.wait()
+
+
+def error_line(result: subprocess.CompletedProcess[str]) -> str:
+    """The one line a failed command writes on stderr."""
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: "), result.stderr
+    return lines[0]
