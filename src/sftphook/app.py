@@ -140,11 +140,21 @@ class App:
             await asyncio.sleep(0.01)
         self.http_server = server
         log.info("dashboard and API on http://%s:%d", self.settings.http.host, self.http_port)
+        await self._print_first_admin_hint()
 
         async def stop_http() -> None:
             server.should_exit = True
 
         self._closers.append(("http", stop_http))
+
+    async def _print_first_admin_hint(self) -> None:
+        from sftphook.accounts.admins import AdminService
+
+        if await AdminService(self.db).count() == 0:
+            log.warning(
+                "no dashboard account yet; create the first one with: "
+                "sftphook admins add admin --password-stdin"
+            )
 
     async def _start_worker(self, tasks: asyncio.TaskGroup) -> None:
         started = asyncio.Event()

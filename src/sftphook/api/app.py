@@ -8,6 +8,7 @@ from fastapi import APIRouter, FastAPI
 
 from sftphook import __version__
 from sftphook.api import deliveries, events, health, metrics, problems, tokens, users, webhooks
+from sftphook.web import mount as mount_dashboard
 
 if TYPE_CHECKING:
     from sftphook.app import App
@@ -39,4 +40,6 @@ def create_app(app: App) -> FastAPI:
     api.include_router(v1)
     api.include_router(webhooks.router)
     api.include_router(deliveries.router)
+    # Last: the dashboard serves `/` and must not shadow the API's paths.
+    mount_dashboard(api, app)
     return api

@@ -1,0 +1,158 @@
+"""The SFTP users page: add, disable, delete, reset a password; how to connect."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+import asyncssh
+from fastapi import APIRouter
+from fastapi.responses import Response
+
+from sftphook.accounts import validation
+from sftphook.errors import InvalidInput
+from sftphook.web.pages import CurrentPage, Page, PostedPage, field
+
+if TYPE_CHECKING:
+    from sftphook.app import App
+
+router = APIRouter(include_in_schema=False)
+
+
+def host_key_fingerprints(app: App) -> list[dict[str, str]]:
+    """The SHA-256 fingerprints of the server's host keys, as `ssh` shows them.
+
+    Read from the public key files, so that a node without the SFTP role shows them too."""
+    found: list[dict[str, str]] = []
+    directory = app.settings.host_keys_dir
+    if not directory.is_dir():
+        return found
+    for path in sorted(directory.glob("*.pub")):
+        try:
+            key = asyncssh.read_public_key(str(path))
+        except (asyncssh.KeyImportError, OSError, ValueError):
+            continue
+        found.append(
+            {"algorithm": key.get_algorithm(), "fingerprint": key.get_fingerprint("sha256")}
+        )
+    return found
+
+
+def connection(page: Page) -> dict[str, Any]:
+    settings = page.app.settings
+    front = getattr(page.app, "sftp", None)
+    port = getattr(front, "port", None) or settings.sftp.port
+    host: str | None = settings.sftp.host
+    if host in ("0.0.0.0", "::", ""):
+        public = settings.http.public_url
+        host = urlsplit(public).hostname if public else None
+        host = host or page.request.url.hostname or "localhost"
+    return {"host": host, "port": port, "fingerprints": host_key_fingerprints(page.app)}
+
+
+async def _render(
+    page: Page,
+    *,
+    errors: dict[str, str] | None = None,
+    values: dict[str, Any] | None = None,
+    status_code: int = 200,
+    open_dialog: str | None = None,
+) -> Response:
+    users = await page.app.accounts.list_users(page.org_id)
+    return await page.render(
+        "users.html",
+        {
+            "nav": "users",
+            "users": users,
+            "connection": connection(page),
+            "errors": errors or {},
+            "values": values or {},
+            "permissions": validation.PERMISSIONS,
+            "open_dialog": open_dialog,
+        },
+        status_code=status_code,
+    )
+
+
+@router.get("/users")
+async def users_page(page: CurrentPage) -> Response:
+    return await _render(page)
+
+
+@router.post("/users")
+async def add_user(posted: PostedPage) -> Response:
+    page, form = posted
+    username = field(form, "username")
+    password = form.get("password")
+    password = password if isinstance(password, str) and password else None
+    public_key = field(form, "public_keys")
+    home = field(form, "home") or "/"
+    permissions = [p for p in form.getlist("permissions") if isinstance(p, str)]
+    values = {
+        "username": username,
+        "public_keys": public_key,
+        "home": home,
+        "permissions": permissions,
+    }
+    try:
+        await page.app.accounts.add_user(
+            page.org_id,
+            username,
+            password=password,
+            public_keys=[public_key] if public_key else [],
+            home=home,
+            permissions=permissions,
+        )
+    except InvalidInput as exc:
+        return await _render(
+            page,
+            errors={exc.field or "username": exc.message},
+            values=values,
+            status_code=422,
+            open_dialog="add-user",
+        )
+    return await page.redirect("/users", notice=f"User {username} added.")
+
+
+@router.post("/users/{username}/enable")
+async def enable_user(username: str, posted: PostedPage) -> Response:
+    page, _ = posted
+    await page.app.accounts.update_user(page.org_id, username, enabled=True)
+    return await page.redirect("/users", notice=f"User {username} can log in again.")
+
+
+@router.post("/users/{username}/disable")
+async def disable_user(username: str, posted: PostedPage) -> Response:
+    page, _ = posted
+    await page.app.accounts.update_user(page.org_id, username, enabled=False)
+    return await page.redirect(
+        "/users", notice=f"User {username} is disabled; their sessions ended."
+    )
+
+
+@router.post("/users/{username}/delete")
+async def delete_user(username: str, posted: PostedPage) -> Response:
+    page, _ = posted
+    await page.app.accounts.remove_user(page.org_id, username)
+    return await page.redirect("/users", notice=f"User {username} deleted. Their files are kept.")
+
+
+@router.post("/users/{username}/password")
+async def reset_password(username: str, posted: PostedPage) -> Response:
+    page, form = posted
+    password = form.get("password")
+    try:
+        await page.app.accounts.update_user(
+            page.org_id, username, password=password if isinstance(password, str) else ""
+        )
+    except InvalidInput as exc:
+        # Checked against the user first: another organization's user stays "not found".
+        await page.app.accounts.get_user(page.org_id, username)
+        return await _render(
+            page,
+            errors={"reset_password": exc.message},
+            values={"reset_username": username},
+            status_code=422,
+            open_dialog="reset-password",
+        )
+    return await page.redirect("/users", notice=f"Password of {username} changed.")

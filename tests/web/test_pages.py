@@ -1,0 +1,107 @@
+"""Dashboard pages over real HTTP: SFTP user actions, the delivery log's filters and re-sends."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+
+from sftphook.accounts import passwords
+from tests.web.conftest import Dashboard, Receiver, login
+
+
+async def test_sftp_user_actions_go_through_the_accounts_service(dashboard: Dashboard) -> None:
+    accounts, org = dashboard.app.accounts, dashboard.organization.id
+    async with httpx.AsyncClient(base_url=dashboard.base) as client:
+        token = await login(client)
+        resp = await client.post(
+            "/users",
+            data={"csrf_token": token, "username": "acme", "password": "first password",
+                  "home": "partners/acme", "permissions": ["read", "list"]},
+        )  # fmt: skip
+        assert resp.status_code == 303
+        user = await accounts.get_user(org, "acme")
+        assert (user.home, user.permissions) == ("/partners/acme", "read,list")
+
+        await client.post("/users/acme/disable", data={"csrf_token": token})
+        assert not (await accounts.get_user(org, "acme")).enabled
+        page = await client.get("/users")
+        assert "Disabled" in page.text
+
+        await client.post("/users/acme/enable", data={"csrf_token": token})
+        assert (await accounts.get_user(org, "acme")).enabled
+
+        short = await client.post(
+            "/users/acme/password", data={"csrf_token": token, "password": "short"}
+        )
+        assert short.status_code == 422 and "too short" in short.text
+        await client.post(
+            "/users/acme/password", data={"csrf_token": token, "password": "second password"}
+        )
+        user = await accounts.get_user(org, "acme")
+        assert passwords.verify_password(user.password_hash, "second password")
+
+        bad_key = await client.post(
+            "/users", data={"csrf_token": token, "username": "k", "public_keys": "ssh-rsa nope"}
+        )
+        assert bad_key.status_code == 422
+        assert 'id="public_keys-error"' in bad_key.text
+
+        await client.post("/users/acme/delete", data={"csrf_token": token})
+        assert await accounts.list_users(org) == []
+
+
+async def test_failed_deliveries_are_filtered_and_sent_again(
+    dashboard: Dashboard, receiver: Receiver
+) -> None:
+    app, org = dashboard.app, dashboard.organization.id
+    hook, _ = await app.webhooks.create(
+        org, nickname="Ledger", url=receiver.url, topics=["file.created"]
+    )
+    receiver.status = 400  # refused: failed at once, not retried
+    failed = await app.webhooks.ping(org, hook.id)
+    await receiver.wait_for(1)
+    async with httpx.AsyncClient(base_url=dashboard.base) as client:
+        token = await login(client)
+        for _ in range(100):
+            view, _attempts = await app.webhooks.get_delivery(org, failed.id)
+            if view.status == "failed":
+                break
+            await asyncio.sleep(0.05)
+        rows = await client.get(f"/webhooks/{hook.id}/deliveries/rows?status=failed")
+        assert "Failed" in rows.text and "HTTP 400" in rows.text
+        none = await client.get(f"/webhooks/{hook.id}/deliveries/rows?status=succeeded")
+        assert "No deliveries match this filter" in none.text
+
+        detail = await client.get(f"/deliveries/{failed.id}")
+        assert "HTTP 400" in detail.text and "&#34;received&#34;: false" in detail.text
+
+        receiver.status = 200
+        resp = await client.post(
+            f"/webhooks/{hook.id}/redeliver-failed", data={"csrf_token": token}
+        )
+        assert resp.status_code == 303
+        notice = await client.get(resp.headers["location"])
+        assert "1 failed delivery queued again." in notice.text
+        await receiver.wait_for(2)
+        assert receiver.requests[1].body != b""
+
+
+async def test_rotation_with_a_grace_period_shows_until_when(
+    dashboard: Dashboard, receiver: Receiver
+) -> None:
+    app, org = dashboard.app, dashboard.organization.id
+    hook, first = await app.webhooks.create(
+        org, nickname="Ledger", url=receiver.url, topics=["file.created"]
+    )
+    async with httpx.AsyncClient(base_url=dashboard.base) as client:
+        token = await login(client)
+        resp = await client.post(
+            f"/webhooks/{hook.id}/rotate", data={"csrf_token": token, "grace_seconds": "3600"}
+        )
+        reveal = await client.get(resp.headers["location"])
+        assert "New signing secret" in reveal.text and first not in reveal.text
+        assert "old secret valid until" in reveal.text
+    await app.webhooks.ping(org, hook.id)
+    (ping,) = await receiver.wait_for(1)
+    assert len(ping.headers["webhook-signature"].split()) == 2  # both secrets sign
