@@ -5,16 +5,23 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-from collections.abc import AsyncIterator
+import uuid
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import asyncpg
 import pytest
 
 from sftphook.app import App
 from sftphook.config import Settings
+from tests.support import radosgw as radosgw_support
+from tests.support.radosgw import Radosgw
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+POSTGRES_ADMIN_DSN = os.environ.get(
+    "SFTPHOOK_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
 
 
 def require_binary(name: str) -> str:
@@ -74,3 +81,47 @@ async def http_app(settings: Settings) -> AsyncIterator[App]:
     """An App serving HTTP only."""
     async with serving(settings, frozenset({"http"})) as application:
         yield application
+
+
+@asynccontextmanager
+async def postgres_database() -> AsyncIterator[str]:
+    """Create a database on the test server, yield its SQLAlchemy URL, drop it afterwards."""
+    try:
+        admin = await asyncpg.connect(POSTGRES_ADMIN_DSN, timeout=5)
+    except (OSError, asyncpg.PostgresError) as exc:
+        message = f"PostgreSQL is not reachable at {POSTGRES_ADMIN_DSN}: {exc}"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+    name = f"sftphook_test_{uuid.uuid4().hex[:12]}"
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        base = POSTGRES_ADMIN_DSN.rsplit("/", 1)[0].replace(
+            "postgresql://", "postgresql+asyncpg://", 1
+        )
+        yield f"{base}/{name}"
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+@pytest.fixture
+async def postgres_url() -> AsyncIterator[str]:
+    async with postgres_database() as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def radosgw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Radosgw]:
+    """A real S3-compatible server (Ceph radosgw) on 127.0.0.1, shared by the session."""
+    missing = radosgw_support.missing_binaries()
+    if missing:
+        message = f"Ceph's radosgw is not installed (missing {', '.join(missing)})"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+    gateway = radosgw_support.start(tmp_path_factory.mktemp("ceph"))
+    try:
+        yield gateway
+    finally:
+        gateway.stop()

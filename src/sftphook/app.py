@@ -19,6 +19,7 @@ import uvicorn
 from sftphook.accounts import AccountService
 from sftphook.config import Settings
 from sftphook.events import EventRecorder
+from sftphook.retention import Pruner
 from sftphook.store import Database
 
 log = logging.getLogger(__name__)
@@ -69,6 +70,8 @@ class App:
                 await started.wait()
                 for role in sorted(roles):
                     await self._start_role(role, tasks)
+                if "worker" in roles:
+                    self._start_pruner(tasks)
                 if ready is not None:
                     ready.set()
                 await self._stop.wait()
@@ -124,6 +127,11 @@ class App:
     async def _start_worker(self, tasks: asyncio.TaskGroup) -> None:
         # The webhook delivery engine plugs in here.
         return None
+
+    def _start_pruner(self, tasks: asyncio.TaskGroup) -> None:
+        pruner = Pruner(self.db, self.settings.retention)
+        tasks.create_task(pruner.run(), name="pruner")
+        self._closers.append(("pruner", pruner.close))
 
     @property
     def http_port(self) -> int:

@@ -12,6 +12,8 @@ import typer
 from sftphook import __version__
 from sftphook.app import ROLES, App
 from sftphook.cli import context
+from sftphook.retention import Pruner
+from sftphook.store.retention import PruneCounts
 
 app = typer.Typer(
     name="sftphook",
@@ -71,6 +73,29 @@ def db_upgrade() -> None:
 
     context.run(work)
     print("database is up to date")
+
+
+@app.command()
+def prune(
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Show what would be removed; remove nothing.")
+    ] = False,
+) -> None:
+    """Remove delivery data and events past their retention windows (the server also does this
+    hourly)."""
+    settings = context.load_settings()
+
+    async def work(app: App) -> PruneCounts:
+        pruner = Pruner(app.db, app.settings.retention)
+        return await (pruner.preview() if dry_run else pruner.prune())
+
+    counts = context.run(work)
+    verb = "would remove" if dry_run else "removed"
+    print(
+        f"{verb} {counts.deliveries} deliveries, {counts.attempts} attempts and "
+        f"{counts.events} events (windows: deliveries {settings.retention.deliveries_days:g} "
+        f"days, events {settings.retention.events_days:g} days)"
+    )
 
 
 def main() -> None:

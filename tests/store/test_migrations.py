@@ -1,0 +1,68 @@
+"""The same migrations build the same schema on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+from contextlib import AsyncExitStack
+
+import pytest
+from sqlalchemy import func, inspect, select
+
+from sftphook.accounts import AccountService
+from sftphook.events import EventRecord, EventRecorder, Topic
+from sftphook.store import Database
+from sftphook.store.models import Base, Event
+from tests.conftest import postgres_database
+
+
+def _tables(sync_conn):
+    return set(inspect(sync_conn).get_table_names())
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def database(request, tmp_path):
+    async with AsyncExitStack() as stack:
+        if request.param == "sqlite":
+            url = f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite'}"
+        else:
+            url = await stack.enter_async_context(postgres_database())
+        db = Database(url)
+        stack.push_async_callback(db.close)
+        yield db
+
+
+async def test_upgrade_creates_every_table_and_is_repeatable(database):
+    await database.upgrade()
+    await database.upgrade()  # a second run is a no-op
+    async with database.engine.connect() as conn:
+        tables = await conn.run_sync(_tables)
+    assert set(Base.metadata.tables) <= tables
+    assert "alembic_version" in tables
+
+
+async def test_grouped_event_commits_work_on_both_databases(database):
+    await database.upgrade()
+    org = await AccountService(database).ensure_default_organization()
+    recorder = EventRecorder(database)
+    started = asyncio.Event()
+    writer = asyncio.create_task(recorder.run(started))
+    await started.wait()
+    await asyncio.gather(
+        *(
+            recorder.record(
+                EventRecord(
+                    organization_id=org.id,
+                    topic=Topic.FILE_CREATED,
+                    actor_id="u",
+                    path=f"d/ü {i}.csv",
+                    size=i,
+                )
+            )
+            for i in range(100)
+        )
+    )
+    await recorder.close()
+    await writer
+    async with database.session() as s:
+        assert await s.scalar(select(func.count()).select_from(Event)) == 100
+        assert await s.scalar(select(func.max(Event.size))) == 99
