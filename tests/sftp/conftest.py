@@ -114,9 +114,7 @@ def client_key(tmp_path: Path) -> tuple[Path, str]:
 async def server(settings: Settings, client_key: tuple[Path, str]) -> AsyncIterator[Server]:
     async with serving(settings, frozenset({"sftp"})) as app:
         org = await app.accounts.resolve_organization(None)
-        await app.accounts.add_user(
-            org.id, "alice", password=PASSWORD, public_keys=[client_key[1]]
-        )
+        await app.accounts.add_user(org.id, "alice", password=PASSWORD, public_keys=[client_key[1]])
         yield Server(app=app, port=app.sftp.port, org_id=org.id, key_file=client_key[0])
 
 

@@ -71,7 +71,9 @@ def test_aborted_upload_leaves_nothing(storage, s3_client, bucket):
 
 def test_out_of_order_writes_are_reassembled(storage):
     data = os.urandom(PART_SIZE + 5000)
-    handle = storage.open_write("/ooo.bin", truncate=True, exclusive=False, append=False, read=False)
+    handle = storage.open_write(
+        "/ooo.bin", truncate=True, exclusive=False, append=False, read=False
+    )
     half = len(data) // 2
     handle.pwrite(half, data[half:])
     handle.pwrite(0, data[:half])
@@ -100,10 +102,10 @@ def test_directories_are_prefixes_and_empty_ones_survive(storage, s3_client, buc
 
 def test_listing_pages_through_many_entries(storage, s3_client, bucket):
     storage.mkdir("/many")
-    for i in range(1105):  # more than one ListObjectsV2 page of 1000
+    for i in range(1003):  # more than one ListObjectsV2 page of 1000
         s3_client.put_object(Bucket=bucket, Key=f"tenants/org1/many/f{i:05d}", Body=b"")
     _, entries = storage.listdir("/many")
-    assert len(list(entries)) == 1105
+    assert len(list(entries)) == 1003
 
 
 def test_rename_file_and_directory(storage, s3_client, bucket):
@@ -111,15 +113,15 @@ def test_rename_file_and_directory(storage, s3_client, bucket):
     _upload(storage, "/d/one.txt", b"1").commit()
     _upload(storage, "/d/two.txt", b"22").commit()
     before, after, info = storage.rename("/d/one.txt", "/d/uno.txt", replace=False)
-    assert (before, after, info.size) == (("d",), ("d", "uno.txt"), 1) or after == ("d", "uno.txt")
+    assert (before, after, info.size) == (("d", "one.txt"), ("d", "uno.txt"), 1)
     storage.rename("/d", "/e", replace=False)
     assert _keys(s3_client, bucket) == [
         "tenants/org1/e/",
         "tenants/org1/e/two.txt",
         "tenants/org1/e/uno.txt",
     ]
+    _upload(storage, "/f.txt", b"f").commit()
     with pytest.raises(FileExistsError):
-        _upload(storage, "/f.txt", b"f").commit()
         storage.rename("/f.txt", "/e/two.txt", replace=False)
 
 

@@ -80,7 +80,9 @@ class SFTPFront:
 
     async def start(self) -> None:
         """Listen; returns once connections are accepted (`port` is the bound port)."""
-        self.host_keys = await asyncio.to_thread(hostkeys.load_or_create, self.settings.host_keys_dir)
+        self.host_keys = await asyncio.to_thread(
+            hostkeys.load_or_create, self.settings.host_keys_dir
+        )
         for algorithm, fingerprint in self.host_key_fingerprints:
             log.info("SFTP host key %s %s", algorithm, fingerprint)
         await asyncio.to_thread(clean_stale_uploads, self.settings.files_root)

@@ -394,11 +394,7 @@ class LocalStorage:
                 writable = size is not None and st.S_ISREG(s.st_mode)
                 flags = (os.O_WRONLY if writable else os.O_RDONLY) | os.O_NOFOLLOW | os.O_CLOEXEC
                 flags |= os.O_NONBLOCK
-                fd = (
-                    os.dup(t.dir_fd)
-                    if t.name is None
-                    else os.open(t.name, flags, dir_fd=t.dir_fd)
-                )
+                fd = os.dup(t.dir_fd) if t.name is None else os.open(t.name, flags, dir_fd=t.dir_fd)
                 try:
                     if mode is not None:
                         # No set-id or sticky bits for files users upload.
@@ -423,7 +419,9 @@ class LocalReadHandle:
         return os.pread(self.fd, size, offset)
 
     def info(self) -> FileInfo:
-        return _info(self.org_parts[-1] if self.org_parts else "", self.org_parts, os.fstat(self.fd))
+        return _info(
+            self.org_parts[-1] if self.org_parts else "", self.org_parts, os.fstat(self.fd)
+        )
 
     def close(self) -> None:
         if self.fd >= 0:
@@ -519,5 +517,3 @@ def clean_stale_uploads(files_root: Path) -> int:
 
 
 __all__ = ["LocalReadHandle", "LocalStorage", "LocalWriteHandle", "clean_stale_uploads"]
-
-

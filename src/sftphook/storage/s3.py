@@ -424,7 +424,8 @@ class S3WriteHandle:
         self._bucket = bucket
         self._key = key
         self.org_parts = parts
-        self._spool = tempfile.TemporaryFile(prefix="sftphook-s3-")
+        # Closed by commit() or abort(): the handle outlives any one block.
+        self._spool = tempfile.TemporaryFile(prefix="sftphook-s3-")  # noqa: SIM115
         self._size = 0
         # Bytes [0, _contiguous) are all written; parts below _sent went to the server already.
         self._contiguous = 0
@@ -476,7 +477,11 @@ class S3WriteHandle:
         data = os.pread(self._spool.fileno(), length, start)
         number = len(self._parts) + 1
         sent = self._client.upload_part(
-            Bucket=self._bucket, Key=self._key, UploadId=self._upload_id, PartNumber=number, Body=data
+            Bucket=self._bucket,
+            Key=self._key,
+            UploadId=self._upload_id,
+            PartNumber=number,
+            Body=data,
         )
         self._parts.append({"ETag": sent["ETag"], "PartNumber": number})
         self._sent = start + length
