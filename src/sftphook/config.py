@@ -7,7 +7,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -91,6 +91,21 @@ class StorageSettings(BaseModel):
     backend: Literal["local", "s3"] = "local"
     # Local backend: where organizations' files live; default `<data_dir>/files`.
     root: Path | None = None
+    # S3 backend: objects of an organization live under `<prefix><organization id>/`.
+    endpoint_url: str | None = None
+    bucket: str | None = None
+    region: str = "us-east-1"
+    access_key_id: str | None = None
+    secret_access_key: SecretStr | None = None
+    prefix: str = ""
+
+    @model_validator(mode="after")
+    def _s3_needs_a_bucket(self) -> StorageSettings:
+        if self.backend == "s3" and not self.bucket:
+            raise ValueError("storage.bucket is required when storage.backend is s3")
+        if self.prefix and not self.prefix.endswith("/"):
+            self.prefix += "/"
+        return self
 
 
 class SMTPSettings(BaseModel):

@@ -1,0 +1,561 @@
+"""S3-compatible storage: an organization's files as objects under `<prefix><organization id>/`.
+
+The same SFTP semantics as local disk, within what object stores can do:
+- Uploads stream: bytes go to a local spool file, and each part of a multipart upload is sent as
+  soon as the written prefix covers it, so no file is ever held in memory and a close only sends
+  the tail. The object exists only once the multipart upload completes (atomic upload); an
+  aborted upload is aborted on the server too.
+- Reads are ranged GETs streamed sequentially; a seek reopens the range.
+- Directories are prefixes. `mkdir` writes an empty marker object `dir/` so that empty
+  directories survive; listings page through `ListObjectsV2` with a delimiter.
+- Rename is copy then delete (prefix by prefix for a directory).
+- No symbolic or hard links exist in an object store: creating one is refused, so there is
+  nothing to escape through, and `..` is resolved as text at the home (paths.normalize_client).
+
+Every method blocks on the network: callers run them off the event loop (`blocking = True`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import os
+import stat as st
+import tempfile
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+from sftphook.errors import InvalidInput, NotFound, PermissionDenied
+from sftphook.storage.base import FileInfo
+from sftphook.storage.paths import client_to_org, org_to_client, split
+
+log = logging.getLogger(__name__)
+
+FILE_MODE = st.S_IFREG | 0o644
+DIR_MODE = st.S_IFDIR | 0o755
+# S3 parts are at least 5 MiB (but the last); 8 MiB keeps requests few and memory flat.
+PART_SIZE = 8 * 1024 * 1024
+# Largest object a single CopyObject may copy; beyond it, copy in parts.
+COPY_LIMIT = 5 * 1024**3
+READ_AHEAD = 4 * 1024 * 1024
+
+
+@dataclasses.dataclass(frozen=True)
+class S3Location:
+    bucket: str
+    prefix: str = ""
+
+
+def make_client(
+    *,
+    endpoint_url: str | None,
+    region: str,
+    access_key_id: str | None,
+    secret_access_key: str | None,
+    max_connections: int = 32,
+) -> Any:
+    """A botocore S3 client (thread-safe), path-style so any S3-compatible server works."""
+    import botocore.session
+    from botocore.config import Config
+
+    session = botocore.session.get_session()
+    return session.create_client(
+        "s3",
+        endpoint_url=endpoint_url,
+        region_name=region,
+        aws_access_key_id=access_key_id,
+        aws_secret_access_key=secret_access_key,
+        config=Config(
+            s3={"addressing_style": "path"},
+            max_pool_connections=max_connections,
+            retries={"max_attempts": 5, "mode": "standard"},
+            # Checksums that some S3-compatible servers do not understand yet.
+            request_checksum_calculation="when_required",
+            response_checksum_validation="when_required",
+        ),
+    )
+
+
+def _error_code(exc: Exception) -> str:
+    response = getattr(exc, "response", None) or {}
+    return str(response.get("Error", {}).get("Code", ""))
+
+
+def _missing(exc: Exception) -> bool:
+    return _error_code(exc) in ("404", "NoSuchKey", "NotFound", "NoSuchUpload")
+
+
+class S3Storage:
+    """The files of one organization in a bucket, as one user confined to `home` sees them."""
+
+    blocking = True
+
+    def __init__(
+        self, client: Any, location: S3Location, organization_id: str, home: str = "/"
+    ) -> None:
+        self._client = client
+        self._bucket = location.bucket
+        self._root = f"{location.prefix}{organization_id}/"
+        self.home = home
+        self.home_parts = split(home)
+
+    def close(self) -> None:
+        return None
+
+    # Names
+
+    def _parts(self, path: str) -> tuple[str, ...]:
+        parts = tuple(client_to_org(self.home, path))
+        for part in parts:
+            if len(part.encode()) > 255:
+                raise InvalidInput("a file name is longer than 255 bytes")
+        return parts
+
+    def _key(self, parts: tuple[str, ...]) -> str:
+        return self._root + "/".join(parts)
+
+    def _dir_prefix(self, parts: tuple[str, ...]) -> str:
+        return self._root + "".join(p + "/" for p in parts)
+
+    def client_path(self, parts: tuple[str, ...]) -> str:
+        return org_to_client(self.home, list(parts))
+
+    def org_parts(self, path: str) -> tuple[str, ...]:
+        return self._parts(path)
+
+    # Reading
+
+    def _head(self, parts: tuple[str, ...]) -> dict[str, Any] | None:
+        if not parts:
+            return None
+        try:
+            return dict(self._client.head_object(Bucket=self._bucket, Key=self._key(parts)))
+        except Exception as exc:
+            if _missing(exc):
+                return None
+            raise
+
+    def _dir_exists(self, parts: tuple[str, ...]) -> bool:
+        if list(parts) == self.home_parts or not parts:
+            return True
+        found = self._client.list_objects_v2(
+            Bucket=self._bucket, Prefix=self._dir_prefix(parts), MaxKeys=1
+        )
+        return bool(found.get("KeyCount", 0))
+
+    def _file_info(self, parts: tuple[str, ...], head: dict[str, Any]) -> FileInfo:
+        mtime = head["LastModified"].timestamp()
+        return FileInfo(
+            name=parts[-1] if parts else "",
+            org_parts=parts,
+            size=int(head.get("ContentLength", head.get("Size", 0))),
+            mode=FILE_MODE,
+            mtime=mtime,
+            atime=mtime,
+        )
+
+    def _dir_info(self, parts: tuple[str, ...]) -> FileInfo:
+        return FileInfo(
+            name=parts[-1] if parts else "",
+            org_parts=parts,
+            size=0,
+            mode=DIR_MODE,
+            mtime=0.0,
+            atime=0.0,
+            nlink=2,
+        )
+
+    def stat(self, path: str, *, follow: bool = True) -> FileInfo:
+        parts = self._parts(path)
+        head = self._head(parts)
+        if head is not None:
+            return self._file_info(parts, head)
+        if self._dir_exists(parts):
+            return self._dir_info(parts)
+        raise NotFound(f"no such file: {path}")
+
+    def listdir(self, path: str) -> tuple[tuple[str, ...], Iterator[FileInfo]]:
+        parts = self._parts(path)
+        if self._head(parts) is not None:
+            raise NotADirectoryError("not a directory")
+        if not self._dir_exists(parts):
+            raise NotFound(f"no such directory: {path}")
+        prefix = self._dir_prefix(parts)
+
+        def entries() -> Iterator[FileInfo]:
+            paginator = self._client.get_paginator("list_objects_v2")
+            for page in paginator.paginate(Bucket=self._bucket, Prefix=prefix, Delimiter="/"):
+                for common in page.get("CommonPrefixes", []):
+                    name = common["Prefix"][len(prefix) :].rstrip("/")
+                    if name:
+                        yield self._dir_info((*parts, name))
+                for obj in page.get("Contents", []):
+                    name = obj["Key"][len(prefix) :]
+                    if name:  # the directory's own marker has no name
+                        yield self._file_info((*parts, name), obj)
+
+        return parts, entries()
+
+    def open_read(self, path: str) -> S3ReadHandle:
+        parts = self._parts(path)
+        head = self._head(parts)
+        if head is None:
+            if self._dir_exists(parts):
+                raise IsADirectoryError("is a directory")
+            raise NotFound(f"no such file: {path}")
+        return S3ReadHandle(
+            self._client, self._bucket, self._key(parts), parts, self._file_info(parts, head)
+        )
+
+    def readlink(self, path: str) -> str:
+        raise OSError(22, "not a symbolic link")
+
+    def statvfs(self, path: str) -> tuple[int, ...]:
+        # An object store has no fixed size; report a large, stable one.
+        block = 4096
+        blocks = 2**40 // block
+        return (block, block, blocks, blocks, blocks, 2**32, 2**32, 2**32, 0, 0, 255)
+
+    # Writing
+
+    def open_write(
+        self, path: str, *, truncate: bool, exclusive: bool, append: bool, read: bool
+    ) -> S3WriteHandle:
+        parts = self._parts(path)
+        if not parts or list(parts) == self.home_parts:
+            raise IsADirectoryError("is a directory")
+        head = self._head(parts)
+        if head is not None and exclusive:
+            raise FileExistsError(17, "file already exists")
+        if head is None and self._dir_exists(parts):
+            raise IsADirectoryError("is a directory")
+        self._require_parent(parts)
+        handle = S3WriteHandle(self._client, self._bucket, self._key(parts), parts)
+        if head is not None and not truncate:
+            # Appending or patching an object means rewriting it: start from its bytes.
+            handle.preload()
+        return handle
+
+    def _require_parent(self, parts: tuple[str, ...]) -> None:
+        parent = parts[:-1]
+        if list(parent) == self.home_parts or not parent:
+            return
+        if self._head(parent) is not None:
+            raise NotADirectoryError("a path component is a file")
+        if not self._dir_exists(parent):
+            raise NotFound("the parent directory does not exist")
+
+    def remove(self, path: str) -> tuple[str, ...]:
+        parts = self._parts(path)
+        if self._head(parts) is None:
+            if self._dir_exists(parts):
+                raise IsADirectoryError("is a directory: use rmdir")
+            raise NotFound(f"no such file: {path}")
+        self._client.delete_object(Bucket=self._bucket, Key=self._key(parts))
+        return parts
+
+    def mkdir(self, path: str, mode: int | None = None) -> tuple[str, ...]:
+        parts = self._parts(path)
+        if self._head(parts) is not None or (parts and self._dir_exists(parts)):
+            raise FileExistsError(17, "directory already exists")
+        self._require_parent(parts)
+        self._client.put_object(Bucket=self._bucket, Key=self._dir_prefix(parts), Body=b"")
+        return parts
+
+    def rmdir(self, path: str) -> tuple[str, ...]:
+        parts = self._parts(path)
+        if list(parts) == self.home_parts or not parts:
+            raise PermissionDenied("the home directory cannot be removed")
+        prefix = self._dir_prefix(parts)
+        listed = self._client.list_objects_v2(Bucket=self._bucket, Prefix=prefix, MaxKeys=2)
+        keys = [obj["Key"] for obj in listed.get("Contents", [])]
+        if not keys:
+            raise NotFound(f"no such directory: {path}")
+        if keys != [prefix]:
+            raise OSError(39, "directory not empty")
+        self._client.delete_object(Bucket=self._bucket, Key=prefix)
+        return parts
+
+    def rename(
+        self, old: str, new: str, *, replace: bool
+    ) -> tuple[tuple[str, ...], tuple[str, ...], FileInfo]:
+        src, dst = self._parts(old), self._parts(new)
+        for parts in (src, dst):
+            if not parts or list(parts) == self.home_parts:
+                raise PermissionDenied("the home directory cannot be renamed")
+        if dst[: len(src)] == src and len(dst) > len(src):
+            raise InvalidInput("a directory cannot be moved inside itself")
+        src_head = self._head(src)
+        if src_head is None and not self._dir_exists(src):
+            raise NotFound(f"no such file: {old}")
+        dst_exists = self._head(dst) is not None or self._dir_exists(dst)
+        if dst_exists and not replace:
+            raise FileExistsError(17, "the new name already exists")
+        self._require_parent(dst)
+        if src_head is not None:
+            self._copy(self._key(src), self._key(dst), int(src_head["ContentLength"]))
+            self._client.delete_object(Bucket=self._bucket, Key=self._key(src))
+            return src, dst, self.stat(self.client_path(dst))
+        src_prefix, dst_prefix = self._dir_prefix(src), self._dir_prefix(dst)
+        paginator = self._client.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self._bucket, Prefix=src_prefix):
+            for obj in page.get("Contents", []):
+                target = dst_prefix + obj["Key"][len(src_prefix) :]
+                self._copy(obj["Key"], target, int(obj["Size"]))
+                self._client.delete_object(Bucket=self._bucket, Key=obj["Key"])
+        return src, dst, self._dir_info(dst)
+
+    def _copy(self, source: str, target: str, size: int) -> None:
+        copy_source = {"Bucket": self._bucket, "Key": source}
+        if size <= COPY_LIMIT:
+            self._client.copy_object(Bucket=self._bucket, Key=target, CopySource=copy_source)
+            return
+        upload = self._client.create_multipart_upload(Bucket=self._bucket, Key=target)
+        part_size = 512 * 1024 * 1024
+        parts = []
+        try:
+            for number, start in enumerate(range(0, size, part_size), start=1):
+                end = min(start + part_size, size) - 1
+                done = self._client.upload_part_copy(
+                    Bucket=self._bucket,
+                    Key=target,
+                    UploadId=upload["UploadId"],
+                    PartNumber=number,
+                    CopySource=copy_source,
+                    CopySourceRange=f"bytes={start}-{end}",
+                )
+                parts.append({"ETag": done["CopyPartResult"]["ETag"], "PartNumber": number})
+            self._client.complete_multipart_upload(
+                Bucket=self._bucket,
+                Key=target,
+                UploadId=upload["UploadId"],
+                MultipartUpload={"Parts": parts},
+            )
+        except BaseException:
+            with contextlib.suppress(Exception):
+                self._client.abort_multipart_upload(
+                    Bucket=self._bucket, Key=target, UploadId=upload["UploadId"]
+                )
+            raise
+
+    def symlink(self, target: str, path: str) -> None:
+        raise PermissionDenied("this server stores files in an object store: no symbolic links")
+
+    def link(self, old: str, new: str) -> None:
+        raise PermissionDenied("this server stores files in an object store: no hard links")
+
+    def setstat(
+        self,
+        path: str,
+        *,
+        mode: int | None = None,
+        times: tuple[float, float] | None = None,
+        size: int | None = None,
+        follow: bool = True,
+    ) -> None:
+        info = self.stat(path)
+        # Objects have no mode or settable times: accept them (clients set them after every
+        # upload) and keep what the store reports.
+        if size is not None and size != info.size:
+            raise PermissionDenied("files in an object store cannot be resized in place")
+
+
+class S3ReadHandle:
+    """Sequential ranged GETs; a read elsewhere than where the last one ended reopens."""
+
+    def __init__(
+        self, client: Any, bucket: str, key: str, parts: tuple[str, ...], info: FileInfo
+    ) -> None:
+        self._client = client
+        self._bucket = bucket
+        self._key = key
+        self.org_parts = parts
+        self._info = info
+        self._body: Any = None
+        self._position = -1
+        self._lock = threading.Lock()
+
+    def pread(self, offset: int, size: int) -> bytes:
+        if offset >= self._info.size or size <= 0:
+            return b""
+        with self._lock:
+            if self._body is None or offset != self._position:
+                self._open(offset)
+            data = self._body.read(size)
+            while len(data) < size and self._position + len(data) < self._info.size:
+                more = self._body.read(size - len(data))
+                if not more:
+                    break
+                data += more
+            self._position = offset + len(data)
+            return bytes(data)
+
+    def _open(self, offset: int) -> None:
+        self._close_body()
+        response = self._client.get_object(
+            Bucket=self._bucket, Key=self._key, Range=f"bytes={offset}-"
+        )
+        self._body = response["Body"]
+        self._position = offset
+
+    def _close_body(self) -> None:
+        if self._body is not None:
+            with contextlib.suppress(Exception):
+                self._body.close()
+            self._body = None
+
+    def info(self) -> FileInfo:
+        return self._info
+
+    def close(self) -> None:
+        with self._lock:
+            self._close_body()
+
+
+class S3WriteHandle:
+    """An upload: a spool file on local disk, sent part by part as its written prefix grows."""
+
+    atomic = True
+
+    def __init__(self, client: Any, bucket: str, key: str, parts: tuple[str, ...]) -> None:
+        self._client = client
+        self._bucket = bucket
+        self._key = key
+        self.org_parts = parts
+        # Closed by commit() or abort(): the handle outlives any one block.
+        self._spool = tempfile.TemporaryFile(prefix="sftphook-s3-")  # noqa: SIM115
+        self._size = 0
+        # Bytes [0, _contiguous) are all written; parts below _sent went to the server already.
+        self._contiguous = 0
+        self._extents: dict[int, int] = {}
+        self._sent = 0
+        self._upload_id: str | None = None
+        self._parts: list[dict[str, Any]] = []
+        self._dirty = False
+        self._lock = threading.Lock()
+
+    def preload(self) -> None:
+        body = self._client.get_object(Bucket=self._bucket, Key=self._key)["Body"]
+        offset = 0
+        while chunk := body.read(PART_SIZE):
+            self.pwrite(offset, chunk)
+            offset += len(chunk)
+
+    def pwrite(self, offset: int, data: bytes) -> int:
+        with self._lock:
+            if offset < self._sent:
+                # Rewriting bytes already sent: the parts are stale, send everything at commit.
+                self._dirty = True
+            os.pwrite(self._spool.fileno(), data, offset)
+            end = offset + len(data)
+            self._size = max(self._size, end)
+            self._extend(offset, end)
+            if not self._dirty:
+                while self._contiguous - self._sent >= PART_SIZE:
+                    self._send_part(self._sent, PART_SIZE)
+        return len(data)
+
+    def _extend(self, start: int, end: int) -> None:
+        if start > self._contiguous:
+            self._extents[start] = max(end, self._extents.get(start, 0))
+            return
+        self._contiguous = max(self._contiguous, end)
+        # Writes that arrived early may now join the prefix.
+        while True:
+            joined = [s for s in self._extents if s <= self._contiguous]
+            if not joined:
+                return
+            for s in joined:
+                self._contiguous = max(self._contiguous, self._extents.pop(s))
+
+    def _send_part(self, start: int, length: int) -> None:
+        if self._upload_id is None:
+            created = self._client.create_multipart_upload(Bucket=self._bucket, Key=self._key)
+            self._upload_id = created["UploadId"]
+        data = os.pread(self._spool.fileno(), length, start)
+        number = len(self._parts) + 1
+        sent = self._client.upload_part(
+            Bucket=self._bucket,
+            Key=self._key,
+            UploadId=self._upload_id,
+            PartNumber=number,
+            Body=data,
+        )
+        self._parts.append({"ETag": sent["ETag"], "PartNumber": number})
+        self._sent = start + length
+
+    def pread(self, offset: int, size: int) -> bytes:
+        return os.pread(self._spool.fileno(), size, offset)
+
+    def info(self) -> FileInfo:
+        name = self.org_parts[-1] if self.org_parts else ""
+        return FileInfo(
+            name=name, org_parts=self.org_parts, size=self._size, mode=FILE_MODE, mtime=0, atime=0
+        )
+
+    def truncate(self, size: int) -> None:
+        with self._lock:
+            self._spool.truncate(size)
+            if size < self._sent:
+                self._dirty = True
+            self._size = size
+            self._contiguous = min(self._contiguous, size)
+
+    def fsync(self) -> None:
+        return None
+
+    def commit(self) -> FileInfo:
+        """Send what is left and complete the upload: only now does the object exist."""
+        try:
+            with self._lock:
+                if self._dirty or self._contiguous < self._size:
+                    # Holes or rewrites: start over from the spool (sparse bytes read as zero).
+                    self._abort_upload()
+                    self._parts, self._sent, self._dirty = [], 0, False
+                    self._contiguous = self._size
+                if self._upload_id is None and self._size - self._sent <= PART_SIZE:
+                    self._spool.seek(0)
+                    self._client.put_object(
+                        Bucket=self._bucket, Key=self._key, Body=self._spool.read()
+                    )
+                else:
+                    while self._size - self._sent > 0:
+                        self._send_part(self._sent, min(PART_SIZE, self._size - self._sent))
+                    self._client.complete_multipart_upload(
+                        Bucket=self._bucket,
+                        Key=self._key,
+                        UploadId=self._upload_id,
+                        MultipartUpload={"Parts": self._parts},
+                    )
+                    self._upload_id = None
+            head = self._client.head_object(Bucket=self._bucket, Key=self._key)
+            mtime = head["LastModified"].timestamp()
+            return FileInfo(
+                name=self.org_parts[-1] if self.org_parts else "",
+                org_parts=self.org_parts,
+                size=int(head["ContentLength"]),
+                mode=FILE_MODE,
+                mtime=mtime,
+                atime=mtime,
+            )
+        finally:
+            self.abort()
+
+    def _abort_upload(self) -> None:
+        if self._upload_id is not None:
+            with contextlib.suppress(Exception):
+                self._client.abort_multipart_upload(
+                    Bucket=self._bucket, Key=self._key, UploadId=self._upload_id
+                )
+            self._upload_id = None
+
+    def abort(self) -> None:
+        """Nothing of an upload that was not committed stays, locally or on the server."""
+        self._abort_upload()
+        with contextlib.suppress(Exception):
+            self._spool.close()
+
+
+__all__ = ["S3Location", "S3ReadHandle", "S3Storage", "S3WriteHandle", "make_client"]

@@ -1,0 +1,145 @@
+"""The S3 backend against a real S3-compatible server (Ceph radosgw on 127.0.0.1)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import uuid
+
+import pytest
+
+from sftphook.errors import NotFound, PermissionDenied
+from sftphook.storage.s3 import PART_SIZE, S3Location, S3Storage, make_client
+
+
+@pytest.fixture(scope="module")
+def s3_client(radosgw):
+    return make_client(
+        endpoint_url=radosgw.endpoint,
+        region="us-east-1",
+        access_key_id=radosgw.access_key,
+        secret_access_key=radosgw.secret_key,
+    )
+
+
+@pytest.fixture
+def bucket(s3_client):
+    name = f"t-{uuid.uuid4().hex[:12]}"
+    s3_client.create_bucket(Bucket=name)
+    return name
+
+
+@pytest.fixture
+def storage(s3_client, bucket):
+    return S3Storage(s3_client, S3Location(bucket, "tenants/"), "org1", "/")
+
+
+def _keys(client, bucket):
+    listed = client.list_objects_v2(Bucket=bucket)
+    return sorted(o["Key"] for o in listed.get("Contents", []))
+
+
+def _upload(storage, path, data, *, chunk=256 * 1024):
+    handle = storage.open_write(path, truncate=True, exclusive=False, append=False, read=False)
+    for offset in range(0, len(data), chunk):
+        handle.pwrite(offset, data[offset : offset + chunk])
+    return handle
+
+
+def test_upload_appears_only_on_commit_and_streams_in_parts(storage, s3_client, bucket):
+    data = os.urandom(2 * PART_SIZE + 12345)
+    handle = _upload(storage, "/big.bin", data)
+    # Two full parts went to the server while writing, but no object exists yet.
+    assert handle._sent == 2 * PART_SIZE
+    assert _keys(s3_client, bucket) == []
+    info = handle.commit()
+    assert info.size == len(data)
+    assert _keys(s3_client, bucket) == ["tenants/org1/big.bin"]
+    reader = storage.open_read("/big.bin")
+    got = b"".join(reader.pread(o, 1 << 20) for o in range(0, len(data), 1 << 20))
+    reader.close()
+    assert hashlib.sha256(got).digest() == hashlib.sha256(data).digest()
+
+
+def test_aborted_upload_leaves_nothing(storage, s3_client, bucket):
+    handle = _upload(storage, "/gone.bin", os.urandom(PART_SIZE + 10))
+    handle.abort()
+    assert _keys(s3_client, bucket) == []
+    pending = s3_client.list_multipart_uploads(Bucket=bucket).get("Uploads", [])
+    assert pending == []
+
+
+def test_out_of_order_writes_are_reassembled(storage):
+    data = os.urandom(PART_SIZE + 5000)
+    handle = storage.open_write(
+        "/ooo.bin", truncate=True, exclusive=False, append=False, read=False
+    )
+    half = len(data) // 2
+    handle.pwrite(half, data[half:])
+    handle.pwrite(0, data[:half])
+    handle.commit()
+    reader = storage.open_read("/ooo.bin")
+    assert reader.pread(0, len(data)) == data
+    assert reader.pread(half, 10) == data[half : half + 10]  # a seek reopens the range
+    reader.close()
+
+
+def test_directories_are_prefixes_and_empty_ones_survive(storage, s3_client, bucket):
+    storage.mkdir("/inbound")
+    assert storage.stat("/inbound").is_dir
+    _upload(storage, "/inbound/a b+c.csv", b"x,y\n").commit()
+    storage.mkdir("/inbound/empty")
+    parts, entries = storage.listdir("/inbound")
+    listed = {(e.name, e.is_dir) for e in entries}
+    assert parts == ("inbound",)
+    assert listed == {("a b+c.csv", False), ("empty", True)}
+    with pytest.raises(OSError):
+        storage.rmdir("/inbound")  # not empty
+    storage.rmdir("/inbound/empty")
+    with pytest.raises(NotFound):
+        storage.stat("/inbound/empty")
+
+
+def test_listing_pages_through_many_entries(storage, s3_client, bucket):
+    storage.mkdir("/many")
+    for i in range(1003):  # more than one ListObjectsV2 page of 1000
+        s3_client.put_object(Bucket=bucket, Key=f"tenants/org1/many/f{i:05d}", Body=b"")
+    _, entries = storage.listdir("/many")
+    assert len(list(entries)) == 1003
+
+
+def test_rename_file_and_directory(storage, s3_client, bucket):
+    storage.mkdir("/d")
+    _upload(storage, "/d/one.txt", b"1").commit()
+    _upload(storage, "/d/two.txt", b"22").commit()
+    before, after, info = storage.rename("/d/one.txt", "/d/uno.txt", replace=False)
+    assert (before, after, info.size) == (("d", "one.txt"), ("d", "uno.txt"), 1)
+    storage.rename("/d", "/e", replace=False)
+    assert _keys(s3_client, bucket) == [
+        "tenants/org1/e/",
+        "tenants/org1/e/two.txt",
+        "tenants/org1/e/uno.txt",
+    ]
+    _upload(storage, "/f.txt", b"f").commit()
+    with pytest.raises(FileExistsError):
+        storage.rename("/f.txt", "/e/two.txt", replace=False)
+
+
+def test_paths_stay_inside_the_home_and_links_are_refused(s3_client, bucket):
+    partner = S3Storage(s3_client, S3Location(bucket, ""), "org1", "/partners/acme")
+    assert partner.org_parts("/../../x") == ("partners", "acme", "x")
+    _upload(partner, "/../../escape.txt", b"no").commit()
+    assert _keys(s3_client, bucket) == ["org1/partners/acme/escape.txt"]
+    with pytest.raises(PermissionDenied):
+        partner.symlink("/etc/passwd", "/link")
+    with pytest.raises(PermissionDenied):
+        partner.link("/escape.txt", "/hard")
+
+
+def test_organizations_do_not_see_each_other(s3_client, bucket):
+    one = S3Storage(s3_client, S3Location(bucket, ""), "org1", "/")
+    two = S3Storage(s3_client, S3Location(bucket, ""), "org2", "/")
+    _upload(one, "/secret.txt", b"s").commit()
+    with pytest.raises(NotFound):
+        two.stat("/secret.txt")
+    assert [e.name for e in two.listdir("/")[1]] == []
