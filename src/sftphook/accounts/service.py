@@ -60,6 +60,13 @@ class AccountService:
         except IntegrityError as exc:
             raise AlreadyExists(f"organization {name!r} already exists") from exc
 
+    async def get_organization(self, organization_id: str) -> Organization:
+        async with self._db.session() as s:
+            org = await organizations.get(s, organization_id)
+        if org is None:
+            raise NotFound("no such organization")
+        return org
+
     async def set_notice_email(
         self, organization_id: str, address: str | None, *, actor: Actor = SYSTEM
     ) -> Organization:
