@@ -277,6 +277,8 @@ class SecurityRecorder:
             key: _BucketKey = (org, action, address, minute)
             bucket = self._buckets.get(key)
             if bucket is None and len(self._buckets) >= self._max_buckets:
+                self._forget(minute)
+            if bucket is None and len(self._buckets) >= self._max_buckets:
                 key = (org, action, "*", minute)
                 bucket = self._buckets.get(key)
             if bucket is None:
