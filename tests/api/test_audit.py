@@ -52,7 +52,10 @@ async def _act_on_everything(http_app: App, t: Tenant) -> dict[str, str]:
     hook = r.json()
     secrets["signing"] = hook["signing_secret"]
     wid = hook["id"]
-    r = await c.patch(f"/api/v1/webhooks/{wid}", json={"authorization_header": "Token other-9"})
+    r = await c.patch(
+        f"/api/v1/webhooks/{wid}",
+        json={"nickname": "orders", "authorization_header": "Token other-9"},
+    )
     assert r.status_code == 200, r.text
     r = await c.post(f"/api/v1/webhooks/{wid}/rotate-secret", json={"grace_seconds": 60})
     assert r.status_code == 200

@@ -323,11 +323,13 @@ class WebhookService:
             changes["url"] = url
         async with self._db.transaction() as s:
             webhook = await self._webhook(s, organization_id, webhook_id)
+            # Names of what changed, not values: an authorization value is a secret.
+            changed = sorted(
+                k.removesuffix("_encrypted") for k, v in changes.items() if getattr(webhook, k) != v
+            )
             for key, value in changes.items():
                 setattr(webhook, key, value)
             webhook.updated_at = now_ms()
-            # Names of what changed, not values: an authorization value is a secret.
-            changed = sorted(k.removesuffix("_encrypted") for k in changes)
             await AuditLog.record_by(
                 s,
                 organization_id,
