@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Body, Query, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 
-from sftphook.api.deps import AppDep, OrganizationId
+from sftphook.api.deps import AppDep, CurrentActor, OrganizationId
 from sftphook.webhooks.service import DeliveryView, WebhookView, parse_time
 
 router = APIRouter(prefix="/api/v1/webhooks", tags=["webhooks"])
@@ -84,7 +84,9 @@ def delivery_json(view: DeliveryView) -> dict[str, Any]:
 
 
 @router.post("", status_code=status.HTTP_201_CREATED)
-async def create_webhook(app: AppDep, org: OrganizationId, body: WebhookCreate) -> dict[str, Any]:
+async def create_webhook(
+    app: AppDep, org: OrganizationId, actor: CurrentActor, body: WebhookCreate
+) -> dict[str, Any]:
     """Create a webhook. The answer carries `signing_secret`, shown this once only."""
     view, secret = await app.webhooks.create(
         org,
@@ -94,6 +96,7 @@ async def create_webhook(app: AppDep, org: OrganizationId, body: WebhookCreate) 
         authorization_header=body.authorization_header,
         filter=[r.model_dump() for r in body.filter],
         ordered=body.ordered,
+        actor=actor,
     )
     return {**webhook_json(view), "signing_secret": secret}
 
@@ -110,7 +113,7 @@ async def get_webhook(app: AppDep, org: OrganizationId, webhook_id: str) -> dict
 
 @router.patch("/{webhook_id}")
 async def update_webhook(
-    app: AppDep, org: OrganizationId, webhook_id: str, body: WebhookUpdate
+    app: AppDep, org: OrganizationId, actor: CurrentActor, webhook_id: str, body: WebhookUpdate
 ) -> dict[str, Any]:
     changes: dict[str, Any] = {
         "nickname": body.nickname,
@@ -121,32 +124,39 @@ async def update_webhook(
     }
     if "authorization_header" in body.model_fields_set:
         changes["authorization_header"] = body.authorization_header
-    return webhook_json(await app.webhooks.update(org, webhook_id, **changes))
+    return webhook_json(await app.webhooks.update(org, webhook_id, actor=actor, **changes))
 
 
 @router.delete("/{webhook_id}", status_code=status.HTTP_204_NO_CONTENT)
-async def remove_webhook(app: AppDep, org: OrganizationId, webhook_id: str) -> Response:
-    await app.webhooks.remove(org, webhook_id)
+async def remove_webhook(
+    app: AppDep, org: OrganizationId, actor: CurrentActor, webhook_id: str
+) -> Response:
+    await app.webhooks.remove(org, webhook_id, actor=actor)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 @router.post("/{webhook_id}/ping", status_code=status.HTTP_202_ACCEPTED)
-async def ping_webhook(app: AppDep, org: OrganizationId, webhook_id: str) -> dict[str, Any]:
+async def ping_webhook(
+    app: AppDep, org: OrganizationId, actor: CurrentActor, webhook_id: str
+) -> dict[str, Any]:
     """Queue a `webhook.ping`; follow it at `GET /api/v1/deliveries/{id}`."""
-    return delivery_json(await app.webhooks.ping(org, webhook_id, actor_id="api"))
+    return delivery_json(await app.webhooks.ping(org, webhook_id, actor_id="api", actor=actor))
 
 
 @router.post("/{webhook_id}/rotate-secret")
 async def rotate_secret(
     app: AppDep,
     org: OrganizationId,
+    actor: CurrentActor,
     webhook_id: str,
     body: Annotated[RotateSecret | None, Body()] = None,
 ) -> dict[str, Any]:
     """A new signing secret at once (shown this once); the old one keeps signing alongside for
     `grace_seconds`."""
     grace = body.grace_seconds if body is not None else 0
-    view, secret = await app.webhooks.rotate_secret(org, webhook_id, grace_seconds=grace)
+    view, secret = await app.webhooks.rotate_secret(
+        org, webhook_id, grace_seconds=grace, actor=actor
+    )
     return {**webhook_json(view), "signing_secret": secret}
 
 
@@ -154,22 +164,24 @@ async def rotate_secret(
 async def pause_webhook(
     app: AppDep,
     org: OrganizationId,
+    actor: CurrentActor,
     webhook_id: str,
     body: Annotated[Pause | None, Body()] = None,
 ) -> dict[str, Any]:
     reason = body.reason if body is not None else "paused by an operator"
-    return webhook_json(await app.webhooks.pause(org, webhook_id, reason=reason))
+    return webhook_json(await app.webhooks.pause(org, webhook_id, reason=reason, actor=actor))
 
 
 @router.post("/{webhook_id}/resume")
 async def resume_webhook(
     app: AppDep,
     org: OrganizationId,
+    actor: CurrentActor,
     webhook_id: str,
     body: Annotated[Resume | None, Body()] = None,
 ) -> dict[str, Any]:
     deliver = body.deliver_held if body is not None else True
-    view, count = await app.webhooks.resume(org, webhook_id, deliver_held=deliver)
+    view, count = await app.webhooks.resume(org, webhook_id, deliver_held=deliver, actor=actor)
     return {**webhook_json(view), "held_deliveries": count, "delivered_held": deliver}
 
 

@@ -13,6 +13,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
 from sftphook.app import App
+from sftphook.audit import CLI
 from sftphook.cli import context
 from sftphook.webhooks.filters import parse_rule_text
 from sftphook.webhooks.service import DeliveryView, WebhookView, parse_time
@@ -105,6 +106,7 @@ def add(
             authorization_header=authorization,
             filter=rules,
             ordered=ordered,
+            actor=CLI,
         )
 
     view, secret = context.run(work)
@@ -144,7 +146,7 @@ def ping(
 
     async def work(a: App) -> DeliveryView:
         organization = await _org(a, org)
-        delivery = await a.webhooks.ping(organization, webhook_id, actor_id="cli")
+        delivery = await a.webhooks.ping(organization, webhook_id, actor_id="cli", actor=CLI)
         deadline = time.monotonic() + wait
         while delivery.status not in FINAL and time.monotonic() < deadline:
             await asyncio.sleep(0.2)
@@ -171,7 +173,9 @@ def rotate_secret(
     """Issue a new signing secret (shown this once)."""
 
     async def work(a: App) -> tuple[WebhookView, str]:
-        return await a.webhooks.rotate_secret(await _org(a, org), webhook_id, grace_seconds=grace)
+        return await a.webhooks.rotate_secret(
+            await _org(a, org), webhook_id, grace_seconds=grace, actor=CLI
+        )
 
     view, secret = context.run(work)
     print(f"new signing secret: {secret}")
@@ -188,7 +192,7 @@ def pause(
     """Stop sending; new events are kept until `resume`."""
 
     async def work(a: App) -> WebhookView:
-        return await a.webhooks.pause(await _org(a, org), webhook_id, reason=reason)
+        return await a.webhooks.pause(await _org(a, org), webhook_id, reason=reason, actor=CLI)
 
     context.run(work)
     print(f"webhook {webhook_id} paused")
@@ -208,7 +212,9 @@ def resume(
     """Send again, with or without what arrived while paused."""
 
     async def work(a: App) -> tuple[WebhookView, int]:
-        return await a.webhooks.resume(await _org(a, org), webhook_id, deliver_held=deliver_held)
+        return await a.webhooks.resume(
+            await _org(a, org), webhook_id, deliver_held=deliver_held, actor=CLI
+        )
 
     _, count = context.run(work)
     what = "queued" if deliver_held else "skipped"
@@ -226,7 +232,7 @@ def remove(
         typer.confirm(f"remove webhook {webhook_id} and its delivery log?", abort=True)
 
     async def work(a: App) -> None:
-        await a.webhooks.remove(await _org(a, org), webhook_id)
+        await a.webhooks.remove(await _org(a, org), webhook_id, actor=CLI)
 
     context.run(work)
     print(f"webhook {webhook_id} removed")

@@ -130,6 +130,7 @@ async def add_webhook(posted: PostedPage) -> Response:
             authorization_header=values["authorization_header"] or None,
             filter=values["filter"],
             ordered=values["ordered"],
+            actor=page.actor,
         )
     except InvalidInput as exc:
         return await _list(page, errors=_errors(exc), values=values, status_code=422)
@@ -179,7 +180,7 @@ async def edit(webhook_id: str, posted: PostedPage) -> Response:
     elif values["authorization_header"]:
         changes["authorization_header"] = values["authorization_header"]
     try:
-        await page.app.webhooks.update(page.org_id, webhook_id, **changes)
+        await page.app.webhooks.update(page.org_id, webhook_id, actor=page.actor, **changes)
     except InvalidInput as exc:
         context = _common()
         context.update(webhook=hook, errors=_errors(exc), values=values)
@@ -190,7 +191,9 @@ async def edit(webhook_id: str, posted: PostedPage) -> Response:
 @router.post("/webhooks/{webhook_id}/ping")
 async def ping(webhook_id: str, posted: PostedPage) -> Response:
     page, _ = posted
-    await page.app.webhooks.ping(page.org_id, webhook_id, actor_id=page.admin.username)
+    await page.app.webhooks.ping(
+        page.org_id, webhook_id, actor_id=page.admin.username, actor=page.actor
+    )
     return await page.redirect(
         f"/webhooks/{webhook_id}/deliveries", notice="Ping sent. It appears below in a moment."
     )
@@ -201,7 +204,10 @@ async def rotate(webhook_id: str, posted: PostedPage) -> Response:
     page, form = posted
     grace = field(form, "grace_seconds")
     view, secret = await page.app.webhooks.rotate_secret(
-        page.org_id, webhook_id, grace_seconds=float(grace) if grace.isdigit() else 0
+        page.org_id,
+        webhook_id,
+        grace_seconds=float(grace) if grace.isdigit() else 0,
+        actor=page.actor,
     )
     return await page.redirect(
         "/webhooks",
@@ -216,7 +222,7 @@ async def rotate(webhook_id: str, posted: PostedPage) -> Response:
 async def pause(webhook_id: str, posted: PostedPage) -> Response:
     page, _ = posted
     view = await page.app.webhooks.pause(
-        page.org_id, webhook_id, reason=f"paused by {page.admin.username}"
+        page.org_id, webhook_id, reason=f"paused by {page.admin.username}", actor=page.actor
     )
     return await page.redirect(
         "/webhooks", notice=f"{view.nickname} is paused; new events are kept until you resume."
@@ -227,7 +233,9 @@ async def pause(webhook_id: str, posted: PostedPage) -> Response:
 async def resume(webhook_id: str, posted: PostedPage) -> Response:
     page, form = posted
     deliver = field(form, "held") != "skip"
-    view, count = await page.app.webhooks.resume(page.org_id, webhook_id, deliver_held=deliver)
+    view, count = await page.app.webhooks.resume(
+        page.org_id, webhook_id, deliver_held=deliver, actor=page.actor
+    )
     what = "sent" if deliver else "skipped"
     plural = "y" if count == 1 else "ies"
     return await page.redirect(
@@ -239,7 +247,7 @@ async def resume(webhook_id: str, posted: PostedPage) -> Response:
 async def delete(webhook_id: str, posted: PostedPage) -> Response:
     page, _ = posted
     hook = await page.app.webhooks.get(page.org_id, webhook_id)
-    await page.app.webhooks.remove(page.org_id, webhook_id)
+    await page.app.webhooks.remove(page.org_id, webhook_id, actor=page.actor)
     return await page.redirect("/webhooks", notice=f"Webhook {hook.nickname} deleted.")
 
 

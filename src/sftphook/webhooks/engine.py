@@ -23,11 +23,12 @@ import logging
 import random
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
 from sqlalchemy import insert, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from sftphook.config import WebhookSettings
 from sftphook.events.model import EventRecord
@@ -160,6 +161,9 @@ class DeliveryEngine:
         self._running = False
         self._secret_cache: dict[str, str] = {}
         self._stop_signal = asyncio.Event()
+        # Called in the transaction that pauses a webhook on its own (the audit line and the
+        # owner notice, which is handed over once that transaction commits).
+        self.paused_hook: Callable[[AsyncSession, Webhook], Awaitable[None]] | None = None
 
     @property
     def _transport(self) -> Transport:
@@ -560,6 +564,8 @@ class DeliveryEngine:
             await s.flush()
             for webhook_id in to_hold:
                 await delivery_store.hold_active(s, webhook_id)
+                if self.paused_hook is not None:
+                    await self.paused_hook(s, hooks[webhook_id])
         for result, made in zip(results, decisions, strict=True):
             verdict = made.verdict.value if made else "superseded"
             self._metrics.observe_attempt(result.job.topic, verdict, result.duration_ms / 1000)

@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from sftphook.audit import SYSTEM, Actor, AuditLog, safe_url
 from sftphook.config import WebhookSettings
 from sftphook.errors import InvalidInput, NotFound
 from sftphook.events.model import FILE_TOPICS, Topic
@@ -203,6 +204,8 @@ class WebhookService:
         self._policy = UrlPolicy.from_settings(settings.allow_http, settings.allowed_networks)
         # Wakes the local delivery workers when this service queues something.
         self.notify: Callable[[], None] = notify or (lambda: None)
+        # Told of each rotation once it is committed (the owner notice); never gets the secret.
+        self.on_secret_rotated: Callable[..., None] = lambda **_: None
 
     def view(self, webhook: Webhook) -> WebhookView:
         authorization = (
@@ -243,6 +246,7 @@ class WebhookService:
         authorization_header: str | None = None,
         filter: Sequence[Mapping[str, Any]] | None = None,
         ordered: bool = False,
+        actor: Actor = SYSTEM,
     ) -> tuple[WebhookView, str]:
         """A new webhook and its signing secret (returned here once, then never again)."""
         nickname = check_nickname(nickname)
@@ -268,6 +272,15 @@ class WebhookService:
         )
         async with self._db.transaction() as s:
             s.add(webhook)
+            await AuditLog.record_by(
+                s,
+                organization_id,
+                actor,
+                "webhook.created",
+                "webhook",
+                webhook.id,
+                {"nickname": nickname, "url": safe_url(url), "topics": topic_list},
+            )
         log.info("webhook added: %s (%s)", webhook.id, nickname)
         return self.view(webhook), secret
 
@@ -290,6 +303,7 @@ class WebhookService:
         authorization_header: str | None = _UNSET,
         filter: Sequence[Mapping[str, Any]] | None = None,
         ordered: bool | None = None,
+        actor: Actor = SYSTEM,
     ) -> WebhookView:
         """Change what is given; `authorization_header=None` removes the header."""
         changes: dict[str, Any] = {}
@@ -309,20 +323,47 @@ class WebhookService:
             changes["url"] = url
         async with self._db.transaction() as s:
             webhook = await self._webhook(s, organization_id, webhook_id)
+            # Names of what changed, not values: an authorization value is a secret.
+            changed = sorted(
+                k.removesuffix("_encrypted") for k, v in changes.items() if getattr(webhook, k) != v
+            )
             for key, value in changes.items():
                 setattr(webhook, key, value)
             webhook.updated_at = now_ms()
+            await AuditLog.record_by(
+                s,
+                organization_id,
+                actor,
+                "webhook.updated",
+                "webhook",
+                webhook.id,
+                {"nickname": webhook.nickname, "changed": changed},
+            )
         return self.view(webhook)
 
-    async def remove(self, organization_id: str, webhook_id: str) -> None:
+    async def remove(self, organization_id: str, webhook_id: str, *, actor: Actor = SYSTEM) -> None:
         """Remove the webhook with its deliveries and attempts."""
         async with self._db.transaction() as s:
             webhook = await self._webhook(s, organization_id, webhook_id)
+            await AuditLog.record_by(
+                s,
+                organization_id,
+                actor,
+                "webhook.deleted",
+                "webhook",
+                webhook.id,
+                {"nickname": webhook.nickname, "url": safe_url(webhook.url)},
+            )
             await s.delete(webhook)
         log.info("webhook removed: %s", webhook_id)
 
     async def rotate_secret(
-        self, organization_id: str, webhook_id: str, *, grace_seconds: float = 0
+        self,
+        organization_id: str,
+        webhook_id: str,
+        *,
+        grace_seconds: float = 0,
+        actor: Actor = SYSTEM,
     ) -> tuple[WebhookView, str]:
         """A new signing secret at once; the old one keeps signing for `grace_seconds`."""
         if grace_seconds < 0 or grace_seconds > MAX_GRACE_SECONDS:
@@ -341,11 +382,33 @@ class WebhookService:
                 webhook.previous_secret_expires_at = None
             webhook.secret_encrypted = self._box.encrypt(secret)
             webhook.updated_at = now
+            await AuditLog.record_by(
+                s,
+                organization_id,
+                actor,
+                "webhook.secret_rotated",
+                "webhook",
+                webhook.id,
+                {"nickname": webhook.nickname, "grace_seconds": grace_seconds},
+            )
         log.info("webhook %s: signing secret rotated (grace %g s)", webhook_id, grace_seconds)
+        self.on_secret_rotated(
+            organization_id=organization_id,
+            webhook_id=webhook.id,
+            nickname=webhook.nickname,
+            actor=actor,
+            rotated_at=now,
+            grace_seconds=grace_seconds,
+        )
         return self.view(webhook), secret
 
     async def pause(
-        self, organization_id: str, webhook_id: str, *, reason: str = "paused by an operator"
+        self,
+        organization_id: str,
+        webhook_id: str,
+        *,
+        reason: str = "paused by an operator",
+        actor: Actor = SYSTEM,
     ) -> WebhookView:
         """Stop sending; events that arrive meanwhile are kept (held) for `resume`."""
         async with self._db.transaction() as s:
@@ -358,10 +421,24 @@ class WebhookService:
                 webhook.updated_at = now
                 await s.flush()
                 await delivery_store.hold_active(s, webhook.id)
+                await AuditLog.record_by(
+                    s,
+                    organization_id,
+                    actor,
+                    "webhook.paused",
+                    "webhook",
+                    webhook.id,
+                    {"nickname": webhook.nickname, "reason": reason[:255], "automatic": False},
+                )
         return self.view(webhook)
 
     async def resume(
-        self, organization_id: str, webhook_id: str, *, deliver_held: bool = True
+        self,
+        organization_id: str,
+        webhook_id: str,
+        *,
+        deliver_held: bool = True,
+        actor: Actor = SYSTEM,
     ) -> tuple[WebhookView, int]:
         """Send again. Held deliveries are sent (`deliver_held`) or marked skipped; returns the
         view and how many held deliveries were released or skipped."""
@@ -379,11 +456,25 @@ class WebhookService:
                 await delivery_store.announce(s)
             else:
                 count = await delivery_store.skip_held(s, webhook.id, now)
+            await AuditLog.record_by(
+                s,
+                organization_id,
+                actor,
+                "webhook.resumed",
+                "webhook",
+                webhook.id,
+                {"nickname": webhook.nickname, "held": count, "delivered_held": deliver_held},
+            )
         self.notify()
         return self.view(webhook), count
 
     async def ping(
-        self, organization_id: str, webhook_id: str, *, actor_id: str = "operator"
+        self,
+        organization_id: str,
+        webhook_id: str,
+        *,
+        actor_id: str = "operator",
+        actor: Actor = SYSTEM,
     ) -> DeliveryView:
         """Queue a `webhook.ping` (sent even while paused; one attempt, no retries)."""
         async with self._db.transaction() as s:
@@ -415,6 +506,15 @@ class WebhookService:
             )
             await s.execute(insert(Delivery), [row])
             await delivery_store.announce(s)
+            await AuditLog.record_by(
+                s,
+                organization_id,
+                actor,
+                "webhook.pinged",
+                "webhook",
+                webhook.id,
+                {"nickname": webhook.nickname, "delivery_id": row["id"]},
+            )
             delivery = await s.get(Delivery, row["id"])
             assert delivery is not None
         self.notify()
