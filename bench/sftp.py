@@ -417,6 +417,8 @@ class Bench:
             lines = [f"get {b}/small/* {out / 'small'}/"]
         else:
             lines = [f"ls -l {b}/lsdir"]
+        # Dirty pages of the previous operation would otherwise be written back during this one.
+        os.sync()
         with self._profiled(server, op, rep):
             seconds, _ = self.sftp(server, lines, cipher=cipher)
         self._check(server, op, out)
@@ -439,7 +441,7 @@ class Bench:
 
     @contextlib.contextmanager
     def _profiled(self, server: Server, op: str, rep: int) -> Iterator[None]:
-        if self.opts.profile is None or server.name != "sftphook":
+        if self.opts.profile is None or server.name == "OpenSSH":
             yield
             return
         spy = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or shutil.which(
@@ -448,7 +450,8 @@ class Bench:
         if spy is None:
             raise BenchError("--profile needs py-spy (pip install py-spy)")
         self.opts.profile.mkdir(parents=True, exist_ok=True)
-        tag = f"{op.replace(' ', '-')}-{(self.cipher or 'default').split('@')[0]}-{rep}"
+        who = server.name.split()[0]
+        tag = f"{who}-{op.replace(' ', '-')}-{(self.cipher or 'default').split('@')[0]}-{rep}"
         output = self.opts.profile / f"{tag}.txt"
         log = self.tmp / f"py-spy-{tag}.log"
         pid = self.procs.start(
