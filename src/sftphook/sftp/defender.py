@@ -1,0 +1,55 @@
+"""Brute-force protection: addresses with too many failed logins are banned for a while.
+
+Pure bookkeeping: every method takes `now`, so the rules are tested without waiting.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+
+log = logging.getLogger(__name__)
+
+
+class Defender:
+    def __init__(self, *, threshold: int, window: float, duration: float) -> None:
+        self.threshold = threshold
+        self.window = window
+        self.duration = duration
+        self._failures: dict[str, collections.deque[float]] = {}
+        self._banned_until: dict[str, float] = {}
+
+    def is_banned(self, address: str, now: float) -> bool:
+        until = self._banned_until.get(address)
+        if until is None:
+            return False
+        if now >= until:
+            del self._banned_until[address]
+            return False
+        return True
+
+    def failed(self, address: str, now: float) -> bool:
+        """Count a failed login; True when this failure got the address banned."""
+        failures = self._failures.setdefault(address, collections.deque())
+        failures.append(now)
+        while failures and failures[0] <= now - self.window:
+            failures.popleft()
+        if len(failures) >= self.threshold and not self.is_banned(address, now):
+            self._banned_until[address] = now + self.duration
+            failures.clear()
+            log.warning(
+                "address %s banned for %.0f s after %d failed logins within %.0f s",
+                address,
+                self.duration,
+                self.threshold,
+                self.window,
+            )
+            return True
+        self._prune(now)
+        return False
+
+    def _prune(self, now: float) -> None:
+        # Bounded memory under a scan from many addresses.
+        if len(self._failures) > 10_000:
+            for address in [a for a, f in self._failures.items() if not f or f[-1] <= now - self.window]:
+                del self._failures[address]

@@ -1,0 +1,111 @@
+"""asyncssh's SFTP packet handler and stream session, adjusted for the clients people use.
+
+- A successful close (`SSH_FXP_CLOSE`) commits a transfer; a handle still open when the session
+  ends is aborted, so an interrupted upload never becomes a file.
+- `SSH_FXP_WRITE` ignores bytes after the data, as OpenSSH does (rclone sends some).
+- `SSH_FXP_OPENDIR` reports a missing or forbidden directory at once, not at the first read.
+- The channel ends with exit status 0, which OpenSSH's `scp` (SFTP mode) waits for.
+- Only the extensions this server implements safely are announced.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any, cast
+
+import asyncssh
+from asyncssh.sftp import FXP_CLOSE, FXP_OPENDIR, FXP_WRITE, SFTPServerHandler
+from asyncssh.stream import SSHServerStreamSession
+
+if TYPE_CHECKING:
+    from sftphook.sftp.session import SFTPSession
+
+log = logging.getLogger(__name__)
+
+_EXTENSIONS: list[tuple[bytes, bytes]] = [
+    (b"newline", b"\n"),
+    (b"posix-rename@openssh.com", b"1"),
+    (b"statvfs@openssh.com", b"2"),
+    (b"fstatvfs@openssh.com", b"2"),
+    (b"hardlink@openssh.com", b"1"),
+    (b"fsync@openssh.com", b"1"),
+    (b"lsetstat@openssh.com", b"1"),
+    (b"limits@openssh.com", b"1"),
+]
+
+
+class SessionHandler(SFTPServerHandler):  # type: ignore[misc]
+    _extensions = _EXTENSIONS
+
+    _server: SFTPSession
+
+    async def _process_close(self, packet: Any) -> None:
+        handle = packet.get_string()
+        packet.check_end()
+        file_obj = self._file_handles.pop(handle, None)
+        if file_obj is not None:
+            await self._server.finish(file_obj)
+            return
+        if self._dir_handles.pop(handle, None) is not None:
+            return
+        raise asyncssh.SFTPInvalidHandle("Invalid file handle")
+
+    async def _process_write(self, packet: Any) -> int:
+        handle = packet.get_string()
+        offset = packet.get_uint64()
+        data = packet.get_string()
+        # No check_end(): trailing bytes are ignored, as OpenSSH's sftp-server does.
+        file_obj = self._file_handles.get(handle)
+        if file_obj is None:
+            raise asyncssh.SFTPInvalidHandle("Invalid file handle")
+        return cast(int, await self._server.write(file_obj, offset, data))
+
+    async def _process_opendir(self, packet: Any) -> bytes:
+        path = packet.get_string()
+        packet.check_end()
+        names: AsyncIterator[asyncssh.SFTPName] = await self._server.opendir(path)
+        handle = cast(bytes, self._get_next_handle())
+        self._dir_handles[handle] = names
+        return handle
+
+    async def _cleanup(self, exc: Exception | None) -> None:
+        writer = self._writer
+        if writer is not None:
+            channel = writer.channel
+            if not channel.is_closing():
+                channel.exit(0)
+        await super()._cleanup(exc)
+
+    _packet_handlers = {
+        **SFTPServerHandler._packet_handlers,
+        FXP_CLOSE: _process_close,
+        FXP_WRITE: _process_write,
+        FXP_OPENDIR: _process_opendir,
+    }
+    for _name in (b"copy-data", b"ranges@asyncssh.com"):
+        _packet_handlers.pop(_name, None)
+    del _name
+
+
+class StreamSession(SSHServerStreamSession):  # type: ignore[misc]
+    """A session channel that serves the `sftp` subsystem with `SessionHandler`, and `scp`."""
+
+    def session_started(self) -> None:
+        chan = self._chan
+        if chan.get_subsystem() == "sftp":
+            chan.set_encoding(None)
+            self._encoding = None
+            stdin = asyncssh.SSHReader(self, chan)
+            stdout = asyncssh.SSHWriter(self, chan)
+            self._conn.create_task(self._run_sftp(stdin, stdout), stdin.logger)
+            return
+        super().session_started()
+
+    async def _run_sftp(self, reader: Any, writer: Any) -> None:
+        server = self._init_sftp_server()
+        handler = SessionHandler(server, reader, writer, 3)
+        await handler.run()
+
+
+__all__ = ["SessionHandler", "StreamSession"]

@@ -1,0 +1,279 @@
+"""The SFTP front: listens for SSH connections, authenticates users, and serves SFTP and SCP.
+
+`SFTPFront` owns the listener, the host keys, the brute-force defender and every open
+session. A user who is disabled, removed or whose credentials change loses their open sessions
+at once (`AccountService.user_revoked_hooks`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
+
+import asyncssh
+
+from sftphook.accounts.passwords import verify_password_async
+from sftphook.sftp import hostkeys
+from sftphook.sftp.defender import Defender
+from sftphook.sftp.handler import StreamSession
+from sftphook.sftp.session import SFTPSession
+from sftphook.storage.base import ReadHandle
+from sftphook.storage.local import clean_stale_uploads
+
+if TYPE_CHECKING:
+    from sftphook.accounts import AccountService
+    from sftphook.config import Settings
+    from sftphook.events import EventRecorder
+    from sftphook.store import Database
+    from sftphook.store.models import User
+
+log = logging.getLogger(__name__)
+
+# Uploads under a client-side temporary name, remembered until renamed to their final name.
+_REMEMBERED_UPLOADS = 10_000
+_UploadKey = tuple[str, tuple[str, ...]]
+
+
+class ConnectionState:
+    """What a session needs to know about its authenticated connection."""
+
+    def __init__(self, user: User, client_ip: str, session_id: str) -> None:
+        self.user = user
+        self.client_ip = client_ip
+        self.session_id = session_id
+
+
+class SFTPFront:
+    def __init__(
+        self,
+        settings: Settings,
+        db: Database,
+        accounts: AccountService,
+        recorder: EventRecorder,
+    ) -> None:
+        self.settings = settings
+        self.db = db
+        self.accounts = accounts
+        self.recorder = recorder
+        cfg = settings.sftp
+        self.defender = Defender(
+            threshold=cfg.ban_threshold, window=cfg.ban_window, duration=cfg.ban_duration
+        )
+        self.io_executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="sftp-io")
+        self.host_keys: list[asyncssh.SSHKey] = []
+        self._server: asyncssh.SSHAcceptor | None = None
+        self._connections: set[_Connection] = set()
+        self._sessions: set[SFTPSession] = set()
+        self._no_sessions = asyncio.Event()
+        self._no_sessions.set()
+        self._uploads: collections.OrderedDict[_UploadKey, tuple[int, str]] = (
+            collections.OrderedDict()
+        )
+        accounts.user_revoked_hooks.append(self.revoke_user)
+
+    # Lifecycle
+
+    async def start(self) -> None:
+        """Listen; returns once connections are accepted (`port` is the bound port)."""
+        self.host_keys = await asyncio.to_thread(hostkeys.load_or_create, self.settings.host_keys_dir)
+        for algorithm, fingerprint in self.host_key_fingerprints:
+            log.info("SFTP host key %s %s", algorithm, fingerprint)
+        await asyncio.to_thread(clean_stale_uploads, self.settings.files_root)
+        cfg = self.settings.sftp
+        options: dict[str, Any] = {}
+        if cfg.ciphers:
+            options["encryption_algs"] = cfg.ciphers
+        self._server = await asyncssh.create_server(
+            lambda: _Connection(self),
+            cfg.host,
+            cfg.port,
+            server_host_keys=self.host_keys,
+            server_version="sftphook",
+            login_timeout=cfg.login_timeout,
+            keepalive_interval=cfg.keepalive_interval,
+            allow_pty=False,
+            x11_forwarding=False,
+            agent_forwarding=False,
+            **options,
+        )
+        log.info("SFTP on %s:%d", cfg.host, self.port)
+
+    @property
+    def port(self) -> int:
+        if self._server is None:
+            return self.settings.sftp.port
+        return int(self._server.sockets[0].getsockname()[1])
+
+    @property
+    def host_key_fingerprints(self) -> list[tuple[str, str]]:
+        """(algorithm, "SHA256:…") of each host key, for `serve` and the dashboard to show."""
+        return hostkeys.fingerprints(self.host_keys)
+
+    async def close(self, deadline: float = 10.0) -> None:
+        """Stop accepting, end every session (open uploads are discarded), wait for them."""
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+        for connection in list(self._connections):
+            connection.close()
+        try:
+            async with asyncio.timeout(deadline):
+                await self._no_sessions.wait()
+        except TimeoutError:
+            log.warning("%d SFTP session(s) did not end in time", len(self._sessions))
+        self.io_executor.shutdown(wait=True, cancel_futures=True)
+
+    # Sessions
+
+    def session_opened(self, session: SFTPSession) -> None:
+        self._sessions.add(session)
+        self._no_sessions.clear()
+
+    def session_closed(self, session: SFTPSession) -> None:
+        self._sessions.discard(session)
+        if not self._sessions:
+            self._no_sessions.set()
+
+    def connection_opened(self, connection: _Connection) -> None:
+        self._connections.add(connection)
+
+    def connection_closed(self, connection: _Connection) -> None:
+        self._connections.discard(connection)
+
+    def revoke_user(self, username: str) -> None:
+        """End every open connection of `username` (disabled, removed, credentials changed)."""
+        for connection in list(self._connections):
+            if connection.username == username:
+                log.info("ending the session of %s: the account changed", username)
+                connection.close()
+
+    # Uploads under client-side temporary names
+
+    def remember_upload(self, org: str, parts: tuple[str, ...], result: tuple[int, str]) -> None:
+        self._uploads[(org, parts)] = result
+        while len(self._uploads) > _REMEMBERED_UPLOADS:
+            self._uploads.popitem(last=False)
+
+    def take_upload(self, org: str, parts: tuple[str, ...]) -> tuple[int, str] | None:
+        return self._uploads.pop((org, parts), None)
+
+    def forget_upload(self, org: str, parts: tuple[str, ...]) -> None:
+        self._uploads.pop((org, parts), None)
+
+    async def hash_file(self, handle: ReadHandle) -> str:
+        def digest() -> str:
+            import hashlib
+
+            sha = hashlib.sha256()
+            offset = 0
+            try:
+                while chunk := handle.pread(offset, 1024 * 1024):
+                    sha.update(chunk)
+                    offset += len(chunk)
+            finally:
+                handle.close()
+            return sha.hexdigest()
+
+        return await asyncio.get_running_loop().run_in_executor(self.io_executor, digest)
+
+
+class _Connection(asyncssh.SSHServer):  # type: ignore[misc]
+    """One SSH connection: authentication, then session channels."""
+
+    def __init__(self, front: SFTPFront) -> None:
+        self._front = front
+        self._conn: asyncssh.SSHServerConnection | None = None
+        self.client_ip = "unknown"
+        self.session_id = uuid.uuid4().hex
+        self.username: str | None = None
+        self._candidate: User | None = None
+        self._user: User | None = None
+        self._rejected_key = False
+        self._authenticated = False
+
+    def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
+        self._conn = conn
+        peer = conn.get_extra_info("peername")
+        if peer:
+            self.client_ip = str(peer[0])
+        self._front.connection_opened(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self._authenticated and self._rejected_key:
+            self._failed()
+        self._front.connection_closed(self)
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+
+    def _banned(self) -> bool:
+        return self._front.defender.is_banned(self.client_ip, time.monotonic())
+
+    def _failed(self) -> None:
+        self._front.defender.failed(self.client_ip, time.monotonic())
+
+    async def begin_auth(self, username: str) -> bool:
+        if self._banned():
+            log.info("refused a login from banned address %s", self.client_ip)
+            if self._conn is not None:
+                self._conn.disconnect(
+                    asyncssh.DISC_NO_MORE_AUTH_METHODS_AVAILABLE,
+                    "too many failed logins: try again later",
+                )
+            return True
+        self.username = username
+        self._candidate = await self._front.accounts.login_candidate(username)
+        return True
+
+    def password_auth_supported(self) -> bool:
+        return True
+
+    async def validate_password(self, username: str, password: str) -> bool:
+        user = self._candidate if username == self.username else None
+        ok = await verify_password_async(user.password_hash if user else None, password)
+        if ok and user is not None and not self._banned():
+            self._user = user
+            return True
+        log.info("failed password login for %r from %s", username, self.client_ip)
+        self._failed()
+        return False
+
+    def public_key_auth_supported(self) -> bool:
+        return True
+
+    def validate_public_key(self, username: str, key: asyncssh.SSHKey) -> bool:
+        user = self._candidate if username == self.username else None
+        if user is not None and not self._banned():
+            offered = key.public_data
+            for line in user.public_keys.splitlines():
+                try:
+                    if asyncssh.import_public_key(line).public_data == offered:
+                        self._user = user
+                        return True
+                except (asyncssh.KeyImportError, ValueError):
+                    continue
+        self._rejected_key = True
+        return False
+
+    def auth_completed(self) -> None:
+        self._authenticated = True
+        assert self._user is not None
+        log.info(
+            "login %s from %s (session %s)", self._user.username, self.client_ip, self.session_id
+        )
+
+    def session_requested(self) -> StreamSession:
+        assert self._user is not None
+        state = ConnectionState(self._user, self.client_ip, self.session_id)
+        front = self._front
+
+        def sftp_factory(chan: asyncssh.SSHServerChannel) -> SFTPSession:
+            return SFTPSession(chan, front, state)
+
+        return StreamSession(None, sftp_factory, 3, front.settings.sftp.allow_scp)

@@ -1,0 +1,463 @@
+"""One SFTP or SCP session: turns each request into a storage call and each completed file
+operation into an event, recorded before the reply that completes the operation is sent."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import errno
+import logging
+import stat as st
+import time
+from collections.abc import AsyncIterator, Iterator
+from typing import TYPE_CHECKING, Any, NoReturn
+
+import asyncssh
+
+from sftphook.errors import SftphookError
+from sftphook.events import EventRecord, Topic
+from sftphook.sftp.transfer import Download, Upload
+from sftphook.storage.base import FileInfo
+from sftphook.storage.local import LocalStorage
+from sftphook.storage.paths import event_path, normalize_client
+
+if TYPE_CHECKING:
+    from sftphook.sftp.server import ConnectionState, SFTPFront
+
+log = logging.getLogger(__name__)
+
+_OS_CODES = {
+    errno.ENOENT: asyncssh.FX_NO_SUCH_FILE,
+    errno.EACCES: asyncssh.FX_PERMISSION_DENIED,
+    errno.EPERM: asyncssh.FX_PERMISSION_DENIED,
+    errno.EEXIST: asyncssh.FX_FILE_ALREADY_EXISTS,
+    errno.ENOSPC: asyncssh.FX_FAILURE,
+    errno.ENOTEMPTY: asyncssh.FX_FAILURE,
+    errno.ENOTDIR: asyncssh.FX_NO_SUCH_FILE,
+    errno.EISDIR: asyncssh.FX_FAILURE,
+    errno.ELOOP: asyncssh.FX_FAILURE,
+    errno.EINVAL: asyncssh.FX_FAILURE,
+    errno.ENAMETOOLONG: asyncssh.FX_FAILURE,
+    errno.EXDEV: asyncssh.FX_OP_UNSUPPORTED,
+}
+
+
+# The specific classes matter: SCP tells "missing" from other failures by class.
+_ERROR_CLASSES: dict[int, type[asyncssh.SFTPError]] = {
+    asyncssh.FX_NO_SUCH_FILE: asyncssh.SFTPNoSuchFile,
+    asyncssh.FX_PERMISSION_DENIED: asyncssh.SFTPPermissionDenied,
+    asyncssh.FX_FILE_ALREADY_EXISTS: asyncssh.SFTPFileAlreadyExists,
+    asyncssh.FX_BAD_MESSAGE: asyncssh.SFTPBadMessage,
+    asyncssh.FX_OP_UNSUPPORTED: asyncssh.SFTPOpUnsupported,
+    asyncssh.FX_CONNECTION_LOST: asyncssh.SFTPConnectionLost,
+}
+
+_FILE_TYPES = {
+    st.S_IFREG: asyncssh.FILEXFER_TYPE_REGULAR,
+    st.S_IFDIR: asyncssh.FILEXFER_TYPE_DIRECTORY,
+    st.S_IFLNK: asyncssh.FILEXFER_TYPE_SYMLINK,
+}
+
+
+def sftp_error(code: int, reason: str) -> asyncssh.SFTPError:
+    return _ERROR_CLASSES.get(code, asyncssh.SFTPFailure)(reason)
+
+
+def _fail(exc: BaseException, path: str) -> NoReturn:
+    """Raise the SFTP status for `exc`; messages name client paths only, never host paths."""
+    if isinstance(exc, SftphookError):
+        raise sftp_error(exc.sftp_code, exc.message) from None
+    if isinstance(exc, OSError):
+        code = _OS_CODES.get(exc.errno or 0, asyncssh.FX_FAILURE)
+        reason = exc.strerror or "operation failed"
+        raise sftp_error(code, f"{path}: {reason}") from None
+    if isinstance(exc, UnicodeError):
+        raise asyncssh.SFTPFailure("file names must be UTF-8") from None
+    raise exc
+
+
+@contextlib.contextmanager
+def _mapped(path: str) -> Iterator[None]:
+    try:
+        yield
+    except asyncssh.SFTPError:
+        raise
+    except (SftphookError, OSError, UnicodeError) as exc:
+        _fail(exc, path)
+
+
+def _decode(path: bytes) -> str:
+    try:
+        return path.decode("utf-8")
+    except UnicodeDecodeError:
+        raise asyncssh.SFTPFailure("file names must be UTF-8") from None
+
+
+def _attrs(info: FileInfo) -> asyncssh.SFTPAttrs:
+    return asyncssh.SFTPAttrs(
+        type=_FILE_TYPES.get(st.S_IFMT(info.mode), asyncssh.FILEXFER_TYPE_SPECIAL),
+        size=info.size,
+        permissions=info.mode,
+        atime=int(info.atime),
+        mtime=int(info.mtime),
+        nlink=info.nlink,
+    )
+
+
+def _longname(info: FileInfo, owner: str) -> str:
+    when = time.localtime(info.mtime)
+    recent = abs(time.time() - info.mtime) < 180 * 86400
+    stamp = time.strftime("%b %e %H:%M" if recent else "%b %e  %Y", when)
+    return (
+        f"{st.filemode(info.mode)} {info.nlink:4d} {owner:8.8s} {owner:8.8s} "
+        f"{info.size:12d} {stamp} {info.name}"
+    )
+
+
+class SFTPSession(asyncssh.SFTPServer):  # type: ignore[misc]
+    """Serves one channel of an authenticated connection, as `SFTP` or `SCP`."""
+
+    def __init__(
+        self, chan: asyncssh.SSHServerChannel, front: SFTPFront, state: ConnectionState
+    ) -> None:
+        super().__init__(chan)
+        self._chan = chan
+        self._front = front
+        self._state = state
+        self._user = state.user
+        self.protocol = "SFTP" if chan.get_subsystem() == "sftp" else "SCP"
+        self._storage = LocalStorage(
+            front.settings.files_root, self._user.organization_id, self._user.home
+        )
+        self._permissions = frozenset(self._user.permissions.split(","))
+        self._open: set[Upload | Download] = set()
+        self._closed = False
+        front.session_opened(self)
+
+    # Events
+
+    async def _record(
+        self,
+        topic: Topic,
+        parts: tuple[str, ...],
+        *,
+        directory: bool = False,
+        size: int | None = None,
+        sha256: str | None = None,
+        previous: tuple[str, ...] | None = None,
+    ) -> None:
+        event = EventRecord(
+            organization_id=self._user.organization_id,
+            topic=topic,
+            actor_id=self._user.username,
+            path=event_path(list(parts), directory=directory),
+            previous_path=(
+                event_path(list(previous), directory=directory) if previous is not None else None
+            ),
+            size=size,
+            sha256=sha256,
+            protocol=self.protocol,
+            client_ip=self._state.client_ip,
+            session_id=self._state.session_id,
+        )
+        try:
+            await self._front.recorder.record(event)
+        except Exception:
+            log.exception("event %s for %s could not be recorded", topic, event.path)
+            raise asyncssh.SFTPFailure(
+                "the operation was done but could not be recorded"
+            ) from None
+
+    def _require(self, permission: str, path: str) -> None:
+        if permission not in self._permissions:
+            raise asyncssh.SFTPPermissionDenied(f"{path}: you have no {permission} permission")
+
+    def _is_temp(self, parts: tuple[str, ...]) -> bool:
+        return bool(parts) and any(
+            parts[-1].endswith(s) and len(parts[-1]) > len(s)
+            for s in self._front.settings.sftp.temp_suffixes
+        )
+
+    # Paths and attributes
+
+    def realpath(self, path: bytes) -> bytes:
+        text = _decode(path)
+        with _mapped(text):
+            return ("/" + "/".join(normalize_client(text))).encode()
+
+    def stat(self, path: bytes) -> asyncssh.SFTPAttrs:
+        text = _decode(path)
+        with _mapped(text):
+            return _attrs(self._storage.stat(text, follow=True))
+
+    def lstat(self, path: bytes) -> asyncssh.SFTPAttrs:
+        text = _decode(path)
+        with _mapped(text):
+            return _attrs(self._storage.stat(text, follow=False))
+
+    def _setstat(self, path: bytes, attrs: asyncssh.SFTPAttrs, *, follow: bool) -> None:
+        text = _decode(path)
+        self._require("write", text)
+        times = None
+        if attrs.atime is not None and attrs.mtime is not None:
+            times = (float(attrs.atime), float(attrs.mtime))
+        with _mapped(text):
+            self._storage.setstat(
+                text, mode=attrs.permissions, times=times, size=attrs.size, follow=follow
+            )
+
+    def setstat(self, path: bytes, attrs: asyncssh.SFTPAttrs) -> None:
+        self._setstat(path, attrs, follow=True)
+
+    def lsetstat(self, path: bytes, attrs: asyncssh.SFTPAttrs) -> None:
+        self._setstat(path, attrs, follow=False)
+
+    def statvfs(self, path: bytes) -> asyncssh.SFTPVFSAttrs:
+        with _mapped(_decode(path)):
+            return asyncssh.SFTPVFSAttrs(*self._storage.statvfs(_decode(path)))
+
+    def fstatvfs(self, file_obj: object) -> asyncssh.SFTPVFSAttrs:
+        return asyncssh.SFTPVFSAttrs(*self._storage.statvfs("/"))
+
+    def readlink(self, path: bytes) -> bytes:
+        text = _decode(path)
+        with _mapped(text):
+            return self._storage.readlink(text).encode()
+
+    # Directories
+
+    async def opendir(self, path: bytes) -> AsyncIterator[asyncssh.SFTPName]:
+        text = _decode(path)
+        self._require("list", text)
+        with _mapped(text):
+            _parts, entries = self._storage.listdir(text)
+            here = self._storage.stat(text, follow=True)
+        owner = self._user.username
+
+        async def names() -> AsyncIterator[asyncssh.SFTPName]:
+            for name in (".", ".."):
+                dot = dataclasses.replace(here, name=name)
+                yield asyncssh.SFTPName(name.encode(), _longname(dot, owner).encode(), _attrs(dot))
+            for info in entries:
+                yield asyncssh.SFTPName(
+                    info.name.encode("utf-8", "surrogateescape"),
+                    _longname(info, owner).encode("utf-8", "surrogateescape"),
+                    _attrs(info),
+                )
+
+        return names()
+
+    def scandir(self, path: bytes) -> AsyncIterator[asyncssh.SFTPName]:
+        # Used by SCP (recursive sends); SFTP lists through opendir().
+        async def names() -> AsyncIterator[asyncssh.SFTPName]:
+            async for name in await self.opendir(path):
+                yield name
+
+        return names()
+
+    async def mkdir(self, path: bytes, attrs: asyncssh.SFTPAttrs) -> None:
+        text = _decode(path)
+        self._require("write", text)
+        with _mapped(text):
+            parts = self._storage.mkdir(text, attrs.permissions)
+        await self._record(Topic.FILE_CREATED, parts, directory=True)
+
+    async def rmdir(self, path: bytes) -> None:
+        text = _decode(path)
+        self._require("delete", text)
+        with _mapped(text):
+            parts = self._storage.rmdir(text)
+        await self._record(Topic.FILE_DELETED, parts, directory=True)
+
+    # Files
+
+    async def remove(self, path: bytes) -> None:
+        text = _decode(path)
+        self._require("delete", text)
+        with _mapped(text):
+            parts = self._storage.remove(text)
+        self._front.forget_upload(self._user.organization_id, parts)
+        await self._record(Topic.FILE_DELETED, parts)
+
+    async def rename(self, oldpath: bytes, newpath: bytes) -> None:
+        await self._rename(oldpath, newpath, replace=False)
+
+    async def posix_rename(self, oldpath: bytes, newpath: bytes) -> None:
+        await self._rename(oldpath, newpath, replace=True)
+
+    async def _rename(self, oldpath: bytes, newpath: bytes, *, replace: bool) -> None:
+        old, new = _decode(oldpath), _decode(newpath)
+        self._require("write", new)
+        with _mapped(old):
+            before, after, info = self._storage.rename(old, new, replace=replace)
+        org = self._user.organization_id
+        if info.is_file and self._is_temp(before) and not self._is_temp(after):
+            # A client-side temporary name becoming the real one: the upload is complete now.
+            size, sha = self._front.take_upload(org, before) or (info.size, None)
+            if sha is None:
+                with _mapped(new):
+                    handle = self._storage.open_read(new)
+                upload_sha = await self._front.hash_file(handle)
+                sha = upload_sha
+            await self._record(Topic.FILE_CREATED, after, size=size, sha256=sha)
+            return
+        pending = self._front.take_upload(org, before)
+        if pending is not None:
+            self._front.remember_upload(org, after, pending)
+        await self._record(
+            Topic.FILE_RENAMED,
+            after,
+            directory=info.is_dir,
+            size=None if info.is_dir else info.size,
+            previous=before,
+        )
+
+    def symlink(self, oldpath: bytes, newpath: bytes) -> None:
+        target, link = _decode(oldpath), _decode(newpath)
+        self._require("write", link)
+        with _mapped(link):
+            self._storage.symlink(target, link)
+
+    def link(self, oldpath: bytes, newpath: bytes) -> None:
+        old, new = _decode(oldpath), _decode(newpath)
+        self._require("write", new)
+        self._require("read", old)
+        with _mapped(new):
+            self._storage.link(old, new)
+
+    async def open(self, path: bytes, pflags: int, attrs: asyncssh.SFTPAttrs) -> object:
+        text = _decode(path)
+        writing = bool(pflags & (asyncssh.FXF_WRITE | asyncssh.FXF_APPEND))
+        reading = bool(pflags & asyncssh.FXF_READ) or not writing
+        if writing:
+            self._require("write", text)
+        if reading:
+            self._require("read", text)
+        executor = self._front.io_executor
+        transfer: Upload | Download
+        with _mapped(text):
+            if writing:
+                handle = self._storage.open_write(
+                    text,
+                    truncate=bool(pflags & asyncssh.FXF_TRUNC),
+                    exclusive=bool(pflags & asyncssh.FXF_EXCL),
+                    append=bool(pflags & asyncssh.FXF_APPEND),
+                    read=reading,
+                )
+                offset = 0 if handle.atomic else handle.info().size
+                transfer = Upload(handle, executor, offset=offset)
+            else:
+                transfer = Download(self._storage.open_read(text), executor)
+        self._open.add(transfer)
+        return transfer
+
+    async def read(self, file_obj: object, offset: int, size: int) -> bytes:
+        if isinstance(file_obj, Upload):
+            await file_obj.drain()
+            with _mapped("file"):
+                return file_obj.handle.pread(offset, size)
+        assert isinstance(file_obj, Download)
+        with _mapped("file"):
+            return await file_obj.read(offset, size)
+
+    async def write(self, file_obj: object, offset: int, data: bytes) -> int:
+        if not isinstance(file_obj, Upload):
+            raise asyncssh.SFTPPermissionDenied("file is open for reading")
+        with _mapped("file"):
+            return await file_obj.write(offset, data)
+
+    async def fstat(self, file_obj: object) -> asyncssh.SFTPAttrs:
+        assert isinstance(file_obj, Upload | Download)
+        if isinstance(file_obj, Upload):
+            await file_obj.drain()
+        with _mapped("file"):
+            return _attrs(file_obj.handle.info())
+
+    async def fsetstat(self, file_obj: object, attrs: asyncssh.SFTPAttrs) -> None:
+        if not isinstance(file_obj, Upload):
+            raise asyncssh.SFTPPermissionDenied("file is open for reading")
+        await file_obj.drain()
+        with _mapped("file"):
+            if attrs.size is not None:
+                file_obj.handle.truncate(attrs.size)
+            # Mode and times of an upload are set on its final name after the close.
+            file_obj.attrs = attrs
+
+    async def fsync(self, file_obj: object) -> None:
+        if isinstance(file_obj, Upload):
+            await file_obj.drain()
+            with _mapped("file"):
+                file_obj.handle.fsync()
+
+    async def finish(self, file_obj: object) -> None:
+        """A close from the client: commit the transfer and record its event."""
+        assert isinstance(file_obj, Upload | Download)
+        self._open.discard(file_obj)
+        if isinstance(file_obj, Download):
+            info = file_obj.info()
+            await file_obj.close()
+            if file_obj.delivered > 0:
+                await self._record(Topic.FILE_DOWNLOADED, info.org_parts, size=info.size)
+            return
+        await self._finish_upload(file_obj)
+
+    async def _finish_upload(self, upload: Upload) -> None:
+        parts = upload.handle.org_parts
+        if self.protocol == "SCP" and self._chan.is_closing():
+            # SCP closes its file even when the connection dropped mid-transfer.
+            await upload.abort()
+            raise asyncssh.SFTPConnectionLost("connection lost")
+        try:
+            with _mapped("/".join(parts)):
+                sha = await upload.sha256()
+                info = upload.handle.commit()
+        except BaseException:
+            await upload.abort()
+            raise
+        attrs = getattr(upload, "attrs", None)
+        if attrs is not None:
+            with contextlib.suppress(asyncssh.SFTPError):
+                self._setstat_parts(parts, attrs)
+        org = self._user.organization_id
+        if self._is_temp(parts):
+            self._front.remember_upload(org, parts, (info.size, sha))
+            return
+        await self._record(Topic.FILE_CREATED, parts, size=info.size, sha256=sha)
+
+    def _setstat_parts(self, parts: tuple[str, ...], attrs: asyncssh.SFTPAttrs) -> None:
+        client = self._storage.client_path(parts)
+        self._setstat(client.encode(), attrs, follow=True)
+
+    async def close(self, file_obj: object) -> None:
+        """A handle still open when the session ends: nothing of it is kept or reported."""
+        assert isinstance(file_obj, Upload | Download)
+        if self.protocol == "SCP" and not self._chan.is_closing():
+            # SCP has no close request of its own: its file closes are the completions.
+            await self.finish(file_obj)
+            return
+        self._open.discard(file_obj)
+        if isinstance(file_obj, Upload):
+            await file_obj.abort()
+        else:
+            await file_obj.close()
+
+    async def exit(self) -> None:
+        for transfer in list(self._open):
+            self._open.discard(transfer)
+            if isinstance(transfer, Upload):
+                await transfer.abort()
+            else:
+                await transfer.close()
+        self._storage.close()
+        self._closed = True
+        self._front.session_closed(self)
+
+    async def abort(self) -> None:
+        """End this session (server shutdown or the user was revoked)."""
+        self._chan.close()
+
+    def __repr__(self) -> str:
+        return f"<SFTPSession {self._user.username} {self.protocol} {self._state.session_id}>"
+
+    def describe(self) -> dict[str, Any]:
+        return {"user": self._user.username, "protocol": self.protocol}

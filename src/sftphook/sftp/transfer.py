@@ -1,0 +1,161 @@
+"""Open files of an SFTP session: where the bytes move, and the SHA-256 of what was uploaded.
+
+Small files are read and written on the event loop: a `pread` or `pwrite` of a few KiB costs
+less than handing it to a thread. Once a handle has moved `INLINE_BYTES`, it switches to blocks
+of `BLOCK` bytes done in the I/O threads: reads are fetched a block ahead, writes are gathered
+and written (and hashed) one block behind, so a long transfer neither stalls the loop nor pays
+a thread hop per packet.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from concurrent.futures import Executor
+from typing import Any
+
+from sftphook.storage.base import FileInfo, ReadHandle, WriteHandle
+
+INLINE_BYTES = 512 * 1024
+BLOCK = 1024 * 1024
+
+
+class Download:
+    """A file opened for reading."""
+
+    def __init__(self, handle: ReadHandle, executor: Executor) -> None:
+        self.handle = handle
+        self.delivered = 0
+        self._executor = executor
+        self._blocks: dict[int, asyncio.Future[bytes]] = {}
+
+    async def read(self, offset: int, size: int) -> bytes:
+        if self.delivered < INLINE_BYTES and not self._blocks:
+            data = self.handle.pread(offset, size)
+        else:
+            data = await self._read_blocks(offset, size)
+        self.delivered += len(data)
+        return data
+
+    def _block(self, start: int) -> asyncio.Future[bytes]:
+        future = self._blocks.get(start)
+        if future is None:
+            loop = asyncio.get_running_loop()
+            future = loop.run_in_executor(self._executor, self.handle.pread, start, BLOCK)
+            self._blocks[start] = future
+        return future
+
+    async def _read_blocks(self, offset: int, size: int) -> bytes:
+        first = offset - offset % BLOCK
+        last = (offset + size - 1) - (offset + size - 1) % BLOCK
+        for start in [s for s in self._blocks if s < first]:
+            self._blocks.pop(start).cancel()
+        self._block(last + BLOCK)  # read ahead
+        pieces = []
+        start = first
+        while start <= last:
+            block = await self._block(start)
+            pieces.append(block[max(offset - start, 0) : offset + size - start])
+            if len(block) < BLOCK:
+                break
+            start += BLOCK
+        return b"".join(pieces)
+
+    def info(self) -> FileInfo:
+        return self.handle.info()
+
+    async def close(self) -> None:
+        blocks = list(self._blocks.values())
+        self._blocks.clear()
+        for future in blocks:
+            future.cancel()
+        # A block already being read in a thread still holds the descriptor: let it finish.
+        await asyncio.gather(*blocks, return_exceptions=True)
+        self.handle.close()
+
+
+class Upload:
+    """A file opened for writing, hashed while it streams when written in order."""
+
+    def __init__(self, handle: WriteHandle, executor: Executor, *, offset: int = 0) -> None:
+        self.handle = handle
+        self.received = 0
+        self._executor = executor
+        self._sha = hashlib.sha256()
+        # The next offset the running hash expects; None once the writes left that order.
+        self._hash_at: int | None = offset if offset == 0 else None
+        self._pending = bytearray()
+        self._pending_at = 0
+        self._flushing: asyncio.Future[None] | None = None
+        # Attributes set on the open handle (fsetstat), applied to the final name at close.
+        self.attrs: Any = None
+
+    async def write(self, offset: int, data: bytes) -> int:
+        self.received += len(data)
+        in_order = self._hash_at is not None and offset == self._hash_at + len(self._pending)
+        if self._pending or self._flushing is not None or self.received > INLINE_BYTES:
+            if in_order:
+                if not self._pending:
+                    self._pending_at = offset
+                self._pending += data
+                if len(self._pending) >= BLOCK:
+                    await self._flush_behind()
+                return len(data)
+            await self.drain()
+        if in_order:
+            self._sha.update(data)
+            assert self._hash_at is not None
+            self._hash_at += len(data)
+        elif self._hash_at is not None and offset < self._hash_at:
+            self._hash_at = None  # rewriting bytes already hashed
+        elif self._hash_at is not None:
+            self._hash_at = None  # a hole: the hash is taken again at close
+        self.handle.pwrite(offset, data)
+        return len(data)
+
+    async def _flush_behind(self) -> None:
+        if self._flushing is not None:
+            flushing, self._flushing = self._flushing, None
+            await flushing
+        chunk, at = bytes(self._pending), self._pending_at
+        self._pending.clear()
+        assert self._hash_at is not None
+        self._hash_at += len(chunk)
+        loop = asyncio.get_running_loop()
+        self._flushing = loop.run_in_executor(self._executor, self._write_and_hash, at, chunk)
+
+    def _write_and_hash(self, offset: int, chunk: bytes) -> None:
+        self.handle.pwrite(offset, chunk)
+        self._sha.update(chunk)
+
+    async def drain(self) -> None:
+        """Write out everything received so far (before a read, a stat, or the close)."""
+        if self._pending:
+            await self._flush_behind()
+        if self._flushing is not None:
+            flushing, self._flushing = self._flushing, None
+            await flushing
+
+    async def sha256(self) -> str:
+        await self.drain()
+        if self._hash_at is not None and self._hash_at == self.handle.info().size:
+            return self._sha.hexdigest()
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, _hash_handle, self.handle)
+
+    async def abort(self) -> None:
+        if self._flushing is not None:
+            flushing, self._flushing = self._flushing, None
+            await asyncio.gather(flushing, return_exceptions=True)
+        self.handle.abort()
+
+
+def _hash_handle(handle: WriteHandle) -> str:
+    sha = hashlib.sha256()
+    offset = 0
+    while True:
+        chunk = handle.pread(offset, BLOCK)
+        if not chunk:
+            return sha.hexdigest()
+        sha.update(chunk)
+        offset += len(chunk)

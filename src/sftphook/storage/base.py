@@ -1,0 +1,113 @@
+"""The storage interface: what the SFTP front needs from wherever files live.
+
+Paths are client paths (a home-relative "/a/b" as the client sends it); each backend instance is
+bound to one organization root and one home, resolves every path on the real tree, and refuses
+anything that would reach outside the home with `OutsideHome`. Results carry the organization
+path (components from the organization root) that events report.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+from typing import Protocol
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class FileInfo:
+    name: str
+    # Components from the organization root, as events report them.
+    org_parts: tuple[str, ...]
+    size: int
+    mode: int
+    mtime: float
+    atime: float
+    nlink: int = 1
+
+    @property
+    def is_dir(self) -> bool:
+        return (self.mode & 0o170000) == 0o040000
+
+    @property
+    def is_link(self) -> bool:
+        return (self.mode & 0o170000) == 0o120000
+
+    @property
+    def is_file(self) -> bool:
+        return (self.mode & 0o170000) == 0o100000
+
+
+class ReadHandle(Protocol):
+    org_parts: tuple[str, ...]
+
+    def pread(self, offset: int, size: int) -> bytes: ...
+
+    def info(self) -> FileInfo: ...
+
+    def close(self) -> None: ...
+
+
+class WriteHandle(Protocol):
+    """A file being written. `atomic` handles write to a hidden temporary name and become
+    visible only on `commit()`; `abort()` leaves nothing behind."""
+
+    org_parts: tuple[str, ...]
+    atomic: bool
+
+    def pwrite(self, offset: int, data: bytes) -> int: ...
+
+    def pread(self, offset: int, size: int) -> bytes: ...
+
+    def info(self) -> FileInfo: ...
+
+    def truncate(self, size: int) -> None: ...
+
+    def fsync(self) -> None: ...
+
+    def commit(self) -> FileInfo: ...
+
+    def abort(self) -> None: ...
+
+
+class Storage(Protocol):
+    """One organization's files as seen by one user (confined to a home)."""
+
+    def stat(self, path: str, *, follow: bool = True) -> FileInfo: ...
+
+    def listdir(self, path: str) -> tuple[tuple[str, ...], Iterator[FileInfo]]: ...
+
+    def open_read(self, path: str) -> ReadHandle: ...
+
+    def open_write(
+        self, path: str, *, truncate: bool, exclusive: bool, append: bool, read: bool
+    ) -> WriteHandle: ...
+
+    def remove(self, path: str) -> tuple[str, ...]: ...
+
+    def mkdir(self, path: str, mode: int | None = None) -> tuple[str, ...]: ...
+
+    def rmdir(self, path: str) -> tuple[str, ...]: ...
+
+    def rename(
+        self, old: str, new: str, *, replace: bool
+    ) -> tuple[tuple[str, ...], tuple[str, ...], FileInfo]: ...
+
+    def readlink(self, path: str) -> str: ...
+
+    def symlink(self, target: str, path: str) -> None: ...
+
+    def link(self, old: str, new: str) -> None: ...
+
+    def setstat(
+        self,
+        path: str,
+        *,
+        mode: int | None = None,
+        times: tuple[float, float] | None = None,
+        size: int | None = None,
+        follow: bool = True,
+    ) -> None: ...
+
+    def statvfs(self, path: str) -> tuple[int, ...]: ...
+
+    def org_parts(self, path: str) -> tuple[str, ...]: ...

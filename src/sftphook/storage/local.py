@@ -1,0 +1,523 @@
+"""Local-disk storage: one directory per organization, every path resolved on the real tree.
+
+Confinement does not trust path text. Each path is walked one component at a time from a
+directory descriptor of the organization root (`openat` with `O_NOFOLLOW`): a symbolic link met
+on the way is read and its target walked in turn, `..` climbs back only through directories
+already walked, and the resolved path must lie inside the user's home. A link with an absolute
+target (only the host can place one: links made over SFTP are stored relative) is never followed.
+A directory swapped for a link after it was checked makes the `O_NOFOLLOW` open fail rather than
+leave the tree, and the final operation acts on a name relative to the parent's descriptor.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import errno
+import logging
+import os
+import stat as st
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+from sftphook.errors import NotFound, OutsideHome, PermissionDenied
+from sftphook.storage.base import FileInfo
+from sftphook.storage.paths import client_to_org, is_within, org_to_client, split
+
+log = logging.getLogger(__name__)
+
+UPLOADS_DIR = ".uploads"
+_MAX_LINK_HOPS = 40
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def _outside() -> OutsideHome:
+    return OutsideHome("that path leads outside your home directory")
+
+
+def _info(name: str, parts: tuple[str, ...], s: os.stat_result) -> FileInfo:
+    return FileInfo(
+        name=name,
+        org_parts=parts,
+        size=s.st_size,
+        mode=s.st_mode,
+        mtime=s.st_mtime,
+        atime=s.st_atime,
+        nlink=s.st_nlink,
+    )
+
+
+class _Target:
+    """A resolved path: the descriptor of its parent directory and its final name (or, for a
+    directory named by itself such as the root, the directory's descriptor and no name)."""
+
+    __slots__ = ("dir_fd", "name", "parts")
+
+    def __init__(self, dir_fd: int, name: str | None, parts: tuple[str, ...]) -> None:
+        self.dir_fd = dir_fd
+        self.name = name
+        self.parts = parts
+
+    def close(self) -> None:
+        os.close(self.dir_fd)
+
+    def lstat(self) -> os.stat_result | None:
+        try:
+            if self.name is None:
+                return os.fstat(self.dir_fd)
+            return os.stat(self.name, dir_fd=self.dir_fd, follow_symlinks=False)
+        except FileNotFoundError:
+            return None
+
+
+class LocalStorage:
+    """The files of one organization under `org_root`, as one user confined to `home` sees them."""
+
+    def __init__(self, files_root: Path, organization_id: str, home: str = "/") -> None:
+        self.org_root = files_root / organization_id
+        self.home = home
+        self.home_parts = split(home)
+        uploads = files_root / UPLOADS_DIR
+        uploads.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.org_root.mkdir(parents=True, exist_ok=True, mode=0o755)
+        self._root_fd = os.open(self.org_root, _DIR_FLAGS)
+        self._uploads_fd = os.open(uploads, _DIR_FLAGS)
+        self._ensure_home()
+
+    def close(self) -> None:
+        for fd in (self._root_fd, self._uploads_fd):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+    def _ensure_home(self) -> None:
+        fd = os.dup(self._root_fd)
+        try:
+            for part in self.home_parts:
+                with contextlib.suppress(FileExistsError):
+                    os.mkdir(part, 0o755, dir_fd=fd)
+                nxt = os.open(part, _DIR_FLAGS, dir_fd=fd)
+                os.close(fd)
+                fd = nxt
+        finally:
+            os.close(fd)
+
+    # Resolution
+
+    def _resolve(self, path: str, *, follow: bool) -> _Target:
+        return self._resolve_parts(client_to_org(self.home, path), follow=follow)
+
+    def _resolve_parts(self, parts: list[str], *, follow: bool) -> _Target:
+        pending = collections.deque(parts)
+        fds = [os.dup(self._root_fd)]
+        names: list[str] = []
+        hops = 0
+        result: _Target | None = None
+        try:
+            while pending:
+                part = pending.popleft()
+                if part == "..":
+                    if not names:
+                        raise _outside()
+                    names.pop()
+                    os.close(fds.pop())
+                    continue
+                last = not pending
+                if last and not follow:
+                    result = _Target(fds[-1], part, (*names, part))
+                    break
+                try:
+                    s = os.stat(part, dir_fd=fds[-1], follow_symlinks=False)
+                except FileNotFoundError:
+                    if last:
+                        result = _Target(fds[-1], part, (*names, part))
+                        break
+                    raise
+                if st.S_ISLNK(s.st_mode):
+                    hops += 1
+                    if hops > _MAX_LINK_HOPS:
+                        raise OSError(errno.ELOOP, "too many levels of symbolic links")
+                    target = os.readlink(part, dir_fd=fds[-1])
+                    if target.startswith("/"):
+                        raise _outside()
+                    pending.extendleft(reversed(split(target)))
+                    continue
+                if last:
+                    result = _Target(fds[-1], part, (*names, part))
+                    break
+                if not st.S_ISDIR(s.st_mode):
+                    raise NotADirectoryError(errno.ENOTDIR, "not a directory")
+                fds.append(os.open(part, _DIR_FLAGS, dir_fd=fds[-1]))
+                names.append(part)
+            if result is None:
+                result = _Target(fds[-1], None, tuple(names))
+            if not is_within(self.home_parts, list(result.parts)):
+                raise _outside()
+            return result
+        except BaseException:
+            result = None
+            raise
+        finally:
+            keep = result.dir_fd if result is not None else -1
+            for fd in fds:
+                if fd != keep:
+                    os.close(fd)
+
+    @contextlib.contextmanager
+    def _target(self, path: str, *, follow: bool) -> Iterator[_Target]:
+        target = self._resolve(path, follow=follow)
+        try:
+            yield target
+        finally:
+            target.close()
+
+    def client_path(self, parts: tuple[str, ...]) -> str:
+        return org_to_client(self.home, list(parts))
+
+    def org_parts(self, path: str) -> tuple[str, ...]:
+        with self._target(path, follow=False) as t:
+            return t.parts
+
+    # Reading
+
+    def stat(self, path: str, *, follow: bool = True) -> FileInfo:
+        with self._target(path, follow=follow) as t:
+            s = t.lstat()
+            if s is None:
+                raise NotFound(f"no such file: {path}")
+            return _info(t.name or "", t.parts, s)
+
+    def listdir(self, path: str) -> tuple[tuple[str, ...], Iterator[FileInfo]]:
+        with self._target(path, follow=True) as t:
+            if t.name is None:
+                fd = os.dup(t.dir_fd)
+            else:
+                try:
+                    fd = os.open(t.name, _DIR_FLAGS, dir_fd=t.dir_fd)
+                except OSError as exc:
+                    if exc.errno == errno.ENOENT:
+                        raise NotFound(f"no such directory: {path}") from None
+                    raise
+            parts = t.parts
+
+        def entries() -> Iterator[FileInfo]:
+            try:
+                with os.scandir(fd) as it:
+                    for entry in it:
+                        try:
+                            s = entry.stat(follow_symlinks=False)
+                        except FileNotFoundError:
+                            continue
+                        yield _info(entry.name, (*parts, entry.name), s)
+            finally:
+                os.close(fd)
+
+        return parts, entries()
+
+    def readlink(self, path: str) -> str:
+        with self._target(path, follow=False) as t:
+            if t.name is None:
+                raise OSError(errno.EINVAL, "not a symbolic link")
+            target = os.readlink(t.name, dir_fd=t.dir_fd)
+        if target.startswith("/"):
+            raise _outside()
+        return target
+
+    def open_read(self, path: str) -> LocalReadHandle:
+        with self._target(path, follow=True) as t:
+            if t.name is None:
+                raise IsADirectoryError(errno.EISDIR, "is a directory")
+            fd = os.open(t.name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=t.dir_fd)
+            s = os.fstat(fd)
+            if not st.S_ISREG(s.st_mode):
+                os.close(fd)
+                raise IsADirectoryError(errno.EISDIR, "not a regular file")
+            return LocalReadHandle(fd, t.parts)
+
+    def statvfs(self, path: str) -> tuple[int, ...]:
+        s = os.fstatvfs(self._root_fd)
+        return (
+            s.f_bsize,
+            s.f_frsize,
+            s.f_blocks,
+            s.f_bfree,
+            s.f_bavail,
+            s.f_files,
+            s.f_ffree,
+            s.f_favail,
+            s.f_fsid,
+            s.f_flag,
+            s.f_namemax,
+        )
+
+    # Writing
+
+    def open_write(
+        self, path: str, *, truncate: bool, exclusive: bool, append: bool, read: bool
+    ) -> LocalWriteHandle:
+        t = self._resolve(path, follow=True)
+        try:
+            if t.name is None:
+                raise IsADirectoryError(errno.EISDIR, "is a directory")
+            existing = t.lstat()
+            if existing is not None:
+                if exclusive:
+                    raise FileExistsError(errno.EEXIST, "file already exists")
+                if st.S_ISDIR(existing.st_mode):
+                    raise IsADirectoryError(errno.EISDIR, "is a directory")
+                if not st.S_ISREG(existing.st_mode):
+                    raise PermissionDenied("only regular files can be written")
+            atomic = (truncate or existing is None) and not append and not read
+            if atomic:
+                temp_name = f"{uuid.uuid4().hex}.upload"
+                fd = os.open(
+                    temp_name,
+                    os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC,
+                    0o644,
+                    dir_fd=self._uploads_fd,
+                )
+                return LocalWriteHandle(
+                    fd, t.dir_fd, t.name, t.parts, os.dup(self._uploads_fd), temp_name
+                )
+            flags = (os.O_RDWR if read else os.O_WRONLY) | os.O_CREAT | os.O_NOFOLLOW
+            flags |= os.O_CLOEXEC | (os.O_APPEND if append else 0)
+            if truncate:
+                flags |= os.O_TRUNC
+            fd = os.open(t.name, flags, 0o644, dir_fd=t.dir_fd)
+            return LocalWriteHandle(fd, t.dir_fd, t.name, t.parts, None, None)
+        except BaseException:
+            t.close()
+            raise
+
+    def remove(self, path: str) -> tuple[str, ...]:
+        with self._target(path, follow=False) as t:
+            s = t.lstat()
+            if s is None or t.name is None:
+                raise NotFound(f"no such file: {path}")
+            if st.S_ISDIR(s.st_mode):
+                raise IsADirectoryError(errno.EISDIR, "is a directory: use rmdir")
+            os.unlink(t.name, dir_fd=t.dir_fd)
+            return t.parts
+
+    def mkdir(self, path: str, mode: int | None = None) -> tuple[str, ...]:
+        with self._target(path, follow=False) as t:
+            if t.name is None:
+                raise FileExistsError(errno.EEXIST, "directory already exists")
+            os.mkdir(t.name, (mode if mode is not None else 0o755) & 0o777, dir_fd=t.dir_fd)
+            return t.parts
+
+    def rmdir(self, path: str) -> tuple[str, ...]:
+        with self._target(path, follow=False) as t:
+            if t.name is None or list(t.parts) == self.home_parts:
+                raise PermissionDenied("the home directory cannot be removed")
+            os.rmdir(t.name, dir_fd=t.dir_fd)
+            return t.parts
+
+    def rename(
+        self, old: str, new: str, *, replace: bool
+    ) -> tuple[tuple[str, ...], tuple[str, ...], FileInfo]:
+        with self._target(old, follow=False) as src, self._target(new, follow=False) as dst:
+            for t in (src, dst):
+                if t.name is None or list(t.parts) == self.home_parts:
+                    raise PermissionDenied("the home directory cannot be renamed")
+            assert src.name is not None and dst.name is not None
+            if src.lstat() is None:
+                raise NotFound(f"no such file: {old}")
+            if not replace and dst.lstat() is not None:
+                raise FileExistsError(errno.EEXIST, "the new name already exists")
+            os.rename(src.name, dst.name, src_dir_fd=src.dir_fd, dst_dir_fd=dst.dir_fd)
+            s = os.stat(dst.name, dir_fd=dst.dir_fd, follow_symlinks=False)
+            return src.parts, dst.parts, _info(dst.name, dst.parts, s)
+
+    def symlink(self, target: str, path: str) -> None:
+        with self._target(path, follow=False) as t:
+            if t.name is None:
+                raise FileExistsError(errno.EEXIST, "already exists")
+            link_dir = list(t.parts[:-1])
+            if target.startswith("/"):
+                aim = client_to_org(self.home, target)
+            else:
+                aim = list(link_dir)
+                for part in split(target):
+                    if part == "..":
+                        if not aim:
+                            raise _outside()
+                        aim.pop()
+                    else:
+                        aim.append(part)
+            if not is_within(self.home_parts, aim):
+                raise _outside()
+            # Stored relative to the link's directory, so the host never sees a link that
+            # points at one of its own absolute paths.
+            common = 0
+            while common < min(len(aim), len(link_dir)) and aim[common] == link_dir[common]:
+                common += 1
+            relative = [".."] * (len(link_dir) - common) + aim[common:]
+            os.symlink("/".join(relative) or ".", t.name, dir_fd=t.dir_fd)
+
+    def link(self, old: str, new: str) -> None:
+        with self._target(old, follow=True) as src, self._target(new, follow=False) as dst:
+            s = src.lstat()
+            if s is None or src.name is None:
+                raise NotFound(f"no such file: {old}")
+            if not st.S_ISREG(s.st_mode):
+                raise PermissionDenied("only regular files can be hard-linked")
+            if dst.name is None:
+                raise FileExistsError(errno.EEXIST, "already exists")
+            os.link(
+                src.name,
+                dst.name,
+                src_dir_fd=src.dir_fd,
+                dst_dir_fd=dst.dir_fd,
+                follow_symlinks=False,
+            )
+
+    def setstat(
+        self,
+        path: str,
+        *,
+        mode: int | None = None,
+        times: tuple[float, float] | None = None,
+        size: int | None = None,
+        follow: bool = True,
+    ) -> None:
+        with self._target(path, follow=follow) as t:
+            s = t.lstat()
+            if s is None:
+                raise NotFound(f"no such file: {path}")
+            if st.S_ISLNK(s.st_mode):
+                # Only reachable with follow=False (lsetstat): links have no mode of their own.
+                if times is not None and t.name is not None:
+                    os.utime(t.name, times, dir_fd=t.dir_fd, follow_symlinks=False)
+                return
+            if mode is not None or size is not None:
+                writable = size is not None and st.S_ISREG(s.st_mode)
+                flags = (os.O_WRONLY if writable else os.O_RDONLY) | os.O_NOFOLLOW | os.O_CLOEXEC
+                flags |= os.O_NONBLOCK
+                fd = (
+                    os.dup(t.dir_fd)
+                    if t.name is None
+                    else os.open(t.name, flags, dir_fd=t.dir_fd)
+                )
+                try:
+                    if mode is not None:
+                        # No set-id or sticky bits for files users upload.
+                        os.fchmod(fd, mode & 0o777)
+                    if size is not None:
+                        os.ftruncate(fd, size)
+                finally:
+                    os.close(fd)
+            if times is not None:
+                if t.name is None:
+                    os.utime(t.dir_fd, times)
+                else:
+                    os.utime(t.name, times, dir_fd=t.dir_fd, follow_symlinks=False)
+
+
+class LocalReadHandle:
+    def __init__(self, fd: int, org_parts: tuple[str, ...]) -> None:
+        self.fd = fd
+        self.org_parts = org_parts
+
+    def pread(self, offset: int, size: int) -> bytes:
+        return os.pread(self.fd, size, offset)
+
+    def info(self) -> FileInfo:
+        return _info(self.org_parts[-1] if self.org_parts else "", self.org_parts, os.fstat(self.fd))
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
+class LocalWriteHandle:
+    def __init__(
+        self,
+        fd: int,
+        dir_fd: int,
+        name: str,
+        org_parts: tuple[str, ...],
+        uploads_fd: int | None,
+        temp_name: str | None,
+    ) -> None:
+        self.fd = fd
+        self._dir_fd = dir_fd
+        self._name = name
+        self.org_parts = org_parts
+        self._uploads_fd = uploads_fd
+        self._temp_name = temp_name
+        self.atomic = temp_name is not None
+
+    def pwrite(self, offset: int, data: bytes) -> int:
+        view = memoryview(data)
+        while view:
+            written = os.pwrite(self.fd, view, offset)
+            offset += written
+            view = view[written:]
+        return len(data)
+
+    def pread(self, offset: int, size: int) -> bytes:
+        return os.pread(self.fd, size, offset)
+
+    def info(self) -> FileInfo:
+        return _info(self._name, self.org_parts, os.fstat(self.fd))
+
+    def truncate(self, size: int) -> None:
+        os.ftruncate(self.fd, size)
+
+    def fsync(self) -> None:
+        os.fsync(self.fd)
+
+    def commit(self) -> FileInfo:
+        """Close and, for an atomic upload, rename into place; return the final file's info."""
+        try:
+            info = self.info()
+            if self._temp_name is not None and self._uploads_fd is not None:
+                os.rename(
+                    self._temp_name,
+                    self._name,
+                    src_dir_fd=self._uploads_fd,
+                    dst_dir_fd=self._dir_fd,
+                )
+                self._temp_name = None
+            return info
+        finally:
+            self.abort()
+
+    def abort(self) -> None:
+        """Close; an atomic upload that was not committed leaves nothing behind."""
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+        if self._temp_name is not None and self._uploads_fd is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self._temp_name, dir_fd=self._uploads_fd)
+            self._temp_name = None
+        for attr in ("_uploads_fd", "_dir_fd"):
+            fd = getattr(self, attr)
+            if fd is not None and fd >= 0:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+                setattr(self, attr, -1)
+
+
+def clean_stale_uploads(files_root: Path) -> int:
+    """Remove temporary uploads left by a process that stopped mid-transfer; run at start."""
+    uploads = files_root / UPLOADS_DIR
+    removed = 0
+    if not uploads.is_dir():
+        return 0
+    for entry in os.scandir(uploads):
+        if entry.name.endswith(".upload"):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(entry.path)
+                removed += 1
+    if removed:
+        log.info("removed %d interrupted upload(s)", removed)
+    return removed
+
+
+__all__ = ["LocalReadHandle", "LocalStorage", "LocalWriteHandle", "clean_stale_uploads"]
+
+

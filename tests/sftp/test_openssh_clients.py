@@ -1,0 +1,88 @@
+"""OpenSSH's `sftp` and `scp` (SFTP mode and legacy `-O`) against the server, with events."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from tests.conftest import require_binary
+from tests.sftp.conftest import Server, run, topics
+
+
+async def test_openssh_sftp_batch(server: Server, tmp_path: Path) -> None:
+    sftp = require_binary("sftp")
+    local = tmp_path / "report.csv"
+    local.write_bytes(b"a,b\n1,2\n" * 5000)
+    back = tmp_path / "back.csv"
+    batch = tmp_path / "batch"
+    batch.write_text(
+        f"mkdir inbound\nput {local} inbound/report.csv\nls -l inbound\n"
+        f"get inbound/report.csv {back}\nrename inbound/report.csv inbound/done.csv\n"
+        "ln -s done.csv inbound/link\nrm inbound/link\n"
+        "rm inbound/done.csv\nrmdir inbound\ndf\n"
+    )
+    result = await run(
+        [sftp, *server.ssh_options(), "-P", str(server.port), "-b", str(batch),
+         f"{server.username}@127.0.0.1"]
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "report.csv" in result.stdout
+    assert back.read_bytes() == local.read_bytes()
+    events = await server.events()
+    assert topics(events) == [
+        ("file.created", "inbound/"),
+        ("file.created", "inbound/report.csv"),
+        ("file.downloaded", "inbound/report.csv"),
+        ("file.renamed", "inbound/done.csv"),
+        ("file.deleted", "inbound/link"),
+        ("file.deleted", "inbound/done.csv"),
+        ("file.deleted", "inbound/"),
+    ]
+    assert events[1].sha256 == hashlib.sha256(local.read_bytes()).hexdigest()
+
+
+async def test_scp_sftp_mode_exits_zero(server: Server, tmp_path: Path) -> None:
+    scp = require_binary("scp")
+    local = tmp_path / "photo.bin"
+    local.write_bytes(bytes(range(256)) * 400)
+    base = [scp, *server.ssh_options(), "-P", str(server.port)]
+    up = await run([*base, str(local), f"{server.username}@127.0.0.1:/photo.bin"])
+    assert up.returncode == 0, up.stderr
+    down = await run([*base, f"{server.username}@127.0.0.1:/photo.bin", str(tmp_path / "b")])
+    assert down.returncode == 0, down.stderr
+    assert (tmp_path / "b").read_bytes() == local.read_bytes()
+    assert topics(await server.events()) == [
+        ("file.created", "photo.bin"),
+        ("file.downloaded", "photo.bin"),
+    ]
+
+
+async def test_legacy_scp_protocol(server: Server, tmp_path: Path) -> None:
+    scp = require_binary("scp")
+    local = tmp_path / "legacy.txt"
+    local.write_bytes(b"legacy scp\n" * 3000)
+    base = [scp, "-O", *server.ssh_options(), "-P", str(server.port)]
+    up = await run([*base, str(local), f"{server.username}@127.0.0.1:/legacy.txt"])
+    assert up.returncode == 0, up.stderr
+    down = await run([*base, f"{server.username}@127.0.0.1:/legacy.txt", str(tmp_path / "b")])
+    assert down.returncode == 0, down.stderr
+    assert (tmp_path / "b").read_bytes() == local.read_bytes()
+    events = await server.events()
+    assert topics(events) == [("file.created", "legacy.txt"), ("file.downloaded", "legacy.txt")]
+    assert {e.protocol for e in events} == {"SCP"}
+    assert events[0].sha256 == hashlib.sha256(local.read_bytes()).hexdigest()
+
+
+async def test_legacy_scp_errors_show_no_host_paths(server: Server, tmp_path: Path) -> None:
+    scp = require_binary("scp")
+    base = [scp, "-O", *server.ssh_options(), "-P", str(server.port)]
+    local = tmp_path / "x"
+    local.write_text("x")
+    result = await run([*base, str(local), f"{server.username}@127.0.0.1:/missing/x"])
+    assert result.returncode != 0
+    assert "/missing/x" in result.stderr
+    down = await run([*base, f"{server.username}@127.0.0.1:/missing/x", str(tmp_path / "y")])
+    assert down.returncode != 0
+    for message in (result.stderr, down.stderr):
+        assert str(server.app.settings.data_dir) not in message
+        assert str(server.root) not in message
