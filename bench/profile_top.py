@@ -1,6 +1,6 @@
 """Summarise py-spy raw (collapsed) stacks: the functions that take the most samples.
 
-    python bench/profile_top.py out/sftphook-small-put-aes128-gcm-0.txt [--top 15] [--match sftphook]
+    python bench/profile_top.py out/sftphook-small-put-aes128-gcm-0.txt [--top 15] [--match X]
 
 Prints, per file, the top functions by self samples (where the CPU was) and by inclusive samples
 (what was on the stack), line numbers folded so that one function is one row.

@@ -316,7 +316,7 @@ class Bench:
             cipher=None,
         )
         if server.disk_base is None:
-            server.disk_base = _find_marker_dir(server.data_dir, marker).parent
+            server.disk_base = _find_marker(server.data_dir, marker).parent.parent
         lsdir = server.disk_base / "lsdir"
         (lsdir / marker).unlink()
         for i in range(self.opts.ls_entries):
@@ -533,6 +533,8 @@ class Bench:
                 line += f" {amount / medians[server.name]:>14.1f} {unit:<9}"
             rows.append(row)
             print(line)
+        load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+        print(f"load average at the end: {load} ({os.cpu_count()} cores)")
         sessions = "  ".join(f"{s.name} {s.times['session'][0]:.3f} s" for s in self.servers)
         print(f"(each time includes one SSH session setup: {sessions}; median of {o.repeat})")
         events = self.events_recorded()
@@ -545,7 +547,7 @@ class Bench:
         return results
 
 
-def _find_marker_dir(data_dir: Path | None, marker: str) -> Path:
+def _find_marker(data_dir: Path | None, marker: str) -> Path:
     if data_dir is not None:
         for dirpath, _, files in os.walk(data_dir):
             if marker in files:
