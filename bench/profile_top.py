@@ -21,8 +21,10 @@ def fold(frame: str) -> str:
     return _LINE.sub(")", frame.strip())
 
 
-def summarise(path: Path) -> tuple[int, Counter[str], Counter[str]]:
+def summarise(path: Path, thread: str = "") -> tuple[int, Counter[str], Counter[str], Counter[str]]:
+    """Samples, self and inclusive counts of one thread (all when empty), and samples per thread."""
     total = 0
+    threads: Counter[str] = Counter()
     self_samples: Counter[str] = Counter()
     inclusive: Counter[str] = Counter()
     for line in path.read_text(errors="replace").splitlines():
@@ -31,13 +33,21 @@ def summarise(path: Path) -> tuple[int, Counter[str], Counter[str]]:
             continue
         n = int(count)
         frames = [fold(f) for f in stack.split(";") if f.strip()]
+        if frames and frames[0].startswith("thread ("):
+            # py-spy --threads: "thread (TID): NAME" comes first.
+            name = frames[0].partition(": ")[2] or frames[0]
+            name = re.sub(r"[-_ ]?\d+$", "", name.split(" (")[0])  # pool threads as one
+            threads[name] += n
+            frames = frames[1:]
+            if thread and name != thread:
+                continue
         if not frames:
             continue
         total += n
         self_samples[frames[-1]] += n
         for frame in set(frames):
             inclusive[frame] += n
-    return total, self_samples, inclusive
+    return total, self_samples, inclusive, threads
 
 
 def main() -> None:
@@ -45,10 +55,15 @@ def main() -> None:
     p.add_argument("files", nargs="+", type=Path)
     p.add_argument("--top", type=int, default=15)
     p.add_argument("--match", default="", help="inclusive list: only frames containing this")
+    p.add_argument(
+        "--thread", default="", help="only this thread (py-spy --threads), e.g. MainThread"
+    )
     a = p.parse_args()
     for path in a.files:
-        total, self_samples, inclusive = summarise(path)
-        print(f"## {path.name}: {total} samples")
+        total, self_samples, inclusive, threads = summarise(path, a.thread)
+        print(f"## {path.name}: {total} samples{' in ' + a.thread if a.thread else ''}")
+        if threads:
+            print("threads: " + ", ".join(f"{t} {n}" for t, n in threads.most_common()))
         if not total:
             continue
         print("self:")

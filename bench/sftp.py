@@ -83,6 +83,8 @@ class Options:
     keep: bool
     server_env: dict[str, str]
     kex: str
+    ops: list[str]
+    experiments: list[str]
 
 
 class Processes:
@@ -263,12 +265,17 @@ class Bench:
         log = self.tmp / "sftphook.log"
         server = Server("sftphook", int(env["SFTPHOOK_SFTP__PORT"]), BENCH_USER, "bench", log=log)
         server.data_dir = data
-        cmd = [sys.executable, "-c", "from sftphook.cli import main; main()", "serve"]
+        launch = (
+            f"import sys; sys.path.insert(0, {str(HERE)!r}); import experiments; "
+            "experiments.apply(); from sftphook.cli import main; main()"
+        )
+        cmd = [sys.executable, "-c", launch, "serve"]
         server.pid = self.procs.start("sftphook", cmd, log, env=env)
         return server
 
     def _sftphook_env(self, data: Path) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("SFTPHOOK_")}
+        env["BENCH_EXPERIMENTS"] = ",".join(self.opts.experiments)
         # The checkout this script lives in, not whatever sftphook the interpreter has installed.
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(SRC), env.get("PYTHONPATH")]))
         env.update(
@@ -279,6 +286,11 @@ class Bench:
             SFTPHOOK_HTTP__PORT=str(free_port()),
         )
         env.update(self.opts.server_env)
+        return env
+
+    def _experiment_env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env["BENCH_EXPERIMENTS"] = ",".join(self.opts.experiments)
         return env
 
     def _start_stock(self) -> Server:
@@ -297,7 +309,7 @@ class Bench:
             str(host_key),
             str(self.key.with_suffix(".pub")),
         ]
-        server.pid = self.procs.start("stock", cmd, log)
+        server.pid = self.procs.start("stock", cmd, log, env=self._experiment_env())
         return server
 
     def _prepare_remote(self, server: Server) -> None:
@@ -394,7 +406,7 @@ class Bench:
         for server in self.servers:
             server.times["session"] = [self.sftp(server, ["bye"], cipher=cipher)[0]]
         for rep in range(self.opts.repeat):
-            for op in OPERATIONS:
+            for op in self.opts.ops:
                 for server in self.servers:
                     seconds = self._timed(server, op, cipher, rep)
                     server.times.setdefault(op, []).append(seconds)
@@ -457,7 +469,7 @@ class Bench:
         pid = self.procs.start(
             "py-spy",
             [spy, "record", "--pid", str(server.pid), "--rate", "250", "--format", "raw"]
-            + ["--nonblocking", "--output", str(output)],
+            + ["--nonblocking", "--threads", "--idle", "--output", str(output)],
             log,
         )
         time.sleep(1.0)  # let py-spy attach before the work starts
@@ -501,6 +513,8 @@ class Bench:
         print()
         for server in self.servers:
             print(f"{server.name}: cipher {server.cipher}, MAC {server.mac}")
+        if o.experiments:
+            print(f"EXPERIMENT (not a valid result): {', '.join(o.experiments)}")
         header = f"{'operation':<22}"
         for server in self.servers:
             header += f" {server.name + ' s':>17}"
@@ -513,7 +527,7 @@ class Bench:
         print("-" * len(header))
         results: dict[str, object] = {"cipher": self.cipher, "repeat": o.repeat, "rows": []}
         rows: list[dict[str, object]] = []
-        for op in OPERATIONS:
+        for op in self.opts.ops:
             medians = {s.name: statistics.median(s.times[op]) for s in self.servers}
             line = f"{labels[op]:<22}"
             for server in self.servers:
@@ -584,6 +598,16 @@ def parse_args(argv: list[str] | None = None) -> Options:
         help="key exchange forced on every server (default curve25519-sha256: sshd would pick "
         "sntrup761, ~0.1 s more per session than asyncssh's choice); '' for the client default",
     )
+    p.add_argument(
+        "--ops",
+        default=",".join(OPERATIONS),
+        help="a subset of the operations, comma-separated (a get needs its put before it)",
+    )
+    p.add_argument(
+        "--experiment",
+        default="",
+        help="what-if patches in the Python servers (bench/experiments.py): coalesce, no-events",
+    )
     p.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
     p.add_argument("--profile", type=Path, default=None, help="py-spy sftphook into this folder")
     p.add_argument("--json", type=Path, default=None, help="also write the results as JSON")
@@ -606,6 +630,12 @@ def parse_args(argv: list[str] | None = None) -> Options:
     unknown = set(servers) - {"openssh", "sftphook", "stock"}
     if unknown or not servers:
         p.error(f"--servers: unknown {', '.join(sorted(unknown)) or 'empty list'}")
+    experiments = [e.strip() for e in a.experiment.split(",") if e.strip()]
+    if set(experiments) - {"coalesce", "no-events"}:
+        p.error("--experiment: a comma-separated subset of coalesce, no-events")
+    ops = [o.strip() for o in a.ops.split(",") if o.strip()]
+    if not ops or set(ops) - set(OPERATIONS):
+        p.error(f"--ops: a comma-separated subset of {', '.join(OPERATIONS)}")
     env = {}
     for item in a.server_env:
         key, sep, value = item.partition("=")
@@ -624,6 +654,8 @@ def parse_args(argv: list[str] | None = None) -> Options:
         keep=a.keep,
         server_env=env,
         kex=a.kex,
+        ops=ops,
+        experiments=experiments,
     )
 
 
