@@ -83,6 +83,7 @@ class Options:
     keep: bool
     server_env: dict[str, str]
     kex: str
+    mac: str
     ops: list[str]
     experiments: list[str]
 
@@ -362,6 +363,8 @@ class Bench:
         ]
         if cipher:
             cmd += ["-o", f"Ciphers={cipher}"]
+        if self.opts.mac:
+            cmd += ["-o", f"MACs={self.opts.mac}"]
         if self.opts.kex:
             cmd += ["-o", f"KexAlgorithms={self.opts.kex}"]
         return [*cmd, f"{server.user}@127.0.0.1"]
@@ -592,6 +595,7 @@ def parse_args(argv: list[str] | None = None) -> Options:
         default="openssh,sftphook",
         help="comma-separated: openssh, sftphook, stock (asyncssh's own handler)",
     )
+    p.add_argument("--mac", default="", help="MAC(s) forced on every server (for -ctr ciphers)")
     p.add_argument(
         "--kex",
         default="curve25519-sha256",
@@ -654,6 +658,7 @@ def parse_args(argv: list[str] | None = None) -> Options:
         keep=a.keep,
         server_env=env,
         kex=a.kex,
+        mac=a.mac,
         ops=ops,
         experiments=experiments,
     )
