@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import os
+import shutil
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
@@ -55,6 +56,8 @@ class Server:
             "password": self.password,
             "known_hosts": None,
             "client_keys": None,
+            # The client shares this process's CPU with the server: the cheaper cipher.
+            "encryption_algs": ["aes128-gcm@openssh.com"],
         }
         options.update(kwargs)
         return await asyncssh.connect("127.0.0.1", self.port, **options)  # type: ignore[arg-type]
@@ -71,7 +74,7 @@ async def run(
     argv: Sequence[str],
     *,
     stdin: bytes | None = None,
-    timeout: float = 60,
+    limit: float = 60,
     env: dict[str, str] | None = None,
     cwd: Path | None = None,
 ) -> Result:
@@ -85,7 +88,7 @@ async def run(
         cwd=cwd,
     )
     try:
-        out, err = await asyncio.wait_for(proc.communicate(stdin), timeout)
+        out, err = await asyncio.wait_for(proc.communicate(stdin), limit)
     except TimeoutError:
         proc.kill()
         await proc.wait()
@@ -110,14 +113,33 @@ def client_key(tmp_path: Path) -> tuple[Path, str]:
     return write_client_key(keys)
 
 
+@pytest.fixture(scope="session")
+def host_keys_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Host keys made once per test run: an RSA key takes a while to generate."""
+    from sftphook.sftp import hostkeys
+
+    directory = tmp_path_factory.mktemp("host_keys")
+    hostkeys.load_or_create(directory)
+    return directory
+
+
+def reuse_host_keys(settings: Settings, cache: Path) -> None:
+    settings.host_keys_dir.mkdir(parents=True, exist_ok=True)
+    for path in cache.iterdir():
+        shutil.copy2(path, settings.host_keys_dir / path.name)
+
+
 @pytest.fixture
-async def server(settings: Settings, client_key: tuple[Path, str]) -> AsyncIterator[Server]:
+async def server(
+    settings: Settings, client_key: tuple[Path, str], host_keys_cache: Path
+) -> AsyncIterator[Server]:
+    reuse_host_keys(settings, host_keys_cache)
     async with serving(settings, frozenset({"sftp"})) as app:
         org = await app.accounts.resolve_organization(None)
-        await app.accounts.add_user(
-            org.id, "alice", password=PASSWORD, public_keys=[client_key[1]]
-        )
-        yield Server(app=app, port=app.sftp.port, org_id=org.id, key_file=client_key[0])
+        await app.accounts.add_user(org.id, "alice", password=PASSWORD, public_keys=[client_key[1]])
+        running = Server(app=app, port=app.sftp.port, org_id=org.id, key_file=client_key[0])
+        running.root.mkdir(parents=True, exist_ok=True)
+        yield running
 
 
 def topics(events: Sequence[Event]) -> list[tuple[str, str]]:

@@ -51,5 +51,7 @@ class Defender:
     def _prune(self, now: float) -> None:
         # Bounded memory under a scan from many addresses.
         if len(self._failures) > 10_000:
-            for address in [a for a, f in self._failures.items() if not f or f[-1] <= now - self.window]:
+            for address in [
+                a for a, f in self._failures.items() if not f or f[-1] <= now - self.window
+            ]:
                 del self._failures[address]

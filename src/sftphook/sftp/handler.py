@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any, cast
@@ -35,7 +36,7 @@ _EXTENSIONS: list[tuple[bytes, bytes]] = [
 ]
 
 
-class SessionHandler(SFTPServerHandler):  # type: ignore[misc]
+class SessionHandler(SFTPServerHandler):
     _extensions = _EXTENSIONS
 
     _server: SFTPSession
@@ -72,40 +73,51 @@ class SessionHandler(SFTPServerHandler):  # type: ignore[misc]
     async def _cleanup(self, exc: Exception | None) -> None:
         writer = self._writer
         if writer is not None:
-            channel = writer.channel
+            channel = cast(asyncssh.SSHServerChannel[bytes], writer.channel)
             if not channel.is_closing():
                 channel.exit(0)
         await super()._cleanup(exc)
 
     _packet_handlers = {
         **SFTPServerHandler._packet_handlers,
-        FXP_CLOSE: _process_close,
-        FXP_WRITE: _process_write,
-        FXP_OPENDIR: _process_opendir,
+        FXP_CLOSE: cast(Any, _process_close),
+        FXP_WRITE: cast(Any, _process_write),
+        FXP_OPENDIR: cast(Any, _process_opendir),
     }
     for _name in (b"copy-data", b"ranges@asyncssh.com"):
         _packet_handlers.pop(_name, None)
     del _name
 
 
-class StreamSession(SSHServerStreamSession):  # type: ignore[misc]
+class StreamSession(SSHServerStreamSession[bytes]):
     """A session channel that serves the `sftp` subsystem with `SessionHandler`, and `scp`."""
 
     def session_started(self) -> None:
         chan = self._chan
-        if chan.get_subsystem() == "sftp":
+        conn = self._conn
+        if chan is not None and conn is not None and chan.get_subsystem() == "sftp":
+            # Bytes from the first packet on: the server object is made later, in the task.
             chan.set_encoding(None)
             self._encoding = None
-            stdin = asyncssh.SSHReader(self, chan)
-            stdout = asyncssh.SSHWriter(self, chan)
-            self._conn.create_task(self._run_sftp(stdin, stdout), stdin.logger)
+            stdin = asyncssh.SSHReader[bytes](self, chan)
+            stdout = asyncssh.SSHWriter[bytes](self, chan)
+            conn.create_task(self._run_sftp(stdin, stdout), stdin.logger)
             return
         super().session_started()
 
-    async def _run_sftp(self, reader: Any, writer: Any) -> None:
+    async def _run_sftp(
+        self, reader: asyncssh.SSHReader[bytes], writer: asyncssh.SSHWriter[bytes]
+    ) -> None:
         server = self._init_sftp_server()
-        handler = SessionHandler(server, reader, writer, 3)
-        await handler.run()
+        if inspect.isawaitable(server):
+            server = await server
+        try:
+            await SessionHandler(server, reader, writer, 3).run()
+        finally:
+            # However the session ended, its open files are discarded and it is forgotten.
+            result = server.exit()
+            if inspect.isawaitable(result):
+                await result
 
 
 __all__ = ["SessionHandler", "StreamSession"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
+from typing import Any
 
 import asyncssh
 
@@ -24,9 +25,8 @@ def load_or_create(directory: Path) -> list[asyncssh.SSHKey]:
     for file_name, algorithm, size in HOST_KEYS:
         path = directory / file_name
         if not path.exists():
-            key = asyncssh.generate_private_key(
-                algorithm, **({"key_size": size} if size else {})
-            )
+            options: dict[str, Any] = {"key_size": size} if size else {}
+            key = asyncssh.generate_private_key(algorithm, **options)
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "wb") as fh:
                 fh.write(key.export_private_key())

@@ -13,9 +13,10 @@ import logging
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import asyncssh
+from asyncssh.channel import SSHChannel
 
 from sftphook.accounts.passwords import verify_password_async
 from sftphook.sftp import hostkeys
@@ -80,7 +81,9 @@ class SFTPFront:
 
     async def start(self) -> None:
         """Listen; returns once connections are accepted (`port` is the bound port)."""
-        self.host_keys = await asyncio.to_thread(hostkeys.load_or_create, self.settings.host_keys_dir)
+        self.host_keys = await asyncio.to_thread(
+            hostkeys.load_or_create, self.settings.host_keys_dir
+        )
         for algorithm, fingerprint in self.host_key_fingerprints:
             log.info("SFTP host key %s %s", algorithm, fingerprint)
         await asyncio.to_thread(clean_stale_uploads, self.settings.files_root)
@@ -129,6 +132,11 @@ class SFTPFront:
         self.io_executor.shutdown(wait=True, cancel_futures=True)
 
     # Sessions
+
+    @property
+    def sessions(self) -> frozenset[SFTPSession]:
+        """The open SFTP and SCP sessions."""
+        return frozenset(self._sessions)
 
     def session_opened(self, session: SFTPSession) -> None:
         self._sessions.add(session)
@@ -182,7 +190,28 @@ class SFTPFront:
         return await asyncio.get_running_loop().run_in_executor(self.io_executor, digest)
 
 
-class _Connection(asyncssh.SSHServer):  # type: ignore[misc]
+def _offer_openssh_gcm(conn: asyncssh.SSHServerConnection) -> None:
+    """Offer OpenSSH clients only the AES-GCM ciphers of the configured list.
+
+    The client's order decides, and OpenSSH's puts chacha20-poly1305 and then aes-ctr before
+    AES-GCM, which asyncssh runs 1.3-1.9x faster. Every OpenSSH since 6.2 has AES-GCM; other
+    clients (paramiko, JSch, WinSCP) are offered the whole list. asyncssh sends its key exchange
+    offer once it has read the client's version line, so the offer can depend on it.
+    """
+    send_kexinit = conn._send_kexinit
+
+    def send_tailored_kexinit() -> None:
+        version = str(conn.get_extra_info("client_version", ""))
+        if version.startswith("SSH-2.0-OpenSSH_"):
+            gcm = [alg for alg in conn._enc_algs if alg.endswith(b"-gcm@openssh.com")]
+            if gcm:
+                conn._enc_algs = gcm
+        send_kexinit()
+
+    conn._send_kexinit = send_tailored_kexinit  # type: ignore[method-assign]
+
+
+class _Connection(asyncssh.SSHServer):
     """One SSH connection: authentication, then session channels."""
 
     def __init__(self, front: SFTPFront) -> None:
@@ -198,6 +227,7 @@ class _Connection(asyncssh.SSHServer):  # type: ignore[misc]
 
     def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
         self._conn = conn
+        _offer_openssh_gcm(conn)
         peer = conn.get_extra_info("peername")
         if peer:
             self.client_ip = str(peer[0])
@@ -273,7 +303,7 @@ class _Connection(asyncssh.SSHServer):  # type: ignore[misc]
         state = ConnectionState(self._user, self.client_ip, self.session_id)
         front = self._front
 
-        def sftp_factory(chan: asyncssh.SSHServerChannel) -> SFTPSession:
-            return SFTPSession(chan, front, state)
+        def sftp_factory(chan: SSHChannel[bytes]) -> asyncssh.SFTPServer:
+            return SFTPSession(cast(asyncssh.SSHServerChannel[bytes], chan), front, state)
 
         return StreamSession(None, sftp_factory, 3, front.settings.sftp.allow_scp)

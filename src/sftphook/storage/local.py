@@ -272,14 +272,15 @@ class LocalStorage:
                 temp_name = f"{uuid.uuid4().hex}.upload"
                 fd = os.open(
                     temp_name,
-                    os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC,
+                    # Read too: the hash of an upload written out of order is taken at close.
+                    os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC,
                     0o644,
                     dir_fd=self._uploads_fd,
                 )
                 return LocalWriteHandle(
                     fd, t.dir_fd, t.name, t.parts, os.dup(self._uploads_fd), temp_name
                 )
-            flags = (os.O_RDWR if read else os.O_WRONLY) | os.O_CREAT | os.O_NOFOLLOW
+            flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW
             flags |= os.O_CLOEXEC | (os.O_APPEND if append else 0)
             if truncate:
                 flags |= os.O_TRUNC
@@ -394,11 +395,7 @@ class LocalStorage:
                 writable = size is not None and st.S_ISREG(s.st_mode)
                 flags = (os.O_WRONLY if writable else os.O_RDONLY) | os.O_NOFOLLOW | os.O_CLOEXEC
                 flags |= os.O_NONBLOCK
-                fd = (
-                    os.dup(t.dir_fd)
-                    if t.name is None
-                    else os.open(t.name, flags, dir_fd=t.dir_fd)
-                )
+                fd = os.dup(t.dir_fd) if t.name is None else os.open(t.name, flags, dir_fd=t.dir_fd)
                 try:
                     if mode is not None:
                         # No set-id or sticky bits for files users upload.
@@ -423,7 +420,9 @@ class LocalReadHandle:
         return os.pread(self.fd, size, offset)
 
     def info(self) -> FileInfo:
-        return _info(self.org_parts[-1] if self.org_parts else "", self.org_parts, os.fstat(self.fd))
+        return _info(
+            self.org_parts[-1] if self.org_parts else "", self.org_parts, os.fstat(self.fd)
+        )
 
     def close(self) -> None:
         if self.fd >= 0:
@@ -505,9 +504,8 @@ class LocalWriteHandle:
 def clean_stale_uploads(files_root: Path) -> int:
     """Remove temporary uploads left by a process that stopped mid-transfer; run at start."""
     uploads = files_root / UPLOADS_DIR
+    uploads.mkdir(parents=True, exist_ok=True, mode=0o700)
     removed = 0
-    if not uploads.is_dir():
-        return 0
     for entry in os.scandir(uploads):
         if entry.name.endswith(".upload"):
             with contextlib.suppress(FileNotFoundError):
@@ -519,5 +517,3 @@ def clean_stale_uploads(files_root: Path) -> int:
 
 
 __all__ = ["LocalReadHandle", "LocalStorage", "LocalWriteHandle", "clean_stale_uploads"]
-
-

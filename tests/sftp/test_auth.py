@@ -1,0 +1,111 @@
+"""Who gets in: passwords, keys, banned addresses, disabled and removed users."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import asyncssh
+import pytest
+
+from sftphook.config import Settings
+from sftphook.sftp.defender import Defender
+from tests.conftest import require_binary
+from tests.sftp.conftest import Server, run, write_client_key
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    settings.sftp.ban_threshold = 3
+    settings.sftp.ban_window = 60
+    settings.sftp.ban_duration = 60
+    return settings
+
+
+async def test_wrong_password_is_refused(server: Server) -> None:
+    with pytest.raises(asyncssh.PermissionDenied):
+        await server.connect(password="wrong password")
+    with pytest.raises(asyncssh.PermissionDenied):
+        await server.connect(username="nobody")
+
+
+async def test_key_auth_with_openssh_and_a_wrong_key(server: Server, tmp_path: Path) -> None:
+    sftp = require_binary("sftp")
+    batch = tmp_path / "batch"
+    batch.write_text("pwd\n")
+    ok = await run(
+        [sftp, *server.ssh_options(), "-P", str(server.port), "-b", str(batch),
+         f"{server.username}@127.0.0.1"]
+    )  # fmt: skip
+    assert ok.returncode == 0, ok.stderr
+    other = tmp_path / "other"
+    other.mkdir()
+    wrong_key, _ = write_client_key(other)
+    options = server.ssh_options()
+    options[options.index(str(server.key_file))] = str(wrong_key)
+    refused = await run(
+        [sftp, *options, "-P", str(server.port), "-b", str(batch), f"{server.username}@127.0.0.1"]
+    )
+    assert refused.returncode != 0
+    assert "Permission denied" in refused.stderr
+
+
+async def test_repeated_failures_ban_the_address(
+    server: Server, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="sftphook")
+    for _ in range(3):
+        with pytest.raises(asyncssh.PermissionDenied):
+            await server.connect(password="wrong password")
+    with pytest.raises((asyncssh.DisconnectError, asyncssh.PermissionDenied)):
+        await server.connect()  # the right password, from a banned address
+    assert "127.0.0.1 banned" in caplog.text
+    assert server.password not in caplog.text and "wrong password" not in caplog.text
+
+
+def test_defender_forgets_old_failures_and_lifts_bans() -> None:
+    defender = Defender(threshold=3, window=10, duration=100)
+    assert not defender.failed("a", 0)
+    assert not defender.failed("a", 1)
+    assert not defender.failed("a", 20)  # the first two fell out of the window
+    assert not defender.is_banned("a", 20)
+    assert not defender.failed("a", 21)
+    assert defender.failed("a", 22)
+    assert defender.is_banned("a", 50) and not defender.is_banned("b", 50)
+    assert not defender.is_banned("a", 122)
+
+
+@pytest.mark.parametrize("change", ["disable", "remove", "new password"])
+async def test_revoked_user_loses_open_sessions(server: Server, change: str) -> None:
+    accounts = server.app.accounts
+    async with await server.connect() as conn, conn.start_sftp_client() as sftp:
+        await sftp.listdir(".")
+        if change == "disable":
+            await accounts.update_user(server.org_id, "alice", enabled=False)
+        elif change == "remove":
+            await accounts.remove_user(server.org_id, "alice")
+        else:
+            await accounts.update_user(server.org_id, "alice", password="a brand new password")
+        with pytest.raises((asyncssh.SFTPError, asyncssh.Error, OSError)):
+            for _ in range(50):
+                await sftp.listdir(".")
+    with pytest.raises(asyncssh.PermissionDenied):
+        await server.connect()
+
+
+async def test_host_keys_are_kept_across_starts(server: Server) -> None:
+    front = server.app.sftp
+    algorithms = [a for a, _ in front.host_key_fingerprints]
+    assert algorithms == ["ssh-ed25519", "ssh-rsa"]
+    for path in server.app.settings.host_keys_dir.iterdir():
+        if not path.name.endswith(".pub"):
+            assert path.stat().st_mode & 0o777 == 0o600
+    from sftphook.sftp import hostkeys
+
+    again = hostkeys.load_or_create(server.app.settings.host_keys_dir)
+    assert hostkeys.fingerprints(again) == front.host_key_fingerprints
+    async with await server.connect() as conn:
+        assert (
+            conn.get_server_host_key().get_fingerprint()
+            in dict(front.host_key_fingerprints).values()
+        )

@@ -1,0 +1,198 @@
+"""Uploads are atomic and every completed one is an event: interrupted uploads, client-side
+temporary names, awkward names, many clients at once, and a large file checked end to end."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import signal
+from collections.abc import Callable
+from pathlib import Path
+
+import asyncssh
+import pytest
+
+from sftphook.storage.local import UPLOADS_DIR
+from tests.conftest import require_binary
+from tests.sftp.conftest import Server, run, topics
+
+
+def uploads_in_progress(server: Server) -> list[str]:
+    return os.listdir(server.app.settings.files_root / UPLOADS_DIR)
+
+
+async def wait_for(condition: Callable[[], bool]) -> None:
+    # Files appearing and sessions ending have no event to await from a test: poll, bounded.
+    async with asyncio.timeout(20):
+        while not condition():  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+
+
+async def test_upload_killed_mid_transfer_leaves_nothing(server: Server, tmp_path: Path) -> None:
+    sftp = require_binary("sftp")
+    local = tmp_path / "big.bin"
+    with local.open("wb") as fh:
+        fh.truncate(16 * 1024 * 1024)
+    batch = tmp_path / "batch"
+    batch.write_text(f"put {local} big.bin\n")
+    proc = await asyncio.create_subprocess_exec(
+        sftp, *server.ssh_options(), "-l", "4000", "-P", str(server.port), "-b", str(batch),
+        f"{server.username}@127.0.0.1",
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        temps = server.app.settings.files_root / UPLOADS_DIR
+
+        def receiving() -> bool:
+            return any(p.stat().st_size > 0 for p in temps.iterdir())
+
+        await wait_for(receiving)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        await proc.wait()
+    await wait_for(lambda: not server.app.sftp.sessions)
+    assert uploads_in_progress(server) == []
+    assert not (server.root / "big.bin").exists()
+    assert await server.events() == []
+
+
+async def test_client_temporary_name_renamed_gives_one_created(server: Server) -> None:
+    data = b"partial upload\n" * 5000
+    async with await server.connect() as conn, conn.start_sftp_client() as sftp:
+        async with sftp.open("invoice.csv.filepart", "wb") as fh:
+            await fh.write(data)
+        await sftp.rename("invoice.csv.filepart", "invoice.csv")
+        # An upload with no temporary name at all, then one without a remembered hash.
+        async with sftp.open("x.part", "wb") as fh:
+            await fh.write(b"x")
+    (server.root / "host.part").write_bytes(b"host")
+    async with await server.connect() as conn, conn.start_sftp_client() as sftp:
+        await sftp.rename("host.part", "host.txt")
+    events = await server.events()
+    assert topics(events) == [("file.created", "invoice.csv"), ("file.created", "host.txt")]
+    assert events[0].size == len(data)
+    assert events[0].sha256 == hashlib.sha256(data).hexdigest()
+    assert events[1].sha256 == hashlib.sha256(b"host").hexdigest()
+    assert uploads_in_progress(server) == []
+
+
+@pytest.mark.parametrize(
+    "name", ["with space.txt", "plus+sign.txt", "per%20cent.txt", "ünïcødé-日本.txt"]
+)
+async def test_awkward_names(server: Server, tmp_path: Path, name: str) -> None:
+    sftp = require_binary("sftp")
+    local = tmp_path / name
+    local.write_bytes(name.encode())
+    batch = tmp_path / "batch"
+    batch.write_text(
+        f'mkdir "dir {name}"\nput "{local}" "dir {name}/{name}"\nls "dir {name}"\n'
+        f'get "dir {name}/{name}" "{tmp_path}/back"\n'
+    )
+    result = await run(
+        [sftp, *server.ssh_options(), "-P", str(server.port), "-b", str(batch),
+         f"{server.username}@127.0.0.1"]
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert name in result.stdout
+    assert (tmp_path / "back").read_bytes() == name.encode()
+    assert (server.root / f"dir {name}" / name).read_bytes() == name.encode()
+    assert topics(await server.events()) == [
+        ("file.created", f"dir {name}/"),
+        ("file.created", f"dir {name}/{name}"),
+        ("file.downloaded", f"dir {name}/{name}"),
+    ]
+
+
+async def test_twenty_clients_fifty_files_each(server: Server) -> None:
+    async def client(n: int) -> set[tuple[str, str]]:
+        sent = set()
+        async with await server.connect() as conn, conn.start_sftp_client() as sftp:
+            await sftp.mkdir(f"c{n}")
+            for i in range(50):
+                data = f"client {n} file {i}\n".encode() * (i + 1)
+                async with sftp.open(f"c{n}/f{i}.txt", "wb") as fh:
+                    await fh.write(data)
+                sent.add((f"c{n}/f{i}.txt", hashlib.sha256(data).hexdigest()))
+        return sent
+
+    results = await asyncio.gather(*(client(n) for n in range(20)))
+    expected = set().union(*results)
+    events = await server.events()
+    files = {(e.path, e.sha256) for e in events if not e.path.endswith("/")}
+    assert files == expected and len(expected) == 1000
+    assert len(events) == 1020
+    assert len({e.session_id for e in events}) == 20
+    for path, _ in expected:
+        assert (server.root / path).is_file()
+
+
+@pytest.mark.slow
+async def test_256_mib_file_sha256_end_to_end(server: Server, tmp_path: Path) -> None:
+    sftp = require_binary("sftp")
+    local = tmp_path / "big.bin"
+    sha = hashlib.sha256()
+    block = hashlib.sha256(b"block").digest() * (1024 * 1024 // 32)
+    with local.open("wb") as fh:
+        for i in range(256):
+            chunk = i.to_bytes(4, "big") + block[4:]
+            sha.update(chunk)
+            fh.write(chunk)
+    batch = tmp_path / "batch"
+    back = tmp_path / "back.bin"
+    batch.write_text(f"put {local} big.bin\nget big.bin {back}\n")
+    result = await run(
+        [sftp, *server.ssh_options(), "-P", str(server.port), "-b", str(batch),
+         f"{server.username}@127.0.0.1"],
+        limit=240,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    local.unlink()
+    events = await server.events()
+    assert topics(events) == [("file.created", "big.bin"), ("file.downloaded", "big.bin")]
+    assert events[0].size == 256 * 1024 * 1024
+    assert events[0].sha256 == sha.hexdigest()
+    got = hashlib.sha256()
+    with back.open("rb") as fh:
+        while chunk := fh.read(1024 * 1024):
+            got.update(chunk)
+    assert got.hexdigest() == sha.hexdigest()
+
+
+async def test_out_of_order_writes_are_hashed_at_close(server: Server) -> None:
+    async with (
+        await server.connect() as conn,
+        conn.start_sftp_client() as sftp,
+        sftp.open("holes.bin", "wb") as fh,
+    ):
+        await fh.write(b"B" * 1000, 1000)
+        await fh.write(b"A" * 1000, 0)
+    (event,) = await server.events()
+    assert event.sha256 == hashlib.sha256(b"A" * 1000 + b"B" * 1000).hexdigest()
+
+
+async def test_failed_rename_and_remove_record_nothing(server: Server) -> None:
+    async with await server.connect() as conn, conn.start_sftp_client() as sftp:
+        with pytest.raises(asyncssh.SFTPNoSuchFile):
+            await sftp.remove("nope")
+        with pytest.raises(asyncssh.SFTPError):
+            await sftp.rename("nope", "other")
+    assert await server.events() == []
+
+
+async def test_shutdown_discards_open_uploads(server: Server) -> None:
+    conn = await server.connect()
+    try:
+        sftp = await conn.start_sftp_client()
+        fh = await sftp.open("open.bin", "wb")
+        await fh.write(b"x" * 100_000)
+        await server.app.sftp.close()
+        with pytest.raises((asyncssh.Error, OSError)):
+            await fh.write(b"more")
+            await fh.close()
+    finally:
+        conn.close()
+    assert not server.app.sftp.sessions
+    assert uploads_in_progress(server) == []
+    assert not (server.root / "open.bin").exists()
+    assert await server.events() == []
