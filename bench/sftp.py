@@ -163,8 +163,13 @@ def run(cmd: list[str], **kwargs: object) -> subprocess.CompletedProcess[bytes]:
 
 
 class Bench:
-    def __init__(self, opts: Options, tmp: Path, procs: Processes) -> None:
+    def __init__(
+        self, opts: Options, tmp: Path, procs: Processes, cipher: str | None = None
+    ) -> None:
         self.opts = opts
+        # A forced cipher is also the only one sftphook offers: it offers OpenSSH clients
+        # nothing but AES-GCM by default, so any other cipher must be configured to be compared.
+        self.forced_cipher = cipher
         self.tmp = tmp
         self.procs = procs
         self.key = tmp / "client_ed25519"
@@ -286,6 +291,8 @@ class Bench:
             SFTPHOOK_HTTP__HOST="127.0.0.1",
             SFTPHOOK_HTTP__PORT=str(free_port()),
         )
+        if self.forced_cipher:
+            env["SFTPHOOK_SFTP__CIPHERS"] = json.dumps([self.forced_cipher])
         env.update(self.opts.server_env)
         return env
 
@@ -682,13 +689,19 @@ def main(argv: list[str] | None = None) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="sftphook-bench-"))
     results: list[dict[str, object]] = []
     try:
-        bench = Bench(opts, tmp, procs)
-        print(f"preparing in {tmp} ...", file=sys.stderr)
-        bench.prepare()
         print(f"machine: {os.cpu_count()} cores, {_ssh_version()}", file=sys.stderr)
-        for cipher in opts.ciphers:
+        for n, cipher in enumerate(opts.ciphers):
+            # Fresh servers for each cipher, each offering the cipher under test.
+            work = tmp / f"run{n}"
+            work.mkdir()
+            bench = Bench(opts, work, procs, cipher)
+            print(f"preparing in {work} ...", file=sys.stderr)
+            bench.prepare()
             bench.run_all(cipher)
             results.append(bench.report())
+            procs.stop_all()
+            if not opts.keep:
+                shutil.rmtree(work, ignore_errors=True)
         if opts.json_out is not None:
             opts.json_out.write_text(json.dumps(results, indent=2) + "\n")
         return 0
