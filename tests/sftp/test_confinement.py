@@ -157,3 +157,21 @@ async def test_permissions_are_enforced(server: Server) -> None:
             async with sftp.open("w.txt", "wb") as fh:
                 await fh.write(b"w")
     assert sorted(os.listdir(server.root)) == ["r.txt"]
+
+
+async def test_organizations_do_not_share_files(server: Server) -> None:
+    accounts = server.app.accounts
+    other = await accounts.add_organization("other")
+    await accounts.add_user(other.id, "bob", password="bob password")
+    (server.root / "alice.txt").write_text("alice")
+    connecting = server.connect(username="bob", password="bob password")
+    async with await connecting as conn, conn.start_sftp_client() as sftp:
+        assert sorted(await sftp.listdir("/")) == [".", ".."]
+        for path in ("/alice.txt", f"/../{server.org_id}/alice.txt"):
+            with pytest.raises(asyncssh.SFTPError):
+                await sftp.stat(path)
+        async with sftp.open("bob.txt", "wb") as fh:
+            await fh.write(b"bob")
+    assert (server.root.parent / other.id / "bob.txt").read_bytes() == b"bob"
+    (event,) = await server.events()
+    assert (event.organization_id, event.path, event.actor_id) == (other.id, "bob.txt", "bob")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 
 from tests.conftest import require_binary
@@ -86,3 +87,52 @@ async def test_legacy_scp_errors_show_no_host_paths(server: Server, tmp_path: Pa
     for message in (result.stderr, down.stderr):
         assert str(server.app.settings.data_dir) not in message
         assert str(server.root) not in message
+
+
+async def test_legacy_scp_recursive(server: Server, tmp_path: Path) -> None:
+    scp = require_binary("scp")
+    tree = tmp_path / "tree"
+    (tree / "sub").mkdir(parents=True)
+    (tree / "a.txt").write_text("a")
+    (tree / "sub" / "b.txt").write_text("b")
+    base = [scp, "-O", "-r", *server.ssh_options(), "-P", str(server.port)]
+    up = await run([*base, str(tree), f"{server.username}@127.0.0.1:/"])
+    assert up.returncode == 0, up.stderr
+    down = await run([*base, f"{server.username}@127.0.0.1:/tree", str(tmp_path / "back")])
+    assert down.returncode == 0, down.stderr
+    assert (tmp_path / "back" / "sub" / "b.txt").read_text() == "b"
+    created = {e.path for e in await server.events() if e.topic == "file.created"}
+    assert created == {"tree/", "tree/a.txt", "tree/sub/", "tree/sub/b.txt"}
+
+
+async def test_openssh_clients_get_aes_gcm(server: Server, tmp_path: Path) -> None:
+    sftp = require_binary("sftp")
+    batch = tmp_path / "batch"
+    batch.write_text("pwd\n")
+    options = server.ssh_options()
+    options[options.index("LogLevel=ERROR")] = "LogLevel=DEBUG1"
+    result = await run(
+        [sftp, "-v", *options, "-P", str(server.port), "-b", str(batch),
+         f"{server.username}@127.0.0.1"]
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "server->client cipher: aes128-gcm@openssh.com" in result.stderr
+
+
+async def test_put_preserving_mode_and_times(server: Server, tmp_path: Path) -> None:
+    sftp = require_binary("sftp")
+    local = tmp_path / "kept.sh"
+    local.write_text("#!/bin/sh\n")
+    local.chmod(0o750)
+    os.utime(local, (1_600_000_000, 1_600_000_000))
+    batch = tmp_path / "batch"
+    batch.write_text(f"put -p {local} kept.sh\n")
+    result = await run(
+        [sftp, *server.ssh_options(), "-P", str(server.port), "-b", str(batch),
+         f"{server.username}@127.0.0.1"]
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    stored = (server.root / "kept.sh").stat()
+    assert stored.st_mode & 0o777 == 0o750
+    assert int(stored.st_mtime) == 1_600_000_000
+    assert topics(await server.events()) == [("file.created", "kept.sh")]

@@ -63,9 +63,12 @@ async def test_client_temporary_name_renamed_gives_one_created(server: Server) -
         async with sftp.open("invoice.csv.filepart", "wb") as fh:
             await fh.write(data)
         await sftp.rename("invoice.csv.filepart", "invoice.csv")
-        # An upload with no temporary name at all, then one without a remembered hash.
+        # Still under its temporary name, given up; then one the server did not see uploaded.
         async with sftp.open("x.part", "wb") as fh:
             await fh.write(b"x")
+        async with sftp.open("abandoned.tmp", "wb") as fh:
+            await fh.write(b"abandoned")
+        await sftp.remove("abandoned.tmp")
     (server.root / "host.part").write_bytes(b"host")
     async with await server.connect() as conn, conn.start_sftp_client() as sftp:
         await sftp.rename("host.part", "host.txt")

@@ -170,9 +170,6 @@ class SFTPFront:
     def take_upload(self, org: str, parts: tuple[str, ...]) -> tuple[int, str] | None:
         return self._uploads.pop((org, parts), None)
 
-    def forget_upload(self, org: str, parts: tuple[str, ...]) -> None:
-        self._uploads.pop((org, parts), None)
-
     async def hash_file(self, handle: ReadHandle) -> str:
         def digest() -> str:
             import hashlib
@@ -232,6 +229,10 @@ class _Connection(asyncssh.SSHServer):
         if peer:
             self.client_ip = str(peer[0])
         self._front.connection_opened(self)
+        if self._banned():
+            # Before the key exchange: a banned address costs no CPU.
+            log.info("refused a connection from banned address %s", self.client_ip)
+            conn.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
         if not self._authenticated and self._rejected_key:

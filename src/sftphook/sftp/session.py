@@ -276,7 +276,9 @@ class SFTPSession(asyncssh.SFTPServer):
         self._require("delete", text)
         with _mapped(text):
             parts = self._storage.remove(text)
-        self._front.forget_upload(self._user.organization_id, parts)
+        if self._front.take_upload(self._user.organization_id, parts) and self._is_temp(parts):
+            # A client giving up on its temporary upload: nothing was created, nothing deleted.
+            return
         await self._record(Topic.FILE_DELETED, parts)
 
     async def rename(self, oldpath: bytes, newpath: bytes) -> None:
@@ -387,7 +389,9 @@ class SFTPSession(asyncssh.SFTPServer):
             if attrs.size is not None:
                 file_obj.handle.truncate(attrs.size)
             # Mode and times of an upload are set on its final name after the close.
-            file_obj.attrs = attrs
+            file_obj.attrs = asyncssh.SFTPAttrs(
+                permissions=attrs.permissions, atime=attrs.atime, mtime=attrs.mtime
+            )
 
     async def fsync(self, file_obj: object) -> None:
         if isinstance(file_obj, Upload):
@@ -416,7 +420,11 @@ class SFTPSession(asyncssh.SFTPServer):
         try:
             with _mapped("/".join(parts)):
                 sha = await upload.sha256()
-                info = upload.handle.commit()
+                # Renaming over an existing file makes ext4 write the new data out first
+                # (auto_da_alloc): can take milliseconds, so not on the loop.
+                info = await asyncio.get_running_loop().run_in_executor(
+                    self._front.io_executor, upload.handle.commit
+                )
         except BaseException:
             await upload.abort()
             raise
