@@ -33,6 +33,9 @@ class SFTPSettings(BaseModel):
     port: int = Field(default=2222, ge=0, le=65535)
     # Encryption algorithms in order of preference; empty means asyncssh's own default list.
     ciphers: list[str] = Field(default_factory=lambda: list(DEFAULT_CIPHERS))
+    # Offer OpenSSH clients only the AES-GCM entries of `ciphers` (their own order would pick
+    # aes-ctr); turn off for OpenSSH users who force another cipher with `-c`.
+    openssh_gcm_only: bool = True
     # Client-side temporary upload names: renaming one of these into its final name is an upload.
     temp_suffixes: list[str] = Field(default_factory=lambda: [".filepart", ".part", ".tmp"])
     allow_scp: bool = True

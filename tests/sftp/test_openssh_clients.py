@@ -136,3 +136,17 @@ async def test_put_preserving_mode_and_times(server: Server, tmp_path: Path) -> 
     assert stored.st_mode & 0o777 == 0o750
     assert int(stored.st_mtime) == 1_600_000_000
     assert topics(await server.events()) == [("file.created", "kept.sh")]
+
+
+async def test_openssh_forcing_aes_ctr_works_when_gcm_only_is_off(
+    server: Server, tmp_path: Path
+) -> None:
+    sftp = require_binary("sftp")
+    batch = tmp_path / "batch"
+    batch.write_text("pwd\n")
+    argv = [sftp, "-c", "aes256-ctr", *server.ssh_options(), "-P", str(server.port),
+            "-b", str(batch), f"{server.username}@127.0.0.1"]  # fmt: skip
+    assert (await run(argv)).returncode != 0
+    server.app.settings.sftp.openssh_gcm_only = False
+    result = await run(argv)
+    assert result.returncode == 0, result.stderr

@@ -224,11 +224,12 @@ class _Connection(asyncssh.SSHServer):
 
     def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
         self._conn = conn
-        _offer_openssh_gcm(conn)
         peer = conn.get_extra_info("peername")
         if peer:
             self.client_ip = str(peer[0])
         self._front.connection_opened(self)
+        if self._front.settings.sftp.openssh_gcm_only:
+            _offer_openssh_gcm(conn)
         if self._banned():
             # Before the key exchange: a banned address costs no CPU.
             log.info("refused a connection from banned address %s", self.client_ip)
