@@ -6,6 +6,8 @@ Selected with BENCH_EXPERIMENTS=name,name in the server's environment (`--experi
   of one `transport.write` (one `send` syscall, one wake-up of the peer) per packet.
 - `no-events`: sftphook's event recorder returns at once (what events cost; not a valid result:
   the targets are for events on).
+- `inline-io`: sftphook's I/O thread pool runs each job at once on the event loop (what the
+  thread hops of opens, commits and block reads and writes cost).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import contextlib
 import os
 from typing import Any
 
-KNOWN = ("coalesce", "no-events")
+KNOWN = ("coalesce", "no-events", "inline-io")
 
 
 def coalesce_writes() -> None:
@@ -47,6 +49,29 @@ def events_off() -> None:
     EventRecorder.record = record  # type: ignore[method-assign]
 
 
+def inline_io() -> None:
+    from concurrent.futures import Executor, Future
+
+    from sftphook.sftp import server
+
+    class InlineExecutor(Executor):
+        def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Future[Any]:
+            future: Future[Any] = Future()
+            try:
+                future.set_result(fn(*args, **kwargs))
+            except BaseException as exc:
+                future.set_exception(exc)
+            return future
+
+    original = server.SFTPFront.__init__
+
+    def init(self: Any, *args: Any, **kwargs: Any) -> None:
+        original(self, *args, **kwargs)
+        self.io_executor = InlineExecutor()
+
+    server.SFTPFront.__init__ = init  # type: ignore[method-assign]
+
+
 def apply(environ: dict[str, str] | None = None) -> list[str]:
     env = os.environ if environ is None else environ
     names = [n.strip() for n in env.get("BENCH_EXPERIMENTS", "").split(",") if n.strip()]
@@ -55,6 +80,8 @@ def apply(environ: dict[str, str] | None = None) -> list[str]:
             coalesce_writes()
         elif name == "no-events":
             events_off()
+        elif name == "inline-io":
+            inline_io()
         else:
             raise SystemExit(f"unknown experiment {name!r}; known: {', '.join(KNOWN)}")
     return names

@@ -159,7 +159,7 @@ def tail(path: Path | None, lines: int = 30) -> str:
 
 
 def run(cmd: list[str], **kwargs: object) -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run(cmd, check=True, capture_output=True, **kwargs)  # type: ignore[call-overload,no-any-return]
+    return subprocess.run(cmd, check=True, capture_output=True, **kwargs)  # type: ignore[call-overload]
 
 
 class Bench:
@@ -617,7 +617,8 @@ def parse_args(argv: list[str] | None = None) -> Options:
     p.add_argument(
         "--experiment",
         default="",
-        help="what-if patches in the Python servers (bench/experiments.py): coalesce, no-events",
+        help="what-if patches in the servers (bench/experiments.py): "
+        "coalesce, no-events, inline-io",
     )
     p.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
     p.add_argument("--profile", type=Path, default=None, help="py-spy sftphook into this folder")
@@ -642,8 +643,8 @@ def parse_args(argv: list[str] | None = None) -> Options:
     if unknown or not servers:
         p.error(f"--servers: unknown {', '.join(sorted(unknown)) or 'empty list'}")
     experiments = [e.strip() for e in a.experiment.split(",") if e.strip()]
-    if set(experiments) - {"coalesce", "no-events"}:
-        p.error("--experiment: a comma-separated subset of coalesce, no-events")
+    if set(experiments) - {"coalesce", "no-events", "inline-io"}:
+        p.error("--experiment: a comma-separated subset of coalesce, no-events, inline-io")
     ops = [o.strip() for o in a.ops.split(",") if o.strip()]
     if not ops or set(ops) - set(OPERATIONS):
         p.error(f"--ops: a comma-separated subset of {', '.join(OPERATIONS)}")
