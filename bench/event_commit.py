@@ -118,16 +118,16 @@ def _pragmas(conn: Any) -> None:
 
 
 def _core_committer(tmp: Path) -> Callable[[list[dict[str, Any]]], None]:
-    from sqlalchemy import create_engine, event
+    from sqlalchemy import create_engine, event, insert
 
     engine = create_engine(f"sqlite:///{tmp / 'events.db'}")
     event.listen(engine, "connect", lambda conn, _record: _pragmas(conn))
     Base.metadata.create_all(engine)
-    table = Event.__table__
+    statement = insert(Event.__table__)
 
     def commit(rows: list[dict[str, Any]]) -> None:
         with engine.begin() as conn:
-            conn.execute(table.insert(), rows)
+            conn.execute(statement, rows)
 
     return commit
 
