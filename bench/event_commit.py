@@ -22,7 +22,7 @@ import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
@@ -118,12 +118,12 @@ def _pragmas(conn: Any) -> None:
 
 
 def _core_committer(tmp: Path) -> Callable[[list[dict[str, Any]]], None]:
-    from sqlalchemy import create_engine, event, insert
+    from sqlalchemy import Table, create_engine, event, insert
 
     engine = create_engine(f"sqlite:///{tmp / 'events.db'}")
     event.listen(engine, "connect", lambda conn, _record: _pragmas(conn))
     Base.metadata.create_all(engine)
-    statement = insert(Event.__table__)
+    statement = insert(cast(Table, Event.__table__))
 
     def commit(rows: list[dict[str, Any]]) -> None:
         with engine.begin() as conn:
