@@ -32,6 +32,10 @@ lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
 
+# Not a test: compares sftphook with OpenSSH's sshd (docs/performance.md). BENCH_ARGS=--quick etc.
+bench: $(STAMP)
+	$(BIN)/python bench/sftp.py $(BENCH_ARGS)
+
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
