@@ -48,9 +48,10 @@ class App:
             settings.webhooks,
             self.secret_box,
             self.metrics,
+            smtp=settings.smtp,
         )
         self.webhooks = WebhookService(
-            self.db, settings.webhooks, self.secret_box, notify=self.engine.wake
+            self.db, settings.webhooks, self.secret_box, notify=self.engine.wake, smtp=settings.smtp
         )
         self.recorder.add_listener(fan_out)
         self.recorder.add_commit_hook(self.engine.wake)
