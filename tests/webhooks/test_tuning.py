@@ -42,14 +42,15 @@ def test_throttle_never_starts_more_than_rate_plus_one_in_any_second():
     while pending or throttle.held:
         # Offer as the engine would (it leaves a busy webhook out of claims), then pump.
         while pending and "hook" not in throttle.busy():
-            if throttle.offer("hook", limits, pending.pop(0), now) is Admission.START:
+            job = pending.pop(0)
+            if throttle.offer("hook", limits, job, now) is Admission.START:
                 starts.append(now)
-                throttle.finished("hook", now)
+                assert throttle.finished("hook", job)
         started, back = throttle.ready(now)
         assert back == []
-        for _ in started:
+        for job in started:
             starts.append(now)
-            throttle.finished("hook", now)
+            assert throttle.finished("hook", job)
         now += 0.003
     assert len(starts) == 300
     assert _busiest_second(starts) <= 21
@@ -60,13 +61,15 @@ def test_throttle_never_starts_more_than_rate_plus_one_in_any_second():
 def test_throttle_holds_a_few_gives_back_the_rest_and_keeps_the_webhook_out_of_claims():
     throttle: Throttle[str] = Throttle(max_hold_seconds=5)
     limits = Limits(max_concurrency=2)
-    answers = [throttle.offer("a", limits, f"job{i}", 0.0) for i in range(8)]
+    jobs = [f"job{i}" for i in range(8)]
+    answers = [throttle.offer("a", limits, job, 0.0) for job in jobs]
     assert answers == [Admission.START] * 2 + [Admission.HOLD] * 4 + [Admission.GIVE_BACK] * 2
     assert throttle.busy() == {"a"}
     # Another webhook is not affected.
     assert throttle.offer("b", limits, "other", 0.0) is Admission.START
     assert throttle.ready(0.1) == ([], [])
-    throttle.finished("a", 0.2)
+    assert not throttle.finished("a", "not started here")
+    assert throttle.finished("a", jobs[0])
     assert throttle.ready(0.2) == (["job2"], [])
     # Held past the limit (their leases would run out): given back, in order.
     assert throttle.ready(6.0) == ([], ["job3", "job4", "job5"])
@@ -77,6 +80,19 @@ def test_unlimited_webhooks_are_not_tracked():
     throttle: Throttle[int] = Throttle(max_hold_seconds=5)
     assert all(throttle.offer("x", Limits(), i, 0.0) is Admission.START for i in range(100))
     assert throttle.busy() == set() and throttle.next_ready_at(0.0) is None
+
+
+def test_jobs_started_before_a_limit_was_set_do_not_count_against_it():
+    throttle: Throttle[object] = Throttle(max_hold_seconds=5)
+    before = object()
+    assert throttle.offer("x", Limits(), before, 0.0) is Admission.START
+    limited = Limits(max_concurrency=1)
+    first, second = object(), object()
+    assert throttle.offer("x", limited, first, 0.0) is Admission.START
+    assert not throttle.finished("x", before)  # not counted, so it frees nothing
+    assert throttle.offer("x", limited, second, 0.0) is Admission.HOLD
+    assert throttle.finished("x", first)
+    assert throttle.ready(0.1) == ([second], [])
 
 
 def test_tuning_merge_checks_bounds_and_none_returns_to_the_default():

@@ -440,12 +440,10 @@ class DeliveryEngine:
             # No result will come for this job: its lease expires and it is sent again.
             log.error("delivery task failed", exc_info=task.exception())
             self._unrecorded -= 1
-        if job is not None and not job.limits.unlimited:
-            self._throttle.finished(job.webhook_id, time.monotonic())
-            if not self._stopping:
-                self._pump()
-                if job.webhook_id not in self._throttle.busy():
-                    self._wake.set()  # room for more of this webhook's due deliveries
+        if job is not None and self._throttle.finished(job.webhook_id, job):
+            self._pump()
+            if job.webhook_id not in self._throttle.busy():
+                self._wake.set()  # room for more of this webhook's due deliveries
         if self._starved and self._free() >= self._batch_threshold:
             self._wake.set()
 
@@ -466,6 +464,8 @@ class DeliveryEngine:
 
     def _pump(self) -> None:
         """Start the held jobs that have a slot and a token now; note those held too long."""
+        if self._stopping:
+            return  # held jobs are handed back on the way out, not started
         now = time.monotonic()
         start, back = self._throttle.ready(now)
         for job in start:

@@ -89,7 +89,9 @@ class Admission(enum.Enum):
 class _Gate(Generic[T]):
     def __init__(self, limits: Limits, now: float) -> None:
         self.limits = limits
-        self.in_flight = 0
+        # The started jobs not finished yet, by identity: a job counts only if it started here,
+        # whatever the webhook's limits became since.
+        self.running: set[int] = set()
         self.bucket: TokenBucket | None = None
         self.held: collections.deque[tuple[float, T]] = collections.deque()
         self.configure(limits, now)
@@ -104,20 +106,18 @@ class _Gate(Generic[T]):
 
     def has_slot(self) -> bool:
         limit = self.limits.max_concurrency
-        return limit is None or self.in_flight < limit
+        return limit is None or len(self.running) < limit
 
-    def try_start(self, now: float) -> bool:
+    def try_start(self, job: T, now: float) -> bool:
         if not self.has_slot():
             return False
         if self.bucket is not None and not self.bucket.take(now):
             return False
-        self.in_flight += 1
+        self.running.add(id(job))
         return True
 
     def idle(self, now: float) -> bool:
-        return (
-            self.in_flight == 0 and not self.held and (self.bucket is None or self.bucket.full(now))
-        )
+        return not self.running and not self.held and (self.bucket is None or self.bucket.full(now))
 
 
 class Throttle(Generic[T]):
@@ -136,18 +136,21 @@ class Throttle(Generic[T]):
             gate = self._gates[key] = _Gate(limits, now)
         else:
             gate.configure(limits, now)
-        if not gate.held and gate.try_start(now):
+        if not gate.held and gate.try_start(job, now):
             return Admission.START
         if len(gate.held) < max(1, limits.hold):
             gate.held.append((now, job))
             return Admission.HOLD
         return Admission.GIVE_BACK
 
-    def finished(self, key: str, now: float) -> None:
-        """A started job of `key` got its answer (or gave up): its slot is free."""
+    def finished(self, key: str, job: T) -> bool:
+        """A started job of `key` got its answer (or gave up): its slot is free. False when
+        the job was not counted here (its webhook had no limits when it started)."""
         gate = self._gates.get(key)
-        if gate is not None and gate.in_flight > 0:
-            gate.in_flight -= 1
+        if gate is None or id(job) not in gate.running:
+            return False
+        gate.running.discard(id(job))
+        return True
 
     def ready(self, now: float) -> tuple[list[T], list[T]]:
         """Held jobs that may start now, and held jobs to give back (held too long)."""
@@ -156,7 +159,7 @@ class Throttle(Generic[T]):
         for key, gate in list(self._gates.items()):
             while gate.held and now - gate.held[0][0] > self._max_hold:
                 give_back.append(gate.held.popleft()[1])
-            while gate.held and gate.try_start(now):
+            while gate.held and gate.try_start(gate.held[0][1], now):
                 start.append(gate.held.popleft()[1])
             if gate.idle(now):
                 del self._gates[key]
