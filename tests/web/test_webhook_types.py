@@ -59,11 +59,15 @@ async def test_add_and_edit_a_slack_endpoint_with_tuning(
         ok = await client.post(
             f"/webhooks/{hook.id}/edit",
             data=_form(token, nickname="Ops", type="teams", url=receiver.url,
-                       retry_schedule="5, 300", max_concurrency="2", rate_limit="1.5"),
+                       retry_schedule="none", max_concurrency="2", rate_limit="1.5"),
         )  # fmt: skip
         assert ok.status_code == 303, ok.text
         after = await app.webhooks.get(org, hook.id)
         assert after.type == "teams" and after.timeout is None and after.rate_limit == 1.5
+        # No retries at all is a value of its own, not the default, and shows as such.
+        assert after.retry_schedule == []
+        page = await client.get(f"/webhooks/{hook.id}/edit")
+        assert 'name="retry_schedule" maxlength="400" value="none"' in page.text
 
 
 async def test_email_endpoint_takes_recipients(mail_dashboard: Dashboard) -> None:

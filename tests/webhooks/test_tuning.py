@@ -135,6 +135,7 @@ def test_out_of_range_tuning_is_refused_naming_the_field(name, value):
 def test_schedule_text_reads_units():
     assert tuning.parse_schedule_text("5, 5m; 2h,") == [5.0, 300.0, 7200.0]
     assert tuning.parse_schedule_text(" ") == []
+    assert tuning.parse_schedule_text("None") == []
     with pytest.raises(InvalidInput):
         tuning.parse_schedule_text("5, soon")
 

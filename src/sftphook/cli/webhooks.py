@@ -39,7 +39,7 @@ RetryOption = Annotated[
     str | None,
     typer.Option(
         "--retry-schedule",
-        help="Delays before each retry, e.g. '5, 60, 300' or '5s, 5m, 2h'; '' for no retries.",
+        help="Delays before each retry, e.g. '5, 60, 300' or '5s, 5m, 2h'; 'none' for no retries.",
     ),
 ]
 ConcurrencyOption = Annotated[

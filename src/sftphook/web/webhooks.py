@@ -189,7 +189,9 @@ def _view_values(hook: WebhookView) -> dict[str, Any]:
     return {
         "nickname": hook.nickname,
         "type": hook.type,
-        "retry_schedule": ", ".join(f"{v:g}" for v in schedule) if schedule is not None else "",
+        "retry_schedule": (", ".join(f"{v:g}" for v in schedule) or "none")
+        if schedule is not None
+        else "",
         "timeout": f"{hook.timeout:g}" if hook.timeout is not None else "",
         "max_concurrency": str(hook.max_concurrency) if hook.max_concurrency else "",
         "rate_limit": f"{hook.rate_limit:g}" if hook.rate_limit is not None else "",

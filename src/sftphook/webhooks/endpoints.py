@@ -22,7 +22,7 @@ from sftphook.channels.messages import Notice
 from sftphook.config import SMTPSettings
 from sftphook.errors import InvalidInput
 from sftphook.events.model import EventRecord
-from sftphook.webhooks.urlsafety import UrlPolicy, check_destination
+from sftphook.webhooks.urlsafety import MAX_URL_LENGTH, UrlPolicy, check_destination
 
 TYPES = ("webhook", "slack", "teams", "email")
 CHAT_TYPES = ("slack", "teams")
@@ -56,7 +56,12 @@ async def check_endpoint(kind: str, url: str, policy: UrlPolicy, smtp: SMTPSetti
     check_type(kind)
     if kind == "email":
         check_smtp(smtp)
-        return ", ".join(parse_recipients(url))
+        recipients = ", ".join(parse_recipients(url))
+        if len(recipients) > MAX_URL_LENGTH:
+            raise InvalidInput(
+                f"recipients are longer than {MAX_URL_LENGTH} characters", field="url"
+            )
+        return recipients
     await check_destination(url, policy)
     return url
 

@@ -755,7 +755,7 @@ class DeliveryEngine:
             job.topic,
             job.kind,
             job.attempt_number,
-            urlsplit(job.url).hostname,
+            self._smtp.host if job.type == "email" else urlsplit(job.url).hostname,
             status if status is not None else "-",
             result.duration_ms,
             verdict,

@@ -134,7 +134,10 @@ def effective(stored: Mapping[str, Any] | None, defaults: WebhookSettings) -> Tu
 
 
 def parse_schedule_text(text: str) -> list[float]:
-    """`5, 60, 300` (seconds; `5s`, `5m`, `2h` also read) → a retry schedule; empty → none."""
+    """`5, 60, 300` (seconds; `5s`, `5m`, `2h` also read) → a retry schedule; `none` → no
+    retries."""
+    if text.strip().lower() == "none":
+        return []
     delays: list[float] = []
     for part in text.replace(";", ",").split(","):
         item = part.strip().lower()
