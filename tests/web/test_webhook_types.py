@@ -90,6 +90,8 @@ async def test_email_endpoint_takes_recipients(mail_dashboard: Dashboard) -> Non
         assert hook.type == "email" and hook.url == "Ops <ops@example.com>"
         page = await client.get(f"/webhooks/{hook.id}/edit")
         assert re.search(r"data-url-label[^>]*>Recipients<", page.text)
+        listing = await client.get("/webhooks")
+        assert '<div class="muted small">Email</div>' in listing.text
 
 
 async def test_email_without_smtp_is_refused_on_the_type_field(dashboard: Dashboard) -> None:
