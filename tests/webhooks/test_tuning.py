@@ -188,7 +188,7 @@ async def test_a_rate_limited_webhook_does_not_hold_up_the_others(settings, rece
             nickname="slow receiver",
             url=receiver.url + "/limited",
             topics=["file.created"],
-            settings={"rate_limit": 5},
+            settings={"rate_limit": 2},
         )
         await app.webhooks.create(
             org, nickname="fast receiver", url=receiver.url + "/free", topics=["file.created"]
@@ -203,7 +203,8 @@ async def test_a_rate_limited_webhook_does_not_hold_up_the_others(settings, rece
         await wait_until(_async(lambda: len(arrived("/free")) == 20), within=20)
         # Every delivery of the unlimited webhook came while the limited one had sent a few.
         assert len(arrived("/limited")) < 10
-        await wait_until(_async(lambda: len(arrived("/limited")) == 20), within=30)
+        # …and the limited one keeps going at its pace.
+        await wait_until(_async(lambda: len(arrived("/limited")) >= 6), within=30)
 
 
 def _async(check: Any) -> Any:
