@@ -52,9 +52,10 @@ class App:
             settings.webhooks,
             self.secret_box,
             self.metrics,
+            smtp=settings.smtp,
         )
         self.webhooks = WebhookService(
-            self.db, settings.webhooks, self.secret_box, notify=self.engine.wake
+            self.db, settings.webhooks, self.secret_box, notify=self.engine.wake, smtp=settings.smtp
         )
         self.audit = AuditLog(self.db)
         self.security = SecurityRecorder(self.db)
