@@ -13,25 +13,45 @@ The same SFTP semantics as local disk, within what object stores can do:
   nothing to escape through, and `..` is resolved as text at the home (paths.normalize_client).
 
 Every method blocks on the network: callers run them off the event loop (`blocking = True`).
+Errors of the store become domain errors: `StorageUnavailable` when it does not answer,
+`PermissionDenied` when it refuses access.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import datetime
+import functools
 import logging
 import os
 import stat as st
 import tempfile
 import threading
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
-from sftphook.errors import InvalidInput, NotFound, PermissionDenied
+from botocore.exceptions import BotoCoreError, ClientError
+
+from sftphook.errors import (
+    InvalidInput,
+    NotFound,
+    PermissionDenied,
+    SftphookError,
+    StorageUnavailable,
+    Unsupported,
+)
 from sftphook.storage.base import FileInfo
 from sftphook.storage.paths import client_to_org, org_to_client, split
 
+if TYPE_CHECKING:
+    from sftphook.config import StorageSettings
+
 log = logging.getLogger(__name__)
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
 
 FILE_MODE = st.S_IFREG | 0o644
 DIR_MODE = st.S_IFDIR | 0o755
@@ -71,6 +91,8 @@ def make_client(
             s3={"addressing_style": "path"},
             max_pool_connections=max_connections,
             retries={"max_attempts": 5, "mode": "standard"},
+            connect_timeout=10,
+            read_timeout=60,
             # Checksums that some S3-compatible servers do not understand yet.
             request_checksum_calculation="when_required",
             response_checksum_validation="when_required",
@@ -87,22 +109,179 @@ def _missing(exc: Exception) -> bool:
     return _error_code(exc) in ("404", "NoSuchKey", "NotFound", "NoSuchUpload")
 
 
+def _domain_error(exc: Exception) -> SftphookError:
+    """What a failed request means to the user; the details go to the log only."""
+    code = _error_code(exc)
+    log.warning("object store request failed: %s", exc)
+    if code in ("AccessDenied", "403", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
+        return PermissionDenied("the file store refused access: ask the operator")
+    if code in ("NoSuchBucket",):
+        return StorageUnavailable("the file store's bucket is missing: ask the operator")
+    return StorageUnavailable("the file store did not answer: try again in a moment")
+
+
+def _store_errors(method: Callable[_P, _R]) -> Callable[_P, _R]:
+    @functools.wraps(method)
+    def translated(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        try:
+            return method(*args, **kwargs)
+        except (BotoCoreError, ClientError) as exc:
+            raise _domain_error(exc) from None
+
+    return translated
+
+
+class S3Backend:
+    """Every organization's files in one bucket, through one client shared by all sessions."""
+
+    blocking = True
+
+    def __init__(self, client: Any, location: S3Location, spool_dir: Path | None = None) -> None:
+        self.client = client
+        self.location = location
+        self.spool_dir = spool_dir
+        if spool_dir is not None:
+            spool_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+
+    @classmethod
+    def open(cls, cfg: StorageSettings, *, spool_dir: Path | None = None) -> S3Backend:
+        """Connect, make sure the bucket exists, and abort uploads a stopped process left."""
+        assert cfg.bucket is not None  # the settings refuse s3 without a bucket
+        secret = cfg.secret_access_key.get_secret_value() if cfg.secret_access_key else None
+        client = make_client(
+            endpoint_url=cfg.endpoint_url,
+            region=cfg.region,
+            access_key_id=cfg.access_key_id,
+            secret_access_key=secret,
+        )
+        backend = cls(client, S3Location(cfg.bucket, cfg.prefix), spool_dir)
+        try:
+            backend.ensure_bucket(cfg.region)
+            backend.abort_stale_uploads(cfg.stale_upload_seconds)
+        except BaseException:
+            backend.close()
+            raise
+        return backend
+
+    def _where(self) -> str:
+        endpoint = getattr(getattr(self.client, "meta", None), "endpoint_url", "")
+        return f"bucket {self.location.bucket!r} at {endpoint}"
+
+    def ensure_bucket(self, region: str) -> None:
+        bucket = self.location.bucket
+        try:
+            self.client.head_bucket(Bucket=bucket)
+            return
+        except ClientError as exc:
+            if not _missing(exc) and _error_code(exc) != "NoSuchBucket":
+                raise StorageUnavailable(
+                    f"the object store refused {self._where()} ({_error_code(exc)}): check "
+                    "storage.access_key_id and storage.secret_access_key"
+                ) from None
+        except BotoCoreError as exc:
+            raise StorageUnavailable(
+                f"cannot reach the object store for {self._where()}: {exc}"
+            ) from None
+        options: dict[str, Any] = {}
+        if region != "us-east-1":
+            options["CreateBucketConfiguration"] = {"LocationConstraint": region}
+        try:
+            self.client.create_bucket(Bucket=bucket, **options)
+            log.info("created %s", self._where())
+        except ClientError as exc:
+            # Another node made it first.
+            if _error_code(exc) not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
+                raise StorageUnavailable(
+                    f"cannot create {self._where()} ({_error_code(exc)})"
+                ) from None
+
+    @_store_errors
+    def abort_stale_uploads(self, idle_seconds: float) -> int:
+        """Abort multipart uploads under the prefix with no part sent for `idle_seconds`:
+        what a process that stopped mid-upload left. Uploads other nodes are sending go on."""
+        now = datetime.datetime.now(datetime.UTC)
+        limit = datetime.timedelta(seconds=idle_seconds)
+        bucket = self.location.bucket
+        aborted = 0
+        uploads = self.client.get_paginator("list_multipart_uploads")
+        for page in uploads.paginate(Bucket=bucket, Prefix=self.location.prefix):
+            for upload in page.get("Uploads", []):
+                last = upload["Initiated"]
+                if now - last < limit:
+                    continue
+                parts = self.client.get_paginator("list_parts")
+                try:
+                    for listed in parts.paginate(
+                        Bucket=bucket, Key=upload["Key"], UploadId=upload["UploadId"]
+                    ):
+                        for part in listed.get("Parts", []):
+                            last = max(last, part["LastModified"])
+                except ClientError as exc:
+                    if _missing(exc):
+                        continue  # finished or aborted meanwhile
+                    raise
+                if now - last < limit:
+                    continue
+                with contextlib.suppress(ClientError):
+                    self.client.abort_multipart_upload(
+                        Bucket=bucket, Key=upload["Key"], UploadId=upload["UploadId"]
+                    )
+                    aborted += 1
+        if aborted:
+            log.info("aborted %d interrupted upload(s) in %s", aborted, self._where())
+        return aborted
+
+    def for_user(self, organization_id: str, home: str) -> S3Storage:
+        storage = S3Storage(
+            self.client, self.location, organization_id, home, spool_dir=self.spool_dir
+        )
+        storage.ensure_home()
+        return storage
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.client.close()
+
+
 class S3Storage:
     """The files of one organization in a bucket, as one user confined to `home` sees them."""
 
     blocking = True
 
     def __init__(
-        self, client: Any, location: S3Location, organization_id: str, home: str = "/"
+        self,
+        client: Any,
+        location: S3Location,
+        organization_id: str,
+        home: str = "/",
+        *,
+        spool_dir: Path | None = None,
     ) -> None:
         self._client = client
         self._bucket = location.bucket
         self._root = f"{location.prefix}{organization_id}/"
         self.home = home
         self.home_parts = split(home)
+        self._spool_dir = spool_dir
 
     def close(self) -> None:
         return None
+
+    @_store_errors
+    def ensure_home(self) -> None:
+        """Give the home (and the directories above it) markers, so that they are listed."""
+        home = tuple(self.home_parts)
+        if not home:
+            return
+        found = self._client.list_objects_v2(
+            Bucket=self._bucket, Prefix=self._dir_prefix(home), MaxKeys=1
+        )
+        if found.get("KeyCount", 0):
+            return
+        for depth in range(1, len(home) + 1):
+            self._client.put_object(
+                Bucket=self._bucket, Key=self._dir_prefix(home[:depth]), Body=b""
+            )
 
     # Names
 
@@ -167,6 +346,7 @@ class S3Storage:
             nlink=2,
         )
 
+    @_store_errors
     def stat(self, path: str, *, follow: bool = True) -> FileInfo:
         parts = self._parts(path)
         head = self._head(parts)
@@ -176,6 +356,7 @@ class S3Storage:
             return self._dir_info(parts)
         raise NotFound(f"no such file: {path}")
 
+    @_store_errors
     def listdir(self, path: str) -> tuple[tuple[str, ...], Iterator[FileInfo]]:
         parts = self._parts(path)
         if self._head(parts) is not None:
@@ -186,7 +367,14 @@ class S3Storage:
 
         def entries() -> Iterator[FileInfo]:
             paginator = self._client.get_paginator("list_objects_v2")
-            for page in paginator.paginate(Bucket=self._bucket, Prefix=prefix, Delimiter="/"):
+            pages = iter(paginator.paginate(Bucket=self._bucket, Prefix=prefix, Delimiter="/"))
+            while True:
+                try:
+                    page = next(pages)
+                except StopIteration:
+                    return
+                except (BotoCoreError, ClientError) as exc:
+                    raise _domain_error(exc) from None
                 for common in page.get("CommonPrefixes", []):
                     name = common["Prefix"][len(prefix) :].rstrip("/")
                     if name:
@@ -198,6 +386,7 @@ class S3Storage:
 
         return parts, entries()
 
+    @_store_errors
     def open_read(self, path: str) -> S3ReadHandle:
         parts = self._parts(path)
         head = self._head(parts)
@@ -220,6 +409,7 @@ class S3Storage:
 
     # Writing
 
+    @_store_errors
     def open_write(
         self, path: str, *, truncate: bool, exclusive: bool, append: bool, read: bool
     ) -> S3WriteHandle:
@@ -232,7 +422,9 @@ class S3Storage:
         if head is None and self._dir_exists(parts):
             raise IsADirectoryError("is a directory")
         self._require_parent(parts)
-        handle = S3WriteHandle(self._client, self._bucket, self._key(parts), parts)
+        handle = S3WriteHandle(
+            self._client, self._bucket, self._key(parts), parts, spool_dir=self._spool_dir
+        )
         if head is not None and not truncate:
             # Appending or patching an object means rewriting it: start from its bytes.
             handle.preload()
@@ -247,6 +439,7 @@ class S3Storage:
         if not self._dir_exists(parent):
             raise NotFound("the parent directory does not exist")
 
+    @_store_errors
     def remove(self, path: str) -> tuple[str, ...]:
         parts = self._parts(path)
         if self._head(parts) is None:
@@ -256,6 +449,7 @@ class S3Storage:
         self._client.delete_object(Bucket=self._bucket, Key=self._key(parts))
         return parts
 
+    @_store_errors
     def mkdir(self, path: str, mode: int | None = None) -> tuple[str, ...]:
         parts = self._parts(path)
         if self._head(parts) is not None or (parts and self._dir_exists(parts)):
@@ -264,6 +458,7 @@ class S3Storage:
         self._client.put_object(Bucket=self._bucket, Key=self._dir_prefix(parts), Body=b"")
         return parts
 
+    @_store_errors
     def rmdir(self, path: str) -> tuple[str, ...]:
         parts = self._parts(path)
         if list(parts) == self.home_parts or not parts:
@@ -278,6 +473,7 @@ class S3Storage:
         self._client.delete_object(Bucket=self._bucket, Key=prefix)
         return parts
 
+    @_store_errors
     def rename(
         self, old: str, new: str, *, replace: bool
     ) -> tuple[tuple[str, ...], tuple[str, ...], FileInfo]:
@@ -341,11 +537,12 @@ class S3Storage:
             raise
 
     def symlink(self, target: str, path: str) -> None:
-        raise PermissionDenied("this server stores files in an object store: no symbolic links")
+        raise Unsupported("this server keeps files in an object store: no symbolic links")
 
     def link(self, old: str, new: str) -> None:
-        raise PermissionDenied("this server stores files in an object store: no hard links")
+        raise Unsupported("this server keeps files in an object store: no hard links")
 
+    @_store_errors
     def setstat(
         self,
         path: str,
@@ -377,6 +574,7 @@ class S3ReadHandle:
         self._position = -1
         self._lock = threading.Lock()
 
+    @_store_errors
     def pread(self, offset: int, size: int) -> bytes:
         if offset >= self._info.size or size <= 0:
             return b""
@@ -419,13 +617,22 @@ class S3WriteHandle:
 
     atomic = True
 
-    def __init__(self, client: Any, bucket: str, key: str, parts: tuple[str, ...]) -> None:
+    def __init__(
+        self,
+        client: Any,
+        bucket: str,
+        key: str,
+        parts: tuple[str, ...],
+        *,
+        spool_dir: Path | None = None,
+    ) -> None:
         self._client = client
         self._bucket = bucket
         self._key = key
         self.org_parts = parts
-        # Closed by commit() or abort(): the handle outlives any one block.
-        self._spool = tempfile.TemporaryFile(prefix="sftphook-s3-")  # noqa: SIM115
+        # Closed by commit() or abort(): the handle outlives any one block. On disk (the data
+        # directory), not in /tmp, which may be memory.
+        self._spool = tempfile.TemporaryFile(prefix="sftphook-s3-", dir=spool_dir)  # noqa: SIM115
         self._size = 0
         # Bytes [0, _contiguous) are all written; parts below _sent went to the server already.
         self._contiguous = 0
@@ -436,6 +643,7 @@ class S3WriteHandle:
         self._dirty = False
         self._lock = threading.Lock()
 
+    @_store_errors
     def preload(self) -> None:
         body = self._client.get_object(Bucket=self._bucket, Key=self._key)["Body"]
         offset = 0
@@ -443,6 +651,7 @@ class S3WriteHandle:
             self.pwrite(offset, chunk)
             offset += len(chunk)
 
+    @_store_errors
     def pwrite(self, offset: int, data: bytes) -> int:
         with self._lock:
             if offset < self._sent:
@@ -506,6 +715,7 @@ class S3WriteHandle:
     def fsync(self) -> None:
         return None
 
+    @_store_errors
     def commit(self) -> FileInfo:
         """Send what is left and complete the upload: only now does the object exist."""
         try:
@@ -558,4 +768,4 @@ class S3WriteHandle:
             self._spool.close()
 
 
-__all__ = ["S3Location", "S3ReadHandle", "S3Storage", "S3WriteHandle", "make_client"]
+__all__ = ["S3Backend", "S3Location", "S3ReadHandle", "S3Storage", "S3WriteHandle", "make_client"]
