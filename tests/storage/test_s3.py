@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -102,8 +103,15 @@ def test_directories_are_prefixes_and_empty_ones_survive(storage, s3_client, buc
 
 def test_listing_pages_through_many_entries(storage, s3_client, bucket):
     storage.mkdir("/many")
-    for i in range(1003):  # more than one ListObjectsV2 page of 1000
-        s3_client.put_object(Bucket=bucket, Key=f"tenants/org1/many/f{i:05d}", Body=b"")
+    with ThreadPoolExecutor(16) as pool:
+        list(
+            pool.map(
+                lambda i: s3_client.put_object(
+                    Bucket=bucket, Key=f"tenants/org1/many/f{i:05d}", Body=b""
+                ),
+                range(1003),  # more than one ListObjectsV2 page of 1000
+            )
+        )
     _, entries = storage.listdir("/many")
     assert len(list(entries)) == 1003
 

@@ -10,6 +10,7 @@ takes the winner's.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -104,9 +105,12 @@ def _write_copies(directory: Path, keys: dict[str, str]) -> None:
             continue
         path = directory / name
         data = pem.encode()
+        key = asyncssh.import_private_key(data)
         if path.exists():
-            if path.read_bytes() == data:
-                continue
+            # Compared as keys: two exports of one key differ (OpenSSH adds random check bytes).
+            with contextlib.suppress(asyncssh.KeyImportError, ValueError):
+                if asyncssh.read_private_key(path).public_data == key.public_data:
+                    continue
             path.replace(directory / f"{name}.previous")
             log.warning("host key %s replaced by the one every node shares", path)
         temp = directory / f".{name}.new"
@@ -114,5 +118,4 @@ def _write_copies(directory: Path, keys: dict[str, str]) -> None:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
         temp.replace(path)
-        public = asyncssh.import_private_key(data).export_public_key()
-        (directory / f"{name}.pub").write_bytes(public)
+        (directory / f"{name}.pub").write_bytes(key.export_public_key())
