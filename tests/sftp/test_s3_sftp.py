@@ -10,7 +10,7 @@ import re
 import signal
 import sys
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -90,6 +90,14 @@ def keys(client: Any, bucket: str) -> list[str]:
 def pending_uploads(client: Any, bucket: str) -> list[str]:
     listed = client.list_multipart_uploads(Bucket=bucket)
     return [u["Key"] for u in listed.get("Uploads", [])]
+
+
+async def eventually(check: Callable[[], bool], seconds: float = 20) -> None:
+    for _ in range(int(seconds * 10)):
+        if check():
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError("the condition did not become true in time")
 
 
 def sha(data: bytes) -> str:
@@ -208,13 +216,11 @@ async def test_asyncssh_client_lists_pages_refuses_links_and_interrupted_uploads
     chunk = os.urandom(1024 * 1024)
     for i in range(2 * PART_SIZE // len(chunk) + 2):
         await fh.write(chunk, i * len(chunk))
-    async with asyncio.timeout(20):
-        while not pending_uploads(s3_client, bucket):
-            await asyncio.sleep(0.1)
+    await eventually(lambda: bool(pending_uploads(s3_client, bucket)))
     conn.abort()
-    async with asyncio.timeout(20):
-        while s3_server.app.sftp.sessions or pending_uploads(s3_client, bucket):
-            await asyncio.sleep(0.1)
+    await eventually(
+        lambda: not s3_server.app.sftp.sessions and not pending_uploads(s3_client, bucket)
+    )
     assert f"{root}cut.bin" not in keys(s3_client, bucket)
     assert not [e for e in await s3_server.events() if e.path == "cut.bin"]
 
