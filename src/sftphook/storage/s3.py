@@ -28,6 +28,7 @@ import os
 import stat as st
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
@@ -60,6 +61,9 @@ PART_SIZE = 8 * 1024 * 1024
 # Largest object a single CopyObject may copy; beyond it, copy in parts.
 COPY_LIMIT = 5 * 1024**3
 READ_AHEAD = 4 * 1024 * 1024
+# How long a session trusts that a directory it saw still exists: a listing costs tens of
+# milliseconds, and an upload of many files into one directory asks again for each.
+KNOWN_DIR_SECONDS = 5.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -263,6 +267,14 @@ class S3Storage:
         self.home = home
         self.home_parts = split(home)
         self._spool_dir = spool_dir
+        self._known_dirs: dict[tuple[str, ...], float] = {}
+
+    def _saw_dir(self, parts: tuple[str, ...]) -> None:
+        self._known_dirs[parts] = time.monotonic() + KNOWN_DIR_SECONDS
+
+    def _forget_dirs(self, parts: tuple[str, ...]) -> None:
+        for known in [k for k in self._known_dirs if k[: len(parts)] == parts]:
+            del self._known_dirs[known]
 
     def close(self) -> None:
         return None
@@ -322,7 +334,10 @@ class S3Storage:
         found = self._client.list_objects_v2(
             Bucket=self._bucket, Prefix=self._dir_prefix(parts), MaxKeys=1
         )
-        return bool(found.get("KeyCount", 0))
+        exists = bool(found.get("KeyCount", 0))
+        if exists:
+            self._saw_dir(parts)
+        return exists
 
     def _file_info(self, parts: tuple[str, ...], head: dict[str, Any]) -> FileInfo:
         mtime = head["LastModified"].timestamp()
@@ -434,6 +449,10 @@ class S3Storage:
         parent = parts[:-1]
         if list(parent) == self.home_parts or not parent:
             return
+        if self._known_dirs.get(parent, 0.0) > time.monotonic():
+            # Seen by this session moments ago: at worst a file lands in a directory another
+            # session has just emptied and removed.
+            return
         if self._head(parent) is not None:
             raise NotADirectoryError("a path component is a file")
         if not self._dir_exists(parent):
@@ -456,6 +475,7 @@ class S3Storage:
             raise FileExistsError(17, "directory already exists")
         self._require_parent(parts)
         self._client.put_object(Bucket=self._bucket, Key=self._dir_prefix(parts), Body=b"")
+        self._saw_dir(parts)
         return parts
 
     @_store_errors
@@ -471,6 +491,7 @@ class S3Storage:
         if keys != [prefix]:
             raise OSError(39, "directory not empty")
         self._client.delete_object(Bucket=self._bucket, Key=prefix)
+        self._forget_dirs(parts)
         return parts
 
     @_store_errors
@@ -494,6 +515,7 @@ class S3Storage:
             self._copy(self._key(src), self._key(dst), int(src_head["ContentLength"]))
             self._client.delete_object(Bucket=self._bucket, Key=self._key(src))
             return src, dst, self.stat(self.client_path(dst))
+        self._forget_dirs(src)
         src_prefix, dst_prefix = self._dir_prefix(src), self._dir_prefix(dst)
         paginator = self._client.get_paginator("list_objects_v2")
         for page in paginator.paginate(Bucket=self._bucket, Prefix=src_prefix):
@@ -740,15 +762,15 @@ class S3WriteHandle:
                         MultipartUpload={"Parts": self._parts},
                     )
                     self._upload_id = None
-            head = self._client.head_object(Bucket=self._bucket, Key=self._key)
-            mtime = head["LastModified"].timestamp()
+            # The store answered for every byte: no HEAD needed to know the size.
+            now = time.time()
             return FileInfo(
                 name=self.org_parts[-1] if self.org_parts else "",
                 org_parts=self.org_parts,
-                size=int(head["ContentLength"]),
+                size=self._size,
                 mode=FILE_MODE,
-                mtime=mtime,
-                atime=mtime,
+                mtime=now,
+                atime=now,
             )
         finally:
             self.abort()
