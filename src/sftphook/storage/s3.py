@@ -30,6 +30,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
@@ -144,6 +145,8 @@ class S3Backend:
         self.client = client
         self.location = location
         self.spool_dir = spool_dir
+        # Parts go to the store while the client keeps writing the next one.
+        self._part_senders = ThreadPoolExecutor(max_workers=16, thread_name_prefix="s3-parts")
         if spool_dir is not None:
             spool_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
 
@@ -237,12 +240,18 @@ class S3Backend:
 
     def for_user(self, organization_id: str, home: str) -> S3Storage:
         storage = S3Storage(
-            self.client, self.location, organization_id, home, spool_dir=self.spool_dir
+            self.client,
+            self.location,
+            organization_id,
+            home,
+            spool_dir=self.spool_dir,
+            part_senders=self._part_senders,
         )
         storage.ensure_home()
         return storage
 
     def close(self) -> None:
+        self._part_senders.shutdown(wait=True, cancel_futures=True)
         with contextlib.suppress(Exception):
             self.client.close()
 
@@ -260,9 +269,11 @@ class S3Storage:
         home: str = "/",
         *,
         spool_dir: Path | None = None,
+        part_senders: Executor | None = None,
     ) -> None:
         self._client = client
         self._bucket = location.bucket
+        self._part_senders = part_senders
         self._root = f"{location.prefix}{organization_id}/"
         self.home = home
         self.home_parts = split(home)
@@ -431,14 +442,21 @@ class S3Storage:
         parts = self._parts(path)
         if not parts or list(parts) == self.home_parts:
             raise IsADirectoryError("is a directory")
-        head = self._head(parts)
+        # A plain upload (truncate, not exclusive) replaces whatever object is there: no need
+        # to ask for it, only whether a directory has that name.
+        head = self._head(parts) if exclusive or not truncate else None
         if head is not None and exclusive:
             raise FileExistsError(17, "file already exists")
         if head is None and self._dir_exists(parts):
             raise IsADirectoryError("is a directory")
         self._require_parent(parts)
         handle = S3WriteHandle(
-            self._client, self._bucket, self._key(parts), parts, spool_dir=self._spool_dir
+            self._client,
+            self._bucket,
+            self._key(parts),
+            parts,
+            spool_dir=self._spool_dir,
+            part_senders=self._part_senders,
         )
         if head is not None and not truncate:
             # Appending or patching an object means rewriting it: start from its bytes.
@@ -635,7 +653,10 @@ class S3ReadHandle:
 
 
 class S3WriteHandle:
-    """An upload: a spool file on local disk, sent part by part as its written prefix grows."""
+    """An upload: a spool file on local disk, sent part by part as its written prefix grows.
+
+    With `part_senders`, a part goes out in the background while the writes go on; one part at
+    most is in flight, so a client faster than the store waits rather than piling up parts."""
 
     atomic = True
 
@@ -647,10 +668,13 @@ class S3WriteHandle:
         parts: tuple[str, ...],
         *,
         spool_dir: Path | None = None,
+        part_senders: Executor | None = None,
     ) -> None:
         self._client = client
         self._bucket = bucket
         self._key = key
+        self._part_senders = part_senders
+        self._in_flight: Future[dict[str, Any]] | None = None
         self.org_parts = parts
         # Closed by commit() or abort(): the handle outlives any one block. On disk (the data
         # directory), not in /tmp, which may be memory.
@@ -685,7 +709,10 @@ class S3WriteHandle:
             self._extend(offset, end)
             if not self._dirty:
                 while self._contiguous - self._sent >= PART_SIZE:
-                    self._send_part(self._sent, PART_SIZE)
+                    if self._part_senders is None:
+                        self._send_part(self._sent, PART_SIZE)
+                    else:
+                        self._send_in_background(self._sent, PART_SIZE)
         return len(data)
 
     def _extend(self, start: int, end: int) -> None:
@@ -702,11 +729,32 @@ class S3WriteHandle:
                 self._contiguous = max(self._contiguous, self._extents.pop(s))
 
     def _send_part(self, start: int, length: int) -> None:
+        self._settle_in_flight()
+        self._start_upload()
+        self._parts.append(self._upload_part(len(self._parts) + 1, start, length))
+        self._sent = start + length
+
+    def _send_in_background(self, start: int, length: int) -> None:
+        assert self._part_senders is not None
+        self._settle_in_flight()
+        self._start_upload()
+        number = len(self._parts) + 1
+        self._in_flight = self._part_senders.submit(self._upload_part, number, start, length)
+        self._sent = start + length
+
+    def _settle_in_flight(self) -> None:
+        """Wait for the part in flight; its failure is this call's."""
+        if self._in_flight is not None:
+            in_flight, self._in_flight = self._in_flight, None
+            self._parts.append(in_flight.result())
+
+    def _start_upload(self) -> None:
         if self._upload_id is None:
             created = self._client.create_multipart_upload(Bucket=self._bucket, Key=self._key)
             self._upload_id = created["UploadId"]
+
+    def _upload_part(self, number: int, start: int, length: int) -> dict[str, Any]:
         data = os.pread(self._spool.fileno(), length, start)
-        number = len(self._parts) + 1
         sent = self._client.upload_part(
             Bucket=self._bucket,
             Key=self._key,
@@ -714,8 +762,7 @@ class S3WriteHandle:
             PartNumber=number,
             Body=data,
         )
-        self._parts.append({"ETag": sent["ETag"], "PartNumber": number})
-        self._sent = start + length
+        return {"ETag": sent["ETag"], "PartNumber": number}
 
     def pread(self, offset: int, size: int) -> bytes:
         return os.pread(self._spool.fileno(), size, offset)
@@ -742,6 +789,7 @@ class S3WriteHandle:
         """Send what is left and complete the upload: only now does the object exist."""
         try:
             with self._lock:
+                self._settle_in_flight()
                 if self._dirty or self._contiguous < self._size:
                     # Holes or rewrites: start over from the spool (sparse bytes read as zero).
                     self._abort_upload()
@@ -776,6 +824,11 @@ class S3WriteHandle:
             self.abort()
 
     def _abort_upload(self) -> None:
+        if self._in_flight is not None:
+            in_flight, self._in_flight = self._in_flight, None
+            # Aborting an upload with a part still arriving could leave that part behind.
+            with contextlib.suppress(Exception):
+                in_flight.result()
         if self._upload_id is not None:
             with contextlib.suppress(Exception):
                 self._client.abort_multipart_upload(
