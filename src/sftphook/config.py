@@ -102,6 +102,9 @@ class StorageSettings(BaseModel):
     access_key_id: str | None = None
     secret_access_key: SecretStr | None = None
     prefix: str = ""
+    # A multipart upload with no new part for this long was left by a stopped process: the
+    # next node to start aborts it.
+    stale_upload_seconds: float = Field(default=900.0, ge=0)
 
     @model_validator(mode="after")
     def _s3_needs_a_bucket(self) -> StorageSettings:

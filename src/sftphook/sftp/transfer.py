@@ -4,17 +4,21 @@ Small files are read and written on the event loop: a `pread` or `pwrite` of a f
 less than handing it to a thread. Once a handle has moved `INLINE_BYTES`, it switches to blocks
 of `BLOCK` bytes done in the I/O threads: reads are fetched a block ahead, writes are gathered
 and written (and hashed) one block behind, so a long transfer neither stalls the loop nor pays
-a thread hop per packet.
+a thread hop per packet. A handle of a blocking store (`inline=False`: every call may wait on
+the network) does all its I/O in the threads from the first byte.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+from collections.abc import Callable
 from concurrent.futures import Executor
-from typing import Any
+from typing import Any, TypeVar
 
 from sftphook.storage.base import FileInfo, ReadHandle, WriteHandle
+
+_T = TypeVar("_T")
 
 INLINE_BYTES = 512 * 1024
 BLOCK = 1024 * 1024
@@ -23,14 +27,15 @@ BLOCK = 1024 * 1024
 class Download:
     """A file opened for reading."""
 
-    def __init__(self, handle: ReadHandle, executor: Executor) -> None:
+    def __init__(self, handle: ReadHandle, executor: Executor, *, inline: bool = True) -> None:
         self.handle = handle
         self.delivered = 0
         self._executor = executor
+        self._inline = inline
         self._blocks: dict[int, asyncio.Future[bytes]] = {}
 
     async def read(self, offset: int, size: int) -> bytes:
-        if self.delivered < INLINE_BYTES and not self._blocks:
+        if self._inline and self.delivered < INLINE_BYTES and not self._blocks:
             data = self.handle.pread(offset, size)
         else:
             data = await self._read_blocks(offset, size)
@@ -50,7 +55,10 @@ class Download:
         last = (offset + size - 1) - (offset + size - 1) % BLOCK
         for start in [s for s in self._blocks if s < first]:
             self._blocks.pop(start).cancel()
-        self._block(last + BLOCK)  # read ahead
+        # The wanted block is asked for before the one read ahead: a streamed read then goes
+        # on where the last one ended.
+        self._block(first)
+        self._block(last + BLOCK)
         pieces = []
         start = first
         while start <= last:
@@ -71,16 +79,24 @@ class Download:
             future.cancel()
         # A block already being read in a thread still holds the descriptor: let it finish.
         await asyncio.gather(*blocks, return_exceptions=True)
-        self.handle.close()
+        await self._call(self.handle.close)
+
+    async def _call(self, call: Callable[..., _T], *args: Any) -> _T:
+        if self._inline:
+            return call(*args)
+        return await asyncio.get_running_loop().run_in_executor(self._executor, call, *args)
 
 
 class Upload:
     """A file opened for writing, hashed while it streams when written in order."""
 
-    def __init__(self, handle: WriteHandle, executor: Executor, *, offset: int = 0) -> None:
+    def __init__(
+        self, handle: WriteHandle, executor: Executor, *, offset: int = 0, inline: bool = True
+    ) -> None:
         self.handle = handle
         self.received = 0
         self._executor = executor
+        self._inline = inline
         self._sha = hashlib.sha256()
         # The next offset the running hash expects; None once the writes left that order.
         self._hash_at: int | None = offset if offset == 0 else None
@@ -93,7 +109,12 @@ class Upload:
     async def write(self, offset: int, data: bytes) -> int:
         self.received += len(data)
         in_order = self._hash_at is not None and offset == self._hash_at + len(self._pending)
-        if self._pending or self._flushing is not None or self.received > INLINE_BYTES:
+        if (
+            self._pending
+            or self._flushing is not None
+            or self.received > INLINE_BYTES
+            or not self._inline
+        ):
             if in_order:
                 if not self._pending:
                     self._pending_at = offset
@@ -110,8 +131,25 @@ class Upload:
             self._hash_at = None  # rewriting bytes already hashed
         elif self._hash_at is not None:
             self._hash_at = None  # a hole: the hash is taken again at close
-        self.handle.pwrite(offset, data)
+        await self._call(self.handle.pwrite, offset, data)
         return len(data)
+
+    async def _call(self, call: Callable[..., _T], *args: Any) -> _T:
+        if self._inline:
+            return call(*args)
+        return await asyncio.get_running_loop().run_in_executor(self._executor, call, *args)
+
+    async def pread(self, offset: int, size: int) -> bytes:
+        await self.drain()
+        return await self._call(self.handle.pread, offset, size)
+
+    async def truncate(self, size: int) -> None:
+        await self.drain()
+        await self._call(self.handle.truncate, size)
+
+    async def fsync(self) -> None:
+        await self.drain()
+        await self._call(self.handle.fsync)
 
     async def _flush_behind(self) -> None:
         if self._flushing is not None:
@@ -147,7 +185,7 @@ class Upload:
         if self._flushing is not None:
             flushing, self._flushing = self._flushing, None
             await asyncio.gather(flushing, return_exceptions=True)
-        self.handle.abort()
+        await self._call(self.handle.abort)
 
 
 def _hash_handle(handle: WriteHandle) -> str:
