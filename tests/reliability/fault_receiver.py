@@ -142,7 +142,8 @@ class FaultyReceiver:
         duplicated = sum(max(0, len(self.accepted.get(i, [])) - 1) for i in wanted)
         late = 0
         if late_after is not None:
-            late = sum(1 for i in wanted if self.accepted.get(i) and self.accepted[i][0] > late_after)
+            firsts = [self.accepted[i][0] for i in wanted if self.accepted.get(i)]
+            late = sum(1 for t in firsts if t > late_after)
         return Tally(tried=len(wanted), lost=lost, duplicated=duplicated, late=late)
 
 
