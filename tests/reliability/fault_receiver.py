@@ -153,3 +153,12 @@ class Tally:
     lost: int
     duplicated: int
     late: int
+
+
+async def eventually(condition: Callable[[], bool], within: float, step: float = 0.05) -> None:
+    """Poll `condition` (state another process or task changes) until it holds."""
+    async with asyncio.timeout(within):
+        while True:
+            if condition():
+                return
+            await asyncio.sleep(step)
