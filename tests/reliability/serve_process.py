@@ -25,6 +25,9 @@ from tests.sftp.conftest import PASSWORD, reuse_host_keys
 
 SRC = str(Path(__file__).resolve().parents[2] / "src")
 USERNAME = "partner"
+# Clients log in with a key: a password login costs an argon2 hash on the server, which 50
+# sessions at once turn into the whole of the test's time.
+CLIENT_KEY = asyncssh.generate_private_key("ssh-ed25519")
 _SFTP_LINE = re.compile(rb"SFTP\s+127\.0\.0\.1:(\d+)")
 
 
@@ -46,12 +49,18 @@ async def prepare(settings: Settings, host_keys: Path, webhook_urls: Sequence[st
     try:
         await app.prepare()
         org = (await app.accounts.resolve_organization(None)).id
-        await app.accounts.add_user(org, USERNAME, password=PASSWORD)
+        await add_partner(app, org)
         for n, url in enumerate(webhook_urls):
             await app.webhooks.create(org, nickname=f"hook{n}", url=url, topics=["file.created"])
     finally:
         await app.db.close()
     return org
+
+
+async def add_partner(app: App, org: str) -> None:
+    """The SFTP user the clients of these tests log in as."""
+    public = CLIENT_KEY.export_public_key().decode().strip()
+    await app.accounts.add_user(org, USERNAME, password=PASSWORD, public_keys=[public])
 
 
 def serve_env(data_dir: Path, webhooks: dict[str, str] | None = None) -> dict[str, str]:
@@ -127,9 +136,8 @@ async def connect(port: int) -> asyncssh.SSHClientConnection:
         "127.0.0.1",
         port,
         username=USERNAME,
-        password=PASSWORD,
         known_hosts=None,
-        client_keys=None,
+        client_keys=[CLIENT_KEY],
         encryption_algs=["aes128-gcm@openssh.com"],
     )
 

@@ -21,8 +21,8 @@ from tests.conftest import serving
 from tests.reliability.conftest import SOAK, Ledger
 from tests.reliability.fault_receiver import FaultyReceiver
 from tests.reliability.private_postgres import private_postgres
-from tests.reliability.serve_process import USERNAME, base_settings, connect, content
-from tests.sftp.conftest import PASSWORD, host_keys_cache, reuse_host_keys  # noqa: F401
+from tests.reliability.serve_process import add_partner, base_settings, connect, content
+from tests.sftp.conftest import host_keys_cache, reuse_host_keys  # noqa: F401
 
 pytestmark = pytest.mark.e2e
 
@@ -73,7 +73,7 @@ async def _load_with_fault(
 ) -> tuple[Uploads, dict[str, str], list[str], str]:
     async with serving(settings, frozenset({"sftp", "worker"})) as app:
         org = (await app.accounts.resolve_organization(None)).id
-        await app.accounts.add_user(org, USERNAME, password=PASSWORD)
+        await add_partner(app, org)
         await app.webhooks.create(org, nickname="r", url=receiver.url, topics=["file.created"])
         out = Uploads()
         until = time.monotonic() + duration

@@ -19,8 +19,8 @@ from sftphook.store.models import Event
 from tests.conftest import IN_CI, serving
 from tests.reliability.conftest import Ledger
 from tests.reliability.fault_receiver import FaultyReceiver
-from tests.reliability.serve_process import USERNAME, base_settings, connect, content
-from tests.sftp.conftest import PASSWORD, host_keys_cache, reuse_host_keys  # noqa: F401
+from tests.reliability.serve_process import add_partner, base_settings, connect, content
+from tests.sftp.conftest import host_keys_cache, reuse_host_keys  # noqa: F401
 
 pytestmark = pytest.mark.e2e
 
@@ -70,7 +70,7 @@ async def test_disk_full_during_uploads(
     try:
         async with serving(settings, frozenset({"sftp", "worker"})) as app:
             org = (await app.accounts.resolve_organization(None)).id
-            await app.accounts.add_user(org, USERNAME, password=PASSWORD)
+            await add_partner(app, org)
             await app.webhooks.create(org, nickname="r", url=receiver.url, topics=["file.created"])
             port = app.sftp.port
             root = settings.files_root / org
