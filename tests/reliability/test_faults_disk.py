@@ -75,13 +75,17 @@ async def test_disk_full_during_uploads(
             port = app.sftp.port
             root = settings.files_root / org
             async with await connect(port) as other, other.start_sftp_client() as bystander:
-                # Three ways of running out of space: one big upload, the same again, and two
-                # sessions filling the disk together.
+                # Ways of running out of space: one big upload, the same again, two sessions
+                # filling the disk together, and after each a client that writes piece by piece
+                # and closes its file although a write failed.
                 rounds = [("big-1.bin",), ("big-2.bin",), ("pair-a.bin", "pair-b.bin")]
                 for names in rounds:
                     data = too_big if len(names) == 1 else too_big[: len(too_big) * 2 // 3]
                     for name, result in zip(names, await _uploads(port, names, data), strict=True):
                         outcomes.append(f"{name}: {result}")
+                    # A client that sees its write fail and closes the file all the same.
+                    name = f"big-closed-{len(outcomes)}.bin"
+                    outcomes.append(f"{name}: {await _write_until_full(port, name)}")
                     # The session that was open all along still works.
                     async with bystander.open(f"after-{names[0]}.txt", "wb") as f:
                         await f.write(b"still serving")
@@ -96,11 +100,12 @@ async def test_disk_full_during_uploads(
             tally = receiver.tally([events[p].id for p in served])
     finally:
         await receiver.stop()
+    rounds_done = 3
     ledger.record(
         "disk",
         f"file system full ({DISK_MB} MiB tmpfs) during {tried} uploads",
-        tried=tried + 3,
-        lost=(3 - len(served)) + tally.lost,
+        tried=tried + rounds_done,
+        lost=(rounds_done - len(served)) + tally.lost,
         duplicated=tally.duplicated,
         leaked=len(visible) + len(phantom) + len(temp_left),
         crashed=tried - refused,
@@ -108,7 +113,29 @@ async def test_disk_full_during_uploads(
     )
     assert refused == tried, outcomes
     assert not visible and not phantom and not temp_left
-    assert len(served) == 3 and tally.lost == tally.duplicated == 0
+    assert len(served) == rounds_done and tally.lost == tally.duplicated == 0
+
+
+async def _write_until_full(port: int, name: str) -> str:
+    """Write 256 KiB pieces one at a time until one fails, then close the handle: the close
+    must not keep the partial file."""
+    piece = content(name, 256 * 1024)
+    async with await connect(port) as conn, conn.start_sftp_client() as sftp:
+        f = await sftp.open(name, "wb")
+        offset = 0
+        try:
+            while offset < (DISK_MB + 4) * 1024 * 1024:
+                await f.write(piece, offset)
+                offset += len(piece)
+        except asyncssh.SFTPError as exc:
+            reason = f"write refused ({exc.reason})"
+        else:
+            reason = "every write accepted"
+        try:
+            await f.close()
+        except asyncssh.SFTPError as exc:
+            return f"refused: {reason}, close refused ({exc.reason})"
+        return f"{reason}, close accepted"
 
 
 async def _uploads(port: int, names: tuple[str, ...], data: bytes) -> list[str]:

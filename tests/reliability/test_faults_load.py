@@ -79,7 +79,7 @@ async def test_fifty_sessions_uploading_with_webhooks(
         took = time.monotonic() - t0
         ids = await store.event_ids()
         for r in receivers:
-            await r.wait_accepted(ids.values(), 60)
+            await r.wait_accepted(ids.values(), 180 if SOAK else 60)
         await asyncio.sleep(0.5)
         succeeded = (await store.deliveries_by_status()).get("succeeded", 0)
         tallies = [r.tally(ids.values()) for r in receivers]
@@ -130,7 +130,7 @@ async def test_burst_of_events(settings, ledger: Ledger):
             await asyncio.gather(*(app.recorder.record(e) for e in events))
             recorded = time.monotonic() - t0
             ids = [e.id for e in events]
-            await receiver.wait_accepted(ids, 120 if SOAK else 60)
+            await receiver.wait_accepted(ids, 240 if SOAK else 60)
             took = time.monotonic() - t0
             await asyncio.sleep(0.5)
             async with app.db.session() as s:

@@ -214,7 +214,8 @@ async def test_sigterm_with_a_backlog(tmp_path: Path, host_keys_cache: Path, led
         at_stop = await store.deliveries_by_status()
         delivered_before = len(receiver.accepted)
         await server.start()
-        await receiver.wait_accepted(ids.values(), 30)
+        # What is left goes two at a time, 0.5 s each.
+        await receiver.wait_accepted(ids.values(), count * 0.25 + 20)
         await asyncio.sleep(0.6)
         tally = receiver.tally(ids.values())
         await server.signal(signal.SIGTERM)
