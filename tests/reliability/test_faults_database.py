@@ -8,6 +8,7 @@ import asyncio
 import dataclasses
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import asyncssh
@@ -66,11 +67,12 @@ async def _created(app: App) -> dict[str, str]:
 async def _load_with_fault(
     settings: Settings,
     receiver: FaultyReceiver,
-    fault: asyncio.Future[str] | None,
     *,
     duration: float,
-    start_fault: object,
+    fault: Callable[[], Awaitable[str]],
 ) -> tuple[Uploads, dict[str, str], list[str], str]:
+    """Four sessions upload for `duration` seconds while `fault` runs; returns the uploads, the
+    file.created events (path -> id), the files on disk and what the fault reports."""
     async with serving(settings, frozenset({"sftp", "worker"})) as app:
         org = (await app.accounts.resolve_organization(None)).id
         await add_partner(app, org)
@@ -81,7 +83,7 @@ async def _load_with_fault(
             asyncio.create_task(_keep_uploading(app.sftp.port, f"s{i}", until, out))
             for i in range(SESSIONS)
         ]
-        note = await start_fault()  # type: ignore[operator]
+        note = await fault()
         await asyncio.gather(*loaders)
         events = await _created(app)
         on_disk = sorted(p.name for p in (settings.files_root / org).iterdir() if p.is_file())
@@ -153,7 +155,7 @@ async def test_sqlite_locked_by_another_writer(
 
     try:
         out, events, on_disk, note = await _load_with_fault(
-            settings, receiver, None, duration=(holds * 4.5) + 1, start_fault=lock
+            settings, receiver, duration=(holds * 4.5) + 1, fault=lock
         )
     finally:
         await receiver.stop()
@@ -195,7 +197,7 @@ async def test_postgresql_restarted_under_load(
                 return f"PostgreSQL restarted {restarts} time(s), down for {shown} s"
 
             out, events, on_disk, note = await _load_with_fault(
-                settings, receiver, None, duration=restarts * 4.0 + 3, start_fault=restart
+                settings, receiver, duration=restarts * 4.0 + 3, fault=restart
             )
     finally:
         await receiver.stop()

@@ -109,11 +109,21 @@ async def test_disk_full_during_uploads(
         duplicated=tally.duplicated,
         leaked=len(visible) + len(phantom) + len(temp_left),
         crashed=tried - refused,
-        note="; ".join(outcomes),
+        note=f"{refused} of {tried} refused with an SFTP error ({_reasons(outcomes)}); the "
+        f"session open all along uploaded {len(served)} files after them, all delivered",
     )
     assert refused == tried, outcomes
     assert not visible and not phantom and not temp_left
     assert len(served) == rounds_done and tally.lost == tally.duplicated == 0
+
+
+def _reasons(outcomes: list[str]) -> str:
+    found = [
+        r
+        for r in ("No space left on device", "the upload was not kept")
+        if any(r in o for o in outcomes)
+    ]
+    return ", ".join(f"“{r}”" for r in found)
 
 
 async def _write_until_full(port: int, name: str) -> str:

@@ -146,7 +146,8 @@ async def test_sigkill_between_event_commit_and_delivery(
         lost=len(files) - len(ids) + tally.lost,
         duplicated=tally.duplicated,
         late=tally.late,
-        note=f"deliveries at the kill: {pending}",
+        note="deliveries at the kill: "
+        + ", ".join(f"{status} {n}" for status, n in sorted(pending.items())),
     )
     assert len(ids) == len(files)
     assert tally.lost == tally.duplicated == tally.late == 0
