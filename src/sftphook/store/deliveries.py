@@ -50,10 +50,16 @@ CLAIMED_COLUMNS = (
 
 
 async def claim(
-    session: AsyncSession, *, token: str, now: int, lease_ms: int, limit: int
+    session: AsyncSession,
+    *,
+    token: str,
+    now: int,
+    lease_ms: int,
+    limit: int,
+    exclude_webhooks: Collection[str] = (),
 ) -> list[Any]:
     """Lease up to `limit` due deliveries to `token`, oldest due first; rows of
-    `CLAIMED_COLUMNS`.
+    `CLAIMED_COLUMNS`. Deliveries of `exclude_webhooks` (at their limits here) are left alone.
 
     For a webhook with strict ordering, an event delivery is due only when no earlier event
     delivery of that webhook is still active (pending, retrying or in flight), which keeps one
@@ -89,6 +95,8 @@ async def claim(
         .order_by(Delivery.next_attempt_at, Delivery.sequence)
         .limit(limit)
     )
+    if exclude_webhooks:
+        candidates = candidates.where(Delivery.webhook_id.not_in(list(exclude_webhooks)))
     if session.get_bind().dialect.name == "postgresql":
         candidates = candidates.with_for_update(skip_locked=True, of=Delivery)
     stmt = (
