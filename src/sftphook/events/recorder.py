@@ -4,14 +4,22 @@ Every caller of `record()` waits for its event to be committed, but callers that
 commit is under way share the next one: one writer, one transaction per group. Listeners run in
 that same transaction, so whatever they write (a webhook's deliveries) commits with the event or
 not at all.
+
+The file an event describes is already in place when it is recorded, so a database that is
+briefly unreachable (PostgreSQL restarting or failing over, SQLite locked past its busy timeout)
+must not cost the event: such a commit is tried again for up to `retry_for` seconds while the
+SFTP reply waits, and only then does the client get an error.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence
 
+import asyncpg
+from sqlalchemy import exc as sa_exc
 from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -28,15 +36,40 @@ CommitHook = Callable[[Sequence[EventRecord]], None]
 
 _Pending = tuple[EventRecord, asyncio.Future[None]]
 
+# Errors that say "the database could not be reached", not "this write is wrong".
+_UNREACHABLE = (
+    OSError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.AdminShutdownError,
+    asyncpg.InterfaceError,
+)
+_WRONG_WRITE = (
+    sa_exc.IntegrityError,
+    sa_exc.ProgrammingError,
+    sa_exc.DataError,
+    sa_exc.NotSupportedError,
+)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True for a failure that a later try may not meet (a lost or refused connection, a lock)."""
+    if isinstance(exc, _WRONG_WRITE):
+        return False
+    if isinstance(exc, sa_exc.DBAPIError):
+        return True
+    return isinstance(exc, _UNREACHABLE)
+
 
 class RecorderClosed(RuntimeError):
     """The recorder is shutting down and takes no more events."""
 
 
 class EventRecorder:
-    def __init__(self, db: Database, *, max_batch: int = 512) -> None:
+    def __init__(self, db: Database, *, max_batch: int = 512, retry_for: float = 30.0) -> None:
         self._db = db
         self._max_batch = max_batch
+        self._retry_for = retry_for
         self._listeners: list[EventListener] = []
         self._commit_hooks: list[CommitHook] = []
         self._queue: asyncio.Queue[_Pending | None] = asyncio.Queue()
@@ -55,7 +88,7 @@ class EventRecorder:
             raise RecorderClosed("the server is shutting down")
         if not self._running:
             # No writer task (a CLI command, a test): commit this one alone.
-            await self._commit([event])
+            await self._commit_retrying([event])
             return
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._queue.put_nowait((event, done))
@@ -102,7 +135,7 @@ class EventRecorder:
     async def _commit_batch(self, batch: list[_Pending]) -> None:
         events = [event for event, _ in batch]
         try:
-            await self._commit(events)
+            await self._commit_retrying(events)
         except Exception as exc:
             log.exception("could not record %d event(s)", len(events))
             for _, done in batch:
@@ -112,6 +145,26 @@ class EventRecorder:
         for _, done in batch:
             if not done.done():
                 done.set_result(None)
+
+    async def _commit_retrying(self, events: Sequence[EventRecord]) -> None:
+        deadline = time.monotonic() + self._retry_for
+        delay = 0.1
+        while True:
+            try:
+                await self._commit(events)
+            except Exception as exc:
+                if not is_transient(exc) or time.monotonic() + delay > deadline:
+                    raise
+                log.warning(
+                    "could not record %d event(s) (%s); trying again in %.1f s",
+                    len(events),
+                    type(exc).__name__,
+                    delay,
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+            else:
+                return
 
     async def _commit(self, events: Sequence[EventRecord]) -> None:
         async with self._db.transaction() as session:

@@ -457,6 +457,12 @@ class SFTPSession(asyncssh.SFTPServer):
             # SCP closes its file even when the connection dropped mid-transfer.
             await upload.abort()
             raise asyncssh.SFTPConnectionLost("connection lost")
+        if upload.failure is not None:
+            # A write of this upload failed: what is on disk has holes. Nothing is kept.
+            await upload.abort()
+            raise asyncssh.SFTPFailure(
+                f"{'/'.join(parts)}: the upload was not kept: a write failed ({upload.failure})"
+            )
         try:
             with _mapped("/".join(parts)):
                 sha = await upload.sha256()

@@ -105,8 +105,18 @@ class Upload:
         self._flushing: asyncio.Future[None] | None = None
         # Attributes set on the open handle (fsetstat), applied to the final name at close.
         self.attrs: Any = None
+        # Why a write failed (no space left, an I/O error): the upload is then missing bytes,
+        # and its close must discard it rather than put a partial file in place.
+        self.failure: str | None = None
 
     async def write(self, offset: int, data: bytes) -> int:
+        try:
+            return await self._write(offset, data)
+        except OSError as exc:
+            self.failure = exc.strerror or type(exc).__name__
+            raise
+
+    async def _write(self, offset: int, data: bytes) -> int:
         self.received += len(data)
         in_order = self._hash_at is not None and offset == self._hash_at + len(self._pending)
         if (
@@ -168,11 +178,15 @@ class Upload:
 
     async def drain(self) -> None:
         """Write out everything received so far (before a read, a stat, or the close)."""
-        if self._pending:
-            await self._flush_behind()
-        if self._flushing is not None:
-            flushing, self._flushing = self._flushing, None
-            await flushing
+        try:
+            if self._pending:
+                await self._flush_behind()
+            if self._flushing is not None:
+                flushing, self._flushing = self._flushing, None
+                await flushing
+        except OSError as exc:
+            self.failure = exc.strerror or type(exc).__name__
+            raise
 
     async def sha256(self) -> str:
         await self.drain()
