@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import dataclasses
 import os
 import secrets
 import shutil
@@ -136,7 +137,21 @@ async def stop(proc: asyncio.subprocess.Process) -> None:
             await proc.wait()
 
 
-async def one_round(nodes: int, events: int, workers: int, receiver_url: str) -> float:
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time of a process so far (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@dataclasses.dataclass
+class Round:
+    nodes: int
+    rate: float
+    # CPU milliseconds the worker nodes spent per delivery, all nodes together.
+    cpu_ms_per_delivery: float
+
+
+async def one_round(nodes: int, events: int, workers: int, receiver_url: str) -> Round:
     """Deliveries per second with `nodes` worker nodes."""
     from sqlalchemy import func, select
 
@@ -191,6 +206,7 @@ async def one_round(nodes: int, events: int, workers: int, receiver_url: str) ->
                 )
             )
             await asyncio.sleep(1.0)  # let every node open its LISTEN connection
+            cpu0 = sum(cpu_seconds(p.pid) for p in procs)
             t0 = time.perf_counter()
             await app.webhooks.resume(org, hook.id)
             while True:
@@ -204,38 +220,44 @@ async def one_round(nodes: int, events: int, workers: int, receiver_url: str) ->
                     break
                 await asyncio.sleep(0.05)
             elapsed = time.perf_counter() - t0
+            cpu = sum(cpu_seconds(p.pid) for p in procs) - cpu0
         finally:
             await asyncio.gather(*(stop(p) for p in procs))
             await app.db.close()
             shutil.rmtree(base, ignore_errors=True)
-    return events / elapsed
+    return Round(nodes, events / elapsed, cpu * 1000 / events)
 
 
-async def main(argv: list[str] | None = None) -> dict[int, float]:
+async def main(argv: list[str] | None = None) -> dict[int, Round]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=4000, help="deliveries per round")
     parser.add_argument("--workers", type=int, default=64, help="send slots per node")
     parser.add_argument("--repeat", type=int, default=1, help="rounds per node count (best kept)")
+    parser.add_argument(
+        "--nodes", type=int, nargs="+", default=[1, 2], help="worker node counts to measure"
+    )
     args = parser.parse_args(argv)
     receiver, port = await start_receiver()
-    results: dict[int, float] = {}
+    results: dict[int, Round] = {}
     try:
         url = f"http://127.0.0.1:{port}/hook"
-        for nodes in (1, 2):
-            results[nodes] = max(
-                [await one_round(nodes, args.events, args.workers, url) for _ in range(args.repeat)]
-            )
+        for nodes in args.nodes:
+            rounds = [
+                await one_round(nodes, args.events, args.workers, url) for _ in range(args.repeat)
+            ]
+            results[nodes] = max(rounds, key=lambda r: r.rate)
     finally:
         receiver.terminate()
         await receiver.wait()
     print(f"\nScale-out: {args.events} deliveries, {args.workers} send slots per node")
     print(f"cores: {os.cpu_count()}, load average: {os.getloadavg()[0]:.1f}")
-    print(f"{'worker nodes':>12} | {'deliveries/s':>12}")
-    print(f"{'-' * 12}-+-{'-' * 12}")
-    for nodes, rate in results.items():
-        print(f"{nodes:>12} | {rate:>12.0f}")
-    ratio = results[2] / results[1]
-    print(f"two nodes / one node: {ratio:.2f}x (target 1.6x)")
+    print(f"{'worker nodes':>12} | {'deliveries/s':>12} | {'node CPU ms/delivery':>20}")
+    print(f"{'-' * 12}-+-{'-' * 12}-+-{'-' * 20}")
+    for r in results.values():
+        print(f"{r.nodes:>12} | {r.rate:>12.0f} | {r.cpu_ms_per_delivery:>20.2f}")
+    if 1 in results and 2 in results:
+        ratio = results[2].rate / results[1].rate
+        print(f"two nodes / one node: {ratio:.2f}x (target 1.6x)")
     return results
 
 

@@ -10,6 +10,7 @@ import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import httpx
 import pytest
 from aiohttp import web
 from alembic import command
@@ -59,7 +60,7 @@ async def test_nodes_of_any_roles_deliver_each_event_once_per_webhook(cluster, r
     a, b, c = await asyncio.gather(
         cluster.start("a", "sftp,http,worker"),
         cluster.start("b", "worker"),
-        cluster.start("c", "sftp"),
+        cluster.start("c", "sftp,http"),
     )
     base = f"http://127.0.0.1:{receiver.port}"
     app, _, secrets = await prepare(cluster, [f"{base}/one", f"{base}/two"])
@@ -98,6 +99,20 @@ async def test_nodes_of_any_roles_deliver_each_event_once_per_webhook(cluster, r
         assert attempts["a"] and attempts["b"], {k: len(v) for k, v in attempts.items()}
         assert attempts["c"] == []
         assert not set(attempts["a"]) & set(attempts["b"])
+
+        # A ping asked of node C (no worker role) through its API is sent by a worker node.
+        org = (await app.accounts.resolve_organization(None)).id
+        _, token = await app.accounts.create_token(org, "cluster")
+        hooks = await app.webhooks.list_webhooks(org)
+        one = next(h for h in hooks if h.url.endswith("/one"))
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{c.http_port}") as client:
+            answer = await client.post(
+                f"/api/v1/webhooks/{one.id}/ping", headers={"Authorization": f"Bearer {token}"}
+            )
+            assert answer.status_code < 300, answer.text
+        (*_, ping) = await receiver.wait_for(expected + 1, within=15)
+        assert ping.json()["Topic"] == "webhook.ping"
+        assert c.attempts() == []
 
         # One storage: a file uploaded through node A reads back through node C.
         async with await c.sftp() as conn, conn.start_sftp_client() as sftp:
