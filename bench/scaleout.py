@@ -41,8 +41,9 @@ ADMIN_DSN = os.environ.get(
 # The receiver process
 
 
-def serve_receiver() -> None:
-    """Answer every POST with 200 and print the port once listening (run in its own process)."""
+def serve_receiver(port: int) -> None:
+    """Answer every POST with 200 and print the port once listening (run in its own process;
+    several such processes share one port through SO_REUSEPORT)."""
     from aiohttp import web
 
     async def hook(request: web.Request) -> web.Response:
@@ -54,22 +55,27 @@ def serve_receiver() -> None:
         app.router.add_post("/hook", hook)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0, backlog=1024)
+        site = web.TCPSite(runner, "127.0.0.1", port, backlog=1024, reuse_port=True)
         await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        print(port, flush=True)
+        bound = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        print(bound, flush=True)
         await asyncio.Event().wait()
 
     asyncio.run(main())
 
 
-async def start_receiver() -> tuple[asyncio.subprocess.Process, int]:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, __file__, "--receiver", stdout=asyncio.subprocess.PIPE
-    )
-    assert proc.stdout is not None
-    line = await asyncio.wait_for(proc.stdout.readline(), 60)
-    return proc, int(line)
+async def start_receivers(count: int) -> tuple[list[asyncio.subprocess.Process], int]:
+    """`count` receiver processes on one port, so that the receiver is not what limits."""
+    procs: list[asyncio.subprocess.Process] = []
+    port = 0
+    for _ in range(count):
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, __file__, "--receiver", str(port), stdout=asyncio.subprocess.PIPE
+        )
+        assert proc.stdout is not None
+        port = int(await asyncio.wait_for(proc.stdout.readline(), 60))
+        procs.append(proc)
+    return procs, port
 
 
 # The database and the nodes
@@ -233,11 +239,12 @@ async def main(argv: list[str] | None = None) -> dict[int, Round]:
     parser.add_argument("--events", type=int, default=4000, help="deliveries per round")
     parser.add_argument("--workers", type=int, default=64, help="send slots per node")
     parser.add_argument("--repeat", type=int, default=1, help="rounds per node count (best kept)")
+    parser.add_argument("--receivers", type=int, default=2, help="receiver processes")
     parser.add_argument(
         "--nodes", type=int, nargs="+", default=[1, 2], help="worker node counts to measure"
     )
     args = parser.parse_args(argv)
-    receiver, port = await start_receiver()
+    receivers, port = await start_receivers(args.receivers)
     results: dict[int, Round] = {}
     try:
         url = f"http://127.0.0.1:{port}/hook"
@@ -247,9 +254,13 @@ async def main(argv: list[str] | None = None) -> dict[int, Round]:
             ]
             results[nodes] = max(rounds, key=lambda r: r.rate)
     finally:
-        receiver.terminate()
-        await receiver.wait()
-    print(f"\nScale-out: {args.events} deliveries, {args.workers} send slots per node")
+        for receiver in receivers:
+            receiver.terminate()
+            await receiver.wait()
+    print(
+        f"\nScale-out: {args.events} deliveries, {args.workers} send slots per node, "
+        f"{args.receivers} receiver processes"
+    )
     print(f"cores: {os.cpu_count()}, load average: {os.getloadavg()[0]:.1f}")
     print(f"{'worker nodes':>12} | {'deliveries/s':>12} | {'node CPU ms/delivery':>20}")
     print(f"{'-' * 12}-+-{'-' * 12}-+-{'-' * 20}")
@@ -278,8 +289,8 @@ def run_storage_benchmark() -> None:
 
 
 if __name__ == "__main__":
-    if sys.argv[1:] == ["--receiver"]:
-        serve_receiver()
+    if sys.argv[1:2] == ["--receiver"]:
+        serve_receiver(int(sys.argv[2]))
     else:
         asyncio.run(main(sys.argv[1:]))
         run_storage_benchmark()
