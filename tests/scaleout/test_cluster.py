@@ -167,9 +167,10 @@ async def test_a_node_killed_mid_delivery_loses_nothing(cluster):
         twice = {d for d, n in counts.items() if n > 1}
         assert twice <= arrived_before_kill - recorded_at_kill
         assert max(counts.values()) <= 2
-        a_ids = {d for d, _ in a.attempts()}
-        b_ids = {d for d, _ in b.attempts()}
-        assert b_ids - a_ids  # B did A's leftover work
+        # Node A had requests on the wire, or answers not yet written, when it died (each
+        # request takes 0.2 s): node B sent those again once A's leases ran out.
+        assert twice, "node A had no delivery in flight at the kill: the test proved nothing"
+        assert twice <= {d for d, _ in b.attempts()}
         await app.recorder.close()
         await writer
         await app.db.close()
