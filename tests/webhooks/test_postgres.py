@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 
+from aiohttp import web
 from sqlalchemy import func, select, update
 
 from sftphook.events import EventRecorder
@@ -137,3 +138,49 @@ async def test_abandoned_claims_are_taken_by_another_node_after_the_lease(
         assert len(await survivor.claim(10, now_ms())) == 5
     finally:
         await survivor._db.close()
+
+
+async def test_ordered_webhook_is_sent_in_order_by_two_nodes(pg_settings, receiver, pg_app):
+    concurrency = {"now": 0, "max": 0}
+
+    async def jittery(request, received):
+        concurrency["now"] += 1
+        concurrency["max"] = max(concurrency["max"], concurrency["now"])
+        try:
+            await asyncio.sleep(0.002 * (len(receiver.requests) % 3))
+            if len(receiver.requests) % 7 == 0:
+                return web.Response(status=503)  # retried: the next waits for it
+            return web.Response(text="ok")
+        finally:
+            concurrency["now"] -= 1
+
+    receiver.behaviour = jittery
+    org = await org_id(pg_app)
+    hook, _ = await pg_app.webhooks.create(
+        org, nickname="o", url=receiver.url, topics=["file.created"], ordered=True
+    )
+    worker = frozenset({"worker"})
+    async with serving(pg_settings, worker), serving(pg_settings, worker):
+        await _record_many(pg_app, org, 30)
+
+        async def all_done() -> bool:
+            async with pg_app.db.session() as s:
+                done = await s.scalar(
+                    select(func.count())
+                    .select_from(Delivery)
+                    .where(Delivery.webhook_id == hook.id, Delivery.status == "succeeded")
+                )
+            return done == 30
+
+        deadline = time.monotonic() + 30
+        while not await all_done():
+            assert time.monotonic() < deadline, "not every delivery succeeded in time"
+            await asyncio.sleep(0.1)
+    order: list[str] = []
+    for r in receiver.requests:
+        if not order or order[-1] != r.json()["Id"]:
+            order.append(r.json()["Id"])
+    async with pg_app.db.session() as s:
+        rows = (await s.execute(select(Delivery.event_id).order_by(Delivery.sequence))).all()
+    assert order == [r[0] for r in rows]
+    assert concurrency["max"] == 1  # one in flight at a time, across both nodes

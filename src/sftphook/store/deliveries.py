@@ -158,6 +158,7 @@ async def _claim_postgres(
     if room <= 0:
         return claimed
     waiting = aliased(Delivery)
+    sending = aliased(Delivery)
     ordered_hooks = await session.execute(
         select(Webhook.id)
         .where(
@@ -168,6 +169,13 @@ async def _claim_postgres(
                 waiting.status.in_(ACTIVE),
                 waiting.next_attempt_at <= now,
                 or_(waiting.lease_expires_at.is_(None), waiting.lease_expires_at <= now),
+            ),
+            # Busy ones would only take room from the others (checked again under the lock).
+            ~exists().where(
+                sending.webhook_id == Webhook.id,
+                sending.kind == "event",
+                sending.status.in_(ACTIVE),
+                sending.lease_expires_at > now,
             ),
         )
         .order_by(Webhook.id)
