@@ -171,6 +171,7 @@ async def test_a_node_killed_mid_delivery_loses_nothing(cluster):
         # request takes 0.2 s): node B sent those again once A's leases ran out.
         assert twice, "node A had no delivery in flight at the kill: the test proved nothing"
         assert twice <= {d for d, _ in b.attempts()}
+        assert not twice & {d for d, _ in a.attempts()}  # A never wrote down a result for them
         await app.recorder.close()
         await writer
         await app.db.close()

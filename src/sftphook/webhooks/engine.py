@@ -553,6 +553,7 @@ class DeliveryEngine:
             attempts: list[dict[str, Any]] = []
             updates: list[dict[str, Any]] = []
             to_hold: set[str] = set()
+            logged: list[tuple[AttemptResult, Decision | None]] = []
             for result in results:
                 job = result.job
                 if job.delivery_id not in owners:  # the webhook was removed meanwhile
@@ -578,7 +579,7 @@ class DeliveryEngine:
                 if owners[job.delivery_id] != job.lease_token:
                     # Our lease ran out and another worker took the delivery: it decides.
                     decisions.append(None)
-                    self._log_attempt(result, None)
+                    logged.append((result, None))
                     continue
                 decision = decide(
                     outcome_of(result),
@@ -630,7 +631,7 @@ class DeliveryEngine:
                     _pause(webhook, "the endpoint answered 410 Gone", now)
                     to_hold.add(webhook.id)
                 updates.append(change)
-                self._log_attempt(result, decision)
+                logged.append((result, decision))
             if attempts:
                 await s.execute(insert(Attempt), attempts)
             if updates:
@@ -638,6 +639,9 @@ class DeliveryEngine:
             await s.flush()
             for webhook_id in to_hold:
                 await delivery_store.hold_active(s, webhook_id)
+        # Logged once committed: a node that dies before the commit never claims a result.
+        for result, made_or_none in logged:
+            self._log_attempt(result, made_or_none)
         for result, made in zip(results, decisions, strict=True):
             verdict = made.verdict.value if made else "superseded"
             self._metrics.observe_attempt(result.job.topic, verdict, result.duration_ms / 1000)
