@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import os
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -23,6 +24,9 @@ from tests.scaleout.cluster import Cluster, prepare
 from tests.webhooks.conftest import Receiver, file_event
 
 pytestmark = pytest.mark.e2e
+
+# A longer run: SFTPHOOK_SCALEOUT_SCALE=10 multiplies the bursts (and the time) by ten.
+SCALE = max(1, int(os.environ.get("SFTPHOOK_SCALEOUT_SCALE", "1")))
 
 
 @pytest.fixture
@@ -66,16 +70,17 @@ async def test_nodes_of_any_roles_deliver_each_event_once_per_webhook(cluster, r
     app, _, secrets = await prepare(cluster, [f"{base}/one", f"{base}/two"])
     try:
         payload = b"x" * 1000
-        names_a = [f"via-a-{i}.csv" for i in range(40)]
-        names_c = [f"via-c-{i}.csv" for i in range(40)]
+        half = 20 * SCALE
+        names_a = [f"via-a-{i}.csv" for i in range(2 * half)]
+        names_c = [f"via-c-{i}.csv" for i in range(2 * half)]
         await asyncio.gather(
-            _upload(a, names_a[:20], payload),
-            _upload(a, names_a[20:], payload),
-            _upload(c, names_c[:20], payload),
-            _upload(c, names_c[20:], payload),
+            _upload(a, names_a[:half], payload),
+            _upload(a, names_a[half:], payload),
+            _upload(c, names_c[:half], payload),
+            _upload(c, names_c[half:], payload),
         )
         expected = 2 * (len(names_a) + len(names_c))
-        await receiver.wait_for(expected, within=60)
+        await receiver.wait_for(expected, within=60 * SCALE)
         await asyncio.sleep(1.5)  # room for a second copy, if any node were to send one
 
         per_webhook: dict[str, collections.Counter[str]] = collections.defaultdict(
@@ -140,7 +145,7 @@ async def test_a_node_killed_mid_delivery_loses_nothing(cluster):
         started = asyncio.Event()
         writer = asyncio.create_task(app.recorder.run(started))
         await started.wait()
-        total = 150
+        total = 150 * SCALE
         await asyncio.gather(
             *(app.recorder.record(file_event(org, path=f"k/{i}.csv")) for i in range(total))
         )
@@ -155,7 +160,7 @@ async def test_a_node_killed_mid_delivery_loses_nothing(cluster):
         async def all_succeeded() -> bool:
             return await _statuses(app) == {"succeeded": total}
 
-        await _until(all_succeeded, 60, "every delivery succeeded after the kill")
+        await _until(all_succeeded, 60 * SCALE, "every delivery succeeded after the kill")
         await asyncio.sleep(0.5)
         counts = collections.Counter(r.headers["webhook-id"] for r in receiver.requests)
         async with app.db.session() as s:
