@@ -12,8 +12,12 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+# A local trial: besides the embedded defaults, webhooks may go to http://127.0.0.1 so that one can
+# point at `sftphook listen`. A real deployment runs `sftphook serve`, which refuses both.
+TRIAL_ENV ?= SFTPHOOK_WEBHOOKS__ALLOW_HTTP=true SFTPHOOK_WEBHOOKS__ALLOWED_NETWORKS='["127.0.0.0/8","::1/128"]'
+
 serve: $(STAMP)
-	$(BIN)/sftphook serve
+	$(TRIAL_ENV) $(BIN)/sftphook serve
 
 test: $(STAMP) tests/js/node_modules
 	$(BIN)/pytest -q
@@ -27,6 +31,10 @@ tests/js/node_modules: tests/js/package-lock.json
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
+
+# Not a test: compares sftphook with OpenSSH's sshd (docs/performance.md). BENCH_ARGS=--quick etc.
+bench: $(STAMP)
+	$(BIN)/python bench/sftp.py $(BENCH_ARGS)
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

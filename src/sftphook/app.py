@@ -17,8 +17,10 @@ from typing import Any
 import uvicorn
 
 from sftphook.accounts import AccountService
+from sftphook.audit import AuditLog, SecurityRecorder
 from sftphook.config import Settings
 from sftphook.events import EventRecorder
+from sftphook.notices import OwnerNotices
 from sftphook.retention import Pruner
 from sftphook.store import Database
 from sftphook.webhooks.crypto import open_box
@@ -30,6 +32,8 @@ from sftphook.webhooks.service import WebhookService
 log = logging.getLogger(__name__)
 
 ROLES = frozenset({"sftp", "http", "worker"})
+# How long shutdown waits for queued owner notices (SMTP retries included).
+NOTICE_DRAIN_SECONDS = 15
 
 
 class App:
@@ -48,10 +52,16 @@ class App:
             settings.webhooks,
             self.secret_box,
             self.metrics,
+            smtp=settings.smtp,
         )
         self.webhooks = WebhookService(
-            self.db, settings.webhooks, self.secret_box, notify=self.engine.wake
+            self.db, settings.webhooks, self.secret_box, notify=self.engine.wake, smtp=settings.smtp
         )
+        self.audit = AuditLog(self.db)
+        self.security = SecurityRecorder(self.db)
+        self.notices = OwnerNotices(self.db, settings.smtp, public_url=settings.http.public_url)
+        self.engine.paused_hook = self.notices.webhook_auto_paused
+        self.webhooks.on_secret_rotated = self.notices.secret_rotated
         self.recorder.add_listener(fan_out)
         self.recorder.add_commit_hook(self.engine.wake)
         self.recorder.add_commit_hook(
@@ -94,6 +104,7 @@ class App:
                     await self._start_role(role, tasks)
                 if "worker" in roles:
                     self._start_pruner(tasks)
+                self._start_audit(tasks)
                 if ready is not None:
                     ready.set()
                 await self._stop.wait()
@@ -113,7 +124,9 @@ class App:
     async def _start_sftp(self, tasks: asyncio.TaskGroup) -> None:
         from sftphook.sftp.server import SFTPFront
 
-        front = SFTPFront(self.settings, self.db, self.accounts, self.recorder)
+        front = SFTPFront(
+            self.settings, self.db, self.accounts, self.recorder, security=self.security
+        )
         await front.start()
         self.sftp = front
         self._closers.append(("sftp", front.close))
@@ -170,6 +183,24 @@ class App:
         pruner = Pruner(self.db, self.settings.retention)
         tasks.create_task(pruner.run(), name="pruner")
         self._closers.append(("pruner", pruner.close))
+
+    def _start_audit(self, tasks: asyncio.TaskGroup) -> None:
+        # Last in `_closers`: failed logins are flushed and notices drained after every part
+        # that makes them has stopped.
+        tasks.create_task(self.security.run(), name="security-log")
+        notices = tasks.create_task(self.notices.run(), name="owner-notices")
+
+        async def drain_notices() -> None:
+            await self.notices.close()
+            try:
+                async with asyncio.timeout(NOTICE_DRAIN_SECONDS):
+                    await asyncio.shield(notices)
+            except TimeoutError:
+                log.warning("owner notices still unsent after %d s: given up", NOTICE_DRAIN_SECONDS)
+                notices.cancel()
+
+        self._closers.append(("security-log", self.security.close))
+        self._closers.append(("owner-notices", drain_notices))
 
     @property
     def http_port(self) -> int:

@@ -68,6 +68,10 @@ class WebhookSettings(BaseModel):
     workers: int = Field(default=64, ge=1, le=4096)
     lease_seconds: float = Field(default=60.0, gt=0)
     max_response_body: int = 64 * 1024
+    # Defaults for every webhook (each can override them): requests in flight at once to one
+    # webhook, and requests started per second; None is no limit beyond `workers`.
+    max_concurrency: int | None = Field(default=None, ge=1, le=1000)
+    rate_limit: float | None = Field(default=None, ge=0.1, le=10000)
 
     @field_validator("allowed_networks")
     @classmethod

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -102,8 +103,13 @@ def test_directories_are_prefixes_and_empty_ones_survive(storage, s3_client, buc
 
 def test_listing_pages_through_many_entries(storage, s3_client, bucket):
     storage.mkdir("/many")
-    for i in range(1003):  # more than one ListObjectsV2 page of 1000
+
+    def put(i: int) -> None:
         s3_client.put_object(Bucket=bucket, Key=f"tenants/org1/many/f{i:05d}", Body=b"")
+
+    # More than one ListObjectsV2 page of 1000; seeded in parallel to keep the test short.
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        list(pool.map(put, range(1003)))
     _, entries = storage.listdir("/many")
     assert len(list(entries)) == 1003
 

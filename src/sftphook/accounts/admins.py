@@ -100,6 +100,12 @@ class AdminService:
         async with self._db.session() as s:
             return int((await s.execute(select(func.count()).select_from(Admin))).scalar_one())
 
+    async def organization_ids_of_name(self, username: str) -> list[str]:
+        """The organizations of the admin with this name (none for an unknown name)."""
+        async with self._db.session() as s:
+            admin = await _by_username(s, username)
+            return [o.id for o in await _organizations_of(s, admin.id)] if admin else []
+
     async def authenticate(self, username: str, password: str) -> Admin | None:
         """The admin when the password matches; an unknown name costs the same time."""
         async with self._db.session() as s:

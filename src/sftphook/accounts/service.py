@@ -15,6 +15,8 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 
 from sftphook.accounts import passwords, validation
+from sftphook.audit import SYSTEM, Actor, AuditLog
+from sftphook.channels.email import parse_recipients
 from sftphook.errors import AlreadyExists, InvalidInput, NotFound, Unauthorized
 from sftphook.store import organizations, tokens, users
 from sftphook.store.database import Database
@@ -63,6 +65,44 @@ class AccountService:
         except IntegrityError as exc:
             raise AlreadyExists(f"organization {name!r} already exists") from exc
 
+    async def get_organization(self, organization_id: str) -> Organization:
+        async with self._db.session() as s:
+            org = await organizations.get(s, organization_id)
+        if org is None:
+            raise NotFound("no such organization")
+        return org
+
+    async def set_notice_email(
+        self, organization_id: str, address: str | None, *, actor: Actor = SYSTEM
+    ) -> Organization:
+        """Where owner notices go (`Name <addr>` and comma-separated lists allowed); None or an
+        empty string stops them."""
+        value: str | None = None
+        if address is not None and address.strip():
+            try:
+                value = ", ".join(parse_recipients(address))
+            except InvalidInput as exc:
+                raise InvalidInput(exc.message, field="notice_email") from exc
+            if len(value) > 320:
+                raise InvalidInput(
+                    "notice_email is longer than 320 characters", field="notice_email"
+                )
+        async with self._db.transaction() as s:
+            org = await organizations.get(s, organization_id)
+            if org is None:
+                raise NotFound("no such organization")
+            org.notice_email = value
+            await AuditLog.record_by(
+                s,
+                org.id,
+                actor,
+                "organization.updated",
+                "organization",
+                org.id,
+                {"name": org.name, "notice_email": value},
+            )
+        return org
+
     async def list_organizations(self) -> list[Organization]:
         async with self._db.session() as s:
             return await organizations.list_all(s)
@@ -99,6 +139,7 @@ class AccountService:
         home: str = "/",
         permissions: str | list[str] | None = None,
         enabled: bool = True,
+        actor: Actor = SYSTEM,
     ) -> User:
         validation.check_name(username, what="username", field="username")
         keys = validation.normalize_public_keys(public_keys)
@@ -129,6 +170,22 @@ class AccountService:
                 if await users.by_username(s, username):
                     raise AlreadyExists(f"user {username!r} already exists", field="username")
                 s.add(user)
+                await s.flush()
+                await AuditLog.record_by(
+                    s,
+                    organization_id,
+                    actor,
+                    "user.added",
+                    "user",
+                    username,
+                    {
+                        "home": user.home,
+                        "permissions": user.permissions,
+                        "enabled": enabled,
+                        "logins": (["password"] if password_hash else [])
+                        + (["public key"] if keys else []),
+                    },
+                )
         except IntegrityError as exc:
             raise AlreadyExists(f"user {username!r} already exists") from exc
         log.info("user added: %s", username)
@@ -155,6 +212,7 @@ class AccountService:
         home: str | None = None,
         permissions: str | list[str] | None = None,
         enabled: bool | None = None,
+        actor: Actor = SYSTEM,
     ) -> User:
         """Change what is given; `password=None` removes the password."""
         changes: dict[str, Any] = {}
@@ -184,16 +242,29 @@ class AccountService:
                     field="password",
                 )
             user.updated_at = now_ms()
+            changed = sorted(k.removesuffix("_hash") for k in changes)
+            if enabled is False:
+                action = "user.disabled"
+            elif enabled is True and changed == ["enabled"]:
+                action = "user.enabled"
+            else:
+                action = "user.updated"
+            await AuditLog.record_by(
+                s, organization_id, actor, action, "user", username, {"changed": changed}
+            )
         if enabled is False or "password_hash" in changes or "public_keys" in changes:
             self._revoked(username)
         return user
 
-    async def remove_user(self, organization_id: str, username: str) -> None:
+    async def remove_user(
+        self, organization_id: str, username: str, *, actor: Actor = SYSTEM
+    ) -> None:
         async with self._db.transaction() as s:
             user = await users.get(s, organization_id, username)
             if user is None:
                 raise NotFound(f"no user named {username!r}")
             await s.delete(user)
+            await AuditLog.record_by(s, organization_id, actor, "user.removed", "user", username)
         log.info("user removed: %s", username)
         self._revoked(username)
 
@@ -212,7 +283,9 @@ class AccountService:
 
     # API tokens
 
-    async def create_token(self, organization_id: str, name: str) -> tuple[ApiToken, str]:
+    async def create_token(
+        self, organization_id: str, name: str, *, actor: Actor = SYSTEM
+    ) -> tuple[ApiToken, str]:
         """A new token; the plain value is returned here once and stored only as a hash."""
         name = name.strip()
         if not name or len(name) > 128:
@@ -228,19 +301,34 @@ class AccountService:
             if await organizations.get(s, organization_id) is None:
                 raise NotFound("no such organization")
             s.add(token)
+            await s.flush()
+            await AuditLog.record_by(
+                s, organization_id, actor, "token.created", "token", token.id, {"name": name}
+            )
         return token, plain
 
     async def list_tokens(self, organization_id: str) -> list[ApiToken]:
         async with self._db.session() as s:
             return await tokens.list_for(s, organization_id)
 
-    async def revoke_token(self, organization_id: str, token_id: str) -> ApiToken:
+    async def revoke_token(
+        self, organization_id: str, token_id: str, *, actor: Actor = SYSTEM
+    ) -> ApiToken:
         async with self._db.transaction() as s:
             token = await tokens.get(s, organization_id, token_id)
             if token is None:
                 raise NotFound(f"no token with id {token_id!r}")
             if token.revoked_at is None:
                 token.revoked_at = now_ms()
+                await AuditLog.record_by(
+                    s,
+                    organization_id,
+                    actor,
+                    "token.revoked",
+                    "token",
+                    token.id,
+                    {"name": token.name},
+                )
         return token
 
     async def authenticate_token(self, plain: str) -> ApiToken:

@@ -7,7 +7,18 @@ from typing import TYPE_CHECKING
 from fastapi import APIRouter, FastAPI
 
 from sftphook import __version__
-from sftphook.api import deliveries, events, health, metrics, problems, tokens, users, webhooks
+from sftphook.api import (
+    audit,
+    deliveries,
+    events,
+    health,
+    metrics,
+    organization,
+    problems,
+    tokens,
+    users,
+    webhooks,
+)
 from sftphook.web import mount as mount_dashboard
 
 if TYPE_CHECKING:
@@ -35,7 +46,7 @@ def create_app(app: App) -> FastAPI:
     api.include_router(health.router)
     api.include_router(metrics.router)
     v1 = APIRouter(prefix="/api/v1")
-    for router in (users.router, events.router, tokens.router):
+    for router in (users.router, events.router, tokens.router, audit.router, organization.router):
         v1.include_router(router)
     api.include_router(v1)
     api.include_router(webhooks.router)

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from sftphook.audit import Actor
 from sftphook.errors import Unauthorized
 from sftphook.store.models import ApiToken
 
@@ -39,5 +40,11 @@ async def get_organization_id(token: Annotated[ApiToken, Depends(get_token)]) ->
     return token.organization_id
 
 
+async def get_actor(token: Annotated[ApiToken, Depends(get_token)]) -> Actor:
+    """Who acts, for the audit log: the token, by its name."""
+    return Actor.token(token.name)
+
+
 AppDep = Annotated["App", Depends(get_app)]
+CurrentActor = Annotated[Actor, Depends(get_actor)]
 OrganizationId = Annotated[str, Depends(get_organization_id)]

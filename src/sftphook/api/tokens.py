@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, status
 
 from sftphook.api import problems
-from sftphook.api.deps import AppDep, OrganizationId
+from sftphook.api.deps import AppDep, CurrentActor, OrganizationId
 from sftphook.api.schemas import TokenCreate, TokenCreated, TokenList, TokenOut
 
 router = APIRouter(prefix="/tokens", tags=["tokens"], responses=problems.responses(401))
@@ -19,9 +19,9 @@ router = APIRouter(prefix="/tokens", tags=["tokens"], responses=problems.respons
     description="The response carries the token itself; no later response does.",
 )
 async def create_token(
-    body: TokenCreate, app: AppDep, organization_id: OrganizationId
+    body: TokenCreate, app: AppDep, organization_id: OrganizationId, actor: CurrentActor
 ) -> TokenCreated:
-    token, plain = await app.accounts.create_token(organization_id, body.name)
+    token, plain = await app.accounts.create_token(organization_id, body.name, actor=actor)
     return TokenCreated(**TokenOut.of(token).model_dump(), token=plain)
 
 
@@ -38,5 +38,7 @@ async def list_tokens(app: AppDep, organization_id: OrganizationId) -> TokenList
     summary="Revoke an API token",
     description="Requests with it get 401 from then on. Revoking twice is not an error.",
 )
-async def revoke_token(token_id: str, app: AppDep, organization_id: OrganizationId) -> None:
-    await app.accounts.revoke_token(organization_id, token_id)
+async def revoke_token(
+    token_id: str, app: AppDep, organization_id: OrganizationId, actor: CurrentActor
+) -> None:
+    await app.accounts.revoke_token(organization_id, token_id, actor=actor)

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Request, Response, status
 
 from sftphook.accounts.service import UNSET
 from sftphook.api import problems
-from sftphook.api.deps import AppDep, OrganizationId
+from sftphook.api.deps import AppDep, CurrentActor, OrganizationId
 from sftphook.api.schemas import UserCreate, UserList, UserOut, UserUpdate
 
 router = APIRouter(prefix="/users", tags=["users"], responses=problems.responses(401))
@@ -24,6 +24,7 @@ async def create_user(
     body: UserCreate,
     app: AppDep,
     organization_id: OrganizationId,
+    actor: CurrentActor,
     request: Request,
     response: Response,
 ) -> UserOut:
@@ -35,6 +36,7 @@ async def create_user(
         home=body.home,
         permissions=list(body.permissions),
         enabled=body.enabled,
+        actor=actor,
     )
     response.headers["Location"] = f"{request.url.path}/{user.username}"
     return UserOut.of(user)
@@ -60,7 +62,11 @@ async def get_user(username: str, app: AppDep, organization_id: OrganizationId) 
     "password or keys, ends their open sessions.",
 )
 async def update_user(
-    username: str, body: UserUpdate, app: AppDep, organization_id: OrganizationId
+    username: str,
+    body: UserUpdate,
+    app: AppDep,
+    organization_id: OrganizationId,
+    actor: CurrentActor,
 ) -> UserOut:
     given = body.model_fields_set
     changes: dict[str, Any] = {
@@ -70,7 +76,7 @@ async def update_user(
         "permissions": list(body.permissions) if body.permissions is not None else None,
         "enabled": body.enabled,
     }
-    user = await app.accounts.update_user(organization_id, username, **changes)
+    user = await app.accounts.update_user(organization_id, username, actor=actor, **changes)
     return UserOut.of(user)
 
 
@@ -81,5 +87,7 @@ async def update_user(
     summary="Remove an SFTP user",
     description="Their open sessions end; their files stay.",
 )
-async def delete_user(username: str, app: AppDep, organization_id: OrganizationId) -> None:
-    await app.accounts.remove_user(organization_id, username)
+async def delete_user(
+    username: str, app: AppDep, organization_id: OrganizationId, actor: CurrentActor
+) -> None:
+    await app.accounts.remove_user(organization_id, username, actor=actor)

@@ -8,12 +8,18 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Body, Query, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 
-from sftphook.api.deps import AppDep, OrganizationId
+from sftphook.api.deps import AppDep, CurrentActor, OrganizationId
+from sftphook.webhooks import tuning
 from sftphook.webhooks.service import DeliveryView, WebhookView, parse_time
 
 router = APIRouter(prefix="/api/v1/webhooks", tags=["webhooks"])
 
 TopicName = Literal["file.created", "file.deleted", "file.downloaded", "file.renamed"]
+EndpointType = Literal["webhook", "slack", "teams", "email"]
+URL_HELP = (
+    "The endpoint: an https:// URL (a Slack or Teams incoming-webhook URL for those types); "
+    "for `email`, the recipients, like `ops@example.com, Jane <jane@example.com>`."
+)
 
 
 class FilterRule(BaseModel):
@@ -26,22 +32,60 @@ class FilterRule(BaseModel):
     value: str = Field(max_length=1024)
 
 
-class WebhookCreate(BaseModel):
+class TuningFields(BaseModel):
+    """A webhook's own delivery tuning; null (or left out on create) follows the configured
+    default. The service checks the bounds too, for the CLI and the dashboard."""
+
+    retry_schedule: list[Annotated[float, Field(ge=0, le=tuning.MAX_RETRY_DELAY)]] | None = Field(
+        default=None,
+        max_length=tuning.MAX_RETRIES,
+        description="Seconds to wait before each retry; [] means no retries.",
+        examples=[[5, 300, 1800]],
+    )
+    timeout: float | None = Field(
+        default=None,
+        ge=tuning.MIN_TIMEOUT,
+        le=tuning.MAX_TIMEOUT,
+        description="Seconds to wait for an answer to one request.",
+    )
+    max_concurrency: int | None = Field(
+        default=None,
+        ge=1,
+        le=tuning.MAX_CONCURRENCY,
+        description="Requests in flight at once to this endpoint.",
+    )
+    rate_limit: float | None = Field(
+        default=None,
+        ge=tuning.MIN_RATE,
+        le=tuning.MAX_RATE,
+        description="Requests started per second, at most.",
+    )
+
+    def given(self) -> dict[str, Any]:
+        """The tuning fields present in the request (null ones included: they reset)."""
+        present = self.model_fields_set
+        return {name: getattr(self, name) for name in tuning.FIELDS if name in present}
+
+
+class WebhookCreate(TuningFields):
     model_config = ConfigDict(extra="forbid")
 
     nickname: str = Field(min_length=1, max_length=128)
-    url: str = Field(min_length=1, max_length=2048)
+    type: EndpointType = "webhook"
+    url: str = Field(min_length=1, max_length=2048, description=URL_HELP)
     topics: list[TopicName] = Field(min_length=1, max_length=4)
     authorization_header: str | None = Field(default=None, max_length=4096)
     filter: list[FilterRule] = Field(default_factory=list, max_length=20)
     ordered: bool = False
 
 
-class WebhookUpdate(BaseModel):
+class WebhookUpdate(TuningFields):
     model_config = ConfigDict(extra="forbid")
 
     nickname: str | None = Field(default=None, min_length=1, max_length=128)
-    url: str | None = Field(default=None, min_length=1, max_length=2048)
+    # Changing the type needs a `url` that suits it (recipients for email).
+    type: EndpointType | None = None
+    url: str | None = Field(default=None, min_length=1, max_length=2048, description=URL_HELP)
     topics: list[TopicName] | None = Field(default=None, min_length=1, max_length=4)
     # Send null to remove the header.
     authorization_header: str | None = Field(default=None, max_length=4096)
@@ -84,7 +128,9 @@ def delivery_json(view: DeliveryView) -> dict[str, Any]:
 
 
 @router.post("", status_code=status.HTTP_201_CREATED)
-async def create_webhook(app: AppDep, org: OrganizationId, body: WebhookCreate) -> dict[str, Any]:
+async def create_webhook(
+    app: AppDep, org: OrganizationId, actor: CurrentActor, body: WebhookCreate
+) -> dict[str, Any]:
     """Create a webhook. The answer carries `signing_secret`, shown this once only."""
     view, secret = await app.webhooks.create(
         org,
@@ -94,6 +140,9 @@ async def create_webhook(app: AppDep, org: OrganizationId, body: WebhookCreate) 
         authorization_header=body.authorization_header,
         filter=[r.model_dump() for r in body.filter],
         ordered=body.ordered,
+        type=body.type,
+        settings=body.given(),
+        actor=actor,
     )
     return {**webhook_json(view), "signing_secret": secret}
 
@@ -110,7 +159,7 @@ async def get_webhook(app: AppDep, org: OrganizationId, webhook_id: str) -> dict
 
 @router.patch("/{webhook_id}")
 async def update_webhook(
-    app: AppDep, org: OrganizationId, webhook_id: str, body: WebhookUpdate
+    app: AppDep, org: OrganizationId, actor: CurrentActor, webhook_id: str, body: WebhookUpdate
 ) -> dict[str, Any]:
     changes: dict[str, Any] = {
         "nickname": body.nickname,
@@ -118,35 +167,44 @@ async def update_webhook(
         "topics": list(body.topics) if body.topics is not None else None,
         "filter": [r.model_dump() for r in body.filter] if body.filter is not None else None,
         "ordered": body.ordered,
+        "type": body.type,
+        "settings": body.given(),
     }
     if "authorization_header" in body.model_fields_set:
         changes["authorization_header"] = body.authorization_header
-    return webhook_json(await app.webhooks.update(org, webhook_id, **changes))
+    return webhook_json(await app.webhooks.update(org, webhook_id, actor=actor, **changes))
 
 
 @router.delete("/{webhook_id}", status_code=status.HTTP_204_NO_CONTENT)
-async def remove_webhook(app: AppDep, org: OrganizationId, webhook_id: str) -> Response:
-    await app.webhooks.remove(org, webhook_id)
+async def remove_webhook(
+    app: AppDep, org: OrganizationId, actor: CurrentActor, webhook_id: str
+) -> Response:
+    await app.webhooks.remove(org, webhook_id, actor=actor)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 @router.post("/{webhook_id}/ping", status_code=status.HTTP_202_ACCEPTED)
-async def ping_webhook(app: AppDep, org: OrganizationId, webhook_id: str) -> dict[str, Any]:
+async def ping_webhook(
+    app: AppDep, org: OrganizationId, actor: CurrentActor, webhook_id: str
+) -> dict[str, Any]:
     """Queue a `webhook.ping`; follow it at `GET /api/v1/deliveries/{id}`."""
-    return delivery_json(await app.webhooks.ping(org, webhook_id, actor_id="api"))
+    return delivery_json(await app.webhooks.ping(org, webhook_id, actor_id="api", actor=actor))
 
 
 @router.post("/{webhook_id}/rotate-secret")
 async def rotate_secret(
     app: AppDep,
     org: OrganizationId,
+    actor: CurrentActor,
     webhook_id: str,
     body: Annotated[RotateSecret | None, Body()] = None,
 ) -> dict[str, Any]:
     """A new signing secret at once (shown this once); the old one keeps signing alongside for
     `grace_seconds`."""
     grace = body.grace_seconds if body is not None else 0
-    view, secret = await app.webhooks.rotate_secret(org, webhook_id, grace_seconds=grace)
+    view, secret = await app.webhooks.rotate_secret(
+        org, webhook_id, grace_seconds=grace, actor=actor
+    )
     return {**webhook_json(view), "signing_secret": secret}
 
 
@@ -154,22 +212,24 @@ async def rotate_secret(
 async def pause_webhook(
     app: AppDep,
     org: OrganizationId,
+    actor: CurrentActor,
     webhook_id: str,
     body: Annotated[Pause | None, Body()] = None,
 ) -> dict[str, Any]:
     reason = body.reason if body is not None else "paused by an operator"
-    return webhook_json(await app.webhooks.pause(org, webhook_id, reason=reason))
+    return webhook_json(await app.webhooks.pause(org, webhook_id, reason=reason, actor=actor))
 
 
 @router.post("/{webhook_id}/resume")
 async def resume_webhook(
     app: AppDep,
     org: OrganizationId,
+    actor: CurrentActor,
     webhook_id: str,
     body: Annotated[Resume | None, Body()] = None,
 ) -> dict[str, Any]:
     deliver = body.deliver_held if body is not None else True
-    view, count = await app.webhooks.resume(org, webhook_id, deliver_held=deliver)
+    view, count = await app.webhooks.resume(org, webhook_id, deliver_held=deliver, actor=actor)
     return {**webhook_json(view), "held_deliveries": count, "delivered_held": deliver}
 
 

@@ -70,7 +70,9 @@ def run(work: Callable[[App], Awaitable[T]]) -> T:
         app = App(load_settings())
         try:
             await app.prepare()
-            return await work(app)
+            # Owner notices a command causes (a rotation) are sent before it exits.
+            async with app.notices.running():
+                return await work(app)
         finally:
             await app.db.close()
 

@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from sftphook.app import App
+from sftphook.audit import CLI
 from sftphook.cli import context
 
 orgs_app = typer.Typer(help="Organizations (tenants).", no_args_is_help=True)
@@ -29,8 +30,34 @@ def list_orgs() -> None:
 
     async def work(app: App) -> list[list[object]]:
         return [
-            [o.name, o.id, context.when(o.created_at)]
+            [o.name, o.id, context.when(o.created_at), o.notice_email or ""]
             for o in await app.accounts.list_organizations()
         ]
 
-    context.table(["name", "id", "created"], context.run(work))
+    context.table(["name", "id", "created", "notice email"], context.run(work))
+
+
+@orgs_app.command("set-notice-email")
+def set_notice_email(
+    org: Annotated[str, typer.Argument(help="Organization name or id.")],
+    address: Annotated[
+        str,
+        typer.Argument(
+            help="Where owner notices go (`ops@example.com`, `Ops <ops@example.com>`, several "
+            "separated by commas); an empty string stops them."
+        ),
+    ],
+) -> None:
+    """Set the address that receives owner notices (a webhook paused automatically, a signing
+    secret rotated)."""
+
+    async def work(app: App) -> str | None:
+        organization = await app.accounts.resolve_organization(org)
+        updated = await app.accounts.set_notice_email(organization.id, address, actor=CLI)
+        return updated.notice_email
+
+    value = context.run(work)
+    if value:
+        print(f"owner notices of {org} go to {value}")
+    else:
+        print(f"owner notices of {org} are no longer sent (they stay in the audit log)")

@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from sftphook.app import App
+from sftphook.audit import CLI
 from sftphook.cli import context
 from sftphook.cli.context import OrgOption
 
@@ -22,7 +23,7 @@ def create(
 
     async def work(app: App) -> tuple[str, str]:
         organization = await app.accounts.resolve_organization(org)
-        _, plain = await app.accounts.create_token(organization.id, name)
+        _, plain = await app.accounts.create_token(organization.id, name, actor=CLI)
         return plain, organization.name
 
     plain, org_name = context.run(work)
@@ -63,7 +64,7 @@ def revoke(
 
     async def work(app: App) -> None:
         organization = await app.accounts.resolve_organization(org)
-        await app.accounts.revoke_token(organization.id, token_id)
+        await app.accounts.revoke_token(organization.id, token_id, actor=CLI)
 
     context.run(work)
     print(f"token {token_id} revoked")

@@ -10,6 +10,7 @@ import typer
 
 from sftphook.accounts import validation
 from sftphook.app import App
+from sftphook.audit import CLI
 from sftphook.cli import context
 from sftphook.cli.context import OrgOption
 from sftphook.errors import InvalidInput
@@ -88,6 +89,7 @@ def add(
             public_keys=keys,
             home=home,
             permissions=permissions,
+            actor=CLI,
         )
         return user.home, organization.name
 
@@ -128,7 +130,7 @@ def remove(name: str, org: OrgOption = None) -> None:
 
     async def work(app: App) -> None:
         organization = await app.accounts.resolve_organization(org)
-        await app.accounts.remove_user(organization.id, name)
+        await app.accounts.remove_user(organization.id, name, actor=CLI)
 
     context.run(work)
     print(f"user {name} removed")
@@ -141,7 +143,7 @@ def passwd(name: str, org: OrgOption = None, password_stdin: PasswordStdin = Fal
 
     async def work(app: App) -> None:
         organization = await app.accounts.resolve_organization(org)
-        await app.accounts.update_user(organization.id, name, password=password)
+        await app.accounts.update_user(organization.id, name, password=password, actor=CLI)
 
     context.run(work)
     print(f"password of {name} changed")
@@ -150,7 +152,7 @@ def passwd(name: str, org: OrgOption = None, password_stdin: PasswordStdin = Fal
 def _set_enabled(name: str, org: str | None, enabled: bool) -> None:
     async def work(app: App) -> None:
         organization = await app.accounts.resolve_organization(org)
-        await app.accounts.update_user(organization.id, name, enabled=enabled)
+        await app.accounts.update_user(organization.id, name, enabled=enabled, actor=CLI)
 
     context.run(work)
     print(f"user {name} {'enabled' if enabled else 'disabled'}")

@@ -28,6 +28,7 @@ from sftphook.storage.local import clean_stale_uploads
 
 if TYPE_CHECKING:
     from sftphook.accounts import AccountService
+    from sftphook.audit import SecurityRecorder
     from sftphook.config import Settings
     from sftphook.events import EventRecorder
     from sftphook.store import Database
@@ -56,8 +57,12 @@ class SFTPFront:
         db: Database,
         accounts: AccountService,
         recorder: EventRecorder,
+        *,
+        security: SecurityRecorder | None = None,
     ) -> None:
         self.settings = settings
+        # Failed logins and bans go to the audit log through it (buffered, aggregated).
+        self.security = security
         self.db = db
         self.accounts = accounts
         self.recorder = recorder
@@ -237,7 +242,7 @@ class _Connection(asyncssh.SSHServer):
 
     def connection_lost(self, exc: Exception | None) -> None:
         if not self._authenticated and self._rejected_key:
-            self._failed()
+            self._failed("publickey")
         self._front.connection_closed(self)
 
     def close(self) -> None:
@@ -247,8 +252,29 @@ class _Connection(asyncssh.SSHServer):
     def _banned(self) -> bool:
         return self._front.defender.is_banned(self.client_ip, time.monotonic())
 
-    def _failed(self) -> None:
-        self._front.defender.failed(self.client_ip, time.monotonic())
+    def _failed(self, method: str) -> None:
+        front = self._front
+        banned = front.defender.failed(self.client_ip, time.monotonic())
+        if front.security is None:
+            return
+        # A known user's organization sees the failure; an unknown name belongs to none.
+        user = self._candidate
+        front.security.login_failed(
+            [user.organization_id if user is not None else None],
+            source="sftp",
+            address=self.client_ip,
+            username=self.username or "",
+            method=method,
+        )
+        if banned:
+            cfg = front.settings.sftp
+            front.security.address_banned(
+                source="sftp",
+                address=self.client_ip,
+                duration=cfg.ban_duration,
+                failures=cfg.ban_threshold,
+                window=cfg.ban_window,
+            )
 
     async def begin_auth(self, username: str) -> bool:
         if self._banned():
@@ -273,7 +299,7 @@ class _Connection(asyncssh.SSHServer):
             self._user = user
             return True
         log.info("failed password login for %r from %s", username, self.client_ip)
-        self._failed()
+        self._failed("password")
         return False
 
     def public_key_auth_supported(self) -> bool:

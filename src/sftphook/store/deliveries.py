@@ -50,18 +50,30 @@ CLAIMED_COLUMNS = (
 
 
 async def claim(
-    session: AsyncSession, *, token: str, now: int, lease_ms: int, limit: int
+    session: AsyncSession,
+    *,
+    token: str,
+    now: int,
+    lease_ms: int,
+    limit: int,
+    exclude_webhooks: Collection[str] = (),
 ) -> list[Any]:
     """Lease up to `limit` due deliveries to `token`, oldest due first; rows of
-    `CLAIMED_COLUMNS`.
+    `CLAIMED_COLUMNS`. Deliveries of `exclude_webhooks` (at their limits here) are left alone.
 
     For a webhook with strict ordering, an event delivery is due only when no earlier event
     delivery of that webhook is still active (pending, retrying or in flight), which keeps one
     in flight, in event order. Pings and manual re-sends are not ordered.
     """
-    if session.get_bind().dialect.name == "postgresql":
-        return await _claim_postgres(session, token=token, now=now, lease_ms=lease_ms, limit=limit)
-    return await _claim_sqlite(session, token=token, now=now, lease_ms=lease_ms, limit=limit)
+    claim_on = _claim_postgres if session.get_bind().dialect.name == "postgresql" else _claim_sqlite
+    return await claim_on(
+        session,
+        token=token,
+        now=now,
+        lease_ms=lease_ms,
+        limit=limit,
+        exclude_webhooks=list(exclude_webhooks),
+    )
 
 
 def _lease_values(token: str, now: int, lease_ms: int) -> dict[str, Any]:
@@ -69,7 +81,13 @@ def _lease_values(token: str, now: int, lease_ms: int) -> dict[str, Any]:
 
 
 async def _claim_sqlite(
-    session: AsyncSession, *, token: str, now: int, lease_ms: int, limit: int
+    session: AsyncSession,
+    *,
+    token: str,
+    now: int,
+    lease_ms: int,
+    limit: int,
+    exclude_webhooks: list[str],
 ) -> list[Any]:
     # SQLite has one writer and one node: this single UPDATE is atomic, and the node's
     # sequence numbers only grow, so "no earlier active delivery" keeps one in flight.
@@ -101,6 +119,8 @@ async def _claim_sqlite(
         .order_by(Delivery.next_attempt_at, Delivery.sequence)
         .limit(limit)
     )
+    if exclude_webhooks:
+        candidates = candidates.where(Delivery.webhook_id.not_in(list(exclude_webhooks)))
     stmt = (
         update(Delivery)
         .where(
@@ -117,7 +137,13 @@ async def _claim_sqlite(
 
 
 async def _claim_postgres(
-    session: AsyncSession, *, token: str, now: int, lease_ms: int, limit: int
+    session: AsyncSession,
+    *,
+    token: str,
+    now: int,
+    lease_ms: int,
+    limit: int,
+    exclude_webhooks: list[str],
 ) -> list[Any]:
     """Two steps, so that nodes never wait on one another and never send an ordered webhook's
     deliveries side by side.
@@ -139,6 +165,7 @@ async def _claim_postgres(
             Delivery.next_attempt_at <= now,
             _lease_free(now),
             or_(Delivery.kind != "event", Webhook.ordered == false()),
+            *([Delivery.webhook_id.not_in(exclude_webhooks)] if exclude_webhooks else []),
         )
         .order_by(Delivery.next_attempt_at, Delivery.sequence)
         .limit(limit)
@@ -170,6 +197,7 @@ async def _claim_postgres(
                 waiting.next_attempt_at <= now,
                 or_(waiting.lease_expires_at.is_(None), waiting.lease_expires_at <= now),
             ),
+            *([Webhook.id.not_in(exclude_webhooks)] if exclude_webhooks else []),
             # Busy ones would only take room from the others (checked again under the lock).
             ~exists().where(
                 sending.webhook_id == Webhook.id,

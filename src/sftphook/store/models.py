@@ -221,6 +221,35 @@ class Attempt(Base):
     error: Mapped[str | None] = mapped_column(Text, default=None)
 
 
+class AuditEntry(Base):
+    """One line of the audit log: who did what to which object, and when.
+
+    `organization_id` is None for what belongs to no organization (a failed login with an
+    unknown name, a ban from such logins); those lines are for the operator (CLI) only.
+    """
+
+    __tablename__ = "audit_log"
+    __table_args__ = (
+        Index("ix_audit_log_org_created", "organization_id", "created_at"),
+        Index("ix_audit_log_action_created", "action", "created_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    organization_id: Mapped[str | None] = mapped_column(
+        ForeignKey("organizations.id", ondelete="CASCADE"), default=None
+    )
+    created_at: Mapped[int] = mapped_column(default=now_ms)
+    # token | admin | cli | system | address (an SFTP or dashboard client by its IP address)
+    actor_type: Mapped[str] = mapped_column(String(16))
+    actor_id: Mapped[str] = mapped_column(String(128))
+    # e.g. webhook.created, webhook.paused, user.removed, sftp.login_failed, notice.sent
+    action: Mapped[str] = mapped_column(String(64))
+    target_type: Mapped[str] = mapped_column(String(32))
+    target_id: Mapped[str] = mapped_column(String(255))
+    # Facts of the action; never a secret.
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
 class Setting(Base):
     """Values shared by every node: host keys, the encryption key check, install facts."""
 

@@ -107,6 +107,13 @@ async def login(request: Request) -> Response:
     admin = await state.admins.authenticate(username, password) if username else None
     if admin is None:
         state.throttle.failed(keys)
+        # The organizations of a known admin see the failure; an unknown name belongs to none.
+        state.app.security.login_failed(
+            await state.admins.organization_ids_of_name(username) if username else [],
+            source="dashboard",
+            address=client,
+            username=username,
+        )
         return await _login_page(
             request, error="Wrong name or password.", username=username, status_code=401
         )

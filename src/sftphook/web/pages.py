@@ -18,6 +18,7 @@ from markupsafe import Markup
 from starlette.datastructures import FormData
 
 from sftphook.accounts.admins import AdminService
+from sftphook.audit import Actor
 from sftphook.store.models import Admin, Organization, now_ms
 from sftphook.web.flash import OneTimeStore
 from sftphook.web.sessions import (
@@ -168,6 +169,10 @@ class Page:
     @property
     def org_id(self) -> str:
         return self.organization.id
+
+    @property
+    def actor(self) -> Actor:
+        return Actor.admin(self.admin.username)
 
     @property
     def csrf(self) -> str:

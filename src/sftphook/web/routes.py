@@ -10,7 +10,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from sftphook.errors import SftphookError
-from sftphook.web import auth, events, users, webhooks
+from sftphook.web import audit, auth, events, users, webhooks
 from sftphook.web.pages import HERE, NO_STORE, FormRefused, LoginRequired, WebState, login_url
 
 if TYPE_CHECKING:
@@ -26,6 +26,7 @@ def mount(api: FastAPI, app: App) -> None:
     api.include_router(auth.router)
     api.include_router(users.router)
     api.include_router(events.router)
+    api.include_router(audit.router)
     api.include_router(webhooks.router)
 
     @api.exception_handler(LoginRequired)

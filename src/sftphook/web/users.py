@@ -102,6 +102,7 @@ async def add_user(posted: PostedPage) -> Response:
             public_keys=[public_key] if public_key else [],
             home=home,
             permissions=permissions,
+            actor=page.actor,
         )
     except InvalidInput as exc:
         return await _render(
@@ -117,14 +118,14 @@ async def add_user(posted: PostedPage) -> Response:
 @router.post("/users/{username}/enable")
 async def enable_user(username: str, posted: PostedPage) -> Response:
     page, _ = posted
-    await page.app.accounts.update_user(page.org_id, username, enabled=True)
+    await page.app.accounts.update_user(page.org_id, username, enabled=True, actor=page.actor)
     return await page.redirect("/users", notice=f"User {username} can log in again.")
 
 
 @router.post("/users/{username}/disable")
 async def disable_user(username: str, posted: PostedPage) -> Response:
     page, _ = posted
-    await page.app.accounts.update_user(page.org_id, username, enabled=False)
+    await page.app.accounts.update_user(page.org_id, username, enabled=False, actor=page.actor)
     return await page.redirect(
         "/users", notice=f"User {username} is disabled; their sessions ended."
     )
@@ -133,7 +134,7 @@ async def disable_user(username: str, posted: PostedPage) -> Response:
 @router.post("/users/{username}/delete")
 async def delete_user(username: str, posted: PostedPage) -> Response:
     page, _ = posted
-    await page.app.accounts.remove_user(page.org_id, username)
+    await page.app.accounts.remove_user(page.org_id, username, actor=page.actor)
     return await page.redirect("/users", notice=f"User {username} deleted. Their files are kept.")
 
 
@@ -143,7 +144,10 @@ async def reset_password(username: str, posted: PostedPage) -> Response:
     password = form.get("password")
     try:
         await page.app.accounts.update_user(
-            page.org_id, username, password=password if isinstance(password, str) else ""
+            page.org_id,
+            username,
+            password=password if isinstance(password, str) else "",
+            actor=page.actor,
         )
     except InvalidInput as exc:
         # Checked against the user first: another organization's user stays "not found".
