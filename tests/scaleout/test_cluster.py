@@ -15,6 +15,7 @@ import httpx
 import pytest
 from aiohttp import web
 from alembic import command
+from alembic.script import ScriptDirectory
 from sqlalchemy import func, select, text
 
 from sftphook.receiver import verify
@@ -188,7 +189,8 @@ async def test_db_upgrade_runs_while_another_node_serves(cluster, receiver):
     node = await cluster.start("a", "sftp,http,worker")
     app, _, _ = await prepare(cluster, [receiver.url])
     try:
-        # Take the schema one migration back, as before an upgrade, while the node serves.
+        # Take the schema back to the first migration, as before an upgrade, while the node
+        # serves (what the later ones add is not used by uploads and deliveries).
         await asyncio.to_thread(command.downgrade, alembic_config(cluster.database_url), "0001")
         names = [f"during-upgrade-{i}.csv" for i in range(30)]
         uploading = asyncio.create_task(_upload(node, names, b"data"))
@@ -197,7 +199,10 @@ async def test_db_upgrade_runs_while_another_node_serves(cluster, receiver):
         assert status == 0, output
         assert "database is up to date" in output
         async with app.db.session() as s:
-            assert await s.scalar(text("SELECT version_num FROM alembic_version")) == "0002"
+            head = ScriptDirectory.from_config(
+                alembic_config(cluster.database_url)
+            ).get_current_head()
+            assert await s.scalar(text("SELECT version_num FROM alembic_version")) == head
             index = await s.scalar(
                 text("SELECT 1 FROM pg_indexes WHERE indexname = 'ix_deliveries_webhook_head'")
             )
