@@ -5,26 +5,23 @@ commit is under way share the next one: one writer, one transaction per group. L
 that same transaction, so whatever they write (a webhook's deliveries) commits with the event or
 not at all.
 
-The file an event describes is already in place when it is recorded, so a database that is
-briefly unreachable (PostgreSQL restarting or failing over, SQLite locked past its busy timeout)
-must not cost the event: such a commit is tried again for up to `retry_for` seconds while the
-SFTP reply waits, and only then does the client get an error.
+When the database cannot be reached (PostgreSQL restarting, a network blip) a group is tried
+again with a growing pause for up to `retry_for` seconds, so the SFTP replies waiting on it are
+only late; a try whose commit went through but whose answer was lost is recognised by its event
+ids, never recorded twice.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Awaitable, Callable, Sequence
 
-import asyncpg
-from sqlalchemy import exc as sa_exc
-from sqlalchemy import insert
+from sqlalchemy import func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from sftphook.events.model import EventRecord
-from sftphook.store.database import Database
+from sftphook.store.database import Database, retry_while_unreachable
 from sftphook.store.models import Event
 
 log = logging.getLogger(__name__)
@@ -35,30 +32,6 @@ EventListener = Callable[[AsyncSession, Sequence[EventRecord]], Awaitable[None]]
 CommitHook = Callable[[Sequence[EventRecord]], None]
 
 _Pending = tuple[EventRecord, asyncio.Future[None]]
-
-# Errors that say "the database could not be reached", not "this write is wrong".
-_UNREACHABLE = (
-    OSError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.CannotConnectNowError,
-    asyncpg.AdminShutdownError,
-    asyncpg.InterfaceError,
-)
-_WRONG_WRITE = (
-    sa_exc.IntegrityError,
-    sa_exc.ProgrammingError,
-    sa_exc.DataError,
-    sa_exc.NotSupportedError,
-)
-
-
-def is_transient(exc: BaseException) -> bool:
-    """True for a failure that a later try may not meet (a lost or refused connection, a lock)."""
-    if isinstance(exc, _WRONG_WRITE):
-        return False
-    if isinstance(exc, sa_exc.DBAPIError):
-        return True
-    return isinstance(exc, _UNREACHABLE)
 
 
 class RecorderClosed(RuntimeError):
@@ -88,7 +61,7 @@ class EventRecorder:
             raise RecorderClosed("the server is shutting down")
         if not self._running:
             # No writer task (a CLI command, a test): commit this one alone.
-            await self._commit_retrying([event])
+            await self._commit([event])
             return
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._queue.put_nowait((event, done))
@@ -135,7 +108,7 @@ class EventRecorder:
     async def _commit_batch(self, batch: list[_Pending]) -> None:
         events = [event for event, _ in batch]
         try:
-            await self._commit_retrying(events)
+            await self._commit(events)
         except Exception as exc:
             log.exception("could not record %d event(s)", len(events))
             for _, done in batch:
@@ -146,33 +119,30 @@ class EventRecorder:
             if not done.done():
                 done.set_result(None)
 
-    async def _commit_retrying(self, events: Sequence[EventRecord]) -> None:
-        deadline = time.monotonic() + self._retry_for
-        delay = 0.1
-        while True:
-            try:
-                await self._commit(events)
-            except Exception as exc:
-                if not is_transient(exc) or time.monotonic() + delay > deadline:
-                    raise
-                log.warning(
-                    "could not record %d event(s) (%s); trying again in %.1f s",
-                    len(events),
-                    type(exc).__name__,
-                    delay,
-                )
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 2.0)
-            else:
-                return
-
     async def _commit(self, events: Sequence[EventRecord]) -> None:
-        async with self._db.transaction() as session:
-            await session.execute(insert(Event), [e.as_row() for e in events])
-            for listener in self._listeners:
-                await listener(session, events)
+        tries = 0
+
+        async def once() -> None:
+            nonlocal tries
+            tries += 1
+            if tries > 1 and await self._committed_before(events):
+                return
+            async with self._db.transaction() as session:
+                await session.execute(insert(Event), [e.as_row() for e in events])
+                for listener in self._listeners:
+                    await listener(session, events)
+
+        await retry_while_unreachable(once, what="recording events", give_up_after=self._retry_for)
         for hook in self._commit_hooks:
             try:
                 hook(events)
             except Exception:
                 log.exception("event commit hook failed")
+
+    async def _committed_before(self, events: Sequence[EventRecord]) -> bool:
+        """Whether an earlier try committed this group (one transaction: all of it or none)."""
+        async with self._db.session() as session:
+            found = await session.scalar(
+                select(func.count()).select_from(Event).where(Event.id.in_([e.id for e in events]))
+            )
+        return bool(found)

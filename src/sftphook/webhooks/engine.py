@@ -10,6 +10,14 @@ are free before it claims again, so claims and writes stay batched; the number o
 recorded is bounded too. Until a result is recorded its lease keeps the delivery from being
 claimed again, and a strictly ordered webhook's next delivery waits for that record.
 
+Several nodes share one PostgreSQL database: claims use `FOR UPDATE SKIP LOCKED` (see
+store/deliveries.py), and every node's dispatcher LISTENs on the channel the fan-out NOTIFYs in
+its own transaction, so a woken node always finds the rows committed. The LISTEN connection is
+checked, and opened again when PostgreSQL restarts; the timer stays as the safety net. While the
+database is unreachable, claims wait for the next tick and results are written again with a
+growing pause (a result written after its lease ran out is kept as an attempt, and the delivery
+is decided by the worker that holds it now).
+
 Per-webhook limits (max concurrency, rate limit; `throttle.py`) gate each claimed job: it starts,
 waits holding its lease, or goes back; a webhook at its limits is left out of claims, so it never
 holds up the others. The attempt path depends on the endpoint type (`endpoints.py`): signed JSON,
@@ -22,13 +30,14 @@ their leases back, flush the writer.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
 import logging
 import random
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -42,7 +51,7 @@ from sftphook.errors import InvalidInput
 from sftphook.events.model import EventRecord
 from sftphook.store import deliveries as delivery_store
 from sftphook.store import webhooks as webhook_store
-from sftphook.store.database import Database
+from sftphook.store.database import Database, is_connection_lost, retry_while_unreachable
 from sftphook.store.models import Attempt, Delivery, Event, Webhook, new_id, now_ms
 from sftphook.webhooks import endpoints, payload, signing, tuning
 from sftphook.webhooks.crypto import SecretBox
@@ -64,6 +73,9 @@ log = logging.getLogger(__name__)
 # How long the dispatcher sleeps at most when nothing woke it (work from another process).
 SAFETY_INTERVAL = 2.0
 WRITE_BATCH = 256
+# How often an idle LISTEN connection is checked (a dead peer may send nothing).
+LISTEN_CHECK_INTERVAL = 15.0
+LISTEN_RETRY_MAX = 5.0
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -182,6 +194,8 @@ class DeliveryEngine:
         self._running = False
         self._secret_cache: dict[str, str] = {}
         self._stop_signal = asyncio.Event()
+        # True while a LISTEN connection is open (PostgreSQL).
+        self.listening = False
         # Called in the transaction that pauses a webhook on its own (the audit line and the
         # owner notice, which is handed over once that transaction commits).
         self.paused_hook: Callable[[AsyncSession, Webhook], Awaitable[None]] | None = None
@@ -273,27 +287,64 @@ class DeliveryEngine:
             await self._finished.wait()
 
     async def _listen(self) -> None:
-        """On PostgreSQL, wake on NOTIFY from any node (events, pings, re-sends elsewhere)."""
+        """On PostgreSQL, wake on NOTIFY from any node (events, pings, re-sends elsewhere);
+        open the channel again whenever its connection is lost."""
         if self._db.is_sqlite:
             return
+        pause = 0.25
         while not self._stopping:
             try:
-                async with self._db.engine.connect() as conn:
-                    raw = await conn.get_raw_connection()
-                    driver = raw.driver_connection
-                    if driver is None or not hasattr(driver, "add_listener"):
-                        return
-                    await driver.add_listener(delivery_store.CHANNEL, self.wake)
-                    try:
-                        await self._stop_signal.wait()
-                    finally:
-                        await driver.remove_listener(delivery_store.CHANNEL, self.wake)
+                if not await self._listen_once():
+                    log.warning(
+                        "the database driver cannot LISTEN; workers poll every %.0f s", self._safety
+                    )
+                    return
+                pause = 0.25
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                log.warning("lost the delivery notification channel; listening again in 5 s")
-                self._wake.set()
-                await asyncio.sleep(5)
+            except Exception as error:
+                reason = "unreachable" if is_connection_lost(error) else repr(error)
+                log.warning(
+                    "delivery notifications: database %s; listening again in %.1f s", reason, pause
+                )
+            if self._stopping:
+                break
+            # Anything announced while nobody listened is found by the next claim.
+            self._wake.set()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(pause):
+                    await self._stop_signal.wait()
+            pause = min(LISTEN_RETRY_MAX, pause * 2)
+
+    async def _listen_once(self) -> bool:
+        """Listen until stopped (True) or the connection fails (raises); False: cannot LISTEN."""
+        async with self._db.engine.connect() as conn:
+            raw = await conn.get_raw_connection()
+            driver: Any = raw.driver_connection
+            if driver is None or not hasattr(driver, "add_listener"):
+                return False
+            lost = asyncio.Event()
+            driver.add_termination_listener(lambda _conn: lost.set())
+            await driver.add_listener(delivery_store.CHANNEL, self.wake)
+            self.listening = True
+            self._wake.set()  # catch up on what was announced before we listened
+            try:
+                while not self._stop_signal.is_set():
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(LISTEN_CHECK_INTERVAL):
+                            await _first(lost.wait(), self._stop_signal.wait())
+                    if lost.is_set() or driver.is_closed():
+                        raise ConnectionError("the notification connection was closed")
+                    if not self._stop_signal.is_set():
+                        async with asyncio.timeout(5):
+                            await driver.execute("SELECT 1")
+            except BaseException:
+                self.listening = False
+                await conn.invalidate()  # never hand a broken connection back to the pool
+                raise
+            self.listening = False
+            await driver.remove_listener(delivery_store.CHANNEL, self.wake)
+        return True
 
     async def _release(self, jobs: Sequence[Job]) -> None:
         try:
@@ -322,8 +373,11 @@ class DeliveryEngine:
                 now = self._clock()
                 try:
                     jobs = await self.claim(free, now)
-                except Exception:
-                    log.exception("could not claim deliveries")
+                except Exception as error:
+                    if is_connection_lost(error):
+                        log.warning("could not claim deliveries: the database is unreachable")
+                    else:
+                        log.exception("could not claim deliveries")
                     jobs = []
                 self._unrecorded += len(jobs)
                 await self._admit(jobs)
@@ -333,8 +387,9 @@ class DeliveryEngine:
                 try:
                     async with self._db.session() as s:
                         due = await delivery_store.next_due(s, now)
-                except Exception:
-                    log.exception("could not read the next due time")
+                except Exception as error:
+                    if not is_connection_lost(error):
+                        log.exception("could not read the next due time")
                     due = None
                 if due is not None:
                     timeout = min(self._safety, max(0.0, (due - self._clock()) / 1000))
@@ -621,7 +676,7 @@ class DeliveryEngine:
                 batch.append(item)
             decisions: list[Decision | None] = []
             try:
-                decisions = await self.record(batch)
+                decisions = await self._record_retrying(batch)
             except Exception:
                 # The leases stay and expire: the deliveries are sent again, never lost.
                 log.exception("could not record %d attempt(s)", len(batch))
@@ -637,6 +692,29 @@ class DeliveryEngine:
             if stop:
                 break
 
+    async def _record_retrying(self, batch: Sequence[AttemptResult]) -> list[Decision | None]:
+        """`record`, tried again while the database is unreachable, for as long as a lease
+        lasts (after that another worker may hold the deliveries anyway)."""
+        tries = 0
+
+        async def once() -> list[Decision | None]:
+            nonlocal tries
+            tries += 1
+            if tries > 1 and await self._recorded_before(batch):
+                return [None] * len(batch)
+            return await self.record(batch)
+
+        return await retry_while_unreachable(
+            once, what="recording attempts", give_up_after=self._settings.lease_seconds
+        )
+
+    async def _recorded_before(self, batch: Sequence[AttemptResult]) -> bool:
+        async with self._db.session() as s:
+            found = await s.scalar(
+                select(Attempt.id).where(Attempt.id == batch[0].attempt_id).limit(1)
+            )
+        return found is not None
+
     async def record(self, results: Sequence[AttemptResult]) -> list[Decision | None]:
         """Store the attempts and decide each delivery's fate, in one transaction."""
         decisions: list[Decision | None] = []
@@ -648,6 +726,7 @@ class DeliveryEngine:
             attempts: list[dict[str, Any]] = []
             updates: list[dict[str, Any]] = []
             to_hold: set[str] = set()
+            logged: list[tuple[AttemptResult, Decision | None]] = []
             for result in results:
                 job = result.job
                 if job.delivery_id not in owners:  # the webhook was removed meanwhile
@@ -673,7 +752,7 @@ class DeliveryEngine:
                 if owners[job.delivery_id] != job.lease_token:
                     # Our lease ran out and another worker took the delivery: it decides.
                     decisions.append(None)
-                    self._log_attempt(result, None)
+                    logged.append((result, None))
                     continue
                 decision = decide(
                     outcome_of(result),
@@ -727,7 +806,7 @@ class DeliveryEngine:
                     _pause(webhook, "the endpoint answered 410 Gone", now)
                     to_hold.add(webhook.id)
                 updates.append(change)
-                self._log_attempt(result, decision)
+                logged.append((result, decision))
             if attempts:
                 await s.execute(insert(Attempt), attempts)
             if updates:
@@ -737,6 +816,9 @@ class DeliveryEngine:
                 await delivery_store.hold_active(s, webhook_id)
                 if self.paused_hook is not None:
                     await self.paused_hook(s, hooks[webhook_id])
+        # Logged once committed: a node that dies before the commit never claims a result.
+        for result, made_or_none in logged:
+            self._log_attempt(result, made_or_none)
         for result, made in zip(results, decisions, strict=True):
             verdict = made.verdict.value if made else "superseded"
             self._metrics.observe_attempt(result.job.topic, verdict, result.duration_ms / 1000)
@@ -767,6 +849,17 @@ class DeliveryEngine:
             verdict,
             extra,
         )
+
+
+async def _first(*waits: Coroutine[Any, Any, Any]) -> None:
+    """Return when the first of `waits` finishes; cancel the others."""
+    tasks = [asyncio.ensure_future(w) for w in waits]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def _pause(webhook: Webhook, reason: str, now: int) -> None:
