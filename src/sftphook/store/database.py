@@ -60,7 +60,9 @@ def is_connection_lost(error: BaseException) -> bool:
             "InternalClientError",
         ):
             return True
-        current = current.__cause__ or current.__context__
+        # SQLAlchemy keeps the driver's error in `.orig` (and usually as the cause too).
+        orig = current.orig if isinstance(current, exc.DBAPIError) else None
+        current = current.__cause__ or current.__context__ or orig
     return False
 
 
