@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: serve test lint typecheck bench clean reliability reliability-report soak
+.PHONY: serve test lint typecheck bench bench-webhooks clean reliability reliability-report soak
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,9 @@ reliability-report: $(STAMP)
 soak: $(STAMP)
 	status=0; SFTPHOOK_SOAK=1 $(BIN)/pytest -q tests/reliability || status=$$?; \
 	$(BIN)/python bench/reliability_report.py --stdout; exit $$status
+
+bench-webhooks: $(STAMP)
+	$(BIN)/python bench/webhooks.py $(BENCH_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
