@@ -75,6 +75,9 @@ def _fail(exc: BaseException, path: str) -> NoReturn:
         raise sftp_error(code, f"{path}: {reason}") from None
     if isinstance(exc, UnicodeError):
         raise asyncssh.SFTPFailure("file names must be UTF-8") from None
+    if isinstance(exc, OverflowError):
+        # Offsets and sizes are 64-bit unsigned on the wire, signed for the OS.
+        raise asyncssh.SFTPFailure(f"{path}: offset or size out of range") from None
     raise exc
 
 
@@ -114,6 +117,49 @@ def _longname(info: FileInfo, owner: str) -> str:
         f"{st.filemode(info.mode)} {info.nlink:4d} {owner:8.8s} {owner:8.8s} "
         f"{info.size:12d} {stamp} {info.name}"
     )
+
+
+def _close_entries(entries: Iterator[FileInfo]) -> None:
+    close = getattr(entries, "close", None)
+    if close is not None:
+        close()
+
+
+class Listing:
+    """An open directory handle: "." and "..", then the entries as the client reads them.
+
+    The entries may hold the directory open; `close()` gives it back, whether or not the
+    client read to the end (the handler calls it on the handle's close and at session end).
+    """
+
+    def __init__(self, here: FileInfo, entries: Iterator[FileInfo], owner: str) -> None:
+        self._owner = owner
+        self._dots = [dataclasses.replace(here, name=name) for name in (".", "..")]
+        self._entries = entries
+
+    def __aiter__(self) -> Listing:
+        return self
+
+    async def __anext__(self) -> asyncssh.SFTPName:
+        if self._dots:
+            dot = self._dots.pop(0)
+            return asyncssh.SFTPName(
+                dot.name.encode(), _longname(dot, self._owner).encode(), _attrs(dot)
+            )
+        try:
+            info = next(self._entries)
+        except StopIteration:
+            self.close()
+            raise StopAsyncIteration from None
+        return asyncssh.SFTPName(
+            info.name.encode("utf-8", "surrogateescape"),
+            _longname(info, self._owner).encode("utf-8", "surrogateescape"),
+            _attrs(info),
+        )
+
+    def close(self) -> None:
+        self._dots = []
+        _close_entries(self._entries)
 
 
 class SFTPSession(asyncssh.SFTPServer):
@@ -226,32 +272,27 @@ class SFTPSession(asyncssh.SFTPServer):
 
     # Directories
 
-    async def opendir(self, path: bytes) -> AsyncIterator[asyncssh.SFTPName]:
+    async def opendir(self, path: bytes) -> Listing:
         text = _decode(path)
         self._require("list", text)
         with _mapped(text):
             _parts, entries = self._storage.listdir(text)
-            here = self._storage.stat(text, follow=True)
-        owner = self._user.username
-
-        async def names() -> AsyncIterator[asyncssh.SFTPName]:
-            for name in (".", ".."):
-                dot = dataclasses.replace(here, name=name)
-                yield asyncssh.SFTPName(name.encode(), _longname(dot, owner).encode(), _attrs(dot))
-            for info in entries:
-                yield asyncssh.SFTPName(
-                    info.name.encode("utf-8", "surrogateescape"),
-                    _longname(info, owner).encode("utf-8", "surrogateescape"),
-                    _attrs(info),
-                )
-
-        return names()
+            try:
+                here = self._storage.stat(text, follow=True)
+            except BaseException:
+                _close_entries(entries)
+                raise
+        return Listing(here, entries, self._user.username)
 
     def scandir(self, path: bytes) -> AsyncIterator[asyncssh.SFTPName]:
         # Used by SCP (recursive sends); SFTP lists through opendir().
         async def names() -> AsyncIterator[asyncssh.SFTPName]:
-            async for name in await self.opendir(path):
-                yield name
+            listing = await self.opendir(path)
+            try:
+                async for name in listing:
+                    yield name
+            finally:
+                listing.close()
 
         return names()
 

@@ -187,7 +187,7 @@ class LocalStorage:
                 raise NotFound(f"no such file: {path}")
             return _info(t.name or "", t.parts, s)
 
-    def listdir(self, path: str) -> tuple[tuple[str, ...], Iterator[FileInfo]]:
+    def listdir(self, path: str) -> tuple[tuple[str, ...], DirectoryListing]:
         with self._target(path, follow=True) as t:
             if t.name is None:
                 fd = os.dup(t.dir_fd)
@@ -198,21 +198,7 @@ class LocalStorage:
                     if exc.errno == errno.ENOENT:
                         raise NotFound(f"no such directory: {path}") from None
                     raise
-            parts = t.parts
-
-        def entries() -> Iterator[FileInfo]:
-            try:
-                with os.scandir(fd) as it:
-                    for entry in it:
-                        try:
-                            s = entry.stat(follow_symlinks=False)
-                        except FileNotFoundError:
-                            continue
-                        yield _info(entry.name, (*parts, entry.name), s)
-            finally:
-                os.close(fd)
-
-        return parts, entries()
+            return t.parts, DirectoryListing(fd, t.parts)
 
     def readlink(self, path: str) -> str:
         with self._target(path, follow=False) as t:
@@ -411,6 +397,42 @@ class LocalStorage:
                     os.utime(t.name, times, dir_fd=t.dir_fd, follow_symlinks=False)
 
 
+class DirectoryListing:
+    """The entries of an open directory, read as they are asked for. It holds the directory's
+    descriptor until read to the end or closed: a client may open a directory and never read
+    it, so whoever holds a listing closes it."""
+
+    def __init__(self, fd: int, parts: tuple[str, ...]) -> None:
+        self._fd = fd
+        self._parts = parts
+        self._entries: Iterator[os.DirEntry[str]] | None = None
+
+    def __iter__(self) -> DirectoryListing:
+        return self
+
+    def __next__(self) -> FileInfo:
+        if self._fd < 0:
+            raise StopIteration
+        if self._entries is None:
+            self._entries = os.scandir(self._fd)
+        for entry in self._entries:
+            try:
+                s = entry.stat(follow_symlinks=False)
+            except FileNotFoundError:
+                continue
+            return _info(entry.name, (*self._parts, entry.name), s)
+        self.close()
+        raise StopIteration
+
+    def close(self) -> None:
+        entries, self._entries = self._entries, None
+        if entries is not None:
+            entries.close()  # type: ignore[attr-defined]
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+
 class LocalReadHandle:
     def __init__(self, fd: int, org_parts: tuple[str, ...]) -> None:
         self.fd = fd
@@ -516,4 +538,10 @@ def clean_stale_uploads(files_root: Path) -> int:
     return removed
 
 
-__all__ = ["LocalReadHandle", "LocalStorage", "LocalWriteHandle", "clean_stale_uploads"]
+__all__ = [
+    "DirectoryListing",
+    "LocalReadHandle",
+    "LocalStorage",
+    "LocalWriteHandle",
+    "clean_stale_uploads",
+]
