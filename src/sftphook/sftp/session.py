@@ -87,7 +87,7 @@ def _mapped(path: str) -> Iterator[None]:
         yield
     except asyncssh.SFTPError:
         raise
-    except (SftphookError, OSError, UnicodeError) as exc:
+    except (SftphookError, OSError, UnicodeError, OverflowError) as exc:
         _fail(exc, path)
 
 
