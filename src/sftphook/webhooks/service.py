@@ -27,7 +27,7 @@ from sftphook.store.models import Attempt, Delivery, Webhook, new_id, now_ms
 from sftphook.webhooks import filters, signing
 from sftphook.webhooks.crypto import SecretBox
 from sftphook.webhooks.fanout import delivery_row
-from sftphook.webhooks.urlsafety import UrlPolicy, check_destination
+from sftphook.webhooks.urlsafety import Lookup, UrlPolicy, check_destination, system_lookup
 
 log = logging.getLogger(__name__)
 
@@ -196,11 +196,15 @@ class WebhookService:
         box: SecretBox,
         *,
         notify: Callable[[], None] | None = None,
+        lookup: Lookup = system_lookup,
     ) -> None:
         self._db = db
         self._settings = settings
         self._box = box
         self._policy = UrlPolicy.from_settings(settings.allow_http, settings.allowed_networks)
+        # How URL hosts are resolved for the save-time check (the system resolver; a table in
+        # tests).
+        self.lookup = lookup
         # Wakes the local delivery workers when this service queues something.
         self.notify: Callable[[], None] = notify or (lambda: None)
 
@@ -249,7 +253,7 @@ class WebhookService:
         topic_list = check_topics(topics)
         rules = filters.parse_rules(filter)
         authorization = check_authorization(authorization_header)
-        await check_destination(url, self._policy)
+        await check_destination(url, self._policy, lookup=self.lookup)
         secret = signing.generate_secret()
         webhook = Webhook(
             id=new_id(),
@@ -305,7 +309,7 @@ class WebhookService:
         if ordered is not None:
             changes["ordered"] = ordered
         if url is not None:
-            await check_destination(url, self._policy)
+            await check_destination(url, self._policy, lookup=self.lookup)
             changes["url"] = url
         async with self._db.transaction() as s:
             webhook = await self._webhook(s, organization_id, webhook_id)
