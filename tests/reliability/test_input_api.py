@@ -24,6 +24,7 @@ EXAMPLES = 150 if SOAK else 12
 PROBLEM_JSON = "application/problem+json"
 
 
+@pytest.mark.timeout(3600 if SOAK else 300)
 def test_generated_requests_get_no_5xx_and_every_error_is_problem_json(
     settings: Settings, ledger: Ledger, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -212,6 +212,7 @@ def fuzz_settings(settings: Settings, host_keys_cache: Path) -> Settings:  # noq
     return settings
 
 
+@pytest.mark.timeout(3600 if SOAK else 300)
 def test_sftp_requests_of_any_shape_get_a_status_or_end_only_their_session(
     fuzz_settings: Settings, ledger: Ledger
 ) -> None:
