@@ -183,9 +183,18 @@ def parse_cursor(cursor: str | None) -> tuple[int, str] | None:
     if not cursor:
         return None
     created, _, delivery_id = cursor.partition("_")
-    if not created.isdigit() or not delivery_id:
+    if not _is_epoch_ms(created) or not delivery_id:
         raise InvalidInput("cursor is not one this API gave out", field="cursor")
     return int(created), delivery_id
+
+
+# 9999-12-31T23:59:59.999Z: what ISO 8601 can say, and far inside a 64-bit database integer.
+MAX_EPOCH_MS = 253_402_300_799_999
+
+
+def _is_epoch_ms(text: str) -> bool:
+    # isdigit() alone takes "²" and other digits int() refuses.
+    return text.isascii() and text.isdigit() and int(text) <= MAX_EPOCH_MS
 
 
 class WebhookService:
@@ -556,7 +565,12 @@ def parse_time(value: str | int | None, *, field: str) -> int | None:
     says otherwise)."""
     if value is None or value == "":
         return None
-    if isinstance(value, int) or value.isdigit():
+    if isinstance(value, int) or (value.isascii() and value.isdigit()):
+        if not 0 <= int(value) <= MAX_EPOCH_MS:
+            raise InvalidInput(
+                f"{field} must be epoch milliseconds up to {MAX_EPOCH_MS} (the year 9999)",
+                field=field,
+            )
         return int(value)
     try:
         when = datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
