@@ -15,6 +15,7 @@ from hypothesis import settings as hsettings
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 
+from sftphook.app import App
 from sftphook.config import Settings
 from tests.reliability.conftest import SOAK, Ledger
 from tests.reliability.input_server import ThreadedServer
@@ -91,3 +92,32 @@ def test_generated_requests_get_no_5xx_and_every_error_is_problem_json(
     traces = [r.getMessage() + "\n" + (r.exc_text or "") for r in caplog.records]
     assert not server_errors, (server_errors[:5], traces[:3])
     assert not not_problems, not_problems[:5]
+
+
+ODD_NUMBERS = ["99999999999999999999", "%C2%B2", "-5", "253402300800000"]
+
+
+async def test_times_and_cursors_out_of_range_are_invalid_input(http_app: App) -> None:
+    """What schemathesis found: numbers a 64-bit integer cannot hold, and digits int() refuses,
+    in `since`, `until` and `cursor`, were 500s."""
+    org = await http_app.accounts.resolve_organization(None)
+    _, token = await http_app.accounts.create_token(org.id, "odd numbers")
+    hook, _ = await http_app.webhooks.create(
+        org.id, nickname="n", url="http://127.0.0.1:9/h", topics=["file.created"]
+    )
+    async with httpx.AsyncClient(
+        base_url=f"http://127.0.0.1:{http_app.http_port}",
+        headers={"Authorization": f"Bearer {token}"},
+    ) as client:
+        for number in ODD_NUMBERS:
+            for query in (f"since={number}", f"until={number}", f"cursor={number}_x"):
+                response = await client.get(f"/api/v1/webhooks/{hook.id}/deliveries?{query}")
+                assert response.status_code == 422, (query, response.text)
+                assert response.headers["content-type"].startswith(PROBLEM_JSON)
+                response = await client.get(f"/api/v1/events?{query}")
+                assert response.status_code < 500, (query, response.text)
+            response = await client.post(
+                f"/api/v1/webhooks/{hook.id}/deliveries/redeliver",
+                json={"since": number.replace("%C2%B2", "²")},
+            )
+            assert response.status_code == 422, (number, response.text)
