@@ -21,7 +21,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-from sftphook.errors import NotFound, OutsideHome, PermissionDenied
+from sftphook.errors import InvalidInput, NotFound, OutsideHome, PermissionDenied
 from sftphook.storage.base import FileInfo
 from sftphook.storage.paths import client_to_org, is_within, org_to_client, split
 
@@ -321,6 +321,8 @@ class LocalStorage:
             if t.name is None:
                 raise FileExistsError(errno.EEXIST, "already exists")
             link_dir = list(t.parts[:-1])
+            if "\x00" in target:
+                raise InvalidInput("a link target must not contain NUL characters")
             if target.startswith("/"):
                 aim = client_to_org(self.home, target)
             else:
