@@ -191,6 +191,9 @@ KINDS = [OPEN, CLOSE, READ, WRITE, LSTAT, FSTAT, SETSTAT, FSETSTAT, OPENDIR, REA
 UNKNOWN_KINDS = st.sampled_from([0, 1, 2, 21, 99, 101, 102, 199, 201, 254, 255])
 
 
+UNCAUGHT: list[str] = []
+
+
 def check_reply(packet: bytes, request_id: int, stats: dict[str, int]) -> None:
     kind = packet[0]
     assert kind in REPLIES, f"reply of unexpected type {kind}"
@@ -200,6 +203,7 @@ def check_reply(packet: bytes, request_id: int, stats: dict[str, int]) -> None:
         stats["status_ok" if code == 0 else "status_error"] += 1
         if b"Uncaught exception" in packet:
             stats["uncaught"] += 1
+            UNCAUGHT.append(packet[9:200].decode(errors="replace"))
     else:
         stats["answered"] += 1
     if MARKER in packet:
@@ -347,4 +351,37 @@ def test_sftp_requests_of_any_shape_get_a_status_or_end_only_their_session(
         transport.close()
         assert srv.open_transfers() == 0
     for key in ("crashed", "leaked", "escaped", "uncaught", "hung"):
-        assert stats[key] == 0, stats
+        assert stats[key] == 0, (stats, UNCAUGHT[:5])
+
+
+def test_what_the_fuzzer_found_stays_fixed(fuzz_settings: Settings) -> None:
+    """A directory handle left open held its descriptor for good; offsets past 2^63 and a NUL
+    in a link target came back as "Uncaught exception"."""
+    with ThreadedServer(fuzz_settings, frozenset({"sftp"})) as srv:
+        org = srv.call(srv.app.accounts.resolve_organization(None))
+        srv.call(srv.app.accounts.add_user(org.id, "alice", password=PASSWORD))
+        transport = paramiko.Transport(("127.0.0.1", srv.app.sftp.port))
+        transport.connect(username="alice", password=PASSWORD)
+        witness = paramiko.SFTPClient.from_transport(transport)
+        assert witness is not None
+        witness.stat(".")
+        base = (open_fds(), srv.session_count())
+        requests = [
+            bytes([OPENDIR]) + u32(1) + string(b"."),
+            bytes([OPEN]) + u32(2) + string(b"f.txt") + u32(0x1A) + u32(0),
+            bytes([WRITE]) + u32(3) + string(b"\0\0\0\1") + u64(2**63) + string(b"x"),
+            bytes([READ]) + u32(4) + string(b"\0\0\0\1") + u64(2**64 - 1) + u32(10),
+            bytes([SYMLINK]) + u32(5) + string(b"a\x00b") + string(b"link"),
+        ]
+        session = RawSession(transport)
+        session.send(frame(bytes([INIT]) + u32(3)))
+        assert session.receive()[0] == VERSION
+        for request_id, body in enumerate(requests, 1):
+            session.send(frame(body))
+            reply = session.receive()
+            assert reply[0] in REPLIES and b"Uncaught" not in reply, reply
+            assert struct.unpack(">I", reply[1:5])[0] == request_id
+        session.close()  # the directory and the file still open
+        assert srv.settle(*base) == base
+        witness.close()
+        transport.close()
