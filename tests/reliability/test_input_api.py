@@ -21,7 +21,7 @@ from tests.reliability.conftest import SOAK, Ledger
 from tests.reliability.input_server import ThreadedServer
 from tests.unit.webhooks.fake_dns import HostsLookup
 
-EXAMPLES = 150 if SOAK else 12
+EXAMPLES = 150 if SOAK else 8
 PROBLEM_JSON = "application/problem+json"
 
 
