@@ -194,16 +194,18 @@ UNKNOWN_KINDS = st.sampled_from([0, 1, 2, 21, 99, 101, 102, 199, 201, 254, 255])
 UNCAUGHT: list[str] = []
 
 
-def check_reply(packet: bytes, request_id: int, stats: dict[str, int]) -> None:
+def check_reply(
+    packet: bytes, request_id: int, stats: dict[str, int], request: bytes = b""
+) -> None:
     kind = packet[0]
     assert kind in REPLIES, f"reply of unexpected type {kind}"
     assert struct.unpack(">I", packet[1:5])[0] == request_id, "reply to another request"
     if kind == STATUS:
         code = struct.unpack(">I", packet[5:9])[0]
         stats["status_ok" if code == 0 else "status_error"] += 1
-        if b"Uncaught exception" in packet:
+        if packet[13:].startswith(b"Uncaught exception"):
             stats["uncaught"] += 1
-            UNCAUGHT.append(packet[9:200].decode(errors="replace"))
+            UNCAUGHT.append(f"{request[:120]!r} -> {packet[9:200]!r}")
     else:
         stats["answered"] += 1
     if MARKER in packet:
@@ -300,7 +302,7 @@ def test_sftp_requests_of_any_shape_get_a_status_or_end_only_their_session(
                 stats["requests"] += 1
                 session.send(frame(body))
                 reply = session.receive()
-                check_reply(reply, request_id, stats)
+                check_reply(reply, request_id, stats, body)
                 if reply[0] == HANDLE:
                     own.append(reply[9 : 9 + struct.unpack(">I", reply[5:9])[0]])
             tail = data.draw(st.sampled_from(["none", "unknown", "garbage", "framing"]))
