@@ -224,10 +224,15 @@ def test_sftp_requests_of_any_shape_get_a_status_or_end_only_their_session(
 ) -> None:
     with ThreadedServer(fuzz_settings, frozenset({"sftp"})) as srv:
         org = srv.call(srv.app.accounts.resolve_organization(None))
-        srv.call(srv.app.accounts.add_user(org.id, "alice", password=PASSWORD))
+        # The fuzzing user and, in a home of its own, the user of the session that must
+        # keep working (its open file is one the fuzzing user cannot reach).
+        srv.call(srv.app.accounts.add_user(org.id, "alice", password=PASSWORD, home="/alice"))
+        srv.call(srv.app.accounts.add_user(org.id, "bob", password=PASSWORD, home="/bob"))
         transport = paramiko.Transport(("127.0.0.1", srv.app.sftp.port))
         transport.connect(username="alice", password=PASSWORD)
-        witness = paramiko.SFTPClient.from_transport(transport)
+        other = paramiko.Transport(("127.0.0.1", srv.app.sftp.port))
+        other.connect(username="bob", password=PASSWORD)
+        witness = paramiko.SFTPClient.from_transport(other)
         assert witness is not None
         with witness.open("witness.txt", "wb") as fh:
             fh.write(MARKER)
@@ -351,6 +356,7 @@ def test_sftp_requests_of_any_shape_get_a_status_or_end_only_their_session(
         held.close()
         witness.close()
         transport.close()
+        other.close()
         assert srv.open_transfers() == 0
     for key in ("crashed", "leaked", "escaped", "uncaught", "hung"):
         assert stats[key] == 0, (stats, UNCAUGHT[:5])
