@@ -25,7 +25,7 @@ from sftphook.retention import Pruner
 from sftphook.store import Database
 from sftphook.webhooks.crypto import open_box
 from sftphook.webhooks.engine import DeliveryEngine
-from sftphook.webhooks.fanout import fan_out
+from sftphook.webhooks.fanout import FanOut
 from sftphook.webhooks.metrics import Metrics
 from sftphook.webhooks.service import WebhookService
 
@@ -62,8 +62,9 @@ class App:
         self.notices = OwnerNotices(self.db, settings.smtp, public_url=settings.http.public_url)
         self.engine.paused_hook = self.notices.webhook_auto_paused
         self.webhooks.on_secret_rotated = self.notices.secret_rotated
-        self.recorder.add_listener(fan_out)
-        self.recorder.add_commit_hook(self.engine.wake)
+        fanout = FanOut(self.engine.wake)
+        self.recorder.add_listener(fanout.listener)
+        self.recorder.add_commit_hook(fanout.committed)
         self.recorder.add_commit_hook(
             lambda events: self.metrics.count_events(e.topic for e in events)
         )

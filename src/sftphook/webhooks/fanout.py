@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from sqlalchemy import insert
@@ -62,13 +62,14 @@ def delivery_row(
     }
 
 
-async def fan_out(session: AsyncSession, events: Sequence[EventRecord]) -> None:
-    """The recorder listener: events of a paused webhook are kept as `held` deliveries."""
+async def fan_out(session: AsyncSession, events: Sequence[EventRecord]) -> int:
+    """The recorder listener: events of a paused webhook are kept as `held` deliveries.
+    Returns how many deliveries were created."""
     if not events:
-        return
+        return 0
     candidates = await webhook_store.for_organizations(session, {e.organization_id for e in events})
     if not candidates:
-        return
+        return 0
     prepared = [(w, filters.stored_rules(w.filter), frozenset(w.topics)) for w in candidates]
     now = now_ms()
     rows: list[dict[str, Any]] = []
@@ -93,3 +94,25 @@ async def fan_out(session: AsyncSession, events: Sequence[EventRecord]) -> None:
     if rows:
         await session.execute(insert(Delivery), rows)
         await delivery_store.announce(session)
+    return len(rows)
+
+
+class FanOut:
+    """Wires the fan-out to the recorder: deliveries are created in the events' transaction, and
+    the workers are woken after the commit only when there is something to send (an upload to
+    an organization without webhooks must not cost a claim)."""
+
+    def __init__(self, wake: Callable[[], None]) -> None:
+        self._wake = wake
+        self._created = False
+
+    async def listener(self, session: AsyncSession, events: Sequence[EventRecord]) -> None:
+        if await fan_out(session, events):
+            self._created = True
+
+    def committed(self, events: Sequence[EventRecord]) -> None:
+        # The recorder commits one group at a time, so the flag belongs to this commit (or to
+        # one that rolled back, which costs no more than one spare wake).
+        if self._created:
+            self._created = False
+            self._wake()
