@@ -23,6 +23,7 @@ from sftphook.sftp import hostkeys
 from sftphook.sftp.defender import Defender
 from sftphook.sftp.handler import StreamSession
 from sftphook.sftp.session import SFTPSession
+from sftphook.sftp.wire import coalesce_writes
 from sftphook.storage.base import ReadHandle
 from sftphook.storage.local import clean_stale_uploads
 
@@ -229,6 +230,7 @@ class _Connection(asyncssh.SSHServer):
 
     def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
         self._conn = conn
+        coalesce_writes(conn)
         peer = conn.get_extra_info("peername")
         if peer:
             self.client_ip = str(peer[0])

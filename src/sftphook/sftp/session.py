@@ -106,14 +106,26 @@ def _attrs(info: FileInfo) -> asyncssh.SFTPAttrs:
     )
 
 
-def _longname(info: FileInfo, owner: str) -> str:
-    when = time.localtime(info.mtime)
-    recent = abs(time.time() - info.mtime) < 180 * 86400
-    stamp = time.strftime("%b %e %H:%M" if recent else "%b %e  %Y", when)
-    return (
-        f"{st.filemode(info.mode)} {info.nlink:4d} {owner:8.8s} {owner:8.8s} "
-        f"{info.size:12d} {stamp} {info.name}"
-    )
+# `ls -l`'s date column, per whole second of mtime and "recent" flag: the files of a directory
+# share few distinct seconds, and localtime + strftime were a tenth of a listing's time.
+@functools.lru_cache(maxsize=4096)
+def _stamp(mtime: int, recent: bool) -> str:
+    return time.strftime("%b %e %H:%M" if recent else "%b %e  %Y", time.localtime(mtime))
+
+
+_filemode = functools.lru_cache(maxsize=256)(st.filemode)
+
+
+def _longname(info: FileInfo, owner: str, now: float | None = None) -> str:
+    """`ls -l`'s line for `info`; `owner` is already padded to the column (`_owner_column`)."""
+    if now is None:
+        now = time.time()
+    stamp = _stamp(int(info.mtime), abs(now - info.mtime) < 180 * 86400)
+    return f"{_filemode(info.mode)} {info.nlink:4d} {owner} {info.size:12d} {stamp} {info.name}"
+
+
+def _owner_column(owner: str) -> str:
+    return f"{owner:8.8s} {owner:8.8s}"
 
 
 class SFTPSession(asyncssh.SFTPServer):
@@ -232,16 +244,19 @@ class SFTPSession(asyncssh.SFTPServer):
         with _mapped(text):
             _parts, entries = self._storage.listdir(text)
             here = self._storage.stat(text, follow=True)
-        owner = self._user.username
+        owner = _owner_column(self._user.username)
+        now = time.time()
 
         async def names() -> AsyncIterator[asyncssh.SFTPName]:
             for name in (".", ".."):
                 dot = dataclasses.replace(here, name=name)
-                yield asyncssh.SFTPName(name.encode(), _longname(dot, owner).encode(), _attrs(dot))
+                yield asyncssh.SFTPName(
+                    name.encode(), _longname(dot, owner, now).encode(), _attrs(dot)
+                )
             for info in entries:
                 yield asyncssh.SFTPName(
                     info.name.encode("utf-8", "surrogateescape"),
-                    _longname(info, owner).encode("utf-8", "surrogateescape"),
+                    _longname(info, owner, now).encode("utf-8", "surrogateescape"),
                     _attrs(info),
                 )
 

@@ -17,7 +17,12 @@ from typing import Any
 from sftphook.storage.base import FileInfo, ReadHandle, WriteHandle
 
 INLINE_BYTES = 512 * 1024
+# Writes are gathered into blocks of this size; reads are fetched in blocks of READ_BLOCK, one
+# block ahead. Larger read blocks mean fewer thread hand-offs per MiB sent.
 BLOCK = 1024 * 1024
+READ_BLOCK = 4 * 1024 * 1024
+
+Data = bytes | memoryview
 
 
 class Download:
@@ -29,9 +34,9 @@ class Download:
         self._executor = executor
         self._blocks: dict[int, asyncio.Future[bytes]] = {}
 
-    async def read(self, offset: int, size: int) -> bytes:
+    async def read(self, offset: int, size: int) -> Data:
         if self.delivered < INLINE_BYTES and not self._blocks:
-            data = self.handle.pread(offset, size)
+            data: Data = self.handle.pread(offset, size)
         else:
             data = await self._read_blocks(offset, size)
         self.delivered += len(data)
@@ -41,24 +46,32 @@ class Download:
         future = self._blocks.get(start)
         if future is None:
             loop = asyncio.get_running_loop()
-            future = loop.run_in_executor(self._executor, self.handle.pread, start, BLOCK)
+            future = loop.run_in_executor(self._executor, self.handle.pread, start, READ_BLOCK)
             self._blocks[start] = future
         return future
 
-    async def _read_blocks(self, offset: int, size: int) -> bytes:
-        first = offset - offset % BLOCK
-        last = (offset + size - 1) - (offset + size - 1) % BLOCK
-        for start in [s for s in self._blocks if s < first]:
-            self._blocks.pop(start).cancel()
-        self._block(last + BLOCK)  # read ahead
-        pieces = []
-        start = first
-        while start <= last:
+    async def _read_blocks(self, offset: int, size: int) -> Data:
+        first = offset - offset % READ_BLOCK
+        end = offset + size
+        if first not in self._blocks:
+            for start in [s for s in self._blocks if s < first]:
+                self._blocks.pop(start).cancel()
+        ahead = first + READ_BLOCK
+        if ahead not in self._blocks:
+            self._block(ahead)
+        block = await self._block(first)
+        if end <= first + READ_BLOCK or len(block) < READ_BLOCK:
+            # The common case, a read inside one block: a view, not a copy (the reply packet
+            # copies it once anyway).
+            return memoryview(block)[offset - first : end - first]
+        pieces: list[Data] = [memoryview(block)[offset - first :]]
+        start = ahead
+        while start < end:
             block = await self._block(start)
-            pieces.append(block[max(offset - start, 0) : offset + size - start])
-            if len(block) < BLOCK:
+            pieces.append(memoryview(block)[: end - start])
+            if len(block) < READ_BLOCK:
                 break
-            start += BLOCK
+            start += READ_BLOCK
         return b"".join(pieces)
 
     def info(self) -> FileInfo:
@@ -75,7 +88,11 @@ class Download:
 
 
 class Upload:
-    """A file opened for writing, hashed while it streams when written in order."""
+    """A file opened for writing, hashed while it streams when written in order.
+
+    `write` may be given a view of the received packet: the data is kept as it came (no copy on
+    the event loop) and joined, written and hashed in an I/O thread, one block behind.
+    """
 
     def __init__(self, handle: WriteHandle, executor: Executor, *, offset: int = 0) -> None:
         self.handle = handle
@@ -84,47 +101,53 @@ class Upload:
         self._sha = hashlib.sha256()
         # The next offset the running hash expects; None once the writes left that order.
         self._hash_at: int | None = offset if offset == 0 else None
-        self._pending = bytearray()
+        self._pending: list[Data] = []
+        self._pending_size = 0
         self._pending_at = 0
         self._flushing: asyncio.Future[None] | None = None
         # Attributes set on the open handle (fsetstat), applied to the final name at close.
         self.attrs: Any = None
 
-    async def write(self, offset: int, data: bytes) -> int:
-        self.received += len(data)
-        in_order = self._hash_at is not None and offset == self._hash_at + len(self._pending)
+    async def write(self, offset: int, data: Data) -> int:
+        size = len(data)
+        self.received += size
+        hash_at = self._hash_at
+        in_order = hash_at is not None and offset == hash_at + self._pending_size
         if self._pending or self._flushing is not None or self.received > INLINE_BYTES:
             if in_order:
                 if not self._pending:
                     self._pending_at = offset
-                self._pending += data
-                if len(self._pending) >= BLOCK:
+                self._pending.append(data)
+                self._pending_size += size
+                if self._pending_size >= BLOCK:
                     await self._flush_behind()
-                return len(data)
+                return size
             await self.drain()
+            hash_at = self._hash_at
         if in_order:
             self._sha.update(data)
-            assert self._hash_at is not None
-            self._hash_at += len(data)
-        elif self._hash_at is not None and offset < self._hash_at:
-            self._hash_at = None  # rewriting bytes already hashed
-        elif self._hash_at is not None:
-            self._hash_at = None  # a hole: the hash is taken again at close
-        self.handle.pwrite(offset, data)
-        return len(data)
+            assert hash_at is not None
+            self._hash_at = hash_at + size
+        elif hash_at is not None:
+            # Rewriting bytes already hashed, or leaving a hole: the hash is taken again at close.
+            self._hash_at = None
+        self.handle.pwrite(offset, bytes(data) if isinstance(data, memoryview) else data)
+        return size
 
     async def _flush_behind(self) -> None:
         if self._flushing is not None:
             flushing, self._flushing = self._flushing, None
             await flushing
-        chunk, at = bytes(self._pending), self._pending_at
-        self._pending.clear()
+        pieces, at, size = self._pending, self._pending_at, self._pending_size
+        self._pending = []
+        self._pending_size = 0
         assert self._hash_at is not None
-        self._hash_at += len(chunk)
+        self._hash_at += size
         loop = asyncio.get_running_loop()
-        self._flushing = loop.run_in_executor(self._executor, self._write_and_hash, at, chunk)
+        self._flushing = loop.run_in_executor(self._executor, self._write_and_hash, at, pieces)
 
-    def _write_and_hash(self, offset: int, chunk: bytes) -> None:
+    def _write_and_hash(self, offset: int, pieces: list[Data]) -> None:
+        chunk = b"".join(pieces)
         self.handle.pwrite(offset, chunk)
         self._sha.update(chunk)
 
