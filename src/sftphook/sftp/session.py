@@ -18,7 +18,7 @@ import asyncssh
 
 from sftphook.errors import SftphookError
 from sftphook.events import EventRecord, Topic
-from sftphook.sftp.transfer import Download, Upload
+from sftphook.sftp.transfer import Data, Download, Upload
 from sftphook.storage.base import FileInfo
 from sftphook.storage.local import LocalStorage
 from sftphook.storage.paths import event_path, normalize_client
@@ -374,7 +374,8 @@ class SFTPSession(asyncssh.SFTPServer):
         self._open.add(transfer)
         return transfer
 
-    async def read(self, file_obj: object, offset: int, size: int) -> bytes:
+    # A view of a read-ahead block is returned as is: asyncssh copies it into the reply.
+    async def read(self, file_obj: object, offset: int, size: int) -> Data:  # type: ignore[override]
         if isinstance(file_obj, Upload):
             await file_obj.drain()
             with _mapped("file"):
@@ -383,7 +384,7 @@ class SFTPSession(asyncssh.SFTPServer):
         with _mapped("file"):
             return await file_obj.read(offset, size)
 
-    async def write(self, file_obj: object, offset: int, data: bytes) -> int:
+    async def write(self, file_obj: object, offset: int, data: Data) -> int:
         if not isinstance(file_obj, Upload):
             raise asyncssh.SFTPPermissionDenied("file is open for reading")
         with _mapped("file"):
