@@ -436,11 +436,7 @@ class SFTPSession(asyncssh.SFTPServer):
         try:
             with _mapped("/".join(parts)):
                 sha = await upload.sha256()
-                # Renaming over an existing file makes ext4 write the new data out first
-                # (auto_da_alloc): can take milliseconds, so not on the loop.
-                info = await asyncio.get_running_loop().run_in_executor(
-                    self._front.io_executor, upload.handle.commit
-                )
+                info = await upload.commit()
         except BaseException:
             await upload.abort()
             raise
