@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: serve test lint typecheck bench clean
+.PHONY: serve test lint typecheck bench bench-webhooks clean reliability reliability-report soak
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,25 @@ tests/js/node_modules: tests/js/package-lock.json
 	@if command -v npm >/dev/null 2>&1; then \
 		npm ci --prefix tests/js --no-audit --no-fund && touch $@; \
 	else echo "npm is not installed: the Node signature tests will be skipped (CI fails them)"; fi
+
+# The reliability suite alone (also part of `make test`); it writes build/reliability.json.
+reliability: $(STAMP)
+	$(BIN)/pytest -q tests/reliability
+
+# The suite, then its figures into the table of docs/reliability.md (written even when a case
+# failed: the table shows the failure; the exit status is the suite's).
+reliability-report: $(STAMP)
+	status=0; $(BIN)/pytest -q tests/reliability || status=$$?; \
+	$(BIN)/python bench/reliability_report.py; exit $$status
+
+# The same suite at the sizes of the issue (10,000 events, a minute of load, repeated faults);
+# prints the table (`python bench/reliability_report.py` puts it in the docs).
+soak: $(STAMP)
+	status=0; SFTPHOOK_SOAK=1 $(BIN)/pytest -q tests/reliability || status=$$?; \
+	$(BIN)/python bench/reliability_report.py --stdout; exit $$status
+
+bench-webhooks: $(STAMP)
+	$(BIN)/python bench/webhooks.py $(BENCH_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench

@@ -52,9 +52,10 @@ class App:
             settings.webhooks,
             self.secret_box,
             self.metrics,
+            smtp=settings.smtp,
         )
         self.webhooks = WebhookService(
-            self.db, settings.webhooks, self.secret_box, notify=self.engine.wake
+            self.db, settings.webhooks, self.secret_box, notify=self.engine.wake, smtp=settings.smtp
         )
         self.audit = AuditLog(self.db)
         self.security = SecurityRecorder(self.db)
@@ -122,13 +123,34 @@ class App:
 
     async def _start_sftp(self, tasks: asyncio.TaskGroup) -> None:
         from sftphook.sftp.server import SFTPFront
+        from sftphook.storage import open_backend
 
+        # One backend (one S3 client and its connection pool) for every session of this node.
+        storage = await asyncio.to_thread(open_backend, self.settings)
         front = SFTPFront(
-            self.settings, self.db, self.accounts, self.recorder, security=self.security
+            self.settings,
+            self.db,
+            self.accounts,
+            self.recorder,
+            storage,
+            self.secret_box,
+            security=self.security,
         )
-        await front.start()
+        try:
+            await front.start()
+        except BaseException:
+            storage.close()
+            raise
         self.sftp = front
-        self._closers.append(("sftp", front.close))
+        self.storage = storage
+
+        async def stop_sftp() -> None:
+            try:
+                await front.close()
+            finally:
+                storage.close()
+
+        self._closers.append(("sftp", stop_sftp))
 
     async def _start_http(self, tasks: asyncio.TaskGroup) -> None:
         from sftphook.api.app import create_app

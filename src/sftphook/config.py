@@ -68,6 +68,10 @@ class WebhookSettings(BaseModel):
     workers: int = Field(default=64, ge=1, le=4096)
     lease_seconds: float = Field(default=60.0, gt=0)
     max_response_body: int = 64 * 1024
+    # Defaults for every webhook (each can override them): requests in flight at once to one
+    # webhook, and requests started per second; None is no limit beyond `workers`.
+    max_concurrency: int | None = Field(default=None, ge=1, le=1000)
+    rate_limit: float | None = Field(default=None, ge=0.1, le=10000)
 
     @field_validator("allowed_networks")
     @classmethod
@@ -98,6 +102,9 @@ class StorageSettings(BaseModel):
     access_key_id: str | None = None
     secret_access_key: SecretStr | None = None
     prefix: str = ""
+    # A multipart upload with no new part for this long was left by a stopped process: the
+    # next node to start aborts it.
+    stale_upload_seconds: float = Field(default=900.0, ge=0)
 
     @model_validator(mode="after")
     def _s3_needs_a_bucket(self) -> StorageSettings:

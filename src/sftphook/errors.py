@@ -8,6 +8,8 @@
     │   └── OutsideHome       403      a path, `..` or a link that would leave the home directory
     ├── Unauthorized          401      bad, revoked or missing credentials
     ├── UnsafeDestination     422      a webhook URL that points where we must not send
+    ├── Unsupported           501      SFTP: FX_OP_UNSUPPORTED  (links in an object store)
+    ├── StorageUnavailable    503      SFTP: FX_FAILURE (the object store does not answer)
     └── StorageFull           507      SFTP: FX_FAILURE (no space left)
 
 The message of an error is shown to the user: it says what to do and never carries a secret.
@@ -93,6 +95,20 @@ class Unauthorized(SftphookError):
 class UnsafeDestination(InvalidInput):
     problem_type = "https://sftphook.dev/problems/unsafe-destination"
     title = "Unsafe webhook destination"
+
+
+class Unsupported(SftphookError):
+    http_status = 501
+    sftp_code = asyncssh.FX_OP_UNSUPPORTED
+    problem_type = "https://sftphook.dev/problems/unsupported"
+    title = "Not supported"
+
+
+class StorageUnavailable(SftphookError):
+    http_status = 503
+    sftp_code = asyncssh.FX_FAILURE
+    problem_type = "https://sftphook.dev/problems/storage-unavailable"
+    title = "Storage unavailable"
 
 
 class StorageFull(SftphookError):

@@ -70,3 +70,38 @@ async def test_closed_recorder_refuses_new_events(app):
 def test_event_path_must_be_relative():
     with pytest.raises(ValueError):
         EventRecord(organization_id="o", topic=Topic.FILE_CREATED, actor_id="u", path="/abs")
+
+
+async def test_unreachable_database_is_tried_again_until_the_event_lands(app):
+    from sqlalchemy.exc import OperationalError
+
+    org = await _org_id(app)
+    recorder = EventRecorder(app.db, retry_for=5.0)
+    failures = {"left": 2}
+
+    async def flaky(session, events):
+        if failures["left"]:
+            failures["left"] -= 1
+            raise OperationalError("INSERT", {}, ConnectionResetError("server restarting"))
+
+    recorder.add_listener(flaky)
+    event = EventRecord(organization_id=org, topic=Topic.FILE_CREATED, actor_id="u", path="r")
+    await recorder.record(event)
+    async with app.db.session() as s:
+        assert await s.get(Event, event.id) is not None
+    assert failures["left"] == 0
+
+
+async def test_unreachable_database_gives_up_after_retry_for(app):
+    from sqlalchemy.exc import OperationalError
+
+    org = await _org_id(app)
+    recorder = EventRecorder(app.db, retry_for=0.5)
+
+    async def down(session, events):
+        raise OperationalError("INSERT", {}, ConnectionRefusedError("down"))
+
+    recorder.add_listener(down)
+    event = EventRecord(organization_id=org, topic=Topic.FILE_CREATED, actor_id="u", path="d")
+    with pytest.raises(OperationalError):
+        await recorder.record(event)

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import os
 import ssl
-import subprocess
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -82,20 +80,6 @@ class Receiver:
         return self.requests
 
 
-# Set to a PostgreSQL URL (postgresql+asyncpg://…) to run these tests against PostgreSQL; each
-# test starts from an empty schema.
-POSTGRES_URL = os.environ.get("SFTPHOOK_TEST_DATABASE_URL")
-
-
-def _reset_postgres(url: str) -> None:
-    plain = url.replace("postgresql+asyncpg://", "postgresql://")
-    subprocess.run(
-        ["psql", plain, "-q", "-c", "DROP SCHEMA public CASCADE; CREATE SCHEMA public;"],
-        check=True,
-        capture_output=True,
-    )
-
-
 @pytest.fixture
 def settings(settings: Settings) -> Settings:
     """Fast retries, a short timeout, no jitter: nothing in a test waits long."""
@@ -107,11 +91,26 @@ def settings(settings: Settings) -> Settings:
             "lease_seconds": 5.0,
         }
     )
-    update: dict[str, Any] = {"webhooks": hooks}
-    if POSTGRES_URL:
-        _reset_postgres(POSTGRES_URL)
-        update["database_url"] = POSTGRES_URL
-    return settings.model_copy(update=update)
+    return settings.model_copy(update={"webhooks": hooks})
+
+
+@pytest.fixture
+def pg_settings(settings: Settings, postgres_url: str) -> Settings:
+    """The same settings on a throwaway PostgreSQL database."""
+    return settings.model_copy(update={"database_url": postgres_url})
+
+
+@pytest.fixture
+async def pg_app(pg_settings: Settings) -> AsyncIterator[Any]:
+    """A prepared App on PostgreSQL, without running servers."""
+    from sftphook.app import App
+
+    application = App(pg_settings)
+    await application.prepare()
+    try:
+        yield application
+    finally:
+        await application.db.close()
 
 
 @pytest.fixture

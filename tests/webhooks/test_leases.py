@@ -5,11 +5,9 @@ from __future__ import annotations
 import asyncio
 import time
 
-import pytest
-
 from sftphook.store.models import now_ms
 from tests.conftest import serving
-from tests.webhooks.conftest import POSTGRES_URL, file_event, org_id, wait_until
+from tests.webhooks.conftest import file_event, org_id, wait_until
 
 
 async def test_abandoned_claim_is_taken_again_after_the_lease_expires(settings, receiver, app):
@@ -72,16 +70,3 @@ async def test_shutdown_gives_back_leases_of_cancelled_sends(settings, receiver)
 
         row = (await s.execute(select(Delivery))).scalar_one()
     assert row.status == "pending" and row.lease_owner is None and row.lease_expires_at is None
-
-
-@pytest.mark.skipif(not POSTGRES_URL, reason="needs SFTPHOOK_TEST_DATABASE_URL (PostgreSQL)")
-async def test_postgres_notify_wakes_workers_of_another_node(settings, receiver, app):
-    org = await org_id(app)
-    await app.webhooks.create(org, nickname="n", url=receiver.url, topics=["file.created"])
-    async with serving(settings, frozenset({"worker"})) as node:
-        node.engine._safety = 60.0  # only a notification can wake it in time
-        await asyncio.sleep(0.3)
-        t0 = time.monotonic()
-        await app.recorder.record(file_event(org))  # another App: its commit hook wakes no one
-        await receiver.wait_for(1, within=5)
-        assert time.monotonic() - t0 < 2

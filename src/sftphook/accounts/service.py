@@ -44,11 +44,16 @@ class AccountService:
     # Organizations
 
     async def ensure_default_organization(self) -> Organization:
-        async with self._db.transaction() as s:
-            existing = await organizations.list_all(s)
-            if existing:
-                return existing[0]
-            return await organizations.add(s, DEFAULT_ORGANIZATION)
+        try:
+            async with self._db.transaction() as s:
+                existing = await organizations.list_all(s)
+                if existing:
+                    return existing[0]
+                return await organizations.add(s, DEFAULT_ORGANIZATION)
+        except IntegrityError:
+            # Another node starting at the same moment created it first.
+            async with self._db.session() as s:
+                return (await organizations.list_all(s))[0]
 
     async def add_organization(self, name: str) -> Organization:
         validation.check_name(name, what="organization name", field="name")

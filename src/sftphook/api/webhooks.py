@@ -9,11 +9,17 @@ from fastapi import APIRouter, Body, Query, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from sftphook.api.deps import AppDep, CurrentActor, OrganizationId
+from sftphook.webhooks import tuning
 from sftphook.webhooks.service import DeliveryView, WebhookView, parse_time
 
 router = APIRouter(prefix="/api/v1/webhooks", tags=["webhooks"])
 
 TopicName = Literal["file.created", "file.deleted", "file.downloaded", "file.renamed"]
+EndpointType = Literal["webhook", "slack", "teams", "email"]
+URL_HELP = (
+    "The endpoint: an https:// URL (a Slack or Teams incoming-webhook URL for those types); "
+    "for `email`, the recipients, like `ops@example.com, Jane <jane@example.com>`."
+)
 
 
 class FilterRule(BaseModel):
@@ -26,22 +32,60 @@ class FilterRule(BaseModel):
     value: str = Field(max_length=1024)
 
 
-class WebhookCreate(BaseModel):
+class TuningFields(BaseModel):
+    """A webhook's own delivery tuning; null (or left out on create) follows the configured
+    default. The service checks the bounds too, for the CLI and the dashboard."""
+
+    retry_schedule: list[Annotated[float, Field(ge=0, le=tuning.MAX_RETRY_DELAY)]] | None = Field(
+        default=None,
+        max_length=tuning.MAX_RETRIES,
+        description="Seconds to wait before each retry; [] means no retries.",
+        examples=[[5, 300, 1800]],
+    )
+    timeout: float | None = Field(
+        default=None,
+        ge=tuning.MIN_TIMEOUT,
+        le=tuning.MAX_TIMEOUT,
+        description="Seconds to wait for an answer to one request.",
+    )
+    max_concurrency: int | None = Field(
+        default=None,
+        ge=1,
+        le=tuning.MAX_CONCURRENCY,
+        description="Requests in flight at once to this endpoint.",
+    )
+    rate_limit: float | None = Field(
+        default=None,
+        ge=tuning.MIN_RATE,
+        le=tuning.MAX_RATE,
+        description="Requests started per second, at most.",
+    )
+
+    def given(self) -> dict[str, Any]:
+        """The tuning fields present in the request (null ones included: they reset)."""
+        present = self.model_fields_set
+        return {name: getattr(self, name) for name in tuning.FIELDS if name in present}
+
+
+class WebhookCreate(TuningFields):
     model_config = ConfigDict(extra="forbid")
 
     nickname: str = Field(min_length=1, max_length=128)
-    url: str = Field(min_length=1, max_length=2048)
+    type: EndpointType = "webhook"
+    url: str = Field(min_length=1, max_length=2048, description=URL_HELP)
     topics: list[TopicName] = Field(min_length=1, max_length=4)
     authorization_header: str | None = Field(default=None, max_length=4096)
     filter: list[FilterRule] = Field(default_factory=list, max_length=20)
     ordered: bool = False
 
 
-class WebhookUpdate(BaseModel):
+class WebhookUpdate(TuningFields):
     model_config = ConfigDict(extra="forbid")
 
     nickname: str | None = Field(default=None, min_length=1, max_length=128)
-    url: str | None = Field(default=None, min_length=1, max_length=2048)
+    # Changing the type needs a `url` that suits it (recipients for email).
+    type: EndpointType | None = None
+    url: str | None = Field(default=None, min_length=1, max_length=2048, description=URL_HELP)
     topics: list[TopicName] | None = Field(default=None, min_length=1, max_length=4)
     # Send null to remove the header.
     authorization_header: str | None = Field(default=None, max_length=4096)
@@ -96,6 +140,8 @@ async def create_webhook(
         authorization_header=body.authorization_header,
         filter=[r.model_dump() for r in body.filter],
         ordered=body.ordered,
+        type=body.type,
+        settings=body.given(),
         actor=actor,
     )
     return {**webhook_json(view), "signing_secret": secret}
@@ -121,6 +167,8 @@ async def update_webhook(
         "topics": list(body.topics) if body.topics is not None else None,
         "filter": [r.model_dump() for r in body.filter] if body.filter is not None else None,
         "ordered": body.ordered,
+        "type": body.type,
+        "settings": body.given(),
     }
     if "authorization_header" in body.model_fields_set:
         changes["authorization_header"] = body.authorization_header

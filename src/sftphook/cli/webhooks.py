@@ -15,6 +15,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from sftphook.app import App
 from sftphook.audit import CLI
 from sftphook.cli import context
+from sftphook.webhooks import tuning
+from sftphook.webhooks.endpoints import TYPES
 from sftphook.webhooks.filters import parse_rule_text
 from sftphook.webhooks.service import DeliveryView, WebhookView, parse_time
 
@@ -27,6 +29,73 @@ OrgOption = Annotated[
 ]
 FINAL = ("succeeded", "failed", "skipped")
 
+TypeOption = Annotated[
+    str | None,
+    typer.Option("--type", help="Endpoint type: " + ", ".join(TYPES) + " (default webhook)."),
+]
+TimeoutOption = Annotated[
+    float | None, typer.Option(help="Seconds to wait for an answer (this webhook only).")
+]
+RetryOption = Annotated[
+    str | None,
+    typer.Option(
+        "--retry-schedule",
+        help="Delays before each retry, e.g. '5, 60, 300' or '5s, 5m, 2h'; 'none' for no retries.",
+    ),
+]
+ConcurrencyOption = Annotated[
+    int | None, typer.Option("--max-concurrency", help="Requests in flight at once, at most.")
+]
+RateOption = Annotated[
+    float | None, typer.Option("--rate-limit", help="Requests started per second, at most.")
+]
+RESET_NAMES = {name.replace("_", "-"): name for name in tuning.FIELDS}
+
+
+def _tuning_changes(
+    timeout: float | None,
+    retry_schedule: str | None,
+    max_concurrency: int | None,
+    rate_limit: float | None,
+    reset: list[str] | None = None,
+) -> dict[str, Any]:
+    changes: dict[str, Any] = {}
+    for name in reset or []:
+        field = RESET_NAMES.get(name.strip().replace("_", "-"))
+        if field is None:
+            context.fail(f"--reset {name}: choose from " + ", ".join(RESET_NAMES))
+        changes[field] = None
+    if timeout is not None:
+        changes["timeout"] = timeout
+    if retry_schedule is not None:
+        changes["retry_schedule"] = tuning.parse_schedule_text(retry_schedule)
+    if max_concurrency is not None:
+        changes["max_concurrency"] = max_concurrency
+    if rate_limit is not None:
+        changes["rate_limit"] = rate_limit
+    return changes
+
+
+def _seconds(value: float) -> str:
+    return f"{value:g} s"
+
+
+def _tuning_rows(view: WebhookView, defaults: tuning.Tuning) -> list[tuple[str, Any]]:
+    def shown(own: Any, default: Any, fmt: Any) -> str:
+        if own is not None:
+            return fmt(own)
+        return ("no limit" if default is None else fmt(default)) + " (default)"
+
+    def schedule(values: Any) -> str:
+        return ", ".join(_seconds(v) for v in values) or "no retries"
+
+    return [
+        ("retry schedule", shown(view.retry_schedule, defaults.retry_schedule, schedule)),
+        ("timeout", shown(view.timeout, defaults.timeout, _seconds)),
+        ("max concurrency", shown(view.max_concurrency, defaults.max_concurrency, str)),
+        ("rate limit", shown(view.rate_limit, defaults.rate_limit, lambda v: f"{v:g}/s")),
+    ]
+
 
 def _when(ms: int | None) -> str:
     if ms is None:
@@ -38,11 +107,12 @@ async def _org(a: App, org: str | None) -> str:
     return (await a.accounts.resolve_organization(org)).id
 
 
-def _print_webhook(view: WebhookView) -> None:
-    rows = [
+def _print_webhook(view: WebhookView, defaults: tuning.Tuning) -> None:
+    rows: list[tuple[str, Any]] = [
         ("id", view.id),
         ("nickname", view.nickname),
-        ("url", view.url),
+        ("type", view.type),
+        ("recipients" if view.type == "email" else "url", view.url),
         ("topics", ", ".join(view.topics)),
         ("filter", "; ".join(f"{r['field']} {r['operator']} {r['value']}" for r in view.filter)),
         ("ordered", "yes" if view.ordered else "no"),
@@ -50,6 +120,7 @@ def _print_webhook(view: WebhookView) -> None:
         ("state", view.state + (f" ({view.paused_reason})" if view.paused_reason else "")),
         ("failure streak", view.failure_streak),
         ("old secret valid until", _when(view.previous_secret_expires_at)),
+        *_tuning_rows(view, defaults),
         ("created", _when(view.created_at)),
     ]
     context.table(["field", "value"], rows)
@@ -76,7 +147,10 @@ DELIVERY_COLUMNS = ["id", "topic", "kind", "status", "attempts", "last status", 
 
 @app.command("add")
 def add(
-    url: Annotated[str, typer.Option(help="The endpoint (https://…).")],
+    url: Annotated[
+        str,
+        typer.Option(help="The endpoint (https://…); for --type email, the recipients."),
+    ],
     nickname: Annotated[str, typer.Option("--nickname", "-n", help="A name to recognize it by.")],
     topic: Annotated[
         list[str],
@@ -92,12 +166,19 @@ def add(
         ),
     ] = None,
     ordered: Annotated[bool, typer.Option(help="Deliver one at a time, in event order.")] = False,
+    type_: TypeOption = None,
+    timeout: TimeoutOption = None,
+    retry_schedule: RetryOption = None,
+    max_concurrency: ConcurrencyOption = None,
+    rate_limit: RateOption = None,
     org: OrgOption = None,
 ) -> None:
-    """Add a webhook and print its signing secret (shown this once)."""
+    """Add a webhook (or a Slack, Teams or email endpoint) and print its signing secret
+    (shown this once)."""
     rules = [parse_rule_text(f) for f in filter_ or []]
 
     async def work(a: App) -> tuple[WebhookView, str]:
+        settings = _tuning_changes(timeout, retry_schedule, max_concurrency, rate_limit)
         return await a.webhooks.create(
             await _org(a, org),
             nickname=nickname,
@@ -106,6 +187,8 @@ def add(
             authorization_header=authorization,
             filter=rules,
             ordered=ordered,
+            type=type_ or "webhook",
+            settings=settings,
             actor=CLI,
         )
 
@@ -122,18 +205,68 @@ def list_(org: OrgOption = None) -> None:
     async def work(a: App) -> list[WebhookView]:
         return await a.webhooks.list_webhooks(await _org(a, org))
 
-    rows = [[w.id, w.nickname, w.url, ",".join(w.topics), w.state] for w in context.run(work)]
-    context.table(["id", "nickname", "url", "topics", "state"], rows)
+    rows = [
+        [w.id, w.nickname, w.type, w.url, ",".join(w.topics), w.state] for w in context.run(work)
+    ]
+    context.table(["id", "nickname", "type", "url", "topics", "state"], rows)
 
 
 @app.command("show")
 def show(webhook_id: str, org: OrgOption = None) -> None:
     """Show one webhook (its secret and authorization value stay hidden)."""
 
-    async def work(a: App) -> WebhookView:
-        return await a.webhooks.get(await _org(a, org), webhook_id)
+    async def work(a: App) -> tuple[WebhookView, tuning.Tuning]:
+        view = await a.webhooks.get(await _org(a, org), webhook_id)
+        return view, tuning.effective({}, a.settings.webhooks)
 
-    _print_webhook(context.run(work))
+    _print_webhook(*context.run(work))
+
+
+@app.command("update")
+def update(
+    webhook_id: str,
+    nickname: Annotated[str | None, typer.Option("--nickname", "-n")] = None,
+    url: Annotated[
+        str | None,
+        typer.Option(help="The endpoint (https://…); for an email endpoint, the recipients."),
+    ] = None,
+    type_: TypeOption = None,
+    topic: Annotated[
+        list[str] | None, typer.Option("--topic", "-t", help="Replaces the topics.")
+    ] = None,
+    timeout: TimeoutOption = None,
+    retry_schedule: RetryOption = None,
+    max_concurrency: ConcurrencyOption = None,
+    rate_limit: RateOption = None,
+    reset: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Return a setting to the configured default: "
+            + ", ".join(RESET_NAMES)
+            + " (repeat for more)."
+        ),
+    ] = None,
+    org: OrgOption = None,
+) -> None:
+    """Change a webhook: what is given changes, the rest stays."""
+
+    async def work(a: App) -> tuple[WebhookView, tuning.Tuning]:
+        settings = _tuning_changes(timeout, retry_schedule, max_concurrency, rate_limit, reset)
+        view = await a.webhooks.update(
+            await _org(a, org),
+            webhook_id,
+            nickname=nickname,
+            url=url,
+            topics=topic or None,
+            type=type_,
+            settings=settings,
+            actor=CLI,
+        )
+        return view, tuning.effective({}, a.settings.webhooks)
+
+    view, defaults = context.run(work)
+    print(f"webhook {view.id} updated")
+    _print_webhook(view, defaults)
 
 
 @app.command("ping")
@@ -144,18 +277,20 @@ def ping(
 ) -> None:
     """Send a webhook.ping through the running server and show the receiver's answer."""
 
-    async def work(a: App) -> DeliveryView:
+    async def work(a: App) -> tuple[DeliveryView, str]:
         organization = await _org(a, org)
+        kind = (await a.webhooks.get(organization, webhook_id)).type
         delivery = await a.webhooks.ping(organization, webhook_id, actor_id="cli", actor=CLI)
         deadline = time.monotonic() + wait
         while delivery.status not in FINAL and time.monotonic() < deadline:
             await asyncio.sleep(0.2)
             delivery, _ = await a.webhooks.get_delivery(organization, delivery.id)
-        return delivery
+        return delivery, kind
 
-    delivery = context.run(work)
+    delivery, kind = context.run(work)
     if delivery.status == "succeeded":
-        print(f"ping {delivery.id} delivered: HTTP {delivery.last_response_status}")
+        protocol = "SMTP" if kind == "email" else "HTTP"
+        print(f"ping {delivery.id} delivered: {protocol} {delivery.last_response_status}")
     elif delivery.status == "failed":
         context.fail(f"ping {delivery.id} failed: {delivery.last_error}")
     else:

@@ -4,6 +4,11 @@ Every caller of `record()` waits for its event to be committed, but callers that
 commit is under way share the next one: one writer, one transaction per group. Listeners run in
 that same transaction, so whatever they write (a webhook's deliveries) commits with the event or
 not at all.
+
+When the database cannot be reached (PostgreSQL restarting, a network blip) a group is tried
+again with a growing pause for up to `retry_for` seconds, so the SFTP replies waiting on it are
+only late; a try whose commit went through but whose answer was lost is recognised by its event
+ids, never recorded twice.
 """
 
 from __future__ import annotations
@@ -12,11 +17,11 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 
-from sqlalchemy import insert
+from sqlalchemy import func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from sftphook.events.model import EventRecord
-from sftphook.store.database import Database
+from sftphook.store.database import Database, retry_while_unreachable
 from sftphook.store.models import Event
 
 log = logging.getLogger(__name__)
@@ -34,9 +39,10 @@ class RecorderClosed(RuntimeError):
 
 
 class EventRecorder:
-    def __init__(self, db: Database, *, max_batch: int = 512) -> None:
+    def __init__(self, db: Database, *, max_batch: int = 512, retry_for: float = 30.0) -> None:
         self._db = db
         self._max_batch = max_batch
+        self._retry_for = retry_for
         self._listeners: list[EventListener] = []
         self._commit_hooks: list[CommitHook] = []
         self._queue: asyncio.Queue[_Pending | None] = asyncio.Queue()
@@ -114,12 +120,29 @@ class EventRecorder:
                 done.set_result(None)
 
     async def _commit(self, events: Sequence[EventRecord]) -> None:
-        async with self._db.transaction() as session:
-            await session.execute(insert(Event), [e.as_row() for e in events])
-            for listener in self._listeners:
-                await listener(session, events)
+        tries = 0
+
+        async def once() -> None:
+            nonlocal tries
+            tries += 1
+            if tries > 1 and await self._committed_before(events):
+                return
+            async with self._db.transaction() as session:
+                await session.execute(insert(Event), [e.as_row() for e in events])
+                for listener in self._listeners:
+                    await listener(session, events)
+
+        await retry_while_unreachable(once, what="recording events", give_up_after=self._retry_for)
         for hook in self._commit_hooks:
             try:
                 hook(events)
             except Exception:
                 log.exception("event commit hook failed")
+
+    async def _committed_before(self, events: Sequence[EventRecord]) -> bool:
+        """Whether an earlier try committed this group (one transaction: all of it or none)."""
+        async with self._db.session() as session:
+            found = await session.scalar(
+                select(func.count()).select_from(Event).where(Event.id.in_([e.id for e in events]))
+            )
+        return bool(found)

@@ -1,8 +1,9 @@
 """The SFTP front: listens for SSH connections, authenticates users, and serves SFTP and SCP.
 
-`SFTPFront` owns the listener, the host keys, the brute-force defender and every open
-session. A user who is disabled, removed or whose credentials change loses their open sessions
-at once (`AccountService.user_revoked_hooks`).
+`SFTPFront` owns the listener, the host keys (shared by every node through the database), the
+brute-force defender and every open session; each session gets a `Storage` for its user from
+the storage backend that `app.py` opened. A user who is disabled, removed or whose credentials
+change loses their open sessions at once (`AccountService.user_revoked_hooks`).
 """
 
 from __future__ import annotations
@@ -24,8 +25,7 @@ from sftphook.sftp.defender import Defender
 from sftphook.sftp.handler import StreamSession
 from sftphook.sftp.session import SFTPSession
 from sftphook.sftp.wire import coalesce_writes
-from sftphook.storage.base import ReadHandle
-from sftphook.storage.local import clean_stale_uploads
+from sftphook.storage.base import ReadHandle, Storage, StorageBackend
 
 if TYPE_CHECKING:
     from sftphook.accounts import AccountService
@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from sftphook.events import EventRecorder
     from sftphook.store import Database
     from sftphook.store.models import User
+    from sftphook.webhooks.crypto import SecretBox
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +59,8 @@ class SFTPFront:
         db: Database,
         accounts: AccountService,
         recorder: EventRecorder,
+        storage: StorageBackend,
+        secret_box: SecretBox,
         *,
         security: SecurityRecorder | None = None,
     ) -> None:
@@ -67,11 +70,15 @@ class SFTPFront:
         self.db = db
         self.accounts = accounts
         self.recorder = recorder
+        self.storage = storage
+        self._secret_box = secret_box
         cfg = settings.sftp
         self.defender = Defender(
             threshold=cfg.ban_threshold, window=cfg.ban_window, duration=cfg.ban_duration
         )
-        self.io_executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="sftp-io")
+        # A network store spends its threads waiting, not working: more of them.
+        workers = 32 if storage.blocking else 8
+        self.io_executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sftp-io")
         self.host_keys: list[asyncssh.SSHKey] = []
         self._server: asyncssh.SSHAcceptor | None = None
         self._connections: set[_Connection] = set()
@@ -87,12 +94,11 @@ class SFTPFront:
 
     async def start(self) -> None:
         """Listen; returns once connections are accepted (`port` is the bound port)."""
-        self.host_keys = await asyncio.to_thread(
-            hostkeys.load_or_create, self.settings.host_keys_dir
+        self.host_keys = await hostkeys.load_shared(
+            self.db, self._secret_box, self.settings.host_keys_dir
         )
         for algorithm, fingerprint in self.host_key_fingerprints:
             log.info("SFTP host key %s %s", algorithm, fingerprint)
-        await asyncio.to_thread(clean_stale_uploads, self.settings.files_root)
         cfg = self.settings.sftp
         options: dict[str, Any] = {}
         if cfg.ciphers:
@@ -165,6 +171,14 @@ class SFTPFront:
             if connection.username == username:
                 log.info("ending the session of %s: the account changed", username)
                 connection.close()
+
+    async def open_storage(self, user: User) -> Storage:
+        """The user's files, confined to their home (made if missing)."""
+        if not self.storage.blocking:
+            return self.storage.for_user(user.organization_id, user.home)
+        return await asyncio.get_running_loop().run_in_executor(
+            self.io_executor, self.storage.for_user, user.organization_id, user.home
+        )
 
     # Uploads under client-side temporary names
 
@@ -333,7 +347,8 @@ class _Connection(asyncssh.SSHServer):
         state = ConnectionState(self._user, self.client_ip, self.session_id)
         front = self._front
 
-        def sftp_factory(chan: SSHChannel[bytes]) -> asyncssh.SFTPServer:
-            return SFTPSession(cast(asyncssh.SSHServerChannel[bytes], chan), front, state)
+        async def sftp_factory(chan: SSHChannel[bytes]) -> asyncssh.SFTPServer:
+            storage = await front.open_storage(state.user)
+            return SFTPSession(cast(asyncssh.SSHServerChannel[bytes], chan), front, state, storage)
 
         return StreamSession(None, sftp_factory, 3, front.settings.sftp.allow_scp)

@@ -1,5 +1,8 @@
 """One SFTP or SCP session: turns each request into a storage call and each completed file
-operation into an event, recorded before the reply that completes the operation is sent."""
+operation into an event, recorded before the reply that completes the operation is sent.
+
+Storage calls run on the event loop when the store is local disk (microseconds each) and in the
+front's I/O threads when it blocks on a network (`Storage.blocking`)."""
 
 from __future__ import annotations
 
@@ -8,25 +11,29 @@ import contextlib
 import dataclasses
 import errno
 import functools
+import itertools
 import logging
 import stat as st
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import asyncssh
 
 from sftphook.errors import SftphookError
 from sftphook.events import EventRecord, Topic
 from sftphook.sftp.transfer import Data, Download, Upload
-from sftphook.storage.base import FileInfo
-from sftphook.storage.local import LocalStorage
+from sftphook.storage.base import FileInfo, Storage
 from sftphook.storage.paths import event_path, normalize_client
 
 if TYPE_CHECKING:
     from sftphook.sftp.server import ConnectionState, SFTPFront
 
 log = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
+# Directory entries fetched per trip to an I/O thread when listing a blocking store.
+_LIST_BATCH = 500
 
 _OS_CODES = {
     errno.ENOENT: asyncssh.FX_NO_SUCH_FILE,
@@ -148,7 +155,11 @@ class SFTPSession(asyncssh.SFTPServer):
     """Serves one channel of an authenticated connection, as `SFTP` or `SCP`."""
 
     def __init__(
-        self, chan: asyncssh.SSHServerChannel, front: SFTPFront, state: ConnectionState
+        self,
+        chan: asyncssh.SSHServerChannel,
+        front: SFTPFront,
+        state: ConnectionState,
+        storage: Storage,
     ) -> None:
         super().__init__(chan)
         self._chan = chan
@@ -156,13 +167,21 @@ class SFTPSession(asyncssh.SFTPServer):
         self._state = state
         self._user = state.user
         self.protocol = "SFTP" if chan.get_subsystem() == "sftp" else "SCP"
-        self._storage = LocalStorage(
-            front.settings.files_root, self._user.organization_id, self._user.home
-        )
+        self._storage = storage
+        self._inline = not storage.blocking
         self._permissions = frozenset(self._user.permissions.split(","))
         self._open: set[Upload | Download] = set()
         self._closed = False
         front.session_opened(self)
+
+    async def _io(self, call: Callable[..., _T], /, *args: Any, **kwargs: Any) -> _T:
+        """Run a storage call: inline for local disk, in an I/O thread for a network store."""
+        if self._inline:
+            return call(*args, **kwargs)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(
+            self._front.io_executor, functools.partial(call, *args, **kwargs)
+        )
 
     # Events
 
@@ -213,44 +232,51 @@ class SFTPSession(asyncssh.SFTPServer):
         with _mapped(text):
             return ("/" + "/".join(normalize_client(text))).encode()
 
-    def stat(self, path: bytes) -> asyncssh.SFTPAttrs:
+    async def stat(self, path: bytes) -> asyncssh.SFTPAttrs:
         text = _decode(path)
         with _mapped(text):
-            return _attrs(self._storage.stat(text, follow=True))
+            return _attrs(await self._io(self._storage.stat, text, follow=True))
 
-    def lstat(self, path: bytes) -> asyncssh.SFTPAttrs:
+    async def lstat(self, path: bytes) -> asyncssh.SFTPAttrs:
         text = _decode(path)
         with _mapped(text):
-            return _attrs(self._storage.stat(text, follow=False))
+            return _attrs(await self._io(self._storage.stat, text, follow=False))
 
-    def _setstat(self, path: bytes, attrs: asyncssh.SFTPAttrs, *, follow: bool) -> None:
+    async def _setstat(self, path: bytes, attrs: asyncssh.SFTPAttrs, *, follow: bool) -> None:
         text = _decode(path)
         self._require("write", text)
         times = None
         if attrs.atime is not None and attrs.mtime is not None:
             times = (float(attrs.atime), float(attrs.mtime))
         with _mapped(text):
-            self._storage.setstat(
-                text, mode=attrs.permissions, times=times, size=attrs.size, follow=follow
+            await self._io(
+                self._storage.setstat,
+                text,
+                mode=attrs.permissions,
+                times=times,
+                size=attrs.size,
+                follow=follow,
             )
 
-    def setstat(self, path: bytes, attrs: asyncssh.SFTPAttrs) -> None:
-        self._setstat(path, attrs, follow=True)
+    async def setstat(self, path: bytes, attrs: asyncssh.SFTPAttrs) -> None:
+        await self._setstat(path, attrs, follow=True)
 
-    def lsetstat(self, path: bytes, attrs: asyncssh.SFTPAttrs) -> None:
-        self._setstat(path, attrs, follow=False)
+    async def lsetstat(self, path: bytes, attrs: asyncssh.SFTPAttrs) -> None:
+        await self._setstat(path, attrs, follow=False)
 
-    def statvfs(self, path: bytes) -> asyncssh.SFTPVFSAttrs:
-        with _mapped(_decode(path)):
-            return asyncssh.SFTPVFSAttrs(*self._storage.statvfs(_decode(path)))
-
-    def fstatvfs(self, file_obj: object) -> asyncssh.SFTPVFSAttrs:
-        return asyncssh.SFTPVFSAttrs(*self._storage.statvfs("/"))
-
-    def readlink(self, path: bytes) -> bytes:
+    async def statvfs(self, path: bytes) -> asyncssh.SFTPVFSAttrs:
         text = _decode(path)
         with _mapped(text):
-            return self._storage.readlink(text).encode()
+            return asyncssh.SFTPVFSAttrs(*await self._io(self._storage.statvfs, text))
+
+    async def fstatvfs(self, file_obj: object) -> asyncssh.SFTPVFSAttrs:
+        with _mapped("file"):
+            return asyncssh.SFTPVFSAttrs(*await self._io(self._storage.statvfs, "/"))
+
+    async def readlink(self, path: bytes) -> bytes:
+        text = _decode(path)
+        with _mapped(text):
+            return (await self._io(self._storage.readlink, text)).encode()
 
     # Directories
 
@@ -258,23 +284,36 @@ class SFTPSession(asyncssh.SFTPServer):
         text = _decode(path)
         self._require("list", text)
         with _mapped(text):
-            _parts, entries = self._storage.listdir(text)
-            here = self._storage.stat(text, follow=True)
+            _parts, entries = await self._io(self._storage.listdir, text)
+            here = await self._io(self._storage.stat, text, follow=True)
         owner = _owner_column(self._user.username)
         now = time.time()
 
+        def name(info: FileInfo) -> asyncssh.SFTPName:
+            return _name(
+                info.name.encode("utf-8", "surrogateescape"),
+                _longname(info, owner, now).encode("utf-8", "surrogateescape"),
+                _attrs(info),
+            )
+
         async def names() -> AsyncIterator[asyncssh.SFTPName]:
-            for name in (".", ".."):
-                dot = dataclasses.replace(here, name=name)
-                yield asyncssh.SFTPName(
-                    name.encode(), _longname(dot, owner, now).encode(), _attrs(dot)
-                )
-            for info in entries:
-                yield _name(
-                    info.name.encode("utf-8", "surrogateescape"),
-                    _longname(info, owner, now).encode("utf-8", "surrogateescape"),
-                    _attrs(info),
-                )
+            for dot_name in (".", ".."):
+                dot = dataclasses.replace(here, name=dot_name)
+                yield name(dot)
+            if self._inline:
+                for info in entries:
+                    yield name(info)
+                return
+            # A network store pages its listing: each page is fetched in a thread.
+            while True:
+                with _mapped(text):
+                    batch: list[FileInfo] = await self._io(
+                        list, itertools.islice(entries, _LIST_BATCH)
+                    )
+                for info in batch:
+                    yield name(info)
+                if len(batch) < _LIST_BATCH:
+                    return
 
         return names()
 
@@ -290,14 +329,14 @@ class SFTPSession(asyncssh.SFTPServer):
         text = _decode(path)
         self._require("write", text)
         with _mapped(text):
-            parts = self._storage.mkdir(text, attrs.permissions)
+            parts = await self._io(self._storage.mkdir, text, attrs.permissions)
         await self._record(Topic.FILE_CREATED, parts, directory=True)
 
     async def rmdir(self, path: bytes) -> None:
         text = _decode(path)
         self._require("delete", text)
         with _mapped(text):
-            parts = self._storage.rmdir(text)
+            parts = await self._io(self._storage.rmdir, text)
         await self._record(Topic.FILE_DELETED, parts, directory=True)
 
     # Files
@@ -306,7 +345,7 @@ class SFTPSession(asyncssh.SFTPServer):
         text = _decode(path)
         self._require("delete", text)
         with _mapped(text):
-            parts = self._storage.remove(text)
+            parts = await self._io(self._storage.remove, text)
         if self._front.take_upload(self._user.organization_id, parts) and self._is_temp(parts):
             # A client giving up on its temporary upload: nothing was created, nothing deleted.
             return
@@ -322,14 +361,14 @@ class SFTPSession(asyncssh.SFTPServer):
         old, new = _decode(oldpath), _decode(newpath)
         self._require("write", new)
         with _mapped(old):
-            before, after, info = self._storage.rename(old, new, replace=replace)
+            before, after, info = await self._io(self._storage.rename, old, new, replace=replace)
         org = self._user.organization_id
         if info.is_file and self._is_temp(before) and not self._is_temp(after):
             # A client-side temporary name becoming the real one: the upload is complete now.
             size, sha = self._front.take_upload(org, before) or (info.size, None)
             if sha is None:
                 with _mapped(new):
-                    handle = self._storage.open_read(new)
+                    handle = await self._io(self._storage.open_read, new)
                 upload_sha = await self._front.hash_file(handle)
                 sha = upload_sha
             await self._record(Topic.FILE_CREATED, after, size=size, sha256=sha)
@@ -345,18 +384,18 @@ class SFTPSession(asyncssh.SFTPServer):
             previous=before,
         )
 
-    def symlink(self, oldpath: bytes, newpath: bytes) -> None:
+    async def symlink(self, oldpath: bytes, newpath: bytes) -> None:
         target, link = _decode(oldpath), _decode(newpath)
         self._require("write", link)
         with _mapped(link):
-            self._storage.symlink(target, link)
+            await self._io(self._storage.symlink, target, link)
 
-    def link(self, oldpath: bytes, newpath: bytes) -> None:
+    async def link(self, oldpath: bytes, newpath: bytes) -> None:
         old, new = _decode(oldpath), _decode(newpath)
         self._require("write", new)
         self._require("read", old)
         with _mapped(new):
-            self._storage.link(old, new)
+            await self._io(self._storage.link, old, new)
 
     async def open(self, path: bytes, pflags: int, attrs: asyncssh.SFTPAttrs) -> object:
         text = _decode(path)
@@ -384,18 +423,18 @@ class SFTPSession(asyncssh.SFTPServer):
                     ),
                 )
                 offset = 0 if handle.atomic else handle.info().size
-                transfer = Upload(handle, executor, offset=offset)
+                transfer = Upload(handle, executor, offset=offset, inline=self._inline)
             else:
-                transfer = Download(self._storage.open_read(text), executor)
+                reader = await self._io(self._storage.open_read, text)
+                transfer = Download(reader, executor, inline=self._inline)
         self._open.add(transfer)
         return transfer
 
     # A view of a read-ahead block is returned as is: asyncssh copies it into the reply.
     async def read(self, file_obj: object, offset: int, size: int) -> Data:  # type: ignore[override]
         if isinstance(file_obj, Upload):
-            await file_obj.drain()
             with _mapped("file"):
-                return file_obj.handle.pread(offset, size)
+                return await file_obj.pread(offset, size)
         assert isinstance(file_obj, Download)
         with _mapped("file"):
             return await file_obj.read(offset, size)
@@ -419,7 +458,7 @@ class SFTPSession(asyncssh.SFTPServer):
         await file_obj.drain()
         with _mapped("file"):
             if attrs.size is not None:
-                file_obj.handle.truncate(attrs.size)
+                await file_obj.truncate(attrs.size)
             # Mode and times of an upload are set on its final name after the close.
             file_obj.attrs = asyncssh.SFTPAttrs(
                 permissions=attrs.permissions, atime=attrs.atime, mtime=attrs.mtime
@@ -427,9 +466,8 @@ class SFTPSession(asyncssh.SFTPServer):
 
     async def fsync(self, file_obj: object) -> None:
         if isinstance(file_obj, Upload):
-            await file_obj.drain()
             with _mapped("file"):
-                file_obj.handle.fsync()
+                await file_obj.fsync()
 
     async def finish(self, file_obj: object) -> None:
         """A close from the client: commit the transfer and record its event."""
@@ -449,6 +487,12 @@ class SFTPSession(asyncssh.SFTPServer):
             # SCP closes its file even when the connection dropped mid-transfer.
             await upload.abort()
             raise asyncssh.SFTPConnectionLost("connection lost")
+        if upload.failure is not None:
+            # A write of this upload failed: what is on disk has holes. Nothing is kept.
+            await upload.abort()
+            raise asyncssh.SFTPFailure(
+                f"{'/'.join(parts)}: the upload was not kept: a write failed ({upload.failure})"
+            )
         try:
             with _mapped("/".join(parts)):
                 sha = await upload.sha256()
@@ -459,16 +503,16 @@ class SFTPSession(asyncssh.SFTPServer):
         attrs = getattr(upload, "attrs", None)
         if attrs is not None:
             with contextlib.suppress(asyncssh.SFTPError):
-                self._setstat_parts(parts, attrs)
+                await self._setstat_parts(parts, attrs)
         org = self._user.organization_id
         if self._is_temp(parts):
             self._front.remember_upload(org, parts, (info.size, sha))
             return
         await self._record(Topic.FILE_CREATED, parts, size=info.size, sha256=sha)
 
-    def _setstat_parts(self, parts: tuple[str, ...], attrs: asyncssh.SFTPAttrs) -> None:
+    async def _setstat_parts(self, parts: tuple[str, ...], attrs: asyncssh.SFTPAttrs) -> None:
         client = self._storage.client_path(parts)
-        self._setstat(client.encode(), attrs, follow=True)
+        await self._setstat(client.encode(), attrs, follow=True)
 
     async def close(self, file_obj: object) -> None:
         """A handle still open when the session ends: nothing of it is kept or reported."""

@@ -4,22 +4,26 @@ Small files are read and written on the event loop: a `pread` or `pwrite` of a f
 less than handing it to a thread. Once a handle has moved `INLINE_BYTES`, it switches to blocks
 of `BLOCK` bytes done in the I/O threads: reads are fetched a block ahead, writes are gathered
 and written (and hashed) one block behind, so a long transfer neither stalls the loop nor pays
-a thread hop per packet.
+a thread hop per packet. A handle of a blocking store (`inline=False`: every call may wait on
+the network) does all its I/O in the threads from the first byte.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+from collections.abc import Callable
 from concurrent.futures import Executor
-from typing import Any
+from typing import Any, TypeVar
 
 from sftphook.storage.base import FileInfo, ReadHandle, WriteHandle
-from sftphook.storage.local import LocalWriteHandle
+
+_T = TypeVar("_T")
 
 INLINE_BYTES = 512 * 1024
-# Writes are gathered into blocks of this size; reads are fetched in blocks of READ_BLOCK, one
-# block ahead. Larger read blocks mean fewer thread hand-offs per MiB sent.
+# Writes are gathered into blocks of this size; reads from local disk are fetched in blocks of
+# READ_BLOCK, one block ahead: larger blocks mean fewer thread hand-offs per MiB sent. A network
+# store reads BLOCK at a time, which keeps its memory bounded as it was.
 BLOCK = 1024 * 1024
 READ_BLOCK = 4 * 1024 * 1024
 # A local upload up to this size is committed (closed and renamed into place) on the loop: the
@@ -32,14 +36,16 @@ Data = bytes | memoryview
 class Download:
     """A file opened for reading."""
 
-    def __init__(self, handle: ReadHandle, executor: Executor) -> None:
+    def __init__(self, handle: ReadHandle, executor: Executor, *, inline: bool = True) -> None:
         self.handle = handle
         self.delivered = 0
         self._executor = executor
+        self._inline = inline
+        self._read_block = READ_BLOCK if inline else BLOCK
         self._blocks: dict[int, asyncio.Future[bytes]] = {}
 
     async def read(self, offset: int, size: int) -> Data:
-        if self.delivered < INLINE_BYTES and not self._blocks:
+        if self._inline and self.delivered < INLINE_BYTES and not self._blocks:
             data: Data = self.handle.pread(offset, size)
         else:
             data = await self._read_blocks(offset, size)
@@ -50,21 +56,25 @@ class Download:
         future = self._blocks.get(start)
         if future is None:
             loop = asyncio.get_running_loop()
-            future = loop.run_in_executor(self._executor, self.handle.pread, start, READ_BLOCK)
+            size = self._read_block
+            future = loop.run_in_executor(self._executor, self.handle.pread, start, size)
             self._blocks[start] = future
         return future
 
     async def _read_blocks(self, offset: int, size: int) -> Data:
-        first = offset - offset % READ_BLOCK
+        first = offset - offset % self._read_block
         end = offset + size
         if first not in self._blocks:
             for start in [s for s in self._blocks if s < first]:
                 self._blocks.pop(start).cancel()
-        ahead = first + READ_BLOCK
+        # The wanted block is asked for before the one read ahead: a streamed read then goes
+        # on where the last one ended.
+        wanted = self._block(first)
+        ahead = first + self._read_block
         if ahead not in self._blocks:
             self._block(ahead)
-        block = await self._block(first)
-        if end <= first + READ_BLOCK or len(block) < READ_BLOCK:
+        block = await wanted
+        if end <= ahead or len(block) < self._read_block:
             # The common case, a read inside one block: a view, not a copy (the reply packet
             # copies it once anyway).
             return memoryview(block)[offset - first : end - first]
@@ -73,9 +83,9 @@ class Download:
         while start < end:
             block = await self._block(start)
             pieces.append(memoryview(block)[: end - start])
-            if len(block) < READ_BLOCK:
+            if len(block) < self._read_block:
                 break
-            start += READ_BLOCK
+            start += self._read_block
         return b"".join(pieces)
 
     def info(self) -> FileInfo:
@@ -88,7 +98,12 @@ class Download:
             future.cancel()
         # A block already being read in a thread still holds the descriptor: let it finish.
         await asyncio.gather(*blocks, return_exceptions=True)
-        self.handle.close()
+        await self._call(self.handle.close)
+
+    async def _call(self, call: Callable[..., _T], *args: Any) -> _T:
+        if self._inline:
+            return call(*args)
+        return await asyncio.get_running_loop().run_in_executor(self._executor, call, *args)
 
 
 class Upload:
@@ -98,10 +113,13 @@ class Upload:
     the event loop) and joined, written and hashed in an I/O thread, one block behind.
     """
 
-    def __init__(self, handle: WriteHandle, executor: Executor, *, offset: int = 0) -> None:
+    def __init__(
+        self, handle: WriteHandle, executor: Executor, *, offset: int = 0, inline: bool = True
+    ) -> None:
         self.handle = handle
         self.received = 0
         self._executor = executor
+        self._inline = inline
         self._sha = hashlib.sha256()
         # The next offset the running hash expects; None once the writes left that order.
         self._hash_at: int | None = offset if offset == 0 else None
@@ -111,13 +129,28 @@ class Upload:
         self._flushing: asyncio.Future[None] | None = None
         # Attributes set on the open handle (fsetstat), applied to the final name at close.
         self.attrs: Any = None
+        # Why a write failed (no space left, an I/O error): the upload is then missing bytes,
+        # and its close must discard it rather than put a partial file in place.
+        self.failure: str | None = None
 
     async def write(self, offset: int, data: Data) -> int:
+        try:
+            return await self._write(offset, data)
+        except OSError as exc:
+            self.failure = exc.strerror or type(exc).__name__
+            raise
+
+    async def _write(self, offset: int, data: Data) -> int:
         size = len(data)
         self.received += size
         hash_at = self._hash_at
         in_order = hash_at is not None and offset == hash_at + self._pending_size
-        if self._pending or self._flushing is not None or self.received > INLINE_BYTES:
+        if (
+            self._pending
+            or self._flushing is not None
+            or self.received > INLINE_BYTES
+            or not self._inline
+        ):
             if in_order:
                 if not self._pending:
                     self._pending_at = offset
@@ -135,8 +168,25 @@ class Upload:
         elif hash_at is not None:
             # Rewriting bytes already hashed, or leaving a hole: the hash is taken again at close.
             self._hash_at = None
-        self.handle.pwrite(offset, bytes(data) if isinstance(data, memoryview) else data)
+        await self._call(self.handle.pwrite, offset, bytes(data))
         return size
+
+    async def _call(self, call: Callable[..., _T], *args: Any) -> _T:
+        if self._inline:
+            return call(*args)
+        return await asyncio.get_running_loop().run_in_executor(self._executor, call, *args)
+
+    async def pread(self, offset: int, size: int) -> bytes:
+        await self.drain()
+        return await self._call(self.handle.pread, offset, size)
+
+    async def truncate(self, size: int) -> None:
+        await self.drain()
+        await self._call(self.handle.truncate, size)
+
+    async def fsync(self) -> None:
+        await self.drain()
+        await self._call(self.handle.fsync)
 
     async def _flush_behind(self) -> None:
         if self._flushing is not None:
@@ -157,11 +207,15 @@ class Upload:
 
     async def drain(self) -> None:
         """Write out everything received so far (before a read, a stat, or the close)."""
-        if self._pending:
-            await self._flush_behind()
-        if self._flushing is not None:
-            flushing, self._flushing = self._flushing, None
-            await flushing
+        try:
+            if self._pending:
+                await self._flush_behind()
+            if self._flushing is not None:
+                flushing, self._flushing = self._flushing, None
+                await flushing
+        except OSError as exc:
+            self.failure = exc.strerror or type(exc).__name__
+            raise
 
     async def sha256(self) -> str:
         await self.drain()
@@ -172,7 +226,7 @@ class Upload:
 
     async def commit(self) -> FileInfo:
         """Close and put the file in place (call after `sha256`); returns its final info."""
-        if self.received <= INLINE_COMMIT_BYTES and isinstance(self.handle, LocalWriteHandle):
+        if self._inline and self.received <= INLINE_COMMIT_BYTES:
             return self.handle.commit()
         # Renaming a large file over an existing one makes ext4 write the new data out first
         # (auto_da_alloc): can take milliseconds, so not on the loop.
@@ -183,7 +237,7 @@ class Upload:
         if self._flushing is not None:
             flushing, self._flushing = self._flushing, None
             await asyncio.gather(flushing, return_exceptions=True)
-        self.handle.abort()
+        await self._call(self.handle.abort)
 
 
 def _hash_handle(handle: WriteHandle) -> str:

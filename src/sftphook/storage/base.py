@@ -38,6 +38,8 @@ class FileInfo:
 
 
 class ReadHandle(Protocol):
+    """A file being read. `info()` answers from what the handle knows: it never blocks."""
+
     org_parts: tuple[str, ...]
 
     def pread(self, offset: int, size: int) -> bytes: ...
@@ -49,7 +51,7 @@ class ReadHandle(Protocol):
 
 class WriteHandle(Protocol):
     """A file being written. `atomic` handles write to a hidden temporary name and become
-    visible only on `commit()`; `abort()` leaves nothing behind."""
+    visible only on `commit()`; `abort()` leaves nothing behind. `info()` never blocks."""
 
     org_parts: tuple[str, ...]
     atomic: bool
@@ -70,7 +72,17 @@ class WriteHandle(Protocol):
 
 
 class Storage(Protocol):
-    """One organization's files as seen by one user (confined to a home)."""
+    """One organization's files as seen by one user (confined to a home).
+
+    When `blocking` is true (a network store), every method and every handle method but
+    `info()` may wait on the network: callers on an event loop run them in threads.
+    """
+
+    blocking: bool
+
+    def close(self) -> None: ...
+
+    def client_path(self, parts: tuple[str, ...]) -> str: ...
 
     def stat(self, path: str, *, follow: bool = True) -> FileInfo: ...
 
@@ -111,3 +123,16 @@ class Storage(Protocol):
     def statvfs(self, path: str) -> tuple[int, ...]: ...
 
     def org_parts(self, path: str) -> tuple[str, ...]: ...
+
+
+class StorageBackend(Protocol):
+    """Where every organization's files live: opened once per process (`open_backend`), it
+    hands each session a `Storage` confined to the user's home."""
+
+    blocking: bool
+
+    def for_user(self, organization_id: str, home: str) -> Storage:
+        """May block when `blocking` (it makes sure the home exists)."""
+        ...
+
+    def close(self) -> None: ...

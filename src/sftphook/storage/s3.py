@@ -13,25 +13,47 @@ The same SFTP semantics as local disk, within what object stores can do:
   nothing to escape through, and `..` is resolved as text at the home (paths.normalize_client).
 
 Every method blocks on the network: callers run them off the event loop (`blocking = True`).
+Errors of the store become domain errors: `StorageUnavailable` when it does not answer,
+`PermissionDenied` when it refuses access.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import datetime
+import functools
 import logging
 import os
 import stat as st
 import tempfile
 import threading
-from collections.abc import Iterator
-from typing import Any
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
-from sftphook.errors import InvalidInput, NotFound, PermissionDenied
+from botocore.exceptions import BotoCoreError, ClientError
+
+from sftphook.errors import (
+    InvalidInput,
+    NotFound,
+    PermissionDenied,
+    SftphookError,
+    StorageUnavailable,
+    Unsupported,
+)
 from sftphook.storage.base import FileInfo
 from sftphook.storage.paths import client_to_org, org_to_client, split
 
+if TYPE_CHECKING:
+    from sftphook.config import StorageSettings
+
 log = logging.getLogger(__name__)
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
 
 FILE_MODE = st.S_IFREG | 0o644
 DIR_MODE = st.S_IFDIR | 0o755
@@ -40,6 +62,9 @@ PART_SIZE = 8 * 1024 * 1024
 # Largest object a single CopyObject may copy; beyond it, copy in parts.
 COPY_LIMIT = 5 * 1024**3
 READ_AHEAD = 4 * 1024 * 1024
+# How long a session trusts that a directory it saw still exists: a listing costs tens of
+# milliseconds, and an upload of many files into one directory asks again for each.
+KNOWN_DIR_SECONDS = 5.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,6 +96,8 @@ def make_client(
             s3={"addressing_style": "path"},
             max_pool_connections=max_connections,
             retries={"max_attempts": 5, "mode": "standard"},
+            connect_timeout=10,
+            read_timeout=60,
             # Checksums that some S3-compatible servers do not understand yet.
             request_checksum_calculation="when_required",
             response_checksum_validation="when_required",
@@ -87,22 +114,197 @@ def _missing(exc: Exception) -> bool:
     return _error_code(exc) in ("404", "NoSuchKey", "NotFound", "NoSuchUpload")
 
 
+def _domain_error(exc: Exception) -> SftphookError:
+    """What a failed request means to the user; the details go to the log only."""
+    code = _error_code(exc)
+    log.warning("object store request failed: %s", exc)
+    if code in ("AccessDenied", "403", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
+        return PermissionDenied("the file store refused access: ask the operator")
+    if code in ("NoSuchBucket",):
+        return StorageUnavailable("the file store's bucket is missing: ask the operator")
+    return StorageUnavailable("the file store did not answer: try again in a moment")
+
+
+def _store_errors(method: Callable[_P, _R]) -> Callable[_P, _R]:
+    @functools.wraps(method)
+    def translated(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        try:
+            return method(*args, **kwargs)
+        except (BotoCoreError, ClientError) as exc:
+            raise _domain_error(exc) from None
+
+    return translated
+
+
+class S3Backend:
+    """Every organization's files in one bucket, through one client shared by all sessions."""
+
+    blocking = True
+
+    def __init__(self, client: Any, location: S3Location, spool_dir: Path | None = None) -> None:
+        self.client = client
+        self.location = location
+        self.spool_dir = spool_dir
+        # Parts go to the store while the client keeps writing the next one.
+        self._part_senders = ThreadPoolExecutor(max_workers=16, thread_name_prefix="s3-parts")
+        if spool_dir is not None:
+            spool_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+
+    @classmethod
+    def open(cls, cfg: StorageSettings, *, spool_dir: Path | None = None) -> S3Backend:
+        """Connect, make sure the bucket exists, and abort uploads a stopped process left."""
+        assert cfg.bucket is not None  # the settings refuse s3 without a bucket
+        secret = cfg.secret_access_key.get_secret_value() if cfg.secret_access_key else None
+        client = make_client(
+            endpoint_url=cfg.endpoint_url,
+            region=cfg.region,
+            access_key_id=cfg.access_key_id,
+            secret_access_key=secret,
+        )
+        backend = cls(client, S3Location(cfg.bucket, cfg.prefix), spool_dir)
+        try:
+            backend.ensure_bucket(cfg.region)
+            backend.abort_stale_uploads(cfg.stale_upload_seconds)
+        except BaseException:
+            backend.close()
+            raise
+        return backend
+
+    def _where(self) -> str:
+        endpoint = getattr(getattr(self.client, "meta", None), "endpoint_url", "")
+        return f"bucket {self.location.bucket!r} at {endpoint}"
+
+    def ensure_bucket(self, region: str) -> None:
+        bucket = self.location.bucket
+        try:
+            self.client.head_bucket(Bucket=bucket)
+            return
+        except ClientError as exc:
+            if not _missing(exc) and _error_code(exc) != "NoSuchBucket":
+                raise StorageUnavailable(
+                    f"the object store refused {self._where()} ({_error_code(exc)}): check "
+                    "storage.access_key_id and storage.secret_access_key"
+                ) from None
+        except BotoCoreError as exc:
+            raise StorageUnavailable(
+                f"cannot reach the object store for {self._where()}: {exc}"
+            ) from None
+        options: dict[str, Any] = {}
+        if region != "us-east-1":
+            options["CreateBucketConfiguration"] = {"LocationConstraint": region}
+        try:
+            self.client.create_bucket(Bucket=bucket, **options)
+            log.info("created %s", self._where())
+        except ClientError as exc:
+            # Another node made it first.
+            if _error_code(exc) not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
+                raise StorageUnavailable(
+                    f"cannot create {self._where()} ({_error_code(exc)})"
+                ) from None
+
+    @_store_errors
+    def abort_stale_uploads(self, idle_seconds: float) -> int:
+        """Abort multipart uploads under the prefix with no part sent for `idle_seconds`:
+        what a process that stopped mid-upload left. Uploads other nodes are sending go on."""
+        now = datetime.datetime.now(datetime.UTC)
+        limit = datetime.timedelta(seconds=idle_seconds)
+        bucket = self.location.bucket
+        aborted = 0
+        uploads = self.client.get_paginator("list_multipart_uploads")
+        for page in uploads.paginate(Bucket=bucket, Prefix=self.location.prefix):
+            for upload in page.get("Uploads", []):
+                last = upload["Initiated"]
+                if now - last < limit:
+                    continue
+                parts = self.client.get_paginator("list_parts")
+                try:
+                    for listed in parts.paginate(
+                        Bucket=bucket, Key=upload["Key"], UploadId=upload["UploadId"]
+                    ):
+                        for part in listed.get("Parts", []):
+                            last = max(last, part["LastModified"])
+                except ClientError as exc:
+                    if _missing(exc):
+                        continue  # finished or aborted meanwhile
+                    raise
+                if now - last < limit:
+                    continue
+                with contextlib.suppress(ClientError):
+                    self.client.abort_multipart_upload(
+                        Bucket=bucket, Key=upload["Key"], UploadId=upload["UploadId"]
+                    )
+                    aborted += 1
+        if aborted:
+            log.info("aborted %d interrupted upload(s) in %s", aborted, self._where())
+        return aborted
+
+    def for_user(self, organization_id: str, home: str) -> S3Storage:
+        storage = S3Storage(
+            self.client,
+            self.location,
+            organization_id,
+            home,
+            spool_dir=self.spool_dir,
+            part_senders=self._part_senders,
+        )
+        storage.ensure_home()
+        return storage
+
+    def close(self) -> None:
+        self._part_senders.shutdown(wait=True, cancel_futures=True)
+        with contextlib.suppress(Exception):
+            self.client.close()
+
+
 class S3Storage:
     """The files of one organization in a bucket, as one user confined to `home` sees them."""
 
     blocking = True
 
     def __init__(
-        self, client: Any, location: S3Location, organization_id: str, home: str = "/"
+        self,
+        client: Any,
+        location: S3Location,
+        organization_id: str,
+        home: str = "/",
+        *,
+        spool_dir: Path | None = None,
+        part_senders: Executor | None = None,
     ) -> None:
         self._client = client
         self._bucket = location.bucket
+        self._part_senders = part_senders
         self._root = f"{location.prefix}{organization_id}/"
         self.home = home
         self.home_parts = split(home)
+        self._spool_dir = spool_dir
+        self._known_dirs: dict[tuple[str, ...], float] = {}
+
+    def _saw_dir(self, parts: tuple[str, ...]) -> None:
+        self._known_dirs[parts] = time.monotonic() + KNOWN_DIR_SECONDS
+
+    def _forget_dirs(self, parts: tuple[str, ...]) -> None:
+        for known in [k for k in self._known_dirs if k[: len(parts)] == parts]:
+            del self._known_dirs[known]
 
     def close(self) -> None:
         return None
+
+    @_store_errors
+    def ensure_home(self) -> None:
+        """Give the home (and the directories above it) markers, so that they are listed."""
+        home = tuple(self.home_parts)
+        if not home:
+            return
+        found = self._client.list_objects_v2(
+            Bucket=self._bucket, Prefix=self._dir_prefix(home), MaxKeys=1
+        )
+        if found.get("KeyCount", 0):
+            return
+        for depth in range(1, len(home) + 1):
+            self._client.put_object(
+                Bucket=self._bucket, Key=self._dir_prefix(home[:depth]), Body=b""
+            )
 
     # Names
 
@@ -143,7 +345,10 @@ class S3Storage:
         found = self._client.list_objects_v2(
             Bucket=self._bucket, Prefix=self._dir_prefix(parts), MaxKeys=1
         )
-        return bool(found.get("KeyCount", 0))
+        exists = bool(found.get("KeyCount", 0))
+        if exists:
+            self._saw_dir(parts)
+        return exists
 
     def _file_info(self, parts: tuple[str, ...], head: dict[str, Any]) -> FileInfo:
         mtime = head["LastModified"].timestamp()
@@ -167,6 +372,7 @@ class S3Storage:
             nlink=2,
         )
 
+    @_store_errors
     def stat(self, path: str, *, follow: bool = True) -> FileInfo:
         parts = self._parts(path)
         head = self._head(parts)
@@ -176,6 +382,7 @@ class S3Storage:
             return self._dir_info(parts)
         raise NotFound(f"no such file: {path}")
 
+    @_store_errors
     def listdir(self, path: str) -> tuple[tuple[str, ...], Iterator[FileInfo]]:
         parts = self._parts(path)
         if self._head(parts) is not None:
@@ -186,7 +393,14 @@ class S3Storage:
 
         def entries() -> Iterator[FileInfo]:
             paginator = self._client.get_paginator("list_objects_v2")
-            for page in paginator.paginate(Bucket=self._bucket, Prefix=prefix, Delimiter="/"):
+            pages = iter(paginator.paginate(Bucket=self._bucket, Prefix=prefix, Delimiter="/"))
+            while True:
+                try:
+                    page = next(pages)
+                except StopIteration:
+                    return
+                except (BotoCoreError, ClientError) as exc:
+                    raise _domain_error(exc) from None
                 for common in page.get("CommonPrefixes", []):
                     name = common["Prefix"][len(prefix) :].rstrip("/")
                     if name:
@@ -198,6 +412,7 @@ class S3Storage:
 
         return parts, entries()
 
+    @_store_errors
     def open_read(self, path: str) -> S3ReadHandle:
         parts = self._parts(path)
         head = self._head(parts)
@@ -220,19 +435,29 @@ class S3Storage:
 
     # Writing
 
+    @_store_errors
     def open_write(
         self, path: str, *, truncate: bool, exclusive: bool, append: bool, read: bool
     ) -> S3WriteHandle:
         parts = self._parts(path)
         if not parts or list(parts) == self.home_parts:
             raise IsADirectoryError("is a directory")
-        head = self._head(parts)
+        # A plain upload (truncate, not exclusive) replaces whatever object is there: no need
+        # to ask for it, only whether a directory has that name.
+        head = self._head(parts) if exclusive or not truncate else None
         if head is not None and exclusive:
             raise FileExistsError(17, "file already exists")
         if head is None and self._dir_exists(parts):
             raise IsADirectoryError("is a directory")
         self._require_parent(parts)
-        handle = S3WriteHandle(self._client, self._bucket, self._key(parts), parts)
+        handle = S3WriteHandle(
+            self._client,
+            self._bucket,
+            self._key(parts),
+            parts,
+            spool_dir=self._spool_dir,
+            part_senders=self._part_senders,
+        )
         if head is not None and not truncate:
             # Appending or patching an object means rewriting it: start from its bytes.
             handle.preload()
@@ -242,11 +467,16 @@ class S3Storage:
         parent = parts[:-1]
         if list(parent) == self.home_parts or not parent:
             return
+        if self._known_dirs.get(parent, 0.0) > time.monotonic():
+            # Seen by this session moments ago: at worst a file lands in a directory another
+            # session has just emptied and removed.
+            return
         if self._head(parent) is not None:
             raise NotADirectoryError("a path component is a file")
         if not self._dir_exists(parent):
             raise NotFound("the parent directory does not exist")
 
+    @_store_errors
     def remove(self, path: str) -> tuple[str, ...]:
         parts = self._parts(path)
         if self._head(parts) is None:
@@ -256,14 +486,17 @@ class S3Storage:
         self._client.delete_object(Bucket=self._bucket, Key=self._key(parts))
         return parts
 
+    @_store_errors
     def mkdir(self, path: str, mode: int | None = None) -> tuple[str, ...]:
         parts = self._parts(path)
         if self._head(parts) is not None or (parts and self._dir_exists(parts)):
             raise FileExistsError(17, "directory already exists")
         self._require_parent(parts)
         self._client.put_object(Bucket=self._bucket, Key=self._dir_prefix(parts), Body=b"")
+        self._saw_dir(parts)
         return parts
 
+    @_store_errors
     def rmdir(self, path: str) -> tuple[str, ...]:
         parts = self._parts(path)
         if list(parts) == self.home_parts or not parts:
@@ -276,8 +509,10 @@ class S3Storage:
         if keys != [prefix]:
             raise OSError(39, "directory not empty")
         self._client.delete_object(Bucket=self._bucket, Key=prefix)
+        self._forget_dirs(parts)
         return parts
 
+    @_store_errors
     def rename(
         self, old: str, new: str, *, replace: bool
     ) -> tuple[tuple[str, ...], tuple[str, ...], FileInfo]:
@@ -298,6 +533,7 @@ class S3Storage:
             self._copy(self._key(src), self._key(dst), int(src_head["ContentLength"]))
             self._client.delete_object(Bucket=self._bucket, Key=self._key(src))
             return src, dst, self.stat(self.client_path(dst))
+        self._forget_dirs(src)
         src_prefix, dst_prefix = self._dir_prefix(src), self._dir_prefix(dst)
         paginator = self._client.get_paginator("list_objects_v2")
         for page in paginator.paginate(Bucket=self._bucket, Prefix=src_prefix):
@@ -341,11 +577,12 @@ class S3Storage:
             raise
 
     def symlink(self, target: str, path: str) -> None:
-        raise PermissionDenied("this server stores files in an object store: no symbolic links")
+        raise Unsupported("this server keeps files in an object store: no symbolic links")
 
     def link(self, old: str, new: str) -> None:
-        raise PermissionDenied("this server stores files in an object store: no hard links")
+        raise Unsupported("this server keeps files in an object store: no hard links")
 
+    @_store_errors
     def setstat(
         self,
         path: str,
@@ -377,6 +614,7 @@ class S3ReadHandle:
         self._position = -1
         self._lock = threading.Lock()
 
+    @_store_errors
     def pread(self, offset: int, size: int) -> bytes:
         if offset >= self._info.size or size <= 0:
             return b""
@@ -415,17 +653,32 @@ class S3ReadHandle:
 
 
 class S3WriteHandle:
-    """An upload: a spool file on local disk, sent part by part as its written prefix grows."""
+    """An upload: a spool file on local disk, sent part by part as its written prefix grows.
+
+    With `part_senders`, a part goes out in the background while the writes go on; one part at
+    most is in flight, so a client faster than the store waits rather than piling up parts."""
 
     atomic = True
 
-    def __init__(self, client: Any, bucket: str, key: str, parts: tuple[str, ...]) -> None:
+    def __init__(
+        self,
+        client: Any,
+        bucket: str,
+        key: str,
+        parts: tuple[str, ...],
+        *,
+        spool_dir: Path | None = None,
+        part_senders: Executor | None = None,
+    ) -> None:
         self._client = client
         self._bucket = bucket
         self._key = key
+        self._part_senders = part_senders
+        self._in_flight: Future[dict[str, Any]] | None = None
         self.org_parts = parts
-        # Closed by commit() or abort(): the handle outlives any one block.
-        self._spool = tempfile.TemporaryFile(prefix="sftphook-s3-")  # noqa: SIM115
+        # Closed by commit() or abort(): the handle outlives any one block. On disk (the data
+        # directory), not in /tmp, which may be memory.
+        self._spool = tempfile.TemporaryFile(prefix="sftphook-s3-", dir=spool_dir)  # noqa: SIM115
         self._size = 0
         # Bytes [0, _contiguous) are all written; parts below _sent went to the server already.
         self._contiguous = 0
@@ -436,6 +689,7 @@ class S3WriteHandle:
         self._dirty = False
         self._lock = threading.Lock()
 
+    @_store_errors
     def preload(self) -> None:
         body = self._client.get_object(Bucket=self._bucket, Key=self._key)["Body"]
         offset = 0
@@ -443,6 +697,7 @@ class S3WriteHandle:
             self.pwrite(offset, chunk)
             offset += len(chunk)
 
+    @_store_errors
     def pwrite(self, offset: int, data: bytes) -> int:
         with self._lock:
             if offset < self._sent:
@@ -454,7 +709,10 @@ class S3WriteHandle:
             self._extend(offset, end)
             if not self._dirty:
                 while self._contiguous - self._sent >= PART_SIZE:
-                    self._send_part(self._sent, PART_SIZE)
+                    if self._part_senders is None:
+                        self._send_part(self._sent, PART_SIZE)
+                    else:
+                        self._send_in_background(self._sent, PART_SIZE)
         return len(data)
 
     def _extend(self, start: int, end: int) -> None:
@@ -471,11 +729,32 @@ class S3WriteHandle:
                 self._contiguous = max(self._contiguous, self._extents.pop(s))
 
     def _send_part(self, start: int, length: int) -> None:
+        self._settle_in_flight()
+        self._start_upload()
+        self._parts.append(self._upload_part(len(self._parts) + 1, start, length))
+        self._sent = start + length
+
+    def _send_in_background(self, start: int, length: int) -> None:
+        assert self._part_senders is not None
+        self._settle_in_flight()
+        self._start_upload()
+        number = len(self._parts) + 1
+        self._in_flight = self._part_senders.submit(self._upload_part, number, start, length)
+        self._sent = start + length
+
+    def _settle_in_flight(self) -> None:
+        """Wait for the part in flight; its failure is this call's."""
+        if self._in_flight is not None:
+            in_flight, self._in_flight = self._in_flight, None
+            self._parts.append(in_flight.result())
+
+    def _start_upload(self) -> None:
         if self._upload_id is None:
             created = self._client.create_multipart_upload(Bucket=self._bucket, Key=self._key)
             self._upload_id = created["UploadId"]
+
+    def _upload_part(self, number: int, start: int, length: int) -> dict[str, Any]:
         data = os.pread(self._spool.fileno(), length, start)
-        number = len(self._parts) + 1
         sent = self._client.upload_part(
             Bucket=self._bucket,
             Key=self._key,
@@ -483,8 +762,7 @@ class S3WriteHandle:
             PartNumber=number,
             Body=data,
         )
-        self._parts.append({"ETag": sent["ETag"], "PartNumber": number})
-        self._sent = start + length
+        return {"ETag": sent["ETag"], "PartNumber": number}
 
     def pread(self, offset: int, size: int) -> bytes:
         return os.pread(self._spool.fileno(), size, offset)
@@ -506,10 +784,12 @@ class S3WriteHandle:
     def fsync(self) -> None:
         return None
 
+    @_store_errors
     def commit(self) -> FileInfo:
         """Send what is left and complete the upload: only now does the object exist."""
         try:
             with self._lock:
+                self._settle_in_flight()
                 if self._dirty or self._contiguous < self._size:
                     # Holes or rewrites: start over from the spool (sparse bytes read as zero).
                     self._abort_upload()
@@ -530,20 +810,25 @@ class S3WriteHandle:
                         MultipartUpload={"Parts": self._parts},
                     )
                     self._upload_id = None
-            head = self._client.head_object(Bucket=self._bucket, Key=self._key)
-            mtime = head["LastModified"].timestamp()
+            # The store answered for every byte: no HEAD needed to know the size.
+            now = time.time()
             return FileInfo(
                 name=self.org_parts[-1] if self.org_parts else "",
                 org_parts=self.org_parts,
-                size=int(head["ContentLength"]),
+                size=self._size,
                 mode=FILE_MODE,
-                mtime=mtime,
-                atime=mtime,
+                mtime=now,
+                atime=now,
             )
         finally:
             self.abort()
 
     def _abort_upload(self) -> None:
+        if self._in_flight is not None:
+            in_flight, self._in_flight = self._in_flight, None
+            # Aborting an upload with a part still arriving could leave that part behind.
+            with contextlib.suppress(Exception):
+                in_flight.result()
         if self._upload_id is not None:
             with contextlib.suppress(Exception):
                 self._client.abort_multipart_upload(
@@ -558,4 +843,4 @@ class S3WriteHandle:
             self._spool.close()
 
 
-__all__ = ["S3Location", "S3ReadHandle", "S3Storage", "S3WriteHandle", "make_client"]
+__all__ = ["S3Backend", "S3Location", "S3ReadHandle", "S3Storage", "S3WriteHandle", "make_client"]

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
-from sqlalchemy import event
+from sqlalchemy import event, exc, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -20,6 +22,76 @@ from sqlalchemy.ext.asyncio import (
 )
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+
+log = logging.getLogger(__name__)
+
+# Nodes that start together on one PostgreSQL database migrate one at a time under this
+# transaction-scoped advisory lock; the others then find the schema current.
+MIGRATION_LOCK = 0x5F7090C6
+
+T = TypeVar("T")
+
+
+def is_connection_lost(error: BaseException) -> bool:
+    """Whether `error` means the database could not be reached (restarting, shut down, network)
+    or stayed locked past the busy timeout (SQLite), rather than that the statement was wrong:
+    the work may simply be tried again."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, exc.DBAPIError) and current.connection_invalidated:
+            return True
+        if isinstance(current, OSError | ConnectionError | exc.InterfaceError):
+            return True
+        if isinstance(current, exc.OperationalError) and any(
+            text in str(current.orig) for text in ("database is locked", "database is busy")
+        ):
+            return True
+        name = type(current).__name__
+        # asyncpg's errors for a server that is going away or not accepting yet.
+        if name in (
+            "ConnectionDoesNotExistError",
+            "ConnectionFailureError",
+            "CannotConnectNowError",
+            "AdminShutdownError",
+            "CrashShutdownError",
+            "TooManyConnectionsError",
+            "InternalClientError",
+        ):
+            return True
+        # SQLAlchemy keeps the driver's error in `.orig` (and usually as the cause too).
+        orig = current.orig if isinstance(current, exc.DBAPIError) else None
+        current = current.__cause__ or current.__context__ or orig
+    return False
+
+
+async def retry_while_unreachable(
+    work: Callable[[], Awaitable[T]],
+    *,
+    what: str,
+    give_up_after: float,
+    first_delay: float = 0.1,
+    max_delay: float = 2.0,
+) -> T:
+    """Run `work`, and again with a growing pause while the database is unreachable, for up to
+    `give_up_after` seconds; other errors, and the last connection error, propagate."""
+    deadline = time.monotonic() + give_up_after
+    delay = first_delay
+    while True:
+        try:
+            return await work()
+        except Exception as error:
+            if not is_connection_lost(error) or time.monotonic() + delay > deadline:
+                raise
+            log.warning(
+                "database unreachable while %s (%s); trying again in %.1f s",
+                what,
+                type(error).__name__,
+                delay,
+            )
+        await asyncio.sleep(delay)
+        delay = min(max_delay, delay * 2)
 
 
 def alembic_config(url: str) -> AlembicConfig:
@@ -75,6 +147,8 @@ class Database:
             if path and path != ":memory:":
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
         async with self.engine.begin() as conn:
+            if not self.is_sqlite:
+                await conn.execute(text(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})"))
             await conn.run_sync(self._upgrade_sync)
 
     def _upgrade_sync(self, connection: Connection) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from typing import Any
 
-from sqlalchemy import and_, false, func, or_, select, text, update
+from sqlalchemy import and_, exists, false, func, or_, select, text, true, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -50,17 +50,47 @@ CLAIMED_COLUMNS = (
 
 
 async def claim(
-    session: AsyncSession, *, token: str, now: int, lease_ms: int, limit: int
+    session: AsyncSession,
+    *,
+    token: str,
+    now: int,
+    lease_ms: int,
+    limit: int,
+    exclude_webhooks: Collection[str] = (),
 ) -> list[Any]:
     """Lease up to `limit` due deliveries to `token`, oldest due first; rows of
-    `CLAIMED_COLUMNS`.
+    `CLAIMED_COLUMNS`. Deliveries of `exclude_webhooks` (at their limits here) are left alone.
 
     For a webhook with strict ordering, an event delivery is due only when no earlier event
     delivery of that webhook is still active (pending, retrying or in flight), which keeps one
     in flight, in event order. Pings and manual re-sends are not ordered.
     """
-    # The head of an ordered webhook's queue: its first active event delivery. Looked up per
-    # status so that each lookup is one seek in ix_deliveries_webhook_head.
+    claim_on = _claim_postgres if session.get_bind().dialect.name == "postgresql" else _claim_sqlite
+    return await claim_on(
+        session,
+        token=token,
+        now=now,
+        lease_ms=lease_ms,
+        limit=limit,
+        exclude_webhooks=list(exclude_webhooks),
+    )
+
+
+def _lease_values(token: str, now: int, lease_ms: int) -> dict[str, Any]:
+    return {"lease_owner": token, "lease_expires_at": now + lease_ms, "updated_at": now}
+
+
+async def _claim_sqlite(
+    session: AsyncSession,
+    *,
+    token: str,
+    now: int,
+    lease_ms: int,
+    limit: int,
+    exclude_webhooks: list[str],
+) -> list[Any]:
+    # SQLite has one writer and one node: this single UPDATE is atomic, and the node's
+    # sequence numbers only grow, so "no earlier active delivery" keeps one in flight.
     heads = []
     for status in ACTIVE:
         prior = aliased(Delivery)
@@ -89,8 +119,8 @@ async def claim(
         .order_by(Delivery.next_attempt_at, Delivery.sequence)
         .limit(limit)
     )
-    if session.get_bind().dialect.name == "postgresql":
-        candidates = candidates.with_for_update(skip_locked=True, of=Delivery)
+    if exclude_webhooks:
+        candidates = candidates.where(Delivery.webhook_id.not_in(list(exclude_webhooks)))
     stmt = (
         update(Delivery)
         .where(
@@ -98,12 +128,135 @@ async def claim(
             Delivery.status.in_(ACTIVE),
             _lease_free(now),
         )
-        .values(lease_owner=token, lease_expires_at=now + lease_ms, updated_at=now)
+        .values(**_lease_values(token, now, lease_ms))
         .returning(*CLAIMED_COLUMNS)
         .execution_options(synchronize_session=False)
     )
     result = await session.execute(stmt)
     return list(result.all())
+
+
+async def _claim_postgres(
+    session: AsyncSession,
+    *,
+    token: str,
+    now: int,
+    lease_ms: int,
+    limit: int,
+    exclude_webhooks: list[str],
+) -> list[Any]:
+    """Two steps, so that nodes never wait on one another and never send an ordered webhook's
+    deliveries side by side.
+
+    1. Deliveries without ordering: locked with `FOR UPDATE SKIP LOCKED` in a materialized CTE
+       (the LIMIT applies once, whatever plan PostgreSQL picks), then leased.
+    2. Ordered webhooks: the webhook row is locked first (`FOR NO KEY UPDATE SKIP LOCKED`, which
+       does not block the fan-out's foreign-key checks), so one node at a time picks that
+       webhook's head. Under READ COMMITTED each later statement sees every claim committed by
+       the node that held the lock before, and the head is taken only when no event delivery
+       of the webhook holds a live lease: nodes' sequence numbers come from their own clocks,
+       so a later-committed event may carry a smaller number than the one in flight.
+    """
+    due = (
+        select(Delivery.id)
+        .join(Webhook, Webhook.id == Delivery.webhook_id)
+        .where(
+            Delivery.status.in_(ACTIVE),
+            Delivery.next_attempt_at <= now,
+            _lease_free(now),
+            or_(Delivery.kind != "event", Webhook.ordered == false()),
+            *([Delivery.webhook_id.not_in(exclude_webhooks)] if exclude_webhooks else []),
+        )
+        .order_by(Delivery.next_attempt_at, Delivery.sequence)
+        .limit(limit)
+        .with_for_update(skip_locked=True, of=Delivery)
+        .cte("due")
+        .prefix_with("MATERIALIZED")
+    )
+    result = await session.execute(
+        update(Delivery)
+        .where(Delivery.id == due.c.id, Delivery.status.in_(ACTIVE), _lease_free(now))
+        .values(**_lease_values(token, now, lease_ms))
+        .returning(*CLAIMED_COLUMNS)
+        .execution_options(synchronize_session=False)
+    )
+    claimed = list(result.all())
+    room = limit - len(claimed)
+    if room <= 0:
+        return claimed
+    waiting = aliased(Delivery)
+    sending = aliased(Delivery)
+    ordered_hooks = await session.execute(
+        select(Webhook.id)
+        .where(
+            Webhook.ordered == true(),
+            exists().where(
+                waiting.webhook_id == Webhook.id,
+                waiting.kind == "event",
+                waiting.status.in_(ACTIVE),
+                waiting.next_attempt_at <= now,
+                or_(waiting.lease_expires_at.is_(None), waiting.lease_expires_at <= now),
+            ),
+            *([Webhook.id.not_in(exclude_webhooks)] if exclude_webhooks else []),
+            # Busy ones would only take room from the others (checked again under the lock).
+            ~exists().where(
+                sending.webhook_id == Webhook.id,
+                sending.kind == "event",
+                sending.status.in_(ACTIVE),
+                sending.lease_expires_at > now,
+            ),
+        )
+        .order_by(Webhook.id)
+        .limit(room)
+        .with_for_update(skip_locked=True, key_share=True)
+    )
+    for webhook_id in ordered_hooks.scalars().all():
+        row = await _claim_head(session, webhook_id, token=token, now=now, lease_ms=lease_ms)
+        if row is not None:
+            claimed.append(row)
+    return claimed
+
+
+async def _claim_head(
+    session: AsyncSession, webhook_id: str, *, token: str, now: int, lease_ms: int
+) -> Any | None:
+    """Lease the first active event delivery of an ordered webhook whose row lock we hold."""
+    of_webhook = (
+        Delivery.webhook_id == webhook_id,
+        Delivery.kind == "event",
+    )
+    busy = await session.scalar(
+        select(Delivery.id)
+        .where(*of_webhook, Delivery.status.in_(ACTIVE), Delivery.lease_expires_at > now)
+        .limit(1)
+    )
+    if busy is not None:
+        return None
+    firsts: list[Any] = []
+    for status in ACTIVE:  # one seek each in ix_deliveries_webhook_head
+        first = await session.execute(
+            select(Delivery.id, Delivery.sequence)
+            .where(*of_webhook, Delivery.status == status)
+            .order_by(Delivery.sequence)
+            .limit(1)
+        )
+        firsts.extend(first.all())
+    if not firsts:
+        return None
+    head_id = min(firsts, key=lambda r: r[1])[0]
+    result = await session.execute(
+        update(Delivery)
+        .where(
+            Delivery.id == head_id,
+            Delivery.status.in_(ACTIVE),
+            Delivery.next_attempt_at <= now,
+            _lease_free(now),
+        )
+        .values(**_lease_values(token, now, lease_ms))
+        .returning(*CLAIMED_COLUMNS)
+        .execution_options(synchronize_session=False)
+    )
+    return result.first()
 
 
 async def next_due(session: AsyncSession, after: int) -> int | None:

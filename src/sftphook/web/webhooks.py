@@ -18,6 +18,8 @@ from sftphook.events.model import FILE_TOPICS, Topic
 from sftphook.store.deliveries import STATUSES
 from sftphook.store.models import Attempt
 from sftphook.web.pages import CurrentPage, Page, PostedPage, field
+from sftphook.webhooks import tuning
+from sftphook.webhooks.endpoints import TYPE_LABELS
 from sftphook.webhooks.filters import FIELDS, OPERATORS
 from sftphook.webhooks.service import DeliveryView, WebhookView
 
@@ -41,10 +43,17 @@ OPERATOR_LABELS = {
 FIELD_LABELS = {"Path": "Path", "ActorId": "User", "ActorType": "Actor type"}
 GRACE_CHOICES = [(0, "No grace period"), (3600, "1 hour"), (86400, "24 hours"), (604800, "7 days")]
 PAGE_SIZE = 50
+ERROR_FIELDS = ("nickname", "type", "url", "authorization_header", "topics", "filter")
 
 
-def _common() -> dict[str, Any]:
+def _common(page: Page | None = None) -> dict[str, Any]:
+    context: dict[str, Any] = {}
+    if page is not None:
+        context["defaults"] = tuning.effective({}, page.app.settings.webhooks)
+        context["email_available"] = page.app.webhooks.email_available
     return {
+        **context,
+        "types": TYPE_LABELS,
         "nav": "webhooks",
         "topic_labels": TOPIC_LABELS,
         "operators": [(o, OPERATOR_LABELS.get(o, o)) for o in OPERATORS],
@@ -66,6 +75,8 @@ def _form_values(form: FormData) -> dict[str, Any]:
     authorization = form.get("authorization_header")
     return {
         "nickname": field(form, "nickname"),
+        "type": field(form, "type"),
+        **{name: field(form, name) for name in tuning.FIELDS},
         "url": field(form, "url"),
         "authorization_header": authorization.strip() if isinstance(authorization, str) else "",
         "topics": [t for t in form.getlist("topics") if isinstance(t, str)],
@@ -75,11 +86,32 @@ def _form_values(form: FormData) -> dict[str, Any]:
     }
 
 
+def _tuning(values: dict[str, Any], *, keep_empty: bool) -> dict[str, Any]:
+    """The tuning fields of the form as service values; an empty field is the default (None),
+    left out when adding."""
+    out: dict[str, Any] = {}
+    for name in tuning.FIELDS:
+        text = values.get(name, "").strip()
+        if not text:
+            if keep_empty:
+                out[name] = None
+            continue
+        if name == "retry_schedule":
+            out[name] = tuning.parse_schedule_text(text)
+            continue
+        try:
+            number = float(text)
+        except ValueError as exc:
+            raise InvalidInput(f"{name.replace('_', ' ')} must be a number", field=name) from exc
+        out[name] = int(number) if name == "max_concurrency" and number.is_integer() else number
+    return out
+
+
 def _errors(exc: InvalidInput) -> dict[str, str]:
     name = exc.field or "form"
     if name.startswith("filter"):
         name = "filter"
-    if name not in ("nickname", "url", "authorization_header", "topics", "filter"):
+    if name not in ERROR_FIELDS and name not in tuning.FIELDS:
         name = "form"
     return {name: exc.message}
 
@@ -101,12 +133,12 @@ async def _list(
     status_code: int = 200,
 ) -> Response:
     hooks = await page.app.webhooks.list_webhooks(page.org_id)
-    context = _common()
+    context = _common(page)
     context.update(
         webhooks=hooks,
         last=await _last_deliveries(page, hooks),
         errors=errors or {},
-        values=values or {"topics": [str(Topic.FILE_CREATED)], "filter": []},
+        values=values or {"type": "webhook", "topics": [str(Topic.FILE_CREATED)], "filter": []},
         open_dialog="add-webhook" if errors else None,
     )
     return await page.render("webhooks.html", context, status_code=status_code)
@@ -130,6 +162,8 @@ async def add_webhook(posted: PostedPage) -> Response:
             authorization_header=values["authorization_header"] or None,
             filter=values["filter"],
             ordered=values["ordered"],
+            type=values["type"] or "webhook",
+            settings=_tuning(values, keep_empty=False),
             actor=page.actor,
         )
     except InvalidInput as exc:
@@ -146,14 +180,22 @@ async def add_webhook(posted: PostedPage) -> Response:
 @router.get("/webhooks/{webhook_id}/edit")
 async def edit_form(webhook_id: str, page: CurrentPage) -> Response:
     hook = await page.app.webhooks.get(page.org_id, webhook_id)
-    context = _common()
+    context = _common(page)
     context.update(webhook=hook, errors={}, values=_view_values(hook))
     return await page.render("webhook_edit.html", context)
 
 
 def _view_values(hook: WebhookView) -> dict[str, Any]:
+    schedule = hook.retry_schedule
     return {
         "nickname": hook.nickname,
+        "type": hook.type,
+        "retry_schedule": (", ".join(f"{v:g}" for v in schedule) or "none")
+        if schedule is not None
+        else "",
+        "timeout": f"{hook.timeout:g}" if hook.timeout is not None else "",
+        "max_concurrency": str(hook.max_concurrency) if hook.max_concurrency else "",
+        "rate_limit": f"{hook.rate_limit:g}" if hook.rate_limit is not None else "",
         "url": hook.url,
         "authorization_header": "",
         "topics": hook.topics,
@@ -173,6 +215,7 @@ async def edit(webhook_id: str, posted: PostedPage) -> Response:
         "topics": values["topics"],
         "filter": values["filter"],
         "ordered": values["ordered"],
+        "type": values["type"] or None,
     }
     # An empty field keeps the stored value: it was never shown, so it cannot be edited.
     if values["remove_authorization"]:
@@ -180,9 +223,11 @@ async def edit(webhook_id: str, posted: PostedPage) -> Response:
     elif values["authorization_header"]:
         changes["authorization_header"] = values["authorization_header"]
     try:
+        # An empty tuning field returns to the default; the form shows every stored value.
+        changes["settings"] = _tuning(values, keep_empty=True)
         await page.app.webhooks.update(page.org_id, webhook_id, actor=page.actor, **changes)
     except InvalidInput as exc:
-        context = _common()
+        context = _common(page)
         context.update(webhook=hook, errors=_errors(exc), values=values)
         return await page.render("webhook_edit.html", context, status_code=422)
     return await page.redirect("/webhooks", notice=f"Webhook {values['nickname']} saved.")

@@ -10,6 +10,19 @@ are free before it claims again, so claims and writes stay batched; the number o
 recorded is bounded too. Until a result is recorded its lease keeps the delivery from being
 claimed again, and a strictly ordered webhook's next delivery waits for that record.
 
+Several nodes share one PostgreSQL database: claims use `FOR UPDATE SKIP LOCKED` (see
+store/deliveries.py), and every node's dispatcher LISTENs on the channel the fan-out NOTIFYs in
+its own transaction, so a woken node always finds the rows committed. The LISTEN connection is
+checked, and opened again when PostgreSQL restarts; the timer stays as the safety net. While the
+database is unreachable, claims wait for the next tick and results are written again with a
+growing pause (a result written after its lease ran out is kept as an attempt, and the delivery
+is decided by the worker that holds it now).
+
+Per-webhook limits (max concurrency, rate limit; `throttle.py`) gate each claimed job: it starts,
+waits holding its lease, or goes back; a webhook at its limits is left out of claims, so it never
+holds up the others. The attempt path depends on the endpoint type (`endpoints.py`): signed JSON,
+a Slack or Teams message, or an email through the configured SMTP server.
+
 Shutdown: stop claiming, let in-flight sends finish within a deadline, cancel the rest and give
 their leases back, flush the writer.
 """
@@ -17,26 +30,30 @@ their leases back, flush the writer.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
 import logging
 import random
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
 from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from sftphook.config import WebhookSettings
+from sftphook.channels import SMTPError, SMTPPermanentError, SMTPSender, parse_recipients
+from sftphook.channels.email import build_message
+from sftphook.config import SMTPSettings, WebhookSettings
+from sftphook.errors import InvalidInput
 from sftphook.events.model import EventRecord
 from sftphook.store import deliveries as delivery_store
 from sftphook.store import webhooks as webhook_store
-from sftphook.store.database import Database
+from sftphook.store.database import Database, is_connection_lost, retry_while_unreachable
 from sftphook.store.models import Attempt, Delivery, Event, Webhook, new_id, now_ms
-from sftphook.webhooks import payload, signing
+from sftphook.webhooks import endpoints, payload, signing, tuning
 from sftphook.webhooks.crypto import SecretBox
 from sftphook.webhooks.metrics import Metrics
 from sftphook.webhooks.retry import Decision, Outcome, Verdict, decide
@@ -48,6 +65,7 @@ from sftphook.webhooks.sender import (
     masked_headers,
     request_headers,
 )
+from sftphook.webhooks.throttle import Admission, Limits, Throttle
 from sftphook.webhooks.urlsafety import UrlPolicy
 
 log = logging.getLogger(__name__)
@@ -55,6 +73,9 @@ log = logging.getLogger(__name__)
 # How long the dispatcher sleeps at most when nothing woke it (work from another process).
 SAFETY_INTERVAL = 2.0
 WRITE_BATCH = 256
+# How often an idle LISTEN connection is checked (a dead peer may send nothing).
+LISTEN_CHECK_INTERVAL = 15.0
+LISTEN_RETRY_MAX = 5.0
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -74,6 +95,12 @@ class Job:
     authorization: str | None
     event: EventRecord | None
     ping: dict[str, Any] | None
+    # The endpoint type: webhook | slack | teams | email.
+    type: str = "webhook"
+    # The webhook's own timeout and retry schedule; None: the configured ones.
+    timeout: float | None = None
+    retry_schedule: tuple[float, ...] | None = None
+    limits: Limits = Limits()
 
 
 @dataclasses.dataclass(slots=True)
@@ -86,6 +113,8 @@ class AttemptResult:
     request_body: bytes
     response: Response | None
     error: str | None
+    # Set when the answer is not HTTP (SMTP): what it means for the retry decision.
+    outcome: Outcome | None = None
 
 
 def build_body(job: Job, attempt_id: str) -> bytes:
@@ -110,6 +139,8 @@ def build_body(job: Job, attempt_id: str) -> bytes:
 
 
 def outcome_of(result: AttemptResult) -> Outcome:
+    if result.outcome is not None:
+        return result.outcome
     if result.response is None:
         return Outcome(status=None, error=result.error or "no response")
     return Outcome(
@@ -135,9 +166,11 @@ class DeliveryEngine:
         safety_interval: float = SAFETY_INTERVAL,
         rng: random.Random | None = None,
         clock: Callable[[], int] = now_ms,
+        smtp: SMTPSettings | None = None,
     ) -> None:
         self._db = db
         self._settings = settings
+        self._smtp = smtp or SMTPSettings()
         self._box = box
         self._metrics = metrics
         # Built when first needed: a CLI command that never sends never reads the CA bundle.
@@ -161,9 +194,15 @@ class DeliveryEngine:
         self._running = False
         self._secret_cache: dict[str, str] = {}
         self._stop_signal = asyncio.Event()
+        # True while a LISTEN connection is open (PostgreSQL).
+        self.listening = False
         # Called in the transaction that pauses a webhook on its own (the audit line and the
         # owner notice, which is handed over once that transaction commits).
         self.paused_hook: Callable[[AsyncSession, Webhook], Awaitable[None]] | None = None
+        # Per-webhook limits; held jobs keep their lease, so they go back well before it ends.
+        self._throttle: Throttle[Job] = Throttle(max_hold_seconds=settings.lease_seconds / 2)
+        self._throttle_timer: asyncio.TimerHandle | None = None
+        self._give_back: list[Job] = []
 
     @property
     def _transport(self) -> Transport:
@@ -225,6 +264,11 @@ class DeliveryEngine:
                 if not task.done():
                     task.cancel()
                     cancelled.append(job)
+            if self._throttle_timer is not None:
+                self._throttle_timer.cancel()
+            cancelled.extend(self._throttle.drain())
+            cancelled.extend(self._give_back)
+            self._give_back.clear()
             self._results.put_nowait(None)
             await asyncio.shield(writer)
             if cancelled:
@@ -243,27 +287,64 @@ class DeliveryEngine:
             await self._finished.wait()
 
     async def _listen(self) -> None:
-        """On PostgreSQL, wake on NOTIFY from any node (events, pings, re-sends elsewhere)."""
+        """On PostgreSQL, wake on NOTIFY from any node (events, pings, re-sends elsewhere);
+        open the channel again whenever its connection is lost."""
         if self._db.is_sqlite:
             return
+        pause = 0.25
         while not self._stopping:
             try:
-                async with self._db.engine.connect() as conn:
-                    raw = await conn.get_raw_connection()
-                    driver = raw.driver_connection
-                    if driver is None or not hasattr(driver, "add_listener"):
-                        return
-                    await driver.add_listener(delivery_store.CHANNEL, self.wake)
-                    try:
-                        await self._stop_signal.wait()
-                    finally:
-                        await driver.remove_listener(delivery_store.CHANNEL, self.wake)
+                if not await self._listen_once():
+                    log.warning(
+                        "the database driver cannot LISTEN; workers poll every %.0f s", self._safety
+                    )
+                    return
+                pause = 0.25
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                log.warning("lost the delivery notification channel; listening again in 5 s")
-                self._wake.set()
-                await asyncio.sleep(5)
+            except Exception as error:
+                reason = "unreachable" if is_connection_lost(error) else repr(error)
+                log.warning(
+                    "delivery notifications: database %s; listening again in %.1f s", reason, pause
+                )
+            if self._stopping:
+                break
+            # Anything announced while nobody listened is found by the next claim.
+            self._wake.set()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(pause):
+                    await self._stop_signal.wait()
+            pause = min(LISTEN_RETRY_MAX, pause * 2)
+
+    async def _listen_once(self) -> bool:
+        """Listen until stopped (True) or the connection fails (raises); False: cannot LISTEN."""
+        async with self._db.engine.connect() as conn:
+            raw = await conn.get_raw_connection()
+            driver: Any = raw.driver_connection
+            if driver is None or not hasattr(driver, "add_listener"):
+                return False
+            lost = asyncio.Event()
+            driver.add_termination_listener(lambda _conn: lost.set())
+            await driver.add_listener(delivery_store.CHANNEL, self.wake)
+            self.listening = True
+            self._wake.set()  # catch up on what was announced before we listened
+            try:
+                while not self._stop_signal.is_set():
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(LISTEN_CHECK_INTERVAL):
+                            await _first(lost.wait(), self._stop_signal.wait())
+                    if lost.is_set() or driver.is_closed():
+                        raise ConnectionError("the notification connection was closed")
+                    if not self._stop_signal.is_set():
+                        async with asyncio.timeout(5):
+                            await driver.execute("SELECT 1")
+            except BaseException:
+                self.listening = False
+                await conn.invalidate()  # never hand a broken connection back to the pool
+                raise
+            self.listening = False
+            await driver.remove_listener(delivery_store.CHANNEL, self.wake)
+        return True
 
     async def _release(self, jobs: Sequence[Job]) -> None:
         try:
@@ -280,6 +361,10 @@ class DeliveryEngine:
         while not self._stopping:
             self._wake.clear()
             timeout = self._safety
+            self._pump()
+            if self._give_back:
+                await self._return(self._give_back)
+                self._give_back = []
             free = self._free()
             if 0 < free < self._batch_threshold and (self._inflight or self._unrecorded):
                 self._starved = True  # let more slots free up, then claim them together
@@ -288,20 +373,23 @@ class DeliveryEngine:
                 now = self._clock()
                 try:
                     jobs = await self.claim(free, now)
-                except Exception:
-                    log.exception("could not claim deliveries")
+                except Exception as error:
+                    if is_connection_lost(error):
+                        log.warning("could not claim deliveries: the database is unreachable")
+                    else:
+                        log.exception("could not claim deliveries")
                     jobs = []
                 self._unrecorded += len(jobs)
-                for job in jobs:
-                    self._spawn(job)
+                await self._admit(jobs)
                 if len(jobs) == free:
                     self._starved = True
                     continue
                 try:
                     async with self._db.session() as s:
                         due = await delivery_store.next_due(s, now)
-                except Exception:
-                    log.exception("could not read the next due time")
+                except Exception as error:
+                    if not is_connection_lost(error):
+                        log.exception("could not read the next due time")
                     due = None
                 if due is not None:
                     timeout = min(self._safety, max(0.0, (due - self._clock()) / 1000))
@@ -321,7 +409,12 @@ class DeliveryEngine:
         lease_ms = round(self._settings.lease_seconds * 1000)
         async with self._db.transaction() as s:
             claimed = await delivery_store.claim(
-                s, token=token, now=now, lease_ms=lease_ms, limit=limit
+                s,
+                token=token,
+                now=now,
+                lease_ms=lease_ms,
+                limit=limit,
+                exclude_webhooks=self._throttle.busy(),
             )
             if not claimed:
                 return []
@@ -344,6 +437,7 @@ class DeliveryEngine:
                 # One unreadable webhook must not hold up the others; its lease makes it wait.
                 log.error("webhook %s cannot be sent: %s", webhook.id, exc)
                 continue
+            tuned = tuning.effective(webhook.settings, self._settings)
             jobs.append(
                 Job(
                     delivery_id=d.id,
@@ -359,6 +453,10 @@ class DeliveryEngine:
                     authorization=authorization,
                     event=EventRecord.from_row(event) if event is not None else None,
                     ping=json.loads(d.payload) if d.payload else None,
+                    type=webhook.type,
+                    timeout=tuned.timeout if tuned.timeout_overridden else None,
+                    retry_schedule=tuned.retry_schedule,
+                    limits=Limits(tuned.max_concurrency, tuned.rate_limit),
                 )
             )
         return jobs
@@ -396,26 +494,90 @@ class DeliveryEngine:
         )
 
     def _sent(self, task: asyncio.Task[None]) -> None:
-        self._inflight.pop(task, None)
+        job = self._inflight.pop(task, None)
         if not task.cancelled() and task.exception() is not None:
             # No result will come for this job: its lease expires and it is sent again.
             log.error("delivery task failed", exc_info=task.exception())
             self._unrecorded -= 1
+        if job is not None and self._throttle.finished(job.webhook_id, job):
+            self._pump()
+            if job.webhook_id not in self._throttle.busy():
+                self._wake.set()  # room for more of this webhook's due deliveries
         if self._starved and self._free() >= self._batch_threshold:
             self._wake.set()
 
+    # Per-webhook limits
+
+    async def _admit(self, jobs: Sequence[Job]) -> None:
+        now = time.monotonic()
+        back: list[Job] = []
+        for job in jobs:
+            admission = self._throttle.offer(job.webhook_id, job.limits, job, now)
+            if admission is Admission.START:
+                self._spawn(job)
+            elif admission is Admission.GIVE_BACK:
+                back.append(job)
+        self._arm_throttle_timer(now)
+        if back:
+            await self._return(back)
+
+    def _pump(self) -> None:
+        """Start the held jobs that have a slot and a token now; note those held too long."""
+        if self._stopping:
+            return  # held jobs are handed back on the way out, not started
+        now = time.monotonic()
+        start, back = self._throttle.ready(now)
+        for job in start:
+            self._spawn(job)
+        if back:
+            self._give_back.extend(back)
+            self._wake.set()
+        self._arm_throttle_timer(now)
+
+    def _arm_throttle_timer(self, now: float) -> None:
+        if self._throttle_timer is not None:
+            self._throttle_timer.cancel()
+            self._throttle_timer = None
+        at = self._throttle.next_ready_at(now)
+        if at is not None and not self._stopping:
+            self._throttle_timer = asyncio.get_running_loop().call_later(
+                max(0.0, at - now), self._on_throttle_timer
+            )
+
+    def _on_throttle_timer(self) -> None:
+        self._throttle_timer = None
+        self._pump()
+
+    async def _return(self, jobs: Sequence[Job]) -> None:
+        """Give claimed jobs back unsent: they are due again for whoever has room."""
+        self._unrecorded -= len(jobs)
+        await self._release(jobs)
+
     async def attempt(self, job: Job) -> AttemptResult:
         """Send one attempt of `job` (no store access)."""
+        if job.type == "email":
+            return await self._attempt_email(job)
         attempt_id = new_id()
-        body = build_body(job, attempt_id)
-        signatures = signing.signature_headers(job.secrets, job.delivery_id, int(time.time()), body)
-        headers = request_headers(signatures, job.authorization)
+        if job.type in endpoints.CHAT_TYPES:
+            # A chat service reads the message, not a signature: nothing to sign.
+            body = endpoints.chat_body(job.type, endpoints.notice_of(job.event, job.ping))
+            headers = request_headers({}, job.authorization)
+        else:
+            body = build_body(job, attempt_id)
+            signatures = signing.signature_headers(
+                job.secrets, job.delivery_id, int(time.time()), body
+            )
+            headers = request_headers(signatures, job.authorization)
         started_at = self._clock()
         t0 = time.perf_counter()
         response: Response | None = None
         error: str | None = None
         try:
-            response = await self._transport.send(job.url, headers, body)
+            send = self._transport.send
+            if job.timeout is None:
+                response = await send(job.url, headers, body)
+            else:
+                response = await send(job.url, headers, body, time_limit=job.timeout)
         except TransportError as exc:
             error = str(exc)
         except Exception as exc:
@@ -430,6 +592,68 @@ class DeliveryEngine:
             request_body=body,
             response=response,
             error=error,
+        )
+
+    async def _attempt_email(self, job: Job) -> AttemptResult:
+        """Send the notice by email. The attempt log keeps the message as the request body and
+        the SMTP server's answer as the response (its reply code as the status)."""
+        attempt_id = new_id()
+        smtp = self._smtp
+        started_at = self._clock()
+        t0 = time.perf_counter()
+        server = f"{smtp.host}:{smtp.port}" if smtp.host else "(none)"
+        headers = {"SMTP-Server": server}
+        body = b""
+        response: Response | None = None
+        error: str | None = None
+        outcome: Outcome
+        try:
+            message = build_message(
+                endpoints.notice_of(job.event, job.ping),
+                sender=smtp.from_,
+                recipients=parse_recipients(job.url),
+            )
+            body = message.as_bytes()
+            headers.update(
+                {name: str(message[name]) for name in ("From", "To", "Subject") if message[name]}
+            )
+            if not smtp.host:
+                raise SMTPError("no SMTP server is configured (set smtp.host)")
+            sender = SMTPSender(
+                smtp.host,
+                smtp.port,
+                username=smtp.username,
+                password=smtp.password.get_secret_value() if smtp.password else None,
+                starttls=smtp.starttls,
+                timeout=job.timeout if job.timeout is not None else smtp.timeout,
+            )
+            answer = await sender.send(message)
+            response = Response(250, {}, answer.encode()[: self._settings.max_response_body])
+            outcome = Outcome(status=250)
+        except SMTPError as exc:
+            error = str(exc)
+            if exc.code is not None:
+                response = Response(exc.code, {}, error.encode())
+            outcome = Outcome(
+                status=None, error=error, permanent=isinstance(exc, SMTPPermanentError)
+            )
+        except InvalidInput as exc:
+            error = f"cannot send to these recipients: {exc.message}"
+            outcome = Outcome(status=None, error=error, permanent=True)
+        except Exception as exc:
+            log.exception("unexpected error emailing delivery %s", job.delivery_id)
+            error = f"internal error: {type(exc).__name__}"
+            outcome = Outcome(status=None, error=error)
+        return AttemptResult(
+            job=job,
+            attempt_id=attempt_id,
+            started_at=started_at,
+            duration_ms=(time.perf_counter() - t0) * 1000,
+            request_headers=headers,
+            request_body=body,
+            response=response,
+            error=error,
+            outcome=outcome,
         )
 
     async def _deliver(self, job: Job) -> None:
@@ -452,7 +676,7 @@ class DeliveryEngine:
                 batch.append(item)
             decisions: list[Decision | None] = []
             try:
-                decisions = await self.record(batch)
+                decisions = await self._record_retrying(batch)
             except Exception:
                 # The leases stay and expire: the deliveries are sent again, never lost.
                 log.exception("could not record %d attempt(s)", len(batch))
@@ -468,6 +692,29 @@ class DeliveryEngine:
             if stop:
                 break
 
+    async def _record_retrying(self, batch: Sequence[AttemptResult]) -> list[Decision | None]:
+        """`record`, tried again while the database is unreachable, for as long as a lease
+        lasts (after that another worker may hold the deliveries anyway)."""
+        tries = 0
+
+        async def once() -> list[Decision | None]:
+            nonlocal tries
+            tries += 1
+            if tries > 1 and await self._recorded_before(batch):
+                return [None] * len(batch)
+            return await self.record(batch)
+
+        return await retry_while_unreachable(
+            once, what="recording attempts", give_up_after=self._settings.lease_seconds
+        )
+
+    async def _recorded_before(self, batch: Sequence[AttemptResult]) -> bool:
+        async with self._db.session() as s:
+            found = await s.scalar(
+                select(Attempt.id).where(Attempt.id == batch[0].attempt_id).limit(1)
+            )
+        return found is not None
+
     async def record(self, results: Sequence[AttemptResult]) -> list[Decision | None]:
         """Store the attempts and decide each delivery's fate, in one transaction."""
         decisions: list[Decision | None] = []
@@ -479,6 +726,7 @@ class DeliveryEngine:
             attempts: list[dict[str, Any]] = []
             updates: list[dict[str, Any]] = []
             to_hold: set[str] = set()
+            logged: list[tuple[AttemptResult, Decision | None]] = []
             for result in results:
                 job = result.job
                 if job.delivery_id not in owners:  # the webhook was removed meanwhile
@@ -504,12 +752,14 @@ class DeliveryEngine:
                 if owners[job.delivery_id] != job.lease_token:
                     # Our lease ran out and another worker took the delivery: it decides.
                     decisions.append(None)
-                    self._log_attempt(result, None)
+                    logged.append((result, None))
                     continue
                 decision = decide(
                     outcome_of(result),
                     attempts_made=job.attempt_number,
-                    schedule=settings.retry_schedule,
+                    schedule=job.retry_schedule
+                    if job.retry_schedule is not None
+                    else settings.retry_schedule,
                     jitter=settings.retry_jitter,
                     now_ms=now,
                     rng=self._rng,
@@ -556,7 +806,7 @@ class DeliveryEngine:
                     _pause(webhook, "the endpoint answered 410 Gone", now)
                     to_hold.add(webhook.id)
                 updates.append(change)
-                self._log_attempt(result, decision)
+                logged.append((result, decision))
             if attempts:
                 await s.execute(insert(Attempt), attempts)
             if updates:
@@ -566,6 +816,9 @@ class DeliveryEngine:
                 await delivery_store.hold_active(s, webhook_id)
                 if self.paused_hook is not None:
                     await self.paused_hook(s, hooks[webhook_id])
+        # Logged once committed: a node that dies before the commit never claims a result.
+        for result, made_or_none in logged:
+            self._log_attempt(result, made_or_none)
         for result, made in zip(results, decisions, strict=True):
             verdict = made.verdict.value if made else "superseded"
             self._metrics.observe_attempt(result.job.topic, verdict, result.duration_ms / 1000)
@@ -590,12 +843,23 @@ class DeliveryEngine:
             job.topic,
             job.kind,
             job.attempt_number,
-            urlsplit(job.url).hostname,
+            self._smtp.host if job.type == "email" else urlsplit(job.url).hostname,
             status if status is not None else "-",
             result.duration_ms,
             verdict,
             extra,
         )
+
+
+async def _first(*waits: Coroutine[Any, Any, Any]) -> None:
+    """Return when the first of `waits` finishes; cancel the others."""
+    tasks = [asyncio.ensure_future(w) for w in waits]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def _pause(webhook: Webhook, reason: str, now: int) -> None:

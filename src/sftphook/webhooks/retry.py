@@ -25,6 +25,8 @@ class Outcome:
     status: int | None
     error: str | None = None
     retry_after: str | None = None
+    # Final whatever the status says (an SMTP 5xx answer): retrying cannot help.
+    permanent: bool = False
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -96,7 +98,7 @@ def decide(
     reason = outcome.error or f"HTTP {outcome.status}"
     if outcome.status == 410:
         return Decision(Verdict.FAILED, pause=True, reason="the endpoint answered 410 Gone")
-    if not retries_allowed or not is_retryable(outcome):
+    if not retries_allowed or outcome.permanent or not is_retryable(outcome):
         return Decision(Verdict.FAILED, reason=reason)
     index = attempts_made - 1
     if index >= len(schedule):

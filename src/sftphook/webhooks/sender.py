@@ -45,7 +45,12 @@ class TransportError(Exception):
 
 
 class Transport(Protocol):
-    async def send(self, url: str, headers: Mapping[str, str], body: bytes) -> Response: ...
+    """`time_limit` (seconds) is given only for a webhook with a timeout of its own; otherwise
+    the transport's applies."""
+
+    async def send(
+        self, url: str, headers: Mapping[str, str], body: bytes, *, time_limit: float | None = None
+    ) -> Response: ...
 
     async def close(self) -> None: ...
 
@@ -125,11 +130,14 @@ class AiohttpTransport:
             if reason:
                 raise TransportError(f"refused: {reason}")
 
-    async def send(self, url: str, headers: Mapping[str, str], body: bytes) -> Response:
+    async def send(
+        self, url: str, headers: Mapping[str, str], body: bytes, *, time_limit: float | None = None
+    ) -> Response:
         self._check_literal(url)
+        limit = self._timeout if time_limit is None else aiohttp.ClientTimeout(total=time_limit)
         try:
             async with self._client().post(
-                url, data=body, headers=dict(headers), allow_redirects=False
+                url, data=body, headers=dict(headers), allow_redirects=False, timeout=limit
             ) as resp:
                 chunks: list[bytes] = []
                 size = 0
@@ -152,7 +160,7 @@ class AiohttpTransport:
                     truncated=truncated,
                 )
         except TimeoutError as exc:
-            raise TransportError(f"timed out after {self._timeout.total:g} s") from exc
+            raise TransportError(f"timed out after {limit.total:g} s") from exc
         except UnsafeDestination as exc:
             raise TransportError(exc.message) from exc
         except aiohttp.ClientSSLError as exc:

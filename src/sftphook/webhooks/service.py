@@ -18,17 +18,17 @@ from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from sftphook.audit import SYSTEM, Actor, AuditLog, safe_url
-from sftphook.config import WebhookSettings
+from sftphook.config import SMTPSettings, WebhookSettings
 from sftphook.errors import InvalidInput, NotFound
 from sftphook.events.model import FILE_TOPICS, Topic
 from sftphook.store import deliveries as delivery_store
 from sftphook.store import webhooks as webhook_store
 from sftphook.store.database import Database
 from sftphook.store.models import Attempt, Delivery, Webhook, new_id, now_ms
-from sftphook.webhooks import filters, signing
+from sftphook.webhooks import endpoints, filters, signing, tuning
 from sftphook.webhooks.crypto import SecretBox
 from sftphook.webhooks.fanout import delivery_row
-from sftphook.webhooks.urlsafety import UrlPolicy, check_destination
+from sftphook.webhooks.urlsafety import UrlPolicy
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +37,7 @@ MAX_AUTHORIZATION = 4096
 MAX_GRACE_SECONDS = 7 * 24 * 3600
 MAX_PAGE = 200
 _UNSET: Any = object()
+_NO_EMAIL_AUTHORIZATION = "email endpoints send no authorization header; leave it empty"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -44,7 +45,9 @@ class WebhookView:
     id: str
     organization_id: str
     nickname: str
+    # webhook | slack | teams | email
     type: str
+    # The endpoint URL; for an email endpoint, the recipients.
     url: str
     # Masked: the value is shown once, never again.
     authorization_header: str | None
@@ -59,6 +62,11 @@ class WebhookView:
     previous_secret_expires_at: int | None
     created_at: int
     updated_at: int
+    # The webhook's own delivery tuning; None follows the configured default.
+    retry_schedule: list[float] | None = None
+    timeout: float | None = None
+    max_concurrency: int | None = None
+    rate_limit: float | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -197,10 +205,12 @@ class WebhookService:
         box: SecretBox,
         *,
         notify: Callable[[], None] | None = None,
+        smtp: SMTPSettings | None = None,
     ) -> None:
         self._db = db
         self._settings = settings
         self._box = box
+        self._smtp = smtp or SMTPSettings()
         self._policy = UrlPolicy.from_settings(settings.allow_http, settings.allowed_networks)
         # Wakes the local delivery workers when this service queues something.
         self.notify: Callable[[], None] = notify or (lambda: None)
@@ -215,6 +225,7 @@ class WebhookService:
         )
         now = now_ms()
         grace = webhook.previous_secret_expires_at
+        tuned = webhook.settings or {}
         return WebhookView(
             id=webhook.id,
             organization_id=webhook.organization_id,
@@ -232,7 +243,20 @@ class WebhookService:
             previous_secret_expires_at=grace if grace and grace > now else None,
             created_at=webhook.created_at,
             updated_at=webhook.updated_at,
+            retry_schedule=tuned.get("retry_schedule"),
+            timeout=tuned.get("timeout"),
+            max_concurrency=tuned.get("max_concurrency"),
+            rate_limit=tuned.get("rate_limit"),
         )
+
+    def effective_tuning(self, view: WebhookView) -> tuning.Tuning:
+        """What applies to this webhook: its own values, the configured defaults for the rest."""
+        stored = {name: getattr(view, name) for name in tuning.FIELDS}
+        return tuning.effective(stored, self._settings)
+
+    @property
+    def email_available(self) -> bool:
+        return bool(self._smtp.host)
 
     # Management
 
@@ -246,21 +270,31 @@ class WebhookService:
         authorization_header: str | None = None,
         filter: Sequence[Mapping[str, Any]] | None = None,
         ordered: bool = False,
+        type: str = "webhook",
+        settings: Mapping[str, Any] | None = None,
         actor: Actor = SYSTEM,
     ) -> tuple[WebhookView, str]:
-        """A new webhook and its signing secret (returned here once, then never again)."""
+        """A new webhook and its signing secret (returned here once, then never again).
+
+        `type` is the endpoint type (`endpoints.TYPES`); for `email`, `url` holds the recipients.
+        `settings` sets the webhook's own tuning (`tuning.FIELDS`; None keeps a default).
+        """
         nickname = check_nickname(nickname)
+        kind = endpoints.check_type(type)
         topic_list = check_topics(topics)
         rules = filters.parse_rules(filter)
         authorization = check_authorization(authorization_header)
-        await check_destination(url, self._policy)
+        if kind == "email" and authorization:
+            raise InvalidInput(_NO_EMAIL_AUTHORIZATION, field="authorization_header")
+        tuned = tuning.merge({}, settings or {})
+        destination = await endpoints.check_endpoint(kind, url, self._policy, self._smtp)
         secret = signing.generate_secret()
         webhook = Webhook(
             id=new_id(),
             organization_id=organization_id,
             nickname=nickname,
-            type="webhook",
-            url=url,
+            type=kind,
+            url=destination,
             authorization_encrypted=self._box.encrypt(authorization) if authorization else None,
             topics=topic_list,
             filter=[r.as_dict() for r in rules],
@@ -268,7 +302,7 @@ class WebhookService:
             state="enabled",
             secret_encrypted=self._box.encrypt(secret),
             failure_streak=0,
-            settings={},
+            settings=tuned,
         )
         async with self._db.transaction() as s:
             s.add(webhook)
@@ -303,9 +337,12 @@ class WebhookService:
         authorization_header: str | None = _UNSET,
         filter: Sequence[Mapping[str, Any]] | None = None,
         ordered: bool | None = None,
+        type: str | None = None,
+        settings: Mapping[str, Any] | None = None,
         actor: Actor = SYSTEM,
     ) -> WebhookView:
-        """Change what is given; `authorization_header=None` removes the header."""
+        """Change what is given; `authorization_header=None` removes the header. In `settings`,
+        a field given as None returns to the configured default; fields left out stay."""
         changes: dict[str, Any] = {}
         if nickname is not None:
             changes["nickname"] = check_nickname(nickname)
@@ -318,11 +355,27 @@ class WebhookService:
             changes["authorization_encrypted"] = self._box.encrypt(value) if value else None
         if ordered is not None:
             changes["ordered"] = ordered
-        if url is not None:
-            await check_destination(url, self._policy)
-            changes["url"] = url
+        if type is not None:
+            changes["type"] = endpoints.check_type(type)
+        if settings:
+            # Checked against nothing first, so a bad value is refused before any lookup.
+            tuning.merge({}, settings)
+        if url is not None or type is not None:
+            kind = changes.get("type")
+            if url is None or kind is None:
+                async with self._db.session() as s:
+                    current = await self._webhook(s, organization_id, webhook_id)
+                url = current.url if url is None else url
+                kind = current.type if kind is None else kind
+            if kind == "email" and changes.get("authorization_encrypted"):
+                raise InvalidInput(_NO_EMAIL_AUTHORIZATION, field="authorization_header")
+            # Changing the type checks the destination again: a URL is no list of recipients.
+            changes["url"] = await endpoints.check_endpoint(kind, url, self._policy, self._smtp)
         async with self._db.transaction() as s:
             webhook = await self._webhook(s, organization_id, webhook_id)
+            if settings:
+                # A new dict: the JSON column notices a replaced value, not an edited one.
+                changes["settings"] = tuning.merge(webhook.settings or {}, settings)
             # Names of what changed, not values: an authorization value is a secret.
             changed = sorted(
                 k.removesuffix("_encrypted") for k, v in changes.items() if getattr(webhook, k) != v

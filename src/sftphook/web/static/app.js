@@ -186,6 +186,25 @@
     }
   });
 
+  // Endpoint type: an email endpoint takes recipients instead of a URL, and no header ------
+  function showEndpointType(select) {
+    var form = select.form;
+    if (!form) { return; }
+    var email = select.value === "email";
+    var label = $("[data-url-label]", form);
+    var input = $("input[name=url]", form);
+    if (label) { label.textContent = label.getAttribute(email ? "data-label-email" : "data-label-url"); }
+    if (input) {
+      input.type = email ? "text" : "url";
+      input.setAttribute("inputmode", email ? "email" : "url");
+      input.placeholder = input.getAttribute(email ? "data-placeholder-email" : "data-placeholder-url");
+    }
+    $all("[data-not-email]", form).forEach(function (el) { el.hidden = email; });
+  }
+  $all("[data-endpoint-type]").forEach(function (select) {
+    select.addEventListener("change", function () { showEndpointType(select); });
+  });
+
   // A field's server-side error no longer applies once the value changes.
   document.addEventListener("input", function (ev) {
     var input = ev.target;

@@ -1,0 +1,110 @@
+"""`sftphook webhooks add --type … / update / show`: endpoint types and per-webhook tuning from
+the command line (the command in this process: dozens of runs, each a fresh App)."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+
+import pytest
+from typer.testing import CliRunner
+
+from sftphook.cli.main import app as cli_app
+
+
+@dataclasses.dataclass
+class Ran:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture
+def run(cli_env: dict[str, str]):
+    env = {
+        **cli_env,
+        "SFTPHOOK_WEBHOOKS__ALLOW_HTTP": "true",
+        "SFTPHOOK_WEBHOOKS__ALLOWED_NETWORKS": '["127.0.0.0/8"]',
+        "SFTPHOOK_SMTP__HOST": "127.0.0.1",
+        "COLUMNS": "200",
+    }
+
+    def invoke(*args: str) -> Ran:
+        result = CliRunner().invoke(cli_app, list(args), env=env)
+        return Ran(result.exit_code, result.stdout, result.stderr)
+
+    return invoke
+
+
+def _added(result: Ran) -> str:
+    assert result.returncode == 0, result.stderr
+    match = re.search(r"webhook (\S+) added", result.stdout)
+    assert match is not None
+    return match.group(1)
+
+
+def test_add_slack_with_tuning_then_update_and_reset(run):
+    hook = _added(
+        run(
+            "webhooks", "add", "--type", "slack", "--url", "http://127.0.0.1:9/services/x",
+            "--nickname", "ops", "--topic", "file.created", "--timeout", "4",
+            "--retry-schedule", "5s, 5m", "--max-concurrency", "3", "--rate-limit", "2.5",
+        )
+    )  # fmt: skip
+    shown = run("webhooks", "show", hook)
+    assert shown.returncode == 0, shown.stderr
+    out = shown.stdout
+    assert re.search(r"type\s+│?\s*slack", out), out
+    assert re.search(r"retry schedule\s+│?\s*5 s, 300 s", out), out
+    assert re.search(r"timeout\s+│?\s*4 s\b", out) and "2.5/s" in out
+    assert re.search(r"max concurrency\s+│?\s*3\b", out)
+
+    updated = run("webhooks", "update", hook, "--type", "teams", "--reset", "timeout")
+    assert updated.returncode == 0, updated.stderr
+    assert re.search(r"timeout\s+│?\s*10 s \(default\)", updated.stdout), updated.stdout
+    assert re.search(r"type\s+│?\s*teams", updated.stdout)
+    listed = run("webhooks", "list").stdout
+    assert "teams" in listed
+
+
+def test_add_email_shows_recipients(run):
+    hook = _added(
+        run(
+            "webhooks", "add", "--type", "email", "--nickname", "mail", "--topic", "file.created",
+            "--url", "ops@example.com, Jane <jane@example.com>",
+        )
+    )  # fmt: skip
+    out = run("webhooks", "show", hook).stdout
+    assert "recipients" in out and "Jane <jane@example.com>" in out
+    assert re.search(r"rate limit\s+│?\s*no limit \(default\)", out), out
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        ["--type", "pager"],
+        ["--type", "email", "--url", "not-an-address"],
+        ["--timeout", "0"],
+        ["--rate-limit", "0"],
+        ["--max-concurrency", "0"],
+        ["--retry-schedule", "5, soon"],
+        ["--type", "slack", "--url", "https://10.0.0.1/services/x"],
+    ],
+)
+def test_bad_values_are_refused_and_nothing_is_added(run, extra):
+    args = ["webhooks", "add", "--url", "http://127.0.0.1:9/h", "-n", "x", "-t", "file.created"]
+    result = run(*args, *extra)
+    assert result.returncode != 0
+    assert "error" in result.stderr.lower()
+    assert "x" not in run("webhooks", "list").stdout.split()
+
+
+def test_update_refuses_an_out_of_range_value_and_keeps_the_old_one(run):
+    hook = _added(
+        run("webhooks", "add", "--url", "http://127.0.0.1:9/h", "-n", "keep", "-t", "file.created",
+            "--rate-limit", "7")
+    )  # fmt: skip
+    result = run("webhooks", "update", hook, "--rate-limit", "20000", "--nickname", "changed")
+    assert result.returncode != 0 and "rate_limit" in result.stderr
+    out = run("webhooks", "show", hook).stdout
+    assert "7/s" in out and "keep" in out and "changed" not in out

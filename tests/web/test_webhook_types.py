@@ -1,0 +1,137 @@
+"""The dashboard's webhook form: endpoint type (email takes recipients) and delivery tuning."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+
+from sftphook.config import Settings, SMTPSettings
+from tests.web.conftest import Dashboard, Receiver, _dashboard, login
+
+
+@pytest.fixture
+async def mail_dashboard(settings: Settings) -> AsyncIterator[Dashboard]:
+    smtp = SMTPSettings(host="127.0.0.1", port=2525, starttls=False)
+    async for value in _dashboard(settings.model_copy(update={"smtp": smtp}), frozenset({"http"})):
+        yield value
+
+
+def _form(token: str, **fields: Any) -> dict[str, Any]:
+    return {"csrf_token": token, "topics": ["file.created"], **fields}
+
+
+async def test_add_and_edit_a_slack_endpoint_with_tuning(
+    mail_dashboard: Dashboard, receiver: Receiver
+) -> None:
+    app, org = mail_dashboard.app, mail_dashboard.organization.id
+    async with httpx.AsyncClient(base_url=mail_dashboard.base) as client:
+        token = await login(client)
+        resp = await client.post(
+            "/webhooks",
+            data=_form(token, nickname="Ops", type="slack", url=receiver.url,
+                       retry_schedule="5, 5m", timeout="4", max_concurrency="2",
+                       rate_limit="1.5"),
+        )  # fmt: skip
+        assert resp.status_code == 303, resp.text
+        (hook,) = await app.webhooks.list_webhooks(org)
+        assert hook.type == "slack" and hook.retry_schedule == [5, 300]
+        assert (hook.timeout, hook.max_concurrency, hook.rate_limit) == (4, 2, 1.5)
+
+        page = await client.get(f"/webhooks/{hook.id}/edit")
+        assert re.search(r'<option value="slack" selected>', page.text)
+        assert 'name="retry_schedule"' in page.text and 'value="5, 300"' in page.text
+        assert 'name="rate_limit" inputmode="decimal" maxlength="20" value="1.5"' in page.text
+
+        # Out of range: the field's error shows, nothing changes.
+        bad = await client.post(
+            f"/webhooks/{hook.id}/edit",
+            data=_form(token, nickname="Renamed", type="slack", url=receiver.url,
+                       rate_limit="0", timeout="4"),
+        )  # fmt: skip
+        assert bad.status_code == 422 and 'id="rate_limit-error"' in bad.text
+        assert await app.webhooks.get(org, hook.id) == hook
+
+        # An emptied field returns to the default; the type changes to Teams.
+        ok = await client.post(
+            f"/webhooks/{hook.id}/edit",
+            data=_form(token, nickname="Ops", type="teams", url=receiver.url,
+                       retry_schedule="none", max_concurrency="2", rate_limit="1.5"),
+        )  # fmt: skip
+        assert ok.status_code == 303, ok.text
+        after = await app.webhooks.get(org, hook.id)
+        assert after.type == "teams" and after.timeout is None and after.rate_limit == 1.5
+        # No retries at all is a value of its own, not the default, and shows as such.
+        assert after.retry_schedule == []
+        page = await client.get(f"/webhooks/{hook.id}/edit")
+        assert 'name="retry_schedule" maxlength="400" value="none"' in page.text
+
+
+async def test_email_endpoint_takes_recipients(mail_dashboard: Dashboard) -> None:
+    app, org = mail_dashboard.app, mail_dashboard.organization.id
+    async with httpx.AsyncClient(base_url=mail_dashboard.base) as client:
+        token = await login(client)
+        bad = await client.post(
+            "/webhooks", data=_form(token, nickname="Mail", type="email", url="ops at example")
+        )
+        assert bad.status_code == 422 and 'id="url-error"' in bad.text
+        # The re-shown form keeps the type, so the field is labelled for recipients.
+        assert re.search(r"data-url-label[^>]*>Recipients<", bad.text)
+        assert await app.webhooks.list_webhooks(org) == []
+        resp = await client.post(
+            "/webhooks",
+            data=_form(token, nickname="Mail", type="email", url="Ops <ops@example.com>"),
+        )
+        assert resp.status_code == 303
+        (hook,) = await app.webhooks.list_webhooks(org)
+        assert hook.type == "email" and hook.url == "Ops <ops@example.com>"
+        page = await client.get(f"/webhooks/{hook.id}/edit")
+        assert re.search(r"data-url-label[^>]*>Recipients<", page.text)
+        listing = await client.get("/webhooks")
+        assert '<div class="muted small">Email</div>' in listing.text
+
+
+async def test_email_without_smtp_is_refused_on_the_type_field(dashboard: Dashboard) -> None:
+    async with httpx.AsyncClient(base_url=dashboard.base) as client:
+        token = await login(client)
+        page = await client.get("/webhooks")
+        assert "needs an SMTP server in the configuration" in page.text
+        bad = await client.post(
+            "/webhooks", data=_form(token, nickname="Mail", type="email", url="ops@example.com")
+        )
+        assert bad.status_code == 422 and 'id="type-error"' in bad.text
+        assert "SFTPHOOK_SMTP__HOST" in bad.text
+
+
+@pytest.mark.e2e
+async def test_choosing_email_in_the_dialog_asks_for_recipients(
+    mail_dashboard: Dashboard, browser: Any
+) -> None:
+    from playwright.async_api import expect
+
+    context = await browser.new_context(base_url=mail_dashboard.base)
+    page = await context.new_page()
+    page.set_default_timeout(15_000)
+    await page.goto("/login")
+    await page.get_by_label("Name").fill(mail_dashboard.admin)
+    await page.get_by_label("Password").fill(mail_dashboard.password)
+    await page.get_by_role("button", name="Log in").click()
+    await page.get_by_role("button", name="Add webhook").first.click()
+    dialog = page.get_by_role("dialog", name="Add webhook")
+    await expect(dialog.get_by_label("Endpoint URL")).to_be_visible()
+    await dialog.get_by_label("Endpoint type").select_option("email")
+    await expect(dialog.get_by_label("Recipients")).to_be_visible()
+    await expect(dialog.get_by_label("Authorization header")).to_be_hidden()
+    await dialog.get_by_label("Nickname").fill("Ops mail")
+    await dialog.get_by_label("Recipients").fill("Ops <ops@example.com>, dev@example.com")
+    await dialog.get_by_text("Delivery tuning").click()
+    await dialog.get_by_label("Rate limit (requests per second)").fill("3")
+    await dialog.get_by_role("button", name="Add webhook").click()
+    await expect(page.get_by_role("dialog", name="Signing secret")).to_be_visible()
+    (hook,) = await mail_dashboard.app.webhooks.list_webhooks(mail_dashboard.organization.id)
+    assert hook.type == "email" and hook.rate_limit == 3
+    assert hook.url == "Ops <ops@example.com>, dev@example.com"
+    await context.close()
