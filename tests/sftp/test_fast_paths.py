@@ -6,9 +6,12 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
-from sftphook.sftp.transfer import INLINE_BYTES, READ_BLOCK
+from sftphook.sftp.transfer import INLINE_BYTES, READ_BLOCK, Download
 from sftphook.sftp.wire import CoalescingTransport
+from sftphook.storage.local import LocalStorage
 from tests.sftp.conftest import Server
 
 
@@ -75,3 +78,21 @@ async def test_streamed_upload_is_written_and_hashed_whole(server: Server) -> No
     (event,) = await server.events()
     assert event.size == len(data)
     assert event.sha256 == hashlib.sha256(data).hexdigest()
+
+
+async def test_a_streamed_download_holds_at_most_two_blocks(tmp_path: Path) -> None:
+    storage = LocalStorage(tmp_path, "org", "/")
+    (tmp_path / "org").mkdir(exist_ok=True)
+    data = os.urandom(3 * READ_BLOCK + 5)
+    (tmp_path / "org" / "f.bin").write_bytes(data)
+    with ThreadPoolExecutor(max_workers=2) as executor:
+        download = Download(storage.open_read("f.bin"), executor)
+        got = bytearray()
+        held = 0
+        while chunk := await download.read(len(got), 32768):
+            got += chunk
+            held = max(held, len(download._blocks))
+        await download.close()
+    storage.close()
+    assert bytes(got) == data
+    assert held <= 2

@@ -64,9 +64,9 @@ class Download:
     async def _read_blocks(self, offset: int, size: int) -> Data:
         first = offset - offset % self._read_block
         end = offset + size
-        if first not in self._blocks:
-            for start in [s for s in self._blocks if s < first]:
-                self._blocks.pop(start).cancel()
+        # Blocks behind this read are done with (a few entries at most: cheap to scan).
+        for start in [s for s in self._blocks if s < first]:
+            self._blocks.pop(start).cancel()
         # The wanted block is asked for before the one read ahead: a streamed read then goes
         # on where the last one ended.
         wanted = self._block(first)
