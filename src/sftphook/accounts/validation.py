@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import posixpath
 import re
+from typing import Any, cast
 
 import asyncssh
 
@@ -59,6 +60,23 @@ def check_password(password: str) -> str:
     return password
 
 
+MIN_RSA_BITS = 2048
+
+
+def key_refusal(key: asyncssh.SSHKey) -> str | None:
+    """Why a public key type or size is not accepted for login, or None. DSA is refused (1024-bit
+    by definition, dropped by OpenSSH 9.8); RSA needs at least 2048 bits, as NIST and OpenSSH's
+    `RequiredRSASize` advise."""
+    algorithm = key.algorithm.decode(errors="replace")
+    if algorithm == "ssh-dss" or algorithm.startswith("ssh-dss-"):
+        return "DSA keys are not accepted: use an Ed25519, ECDSA or RSA (2048+ bits) key"
+    if algorithm == "ssh-rsa":
+        bits = cast(Any, key)._key.pyca_key.key_size
+        if bits < MIN_RSA_BITS:
+            return f"RSA keys need at least {MIN_RSA_BITS} bits (this one has {bits})"
+    return None
+
+
 def normalize_public_keys(keys: list[str] | tuple[str, ...]) -> str:
     """Check each OpenSSH public key line and return them one per line."""
     lines: list[str] = []
@@ -68,10 +86,13 @@ def normalize_public_keys(keys: list[str] | tuple[str, ...]) -> str:
             if not line or line.startswith("#"):
                 continue
             try:
-                asyncssh.import_public_key(line)
+                key = asyncssh.import_public_key(line)
             except (asyncssh.KeyImportError, ValueError) as exc:
                 raise InvalidInput(
                     f"not an OpenSSH public key: {line[:40]!r}…", field="public_keys"
                 ) from exc
+            refusal = key_refusal(key)
+            if refusal:
+                raise InvalidInput(refusal, field="public_keys")
             lines.append(line)
     return "\n".join(lines)

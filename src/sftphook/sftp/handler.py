@@ -62,6 +62,12 @@ class _QuietDebugLogger:
         return getattr(self._logger, name)
 
 
+def _close_listing(listing: object) -> None:
+    close = getattr(listing, "close", None)
+    if close is not None:
+        close()
+
+
 class SessionHandler(SFTPServerHandler):
     _extensions = _EXTENSIONS
 
@@ -101,7 +107,9 @@ class SessionHandler(SFTPServerHandler):
         if file_obj is not None:
             await self._server.finish(file_obj)
             return
-        if self._dir_handles.pop(handle, None) is not None:
+        listing = self._dir_handles.pop(handle, None)
+        if listing is not None:
+            _close_listing(listing)
             return
         raise asyncssh.SFTPInvalidHandle("Invalid file handle")
 
@@ -126,6 +134,10 @@ class SessionHandler(SFTPServerHandler):
         return handle
 
     async def _cleanup(self, exc: Exception | None) -> None:
+        # Directory handles the client never closed still hold their directories open.
+        for listing in list(self._dir_handles.values()):
+            _close_listing(listing)
+        self._dir_handles.clear()
         writer = self._writer
         if writer is not None:
             channel = cast(asyncssh.SSHServerChannel[bytes], writer.channel)

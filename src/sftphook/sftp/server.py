@@ -20,6 +20,7 @@ import asyncssh
 from asyncssh.channel import SSHChannel
 
 from sftphook.accounts.passwords import verify_password_async
+from sftphook.accounts.validation import key_refusal
 from sftphook.sftp import hostkeys
 from sftphook.sftp.defender import Defender
 from sftphook.sftp.handler import StreamSession
@@ -327,11 +328,13 @@ class _Connection(asyncssh.SSHServer):
             offered = key.public_data
             for line in user.public_keys.splitlines():
                 try:
-                    if asyncssh.import_public_key(line).public_data == offered:
-                        self._user = user
-                        return True
+                    stored = asyncssh.import_public_key(line)
                 except (asyncssh.KeyImportError, ValueError):
                     continue
+                # Keys stored before the type and size rules are refused, not trusted.
+                if stored.public_data == offered and key_refusal(stored) is None:
+                    self._user = user
+                    return True
         self._rejected_key = True
         return False
 

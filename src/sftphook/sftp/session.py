@@ -7,6 +7,7 @@ front's I/O threads when it blocks on a network (`Storage.blocking`)."""
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import dataclasses
 import errno
@@ -15,7 +16,7 @@ import itertools
 import logging
 import stat as st
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import asyncssh
@@ -82,6 +83,9 @@ def _fail(exc: BaseException, path: str) -> NoReturn:
         raise sftp_error(code, f"{path}: {reason}") from None
     if isinstance(exc, UnicodeError):
         raise asyncssh.SFTPFailure("file names must be UTF-8") from None
+    if isinstance(exc, OverflowError):
+        # Offsets and sizes are 64-bit unsigned on the wire, signed for the OS.
+        raise asyncssh.SFTPFailure(f"{path}: offset or size out of range") from None
     raise exc
 
 
@@ -91,7 +95,7 @@ def _mapped(path: str) -> Iterator[None]:
         yield
     except asyncssh.SFTPError:
         raise
-    except (SftphookError, OSError, UnicodeError) as exc:
+    except (SftphookError, OSError, UnicodeError, OverflowError) as exc:
         _fail(exc, path)
 
 
@@ -149,6 +153,71 @@ def _longname(info: FileInfo, owner: str, now: float | None = None) -> str:
 
 def _owner_column(owner: str) -> str:
     return f"{owner:8.8s} {owner:8.8s}"
+
+
+def _close_entries(entries: Iterator[FileInfo]) -> None:
+    close = getattr(entries, "close", None)
+    if close is not None:
+        close()
+
+
+class Listing:
+    """An open directory handle: "." and "..", then the entries as the client reads them.
+
+    The entries may hold the directory open; `close()` gives it back, whether or not the
+    client read to the end (the handler calls it on the handle's close and at session end).
+    """
+
+    def __init__(
+        self,
+        here: FileInfo,
+        entries: Iterator[FileInfo],
+        owner: str,
+        *,
+        fetch: Callable[[Iterator[FileInfo]], Awaitable[list[FileInfo]]] | None = None,
+    ) -> None:
+        self._owner = _owner_column(owner)
+        self._now = time.time()
+        self._dots = [dataclasses.replace(here, name=name) for name in (".", "..")]
+        self._entries = entries
+        # Set for stores whose listing blocks: entries then come a page at a time, off the loop.
+        self._fetch = fetch
+        self._page: collections.deque[FileInfo] = collections.deque()
+        self._exhausted = False
+
+    def __aiter__(self) -> Listing:
+        return self
+
+    async def __anext__(self) -> asyncssh.SFTPName:
+        if self._dots:
+            dot = self._dots.pop(0)
+            return _name(
+                dot.name.encode(), _longname(dot, self._owner, self._now).encode(), _attrs(dot)
+            )
+        info = await self._next_entry()
+        if info is None:
+            self.close()
+            raise StopAsyncIteration
+        return _name(
+            info.name.encode("utf-8", "surrogateescape"),
+            _longname(info, self._owner, self._now).encode("utf-8", "surrogateescape"),
+            _attrs(info),
+        )
+
+    async def _next_entry(self) -> FileInfo | None:
+        if self._fetch is None:
+            return next(self._entries, None)
+        if not self._page and not self._exhausted:
+            page = await self._fetch(self._entries)
+            self._exhausted = len(page) < _LIST_BATCH
+            self._page.extend(page)
+        return self._page.popleft() if self._page else None
+
+    def close(self) -> None:
+        self._dots = []
+        self._page.clear()
+        self._exhausted = True
+        _close_entries(self._entries)
 
 
 class SFTPSession(asyncssh.SFTPServer):
@@ -280,48 +349,35 @@ class SFTPSession(asyncssh.SFTPServer):
 
     # Directories
 
-    async def opendir(self, path: bytes) -> AsyncIterator[asyncssh.SFTPName]:
+    async def opendir(self, path: bytes) -> Listing:
         text = _decode(path)
         self._require("list", text)
         with _mapped(text):
             _parts, entries = await self._io(self._storage.listdir, text)
-            here = await self._io(self._storage.stat, text, follow=True)
-        owner = _owner_column(self._user.username)
-        now = time.time()
+            try:
+                here = await self._io(self._storage.stat, text, follow=True)
+            except BaseException:
+                _close_entries(entries)
+                raise
+        if self._inline:
+            return Listing(here, entries, self._user.username)
 
-        def name(info: FileInfo) -> asyncssh.SFTPName:
-            return _name(
-                info.name.encode("utf-8", "surrogateescape"),
-                _longname(info, owner, now).encode("utf-8", "surrogateescape"),
-                _attrs(info),
-            )
-
-        async def names() -> AsyncIterator[asyncssh.SFTPName]:
-            for dot_name in (".", ".."):
-                dot = dataclasses.replace(here, name=dot_name)
-                yield name(dot)
-            if self._inline:
-                for info in entries:
-                    yield name(info)
-                return
+        async def fetch(rest: Iterator[FileInfo]) -> list[FileInfo]:
             # A network store pages its listing: each page is fetched in a thread.
-            while True:
-                with _mapped(text):
-                    batch: list[FileInfo] = await self._io(
-                        list, itertools.islice(entries, _LIST_BATCH)
-                    )
-                for info in batch:
-                    yield name(info)
-                if len(batch) < _LIST_BATCH:
-                    return
+            with _mapped(text):
+                return await self._io(list, itertools.islice(rest, _LIST_BATCH))
 
-        return names()
+        return Listing(here, entries, self._user.username, fetch=fetch)
 
     def scandir(self, path: bytes) -> AsyncIterator[asyncssh.SFTPName]:
         # Used by SCP (recursive sends); SFTP lists through opendir().
         async def names() -> AsyncIterator[asyncssh.SFTPName]:
-            async for name in await self.opendir(path):
-                yield name
+            listing = await self.opendir(path)
+            try:
+                async for name in listing:
+                    yield name
+            finally:
+                listing.close()
 
         return names()
 

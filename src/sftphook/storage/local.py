@@ -21,7 +21,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-from sftphook.errors import NotFound, OutsideHome, PermissionDenied
+from sftphook.errors import InvalidInput, NotFound, OutsideHome, PermissionDenied
 from sftphook.storage.base import FileInfo
 from sftphook.storage.paths import client_to_org, is_within, org_to_client, split
 
@@ -190,7 +190,7 @@ class LocalStorage:
                 raise NotFound(f"no such file: {path}")
             return _info(t.name or "", t.parts, s)
 
-    def listdir(self, path: str) -> tuple[tuple[str, ...], Iterator[FileInfo]]:
+    def listdir(self, path: str) -> tuple[tuple[str, ...], DirectoryListing]:
         with self._target(path, follow=True) as t:
             if t.name is None:
                 fd = os.dup(t.dir_fd)
@@ -201,21 +201,7 @@ class LocalStorage:
                     if exc.errno == errno.ENOENT:
                         raise NotFound(f"no such directory: {path}") from None
                     raise
-            parts = t.parts
-
-        def entries() -> Iterator[FileInfo]:
-            try:
-                with os.scandir(fd) as it:
-                    for entry in it:
-                        try:
-                            s = entry.stat(follow_symlinks=False)
-                        except FileNotFoundError:
-                            continue
-                        yield _info(entry.name, (*parts, entry.name), s)
-            finally:
-                os.close(fd)
-
-        return parts, entries()
+            return t.parts, DirectoryListing(fd, t.parts)
 
     def readlink(self, path: str) -> str:
         with self._target(path, follow=False) as t:
@@ -338,6 +324,8 @@ class LocalStorage:
             if t.name is None:
                 raise FileExistsError(errno.EEXIST, "already exists")
             link_dir = list(t.parts[:-1])
+            if "\x00" in target:
+                raise InvalidInput("a link target must not contain NUL characters")
             if target.startswith("/"):
                 aim = client_to_org(self.home, target)
             else:
@@ -412,6 +400,42 @@ class LocalStorage:
                     os.utime(t.dir_fd, times)
                 else:
                     os.utime(t.name, times, dir_fd=t.dir_fd, follow_symlinks=False)
+
+
+class DirectoryListing:
+    """The entries of an open directory, read as they are asked for. It holds the directory's
+    descriptor until read to the end or closed: a client may open a directory and never read
+    it, so whoever holds a listing closes it."""
+
+    def __init__(self, fd: int, parts: tuple[str, ...]) -> None:
+        self._fd = fd
+        self._parts = parts
+        self._entries: Iterator[os.DirEntry[str]] | None = None
+
+    def __iter__(self) -> DirectoryListing:
+        return self
+
+    def __next__(self) -> FileInfo:
+        if self._fd < 0:
+            raise StopIteration
+        if self._entries is None:
+            self._entries = os.scandir(self._fd)
+        for entry in self._entries:
+            try:
+                s = entry.stat(follow_symlinks=False)
+            except FileNotFoundError:
+                continue
+            return _info(entry.name, (*self._parts, entry.name), s)
+        self.close()
+        raise StopIteration
+
+    def close(self) -> None:
+        entries, self._entries = self._entries, None
+        if entries is not None:
+            entries.close()  # type: ignore[attr-defined]
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
 
 
 class LocalReadHandle:
@@ -541,6 +565,7 @@ def clean_stale_uploads(files_root: Path) -> int:
 
 
 __all__ = [
+    "DirectoryListing",
     "LocalBackend",
     "LocalReadHandle",
     "LocalStorage",

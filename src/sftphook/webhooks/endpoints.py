@@ -22,7 +22,13 @@ from sftphook.channels.messages import Notice
 from sftphook.config import SMTPSettings
 from sftphook.errors import InvalidInput
 from sftphook.events.model import EventRecord
-from sftphook.webhooks.urlsafety import MAX_URL_LENGTH, UrlPolicy, check_destination
+from sftphook.webhooks.urlsafety import (
+    MAX_URL_LENGTH,
+    Lookup,
+    UrlPolicy,
+    check_destination,
+    system_lookup,
+)
 
 TYPES = ("webhook", "slack", "teams", "email")
 CHAT_TYPES = ("slack", "teams")
@@ -51,7 +57,14 @@ def check_smtp(smtp: SMTPSettings) -> None:
         )
 
 
-async def check_endpoint(kind: str, url: str, policy: UrlPolicy, smtp: SMTPSettings) -> str:
+async def check_endpoint(
+    kind: str,
+    url: str,
+    policy: UrlPolicy,
+    smtp: SMTPSettings,
+    *,
+    lookup: Lookup = system_lookup,
+) -> str:
     """The save-time check of a webhook's destination; returns what to store as its `url`."""
     check_type(kind)
     if kind == "email":
@@ -62,7 +75,7 @@ async def check_endpoint(kind: str, url: str, policy: UrlPolicy, smtp: SMTPSetti
                 f"recipients are longer than {MAX_URL_LENGTH} characters", field="url"
             )
         return recipients
-    await check_destination(url, policy)
+    await check_destination(url, policy, lookup=lookup)
     return url
 
 

@@ -21,10 +21,12 @@ import aiohttp
 from sftphook import __version__
 from sftphook.errors import UnsafeDestination
 from sftphook.webhooks.urlsafety import (
+    Lookup,
     SafeResolver,
     UrlPolicy,
     forbidden_reason,
     parse_host_literal,
+    system_lookup,
 )
 
 USER_AGENT = f"sftphook/{__version__}"
@@ -95,8 +97,10 @@ class AiohttpTransport:
         ca_bundle: Path | None = None,
         max_body: int = 64 * 1024,
         connections: int = 64,
+        lookup: Lookup = system_lookup,
     ) -> None:
         self._policy = policy
+        self._lookup = lookup
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._ssl = tls_context(ca_bundle)
         self._max_body = max_body
@@ -106,7 +110,7 @@ class AiohttpTransport:
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
             connector = aiohttp.TCPConnector(
-                resolver=SafeResolver(self._policy),
+                resolver=SafeResolver(self._policy, self._lookup),
                 ssl=self._ssl,
                 limit=self._connections,
                 ttl_dns_cache=None,

@@ -28,7 +28,7 @@ from sftphook.store.models import Attempt, Delivery, Webhook, new_id, now_ms
 from sftphook.webhooks import endpoints, filters, signing, tuning
 from sftphook.webhooks.crypto import SecretBox
 from sftphook.webhooks.fanout import delivery_row
-from sftphook.webhooks.urlsafety import UrlPolicy
+from sftphook.webhooks.urlsafety import Lookup, UrlPolicy, system_lookup
 
 log = logging.getLogger(__name__)
 
@@ -192,9 +192,18 @@ def parse_cursor(cursor: str | None) -> tuple[int, str] | None:
     if not cursor:
         return None
     created, _, delivery_id = cursor.partition("_")
-    if not created.isdigit() or not delivery_id:
+    if not _is_epoch_ms(created) or not delivery_id:
         raise InvalidInput("cursor is not one this API gave out", field="cursor")
     return int(created), delivery_id
+
+
+# 9999-12-31T23:59:59.999Z: what ISO 8601 can say, and far inside a 64-bit database integer.
+MAX_EPOCH_MS = 253_402_300_799_999
+
+
+def _is_epoch_ms(text: str) -> bool:
+    # isdigit() alone takes "²" and other digits int() refuses.
+    return text.isascii() and text.isdigit() and int(text) <= MAX_EPOCH_MS
 
 
 class WebhookService:
@@ -206,12 +215,16 @@ class WebhookService:
         *,
         notify: Callable[[], None] | None = None,
         smtp: SMTPSettings | None = None,
+        lookup: Lookup = system_lookup,
     ) -> None:
         self._db = db
         self._settings = settings
         self._box = box
         self._smtp = smtp or SMTPSettings()
         self._policy = UrlPolicy.from_settings(settings.allow_http, settings.allowed_networks)
+        # How URL hosts are resolved for the save-time check (the system resolver; a table in
+        # tests).
+        self.lookup = lookup
         # Wakes the local delivery workers when this service queues something.
         self.notify: Callable[[], None] = notify or (lambda: None)
         # Told of each rotation once it is committed (the owner notice); never gets the secret.
@@ -287,7 +300,9 @@ class WebhookService:
         if kind == "email" and authorization:
             raise InvalidInput(_NO_EMAIL_AUTHORIZATION, field="authorization_header")
         tuned = tuning.merge({}, settings or {})
-        destination = await endpoints.check_endpoint(kind, url, self._policy, self._smtp)
+        destination = await endpoints.check_endpoint(
+            kind, url, self._policy, self._smtp, lookup=self.lookup
+        )
         secret = signing.generate_secret()
         webhook = Webhook(
             id=new_id(),
@@ -370,7 +385,9 @@ class WebhookService:
             if kind == "email" and changes.get("authorization_encrypted"):
                 raise InvalidInput(_NO_EMAIL_AUTHORIZATION, field="authorization_header")
             # Changing the type checks the destination again: a URL is no list of recipients.
-            changes["url"] = await endpoints.check_endpoint(kind, url, self._policy, self._smtp)
+            changes["url"] = await endpoints.check_endpoint(
+                kind, url, self._policy, self._smtp, lookup=self.lookup
+            )
         async with self._db.transaction() as s:
             webhook = await self._webhook(s, organization_id, webhook_id)
             if settings:
@@ -705,7 +722,12 @@ def parse_time(value: str | int | None, *, field: str) -> int | None:
     says otherwise)."""
     if value is None or value == "":
         return None
-    if isinstance(value, int) or value.isdigit():
+    if isinstance(value, int) or (value.isascii() and value.isdigit()):
+        if not 0 <= int(value) <= MAX_EPOCH_MS:
+            raise InvalidInput(
+                f"{field} must be epoch milliseconds up to {MAX_EPOCH_MS} (the year 9999)",
+                field=field,
+            )
         return int(value)
     try:
         when = datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
