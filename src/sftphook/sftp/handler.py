@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any, cast
 
 import asyncssh
-from asyncssh.packet import PacketDecodeError
+from asyncssh.packet import PacketDecodeError, SSHPacket
 from asyncssh.sftp import FXP_CLOSE, FXP_OPENDIR, FXP_WRITE, SFTPServerHandler
 from asyncssh.stream import SSHServerStreamSession
 
@@ -37,6 +37,15 @@ _EXTENSIONS: list[tuple[bytes, bytes]] = [
     (b"lsetstat@openssh.com", b"1"),
     (b"limits@openssh.com", b"1"),
 ]
+
+
+def _view_string(packet: SSHPacket) -> memoryview:
+    size = packet.get_uint32()
+    start = packet._idx
+    if start + size > packet._len:
+        raise PacketDecodeError("Incomplete packet")
+    packet._idx = start + size
+    return memoryview(packet._packet)[start : start + size]
 
 
 class _QuietDebugLogger:
@@ -107,8 +116,10 @@ class SessionHandler(SFTPServerHandler):
     async def _process_write(self, packet: Any) -> int:
         handle = packet.get_string()
         offset = packet.get_uint64()
-        data = packet.get_string()
-        # No check_end(): trailing bytes are ignored, as OpenSSH's sftp-server does.
+        # A view of the data inside the packet instead of `get_string()`'s copy: uploads keep
+        # it until it is written out in an I/O thread. No check_end(): trailing bytes are
+        # ignored, as OpenSSH's sftp-server does.
+        data = _view_string(packet)
         file_obj = self._file_handles.get(handle)
         if file_obj is None:
             raise asyncssh.SFTPInvalidHandle("Invalid file handle")

@@ -25,6 +25,7 @@ from sftphook.sftp import hostkeys
 from sftphook.sftp.defender import Defender
 from sftphook.sftp.handler import StreamSession
 from sftphook.sftp.session import SFTPSession
+from sftphook.sftp.wire import coalesce_writes
 from sftphook.storage.base import ReadHandle, Storage, StorageBackend
 
 if TYPE_CHECKING:
@@ -244,6 +245,7 @@ class _Connection(asyncssh.SSHServer):
 
     def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
         self._conn = conn
+        coalesce_writes(conn)
         peer = conn.get_extra_info("peername")
         if peer:
             self.client_ip = str(peer[0])

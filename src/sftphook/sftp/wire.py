@@ -1,0 +1,79 @@
+"""Coalesced socket writes for SSH connections: the packets of one event-loop turn in one send.
+
+asyncssh writes every SSH packet to its transport as soon as it is built, so a client uploading
+in 32 KiB writes gets one `send` (and one wake-up) per STATUS reply and window adjust, and a
+download one per DATA packet. `CoalescingTransport` sits between an asyncssh connection and its
+socket transport: writes made during one turn of the loop are gathered and handed to the
+socket in one `write` at the start of the next, before anything else the loop runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+
+class CoalescingTransport:
+    """Wraps a transport; `write` is deferred to the end of the loop turn, all else passes."""
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self._transport = transport
+        self._loop = loop
+        self._pending: list[bytes] = []
+        self._pending_size = 0
+
+    def write(self, data: bytes) -> None:
+        if not self._pending:
+            self._loop.call_soon(self.flush)
+        self._pending.append(data)
+        self._pending_size += len(data)
+
+    def writelines(self, lines: Any) -> None:
+        for data in lines:
+            self.write(data)
+
+    def flush(self) -> None:
+        """Hand what was written so far to the socket transport."""
+        pending = self._pending
+        if not pending:
+            return
+        data = pending[0] if len(pending) == 1 else b"".join(pending)
+        pending.clear()
+        self._pending_size = 0
+        if not self._transport.is_closing():
+            # asyncssh ignores a connection reset at write time too; the read side reports it.
+            with contextlib.suppress(ConnectionError):
+                self._transport.write(data)
+
+    def get_write_buffer_size(self) -> int:
+        return self._transport.get_write_buffer_size() + self._pending_size
+
+    def close(self) -> None:
+        self.flush()
+        self._transport.close()
+
+    def abort(self) -> None:
+        # asyncssh aborts right after sending its disconnect message: send it first.
+        self.flush()
+        self._transport.abort()
+
+    def write_eof(self) -> None:
+        self.flush()
+        self._transport.write_eof()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+
+def coalesce_writes(conn: Any) -> None:
+    """Route the writes of asyncssh connection `conn` through a `CoalescingTransport`.
+
+    Called from the connection's `connection_made`, before asyncssh sends its version line.
+    """
+    transport = conn._transport
+    if transport is not None and not isinstance(transport, CoalescingTransport):
+        conn._transport = CoalescingTransport(transport, asyncio.get_running_loop())
+
+
+__all__ = ["CoalescingTransport", "coalesce_writes"]
