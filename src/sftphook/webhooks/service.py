@@ -574,8 +574,7 @@ class WebhookService:
                 payload=json.dumps(snapshot).encode(),
                 now=now,
             )
-            await s.execute(insert(Delivery), [row])
-            await delivery_store.announce(s)
+            delivery = await self._queue(s, row)
             await AuditLog.record_by(
                 s,
                 organization_id,
@@ -583,12 +582,20 @@ class WebhookService:
                 "webhook.pinged",
                 "webhook",
                 webhook.id,
-                {"nickname": webhook.nickname, "delivery_id": row["id"]},
+                {"nickname": webhook.nickname, "delivery_id": delivery.id},
             )
-            delivery = await s.get(Delivery, row["id"])
-            assert delivery is not None
         self.notify()
         return delivery_view(delivery)
+
+    async def _queue(self, s: AsyncSession, row: dict[str, Any]) -> Delivery:
+        """Insert one delivery and announce it to every node; the caller commits, then calls
+        `notify()` for this node's workers."""
+        await s.execute(insert(Delivery), [row])
+        await delivery_store.announce(s)
+        delivery = await s.get(Delivery, row["id"])
+        if delivery is None:  # inserted a moment ago in this same transaction
+            raise RuntimeError("a delivery just queued cannot be read back")
+        return delivery
 
     # Delivery log and replay
 
@@ -651,11 +658,7 @@ class WebhookService:
             original = await delivery_store.get(s, organization_id, delivery_id)
             if original is None:
                 raise NotFound(f"no delivery with id {delivery_id!r}")
-            row = self._redelivery_row(original, now_ms())
-            await s.execute(insert(Delivery), [row])
-            await delivery_store.announce(s)
-            delivery = await s.get(Delivery, row["id"])
-            assert delivery is not None
+            delivery = await self._queue(s, self._redelivery_row(original, now_ms()))
         self.notify()
         return delivery_view(delivery)
 
