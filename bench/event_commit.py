@@ -1,4 +1,5 @@
-"""What one recorded event costs: `EventRecorder.record()` latency and aiosqlite round trips.
+"""What one recorded event costs: `EventRecorder.record()` latency and aiosqlite round trips (none
+since the recorder writes through `Database.write`).
 
     PYTHONPATH=src .venv/bin/python bench/event_commit.py [--events 300]
 
@@ -75,7 +76,7 @@ async def measure(events: int) -> None:
         await app.recorder.close()
         await writer
         await app.db.close()
-    report("EventRecorder.record() (async ORM, aiosqlite)", latencies)
+    report("EventRecorder.record() (with the fan-out listener)", latencies)
     per_event = {name: n / events for name, n in sorted(_calls.items())}
     print(f"  aiosqlite round trips per event: {sum(per_event.values()):.1f} {per_event}")
     with tempfile.TemporaryDirectory(prefix="sftphook-event-commit-") as tmp:

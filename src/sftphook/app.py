@@ -63,7 +63,7 @@ class App:
         self.engine.paused_hook = self.notices.webhook_auto_paused
         self.webhooks.on_secret_rotated = self.notices.secret_rotated
         fanout = FanOut(self.engine.wake)
-        self.recorder.add_listener(fanout.listener)
+        self.recorder.add_sync_listener(fanout.listener)
         self.recorder.add_commit_hook(fanout.committed)
         self.recorder.add_commit_hook(
             lambda events: self.metrics.count_events(e.topic for e in events)

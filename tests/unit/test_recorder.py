@@ -57,6 +57,56 @@ async def test_listener_failure_rolls_back_the_event(app):
         assert await s.get(Event, event.id) is None
 
 
+async def test_sync_listener_writes_in_the_events_transaction(app):
+    org = await _org_id(app)
+    recorder = EventRecorder(app.db)
+    seen: list[int] = []
+
+    def counting(connection, events):
+        # Runs before the commit, in the same transaction: the events are already visible.
+        ids = [e.id for e in events]
+        seen.append(
+            connection.execute(
+                select(func.count()).select_from(Event).where(Event.id.in_(ids))
+            ).scalar_one()
+        )
+
+    recorder.add_sync_listener(counting)
+    event = EventRecord(organization_id=org, topic=Topic.FILE_CREATED, actor_id="u", path="s")
+    await recorder.record(event)
+    assert seen == [1]
+
+    def broken(connection, events):
+        raise RuntimeError("sync listener failed")
+
+    recorder.add_sync_listener(broken)
+    lost = EventRecord(organization_id=org, topic=Topic.FILE_CREATED, actor_id="u", path="t")
+    with pytest.raises(RuntimeError, match="sync listener failed"):
+        await recorder.record(lost)
+    async with app.db.session() as s:
+        assert await s.get(Event, event.id) is not None
+        assert await s.get(Event, lost.id) is None
+
+
+async def test_sync_and_async_listeners_share_one_transaction(app):
+    org = await _org_id(app)
+    recorder = EventRecorder(app.db)
+    calls: list[str] = []
+    recorder.add_sync_listener(lambda connection, events: calls.append("sync"))
+
+    async def broken(session, events):
+        calls.append("async")
+        raise RuntimeError("async listener failed")
+
+    recorder.add_listener(broken)
+    event = EventRecord(organization_id=org, topic=Topic.FILE_CREATED, actor_id="u", path="m")
+    with pytest.raises(RuntimeError):
+        await recorder.record(event)
+    assert calls == ["sync", "async"]
+    async with app.db.session() as s:
+        assert await s.get(Event, event.id) is None
+
+
 async def test_closed_recorder_refuses_new_events(app):
     org = await _org_id(app)
     recorder = EventRecorder(app.db)
@@ -72,19 +122,26 @@ def test_event_path_must_be_relative():
         EventRecord(organization_id="o", topic=Topic.FILE_CREATED, actor_id="u", path="/abs")
 
 
-async def test_unreachable_database_is_tried_again_until_the_event_lands(app):
+@pytest.mark.parametrize("kind", ["sync", "async"])
+async def test_unreachable_database_is_tried_again_until_the_event_lands(app, kind):
     from sqlalchemy.exc import OperationalError
 
     org = await _org_id(app)
     recorder = EventRecorder(app.db, retry_for=5.0)
     failures = {"left": 2}
 
-    async def flaky(session, events):
+    def fail_twice() -> None:
         if failures["left"]:
             failures["left"] -= 1
             raise OperationalError("INSERT", {}, ConnectionResetError("server restarting"))
 
-    recorder.add_listener(flaky)
+    async def flaky(session, events):
+        fail_twice()
+
+    if kind == "sync":
+        recorder.add_sync_listener(lambda connection, events: fail_twice())
+    else:
+        recorder.add_listener(flaky)
     event = EventRecord(organization_id=org, topic=Topic.FILE_CREATED, actor_id="u", path="r")
     await recorder.record(event)
     async with app.db.session() as s:

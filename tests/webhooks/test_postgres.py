@@ -13,7 +13,7 @@ from sftphook.events import EventRecorder
 from sftphook.store import Database
 from sftphook.store.models import Delivery, now_ms
 from sftphook.webhooks.engine import DeliveryEngine
-from sftphook.webhooks.fanout import fan_out
+from sftphook.webhooks.fanout import fan_out_sync
 from tests.conftest import serving
 from tests.webhooks.conftest import file_event, org_id
 
@@ -28,7 +28,7 @@ def _engine_on_own_pool(app, settings) -> DeliveryEngine:
 async def _record_many(app, org: str, count: int) -> None:
     """Through a grouped recorder, as an SFTP node records a burst."""
     recorder = EventRecorder(app.db)
-    recorder.add_listener(fan_out)
+    recorder.add_sync_listener(fan_out_sync)
     started = asyncio.Event()
     writer = asyncio.create_task(recorder.run(started))
     await started.wait()

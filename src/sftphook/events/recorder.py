@@ -3,7 +3,9 @@
 Every caller of `record()` waits for its event to be committed, but callers that arrive while a
 commit is under way share the next one: one writer, one transaction per group. Listeners run in
 that same transaction, so whatever they write (a webhook's deliveries) commits with the event or
-not at all.
+not at all. A group whose listeners are all synchronous (`add_sync_listener`, Core statements on
+the transaction's connection) is one `Database.write`: on SQLite a single hand-off to the
+store's writer thread, which is what keeps an event cheap next to the SFTP work it follows.
 
 When the database cannot be reached (PostgreSQL restarting, a network blip) a group is tried
 again with a growing pause for up to `retry_for` seconds, so the SFTP replies waiting on it are
@@ -16,9 +18,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
+from typing import cast
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import Table, func, insert, select
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from sftphook.events.model import EventRecord
 from sftphook.store.database import Database, retry_while_unreachable
@@ -26,10 +31,14 @@ from sftphook.store.models import Event
 
 log = logging.getLogger(__name__)
 
-# Runs inside the transaction that records the events; must not commit.
+# Run inside the transaction that records the events; must not commit.
 EventListener = Callable[[AsyncSession, Sequence[EventRecord]], Awaitable[None]]
+SyncEventListener = Callable[[Connection, Sequence[EventRecord]], None]
 # Runs after the commit (to wake workers, count metrics); must not block or raise.
 CommitHook = Callable[[Sequence[EventRecord]], None]
+
+# Built once (see store/webhooks.py `_FAN_OUT_CANDIDATES`).
+INSERT_EVENTS = cast(Table, Event.__table__).insert()
 
 _Pending = tuple[EventRecord, asyncio.Future[None]]
 
@@ -44,13 +53,21 @@ class EventRecorder:
         self._max_batch = max_batch
         self._retry_for = retry_for
         self._listeners: list[EventListener] = []
+        self._sync_listeners: list[SyncEventListener] = []
         self._commit_hooks: list[CommitHook] = []
         self._queue: asyncio.Queue[_Pending | None] = asyncio.Queue()
         self._closed = False
         self._running = False
 
     def add_listener(self, listener: EventListener) -> None:
+        """An async listener (an ORM session); a group then commits through a session, several
+        hand-offs on SQLite. Prefer `add_sync_listener`."""
         self._listeners.append(listener)
+
+    def add_sync_listener(self, listener: SyncEventListener) -> None:
+        """A listener that runs on the write transaction's connection (on SQLite in the store's
+        writer thread, so it must not touch the event loop)."""
+        self._sync_listeners.append(listener)
 
     def add_commit_hook(self, hook: CommitHook) -> None:
         self._commit_hooks.append(hook)
@@ -127,8 +144,14 @@ class EventRecorder:
             tries += 1
             if tries > 1 and await self._committed_before(events):
                 return
+            rows = [e.as_row() for e in events]
+            if not self._listeners:
+                await self._db.write(lambda connection: self._write(connection, rows, events))
+                return
             async with self._db.transaction() as session:
-                await session.execute(insert(Event), [e.as_row() for e in events])
+                await session.execute(insert(Event), rows)
+                for sync_listener in self._sync_listeners:
+                    await session.run_sync(_on_connection(sync_listener, events))
                 for listener in self._listeners:
                     await listener(session, events)
 
@@ -139,6 +162,13 @@ class EventRecorder:
             except Exception:
                 log.exception("event commit hook failed")
 
+    def _write(
+        self, connection: Connection, rows: list[dict[str, object]], events: Sequence[EventRecord]
+    ) -> None:
+        connection.execute(INSERT_EVENTS, rows)
+        for listener in self._sync_listeners:
+            listener(connection, events)
+
     async def _committed_before(self, events: Sequence[EventRecord]) -> bool:
         """Whether an earlier try committed this group (one transaction: all of it or none)."""
         async with self._db.session() as session:
@@ -146,3 +176,14 @@ class EventRecorder:
                 select(func.count()).select_from(Event).where(Event.id.in_([e.id for e in events]))
             )
         return bool(found)
+
+
+def _on_connection(
+    listener: SyncEventListener, events: Sequence[EventRecord]
+) -> Callable[[Session], None]:
+    """A sync listener as `AsyncSession.run_sync` calls it, on the session's connection."""
+
+    def run(session: Session) -> None:
+        listener(session.connection(), events)
+
+    return run

@@ -13,6 +13,7 @@ from collections.abc import Collection, Sequence
 from typing import Any
 
 from sqlalchemy import and_, exists, false, func, or_, select, text, true, update
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -31,6 +32,12 @@ async def announce(session: AsyncSession) -> None:
     (PostgreSQL NOTIFY; on SQLite there is one node and the commit hook wakes it)."""
     if session.get_bind().dialect.name == "postgresql":
         await session.execute(text(f"NOTIFY {CHANNEL}"))
+
+
+def announce_sync(connection: Connection) -> None:
+    """`announce` inside a `Database.write` transaction."""
+    if connection.dialect.name == "postgresql":
+        connection.execute(text(f"NOTIFY {CHANNEL}"))
 
 
 def _lease_free(now: int) -> Any:

@@ -5,16 +5,18 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import insert
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import Table
+from sqlalchemy.engine import Connection
 
 from sftphook.events.model import EventRecord
 from sftphook.store import deliveries as delivery_store
 from sftphook.store import webhooks as webhook_store
 from sftphook.store.models import Delivery, new_id, now_ms
 from sftphook.webhooks import filters
+
+INSERT_DELIVERIES = cast(Table, Delivery.__table__).insert()
 
 
 class SequenceClock:
@@ -62,12 +64,14 @@ def delivery_row(
     }
 
 
-async def fan_out(session: AsyncSession, events: Sequence[EventRecord]) -> int:
-    """The recorder listener: events of a paused webhook are kept as `held` deliveries.
-    Returns how many deliveries were created."""
+def fan_out_sync(connection: Connection, events: Sequence[EventRecord]) -> int:
+    """The recorder listener, inside the events' `Database.write` transaction: one delivery per
+    matching webhook; events of a paused webhook are kept as `held` deliveries. Returns how many
+    deliveries were created."""
     if not events:
         return 0
-    candidates = await webhook_store.for_organizations(session, {e.organization_id for e in events})
+    organizations = {e.organization_id for e in events}
+    candidates = webhook_store.fan_out_candidates(connection, organizations)
     if not candidates:
         return 0
     prepared = [(w, filters.stored_rules(w.filter), frozenset(w.topics)) for w in candidates]
@@ -92,8 +96,8 @@ async def fan_out(session: AsyncSession, events: Sequence[EventRecord]) -> int:
                 )
             )
     if rows:
-        await session.execute(insert(Delivery), rows)
-        await delivery_store.announce(session)
+        connection.execute(INSERT_DELIVERIES, rows)
+        delivery_store.announce_sync(connection)
     return len(rows)
 
 
@@ -106,8 +110,9 @@ class FanOut:
         self._wake = wake
         self._created = False
 
-    async def listener(self, session: AsyncSession, events: Sequence[EventRecord]) -> None:
-        if await fan_out(session, events):
+    def listener(self, connection: Connection, events: Sequence[EventRecord]) -> None:
+        # Runs on the store's writer; the flag is read on the event loop after the commit.
+        if fan_out_sync(connection, events):
             self._created = True
 
     def committed(self, events: Sequence[EventRecord]) -> None:
