@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -114,12 +115,6 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def _begin_immediate(connection: Connection) -> None:
-    # Take SQLite's write lock at BEGIN: a writer that waits does so before it has read
-    # anything, instead of failing at its first write with a snapshot that is already stale.
-    connection.exec_driver_sql("BEGIN IMMEDIATE")
-
-
 class _SqliteWriter:
     """One thread that owns one plain `sqlite3` connection and runs write transactions on it.
 
@@ -135,8 +130,6 @@ class _SqliteWriter:
             sync_url, poolclass=NullPool, connect_args={"timeout": 10}
         )
         event.listen(self._engine, "connect", _sqlite_pragmas)
-        event.listen(self._engine, "connect", _driver_autocommit)
-        event.listen(self._engine, "begin", _begin_immediate)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sftphook-db-writer")
         self._connection: Connection | None = None
 
@@ -146,11 +139,25 @@ class _SqliteWriter:
 
     def _run(self, work: Callable[[Connection], T]) -> T:
         if self._connection is None or self._connection.invalidated:
-            self._connection = self._engine.connect()
+            # The transaction is ours, not SQLAlchemy's (its begin and commit bookkeeping cost
+            # more than SQLite's): BEGIN IMMEDIATE takes the write lock at once, so a writer
+            # that waits does so before it has read anything.
+            self._connection = self._engine.connect().execution_options(
+                isolation_level="AUTOCOMMIT"
+            )
         connection = self._connection
         try:
-            with connection.begin():
-                return work(connection)
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+            try:
+                result = work(connection)
+                connection.exec_driver_sql("COMMIT")
+            except BaseException:
+                driver = connection.connection.driver_connection
+                if driver is not None and driver.in_transaction:
+                    with contextlib.suppress(Exception):
+                        connection.exec_driver_sql("ROLLBACK")
+                raise
+            return result
         except BaseException:
             if connection.invalidated or connection.closed:
                 self._connection = None
@@ -166,11 +173,6 @@ class _SqliteWriter:
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self._executor, self._close)
         self._executor.shutdown(wait=False)
-
-
-def _driver_autocommit(dbapi_connection: Any, _record: Any) -> None:
-    # The stdlib driver's own implicit BEGIN would hide `_begin_immediate`'s.
-    dbapi_connection.isolation_level = None
 
 
 class Database:
