@@ -9,6 +9,7 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from sftphook.sftp.offload import Offload
 from sftphook.sftp.transfer import INLINE_BYTES, READ_BLOCK, Download
 from sftphook.sftp.wire import CoalescingTransport
 from sftphook.storage.local import LocalStorage
@@ -86,7 +87,7 @@ async def test_a_streamed_download_holds_at_most_two_blocks(tmp_path: Path) -> N
     data = os.urandom(3 * READ_BLOCK + 5)
     (tmp_path / "org" / "f.bin").write_bytes(data)
     with ThreadPoolExecutor(max_workers=2) as executor:
-        download = Download(storage.open_read("f.bin"), executor)
+        download = Download(storage.open_read("f.bin"), Offload(executor))
         got = bytearray()
         held = 0
         while chunk := await download.read(len(got), 32768):

@@ -24,6 +24,7 @@ from sftphook.accounts.validation import key_refusal
 from sftphook.sftp import hostkeys
 from sftphook.sftp.defender import Defender
 from sftphook.sftp.handler import StreamSession
+from sftphook.sftp.offload import Offload
 from sftphook.sftp.session import SFTPSession
 from sftphook.sftp.wire import coalesce_writes
 from sftphook.storage.base import ReadHandle, Storage, StorageBackend
@@ -80,6 +81,8 @@ class SFTPFront:
         # A network store spends its threads waiting, not working: more of them.
         workers = 32 if storage.blocking else 8
         self.io_executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sftp-io")
+        # One for the process: a slow disk is slow for every session.
+        self.offload = Offload(self.io_executor, blocking=storage.blocking)
         self.host_keys: list[asyncssh.SSHKey] = []
         self._server: asyncssh.SSHAcceptor | None = None
         self._connections: set[_Connection] = set()
@@ -175,10 +178,8 @@ class SFTPFront:
 
     async def open_storage(self, user: User) -> Storage:
         """The user's files, confined to their home (made if missing)."""
-        if not self.storage.blocking:
-            return self.storage.for_user(user.organization_id, user.home)
-        return await asyncio.get_running_loop().run_in_executor(
-            self.io_executor, self.storage.for_user, user.organization_id, user.home
+        return await self.offload.run(
+            "for_user", self.storage.for_user, user.organization_id, user.home
         )
 
     # Uploads under client-side temporary names

@@ -6,7 +6,6 @@ front's I/O threads when it blocks on a network (`Storage.blocking`)."""
 
 from __future__ import annotations
 
-import asyncio
 import collections
 import contextlib
 import dataclasses
@@ -244,13 +243,9 @@ class SFTPSession(asyncssh.SFTPServer):
         front.session_opened(self)
 
     async def _io(self, call: Callable[..., _T], /, *args: Any, **kwargs: Any) -> _T:
-        """Run a storage call: inline for local disk, in an I/O thread for a network store."""
-        if self._inline:
-            return call(*args, **kwargs)
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(
-            self._front.io_executor, functools.partial(call, *args, **kwargs)
-        )
+        """Run a storage call: on the loop for local disk while such calls are quick, in an I/O
+        thread otherwise (`sftp/offload.py`)."""
+        return await self._front.offload.run(call.__name__, call, *args, **kwargs)
 
     # Events
 
@@ -461,13 +456,11 @@ class SFTPSession(asyncssh.SFTPServer):
             self._require("write", text)
         if reading:
             self._require("read", text)
-        executor = self._front.io_executor
         transfer: Upload | Download
         with _mapped(text):
             if writing:
-                # Inline on local disk like every other metadata call: creating the file takes
-                # 40-100 us on ext4 here, a hand-off to an I/O thread and back ~0.8 ms of the
-                # client's wait (docs/performance.md, "Small files").
+                # Like every other metadata call: on the loop while creating files is quick
+                # (40-100 us on an idle ext4 here), in a thread while the disk is busy.
                 handle = await self._io(
                     self._storage.open_write,
                     text,
@@ -477,10 +470,10 @@ class SFTPSession(asyncssh.SFTPServer):
                     read=reading,
                 )
                 offset = 0 if handle.atomic else handle.info().size
-                transfer = Upload(handle, executor, offset=offset, inline=self._inline)
+                transfer = Upload(handle, self._front.offload, offset=offset)
             else:
                 reader = await self._io(self._storage.open_read, text)
-                transfer = Download(reader, executor, inline=self._inline)
+                transfer = Download(reader, self._front.offload)
         self._open.add(transfer)
         return transfer
 

@@ -4,8 +4,9 @@ Small files are read and written on the event loop: a `pread` or `pwrite` of a f
 less than handing it to a thread. Once a handle has moved `INLINE_BYTES`, it switches to blocks
 of `BLOCK` bytes done in the I/O threads: reads are fetched a block ahead, writes are gathered
 and written (and hashed) one block behind, so a long transfer neither stalls the loop nor pays
-a thread hop per packet. A handle of a blocking store (`inline=False`: every call may wait on
-the network) does all its I/O in the threads from the first byte.
+a thread hop per packet. The calls made on the loop go through `Offload`, which sends them to the
+threads too while the disk is slow. A handle of a blocking store (every call may wait on the
+network) does all its I/O in the threads from the first byte.
 """
 
 from __future__ import annotations
@@ -13,9 +14,9 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from collections.abc import Callable
-from concurrent.futures import Executor
 from typing import Any, TypeVar
 
+from sftphook.sftp.offload import Offload
 from sftphook.storage.base import FileInfo, ReadHandle, WriteHandle
 
 _T = TypeVar("_T")
@@ -26,8 +27,9 @@ INLINE_BYTES = 512 * 1024
 # store reads BLOCK at a time, which keeps its memory bounded as it was.
 BLOCK = 1024 * 1024
 READ_BLOCK = 4 * 1024 * 1024
-# A local upload up to this size is committed (closed and renamed into place) on the loop: the
-# rename of a few KiB costs tens of microseconds, less than the round trip to a thread.
+# A local upload up to this size is committed (closed and renamed into place) on the loop while
+# commits are quick (`Offload`): the rename of a few KiB costs tens of microseconds, less than
+# the round trip to a thread.
 INLINE_COMMIT_BYTES = 64 * 1024
 
 Data = bytes | memoryview
@@ -36,17 +38,18 @@ Data = bytes | memoryview
 class Download:
     """A file opened for reading."""
 
-    def __init__(self, handle: ReadHandle, executor: Executor, *, inline: bool = True) -> None:
+    def __init__(self, handle: ReadHandle, offload: Offload) -> None:
         self.handle = handle
         self.delivered = 0
-        self._executor = executor
-        self._inline = inline
+        self._offload = offload
+        self._executor = offload.executor
+        inline = self._inline = not offload.blocking
         self._read_block = READ_BLOCK if inline else BLOCK
         self._blocks: dict[int, asyncio.Future[bytes]] = {}
 
     async def read(self, offset: int, size: int) -> Data:
         if self._inline and self.delivered < INLINE_BYTES and not self._blocks:
-            data: Data = self.handle.pread(offset, size)
+            data: Data = await self._offload.run("pread", self.handle.pread, offset, size)
         else:
             data = await self._read_blocks(offset, size)
         self.delivered += len(data)
@@ -101,9 +104,7 @@ class Download:
         await self._call(self.handle.close)
 
     async def _call(self, call: Callable[..., _T], *args: Any) -> _T:
-        if self._inline:
-            return call(*args)
-        return await asyncio.get_running_loop().run_in_executor(self._executor, call, *args)
+        return await self._offload.run(call.__name__, call, *args)
 
 
 class Upload:
@@ -113,13 +114,12 @@ class Upload:
     the event loop) and joined, written and hashed in an I/O thread, one block behind.
     """
 
-    def __init__(
-        self, handle: WriteHandle, executor: Executor, *, offset: int = 0, inline: bool = True
-    ) -> None:
+    def __init__(self, handle: WriteHandle, offload: Offload, *, offset: int = 0) -> None:
         self.handle = handle
         self.received = 0
-        self._executor = executor
-        self._inline = inline
+        self._offload = offload
+        self._executor = offload.executor
+        self._inline = not offload.blocking
         self._sha = hashlib.sha256()
         # The next offset the running hash expects; None once the writes left that order.
         self._hash_at: int | None = offset if offset == 0 else None
@@ -172,9 +172,7 @@ class Upload:
         return size
 
     async def _call(self, call: Callable[..., _T], *args: Any) -> _T:
-        if self._inline:
-            return call(*args)
-        return await asyncio.get_running_loop().run_in_executor(self._executor, call, *args)
+        return await self._offload.run(call.__name__, call, *args)
 
     async def pread(self, offset: int, size: int) -> bytes:
         await self.drain()
@@ -227,7 +225,7 @@ class Upload:
     async def commit(self) -> FileInfo:
         """Close and put the file in place (call after `sha256`); returns its final info."""
         if self._inline and self.received <= INLINE_COMMIT_BYTES:
-            return self.handle.commit()
+            return await self._offload.run("commit", self.handle.commit)
         # Renaming a large file over an existing one makes ext4 write the new data out first
         # (auto_da_alloc): can take milliseconds, so not on the loop.
         loop = asyncio.get_running_loop()
