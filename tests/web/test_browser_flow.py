@@ -297,6 +297,18 @@ async def test_operator_walks_the_whole_flow_in_a_browser(
     await page.get_by_role("button", name="Yes, delete this webhook").click()
     await expect(page.get_by_role("heading", name="No webhooks yet")).to_be_visible()
 
+    # The audit log has every change above, newest first, with who made it.
+    await _nav(page, "Audit")
+    rows = page.locator("table.audit tbody tr")
+    await expect(rows.first).to_contain_text("webhook.deleted")
+    actions = await page.locator("table.audit tbody tr td:nth-child(3)").all_inner_texts()
+    for action in ("webhook.created", "webhook.paused", "webhook.resumed", "webhook.updated"):
+        assert action in actions, actions
+    await page.get_by_label("Action").select_option("webhook.paused")
+    await page.get_by_role("button", name="Filter").click()
+    await expect(rows).to_have_count(1)
+    await _shot(page, screenshots, "audit")
+
     # 13. Log out: the pages need a session again.
     await page.get_by_role("button", name="Log out").click()
     await expect(page).to_have_url(re.compile(r"/login"))
