@@ -24,6 +24,7 @@ from urllib.parse import urlsplit, urlunsplit
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from sftphook.epoch import check_order, epoch_ms
 from sftphook.errors import InvalidInput
 from sftphook.store import audit as audit_store
 from sftphook.store.database import Database
@@ -124,10 +125,11 @@ def encode_cursor(created_at: int, entry_id: str) -> str:
 def decode_cursor(cursor: str) -> tuple[int, str]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        created_at, entry_id = raw.split(":", 1)
-        if not entry_id or len(entry_id) > 64:
+        created, entry_id = raw.split(":", 1)
+        created_at = epoch_ms(created)
+        if created_at is None or not entry_id or len(entry_id) > 64:
             raise ValueError
-        return int(created_at), entry_id
+        return created_at, entry_id
     except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
         raise InvalidInput(
             "cursor is not one this API gave out: pass `next_cursor` from the previous page",
@@ -188,8 +190,7 @@ class AuditLog:
         `organization_id` may be `audit_store.EVERY_ORGANIZATION` (the operator's view)."""
         if not 1 <= limit <= MAX_PAGE:
             raise InvalidInput(f"limit must be between 1 and {MAX_PAGE}", field="limit")
-        if since is not None and until is not None and since >= until:
-            raise InvalidInput("since must be earlier than until", field="since")
+        check_order(since, until)
         before = decode_cursor(cursor) if cursor else None
         async with self._db.session() as s:
             rows = await audit_store.list_for(

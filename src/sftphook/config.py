@@ -39,6 +39,9 @@ class SFTPSettings(BaseModel):
     # Client-side temporary upload names: renaming one of these into its final name is an upload.
     temp_suffixes: list[str] = Field(default_factory=lambda: [".filepart", ".part", ".tmp"])
     allow_scp: bool = True
+    # The largest file a client may write, in bytes (0: no limit). A write or a resize past it
+    # is refused; the bound also caps what a close re-reads to hash an upload with holes.
+    max_file_size: int = Field(default=64 * 1024**3, ge=0)
     login_timeout: float = 60.0
     keepalive_interval: float = 30.0
     # Brute-force protection: `ban_threshold` failed logins from one address within

@@ -10,7 +10,8 @@
     ├── UnsafeDestination     422      a webhook URL that points where we must not send
     ├── Unsupported           501      SFTP: FX_OP_UNSUPPORTED  (links in an object store)
     ├── StorageUnavailable    503      SFTP: FX_FAILURE (the object store does not answer)
-    └── StorageFull           507      SFTP: FX_FAILURE (no space left)
+    ├── StorageFull           507      SFTP: FX_FAILURE (no space left)
+    └── FileTooLarge          413      SFTP: FX_FAILURE (a write or resize past sftp.max_file_size)
 
 The message of an error is shown to the user: it says what to do and never carries a secret.
 """
@@ -116,3 +117,12 @@ class StorageFull(SftphookError):
     sftp_code = asyncssh.FX_FAILURE
     problem_type = "https://sftphook.dev/problems/storage-full"
     title = "No space left"
+
+
+class FileTooLarge(SftphookError):
+    """A write or a resize that would make a file larger than the configured limit."""
+
+    http_status = 413
+    sftp_code = asyncssh.FX_FAILURE
+    problem_type = "https://sftphook.dev/problems/file-too-large"
+    title = "File too large"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import re
 
 import httpx
@@ -84,3 +85,18 @@ async def test_notice_address_form_needs_a_valid_csrf_token(dashboard: Dashboard
         assert resp.status_code == 403
     org = await dashboard.app.accounts.get_organization(dashboard.organization.id)
     assert org.notice_email is None
+
+
+async def test_out_of_range_dates_and_links_are_no_server_error(dashboard: Dashboard) -> None:
+    """The last day ISO 8601 can say, and `before` links with times no integer column holds,
+    were 500s."""
+    huge = base64.urlsafe_b64encode(b"99999999999999999999:x").decode().rstrip("=")
+    async with httpx.AsyncClient(base_url=dashboard.base) as client:
+        await login(client)
+        last_day = await client.get("/audit", params={"until": "9999-12-31"})
+        assert last_day.status_code == 200, last_day.text
+        refused = await client.get("/audit", params={"before": huge})
+        assert refused.status_code == 422 and "cursor is not one" in refused.text
+        for before in ["99999999999999999999:x", "²:x", "-5:x", "5:"]:
+            events = await client.get("/events", params={"before": before})
+            assert events.status_code == 200, (before, events.text)

@@ -6,12 +6,13 @@ import random
 
 import pytest
 
+from sftphook.epoch import parse_time
 from sftphook.errors import InvalidInput
 from sftphook.webhooks import filters
 from sftphook.webhooks.metrics import Metrics
 from sftphook.webhooks.retry import Outcome, Verdict, decide, parse_retry_after
 from sftphook.webhooks.sender import masked_headers
-from sftphook.webhooks.service import mask_authorization, parse_time
+from sftphook.webhooks.service import mask_authorization
 from tests.webhooks.conftest import file_event
 
 NOW = 1_700_000_000_000

@@ -10,9 +10,10 @@ from pydantic import BaseModel, Field
 
 from sftphook.api import problems
 from sftphook.api.deps import AppDep, OrganizationId
+from sftphook.api.params import Since, Until
 from sftphook.audit import MAX_PAGE
+from sftphook.epoch import parse_time
 from sftphook.store.models import AuditEntry
-from sftphook.webhooks.service import parse_time
 
 router = APIRouter(prefix="/audit", tags=["audit"], responses=problems.responses(401))
 
@@ -84,12 +85,8 @@ async def list_audit(
     ] = None,
     target_type: Annotated[str | None, Query(max_length=32, examples=["webhook"])] = None,
     target_id: Annotated[str | None, Query(max_length=255)] = None,
-    since: Annotated[
-        str | None, Query(max_length=40, description="From this time: epoch ms or ISO 8601.")
-    ] = None,
-    until: Annotated[
-        str | None, Query(max_length=40, description="Before this time: epoch ms or ISO 8601.")
-    ] = None,
+    since: Since = None,
+    until: Until = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE, description="Lines per page.")] = 50,
     cursor: Annotated[
         str | None, Query(max_length=200, description="`next_cursor` of the previous page.")

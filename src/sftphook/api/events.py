@@ -11,7 +11,9 @@ from fastapi import APIRouter, Query, Request, Response
 
 from sftphook.api import problems
 from sftphook.api.deps import AppDep, OrganizationId
+from sftphook.api.params import Since, Until
 from sftphook.api.schemas import EventOut, EventPage
+from sftphook.epoch import check_order, epoch_ms, parse_time
 from sftphook.errors import InvalidInput, NotFound
 from sftphook.events import Topic
 from sftphook.store import events
@@ -29,10 +31,11 @@ def decode_cursor(cursor: str) -> tuple[int, str]:
     """The (created_at, id) of the last event of the previous page."""
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        created_at, event_id = raw.split(":", 1)
-        if not event_id or len(event_id) > 64:
+        created, event_id = raw.split(":", 1)
+        created_at = epoch_ms(created)
+        if created_at is None or not event_id or len(event_id) > 64:
             raise ValueError
-        return int(created_at), event_id
+        return created_at, event_id
     except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
         raise InvalidInput(
             "cursor is not one this API gave out: pass `next_cursor` from the previous page",
@@ -44,8 +47,8 @@ def decode_cursor(cursor: str) -> tuple[int, str]:
     "",
     responses=problems.responses(422),
     summary="List events, newest first",
-    description="Filter by `topic` and `path_prefix`; follow `next` (also in the `Link` header) "
-    "for older events until it is null.",
+    description="Filter by `topic`, `path_prefix` and time (`since` ≤ time < `until`); follow "
+    "`next` (also in the `Link` header) for older events until it is null.",
 )
 async def list_events(
     request: Request,
@@ -57,11 +60,16 @@ async def list_events(
         str | None,
         Query(max_length=4096, description="Only events whose path starts with this."),
     ] = None,
+    since: Since = None,
+    until: Until = None,
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT, description="Events per page.")] = 50,
     cursor: Annotated[
         str | None, Query(max_length=200, description="`next_cursor` of the previous page.")
     ] = None,
 ) -> EventPage:
+    since_ms = parse_time(since, field="since")
+    until_ms = parse_time(until, field="until")
+    check_order(since_ms, until_ms)
     before = decode_cursor(cursor) if cursor else None
     # Paths are stored relative to the organization root; "/inbound" means "inbound".
     prefix = path_prefix.lstrip("/") if path_prefix else None
@@ -72,13 +80,22 @@ async def list_events(
             topic=str(topic) if topic else None,
             path_prefix=prefix,
             before=before,
+            since=since_ms,
+            until=until_ms,
             limit=limit + 1,
         )
     page, more = rows[:limit], len(rows) > limit
     next_cursor = encode_cursor(page[-1].created_at, page[-1].id) if more else None
     next_url = None
     if next_cursor is not None:
-        query = {"topic": topic, "path_prefix": path_prefix, "limit": limit, "cursor": next_cursor}
+        query = {
+            "topic": topic,
+            "path_prefix": path_prefix,
+            "since": since,
+            "until": until,
+            "limit": limit,
+            "cursor": next_cursor,
+        }
         next_url = f"{request.url.path}?" + urlencode(
             {k: str(v) for k, v in query.items() if v is not None}
         )

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import typing
 from typing import Any
 
+import annotated_types
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
+from pydantic import BaseModel
+from pydantic.fields import FieldInfo
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from sftphook.api.schemas import Problem
@@ -30,8 +35,7 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = [
-            {"field": _field_name(err), "message": err.get("msg", "invalid value")}
-            for err in exc.errors()
+            {"field": _field_name(err), "message": _message(request, err)} for err in exc.errors()
         ]
         detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors) or "invalid request"
         body = {
@@ -64,6 +68,82 @@ def _field_name(error: Any) -> str:
     if loc and loc[0] in ("body", "query", "path", "header"):
         loc = loc[1:]
     return ".".join(str(p) for p in loc) or "body"
+
+
+# Errors about a number: their message should give the whole accepted range, not the one bound
+# pydantic checked ("less than or equal to 500").
+_NUMBER_ERRORS = frozenset(
+    {
+        "greater_than",
+        "greater_than_equal",
+        "less_than",
+        "less_than_equal",
+        "int_parsing",
+        "int_type",
+        "int_from_float",
+        "float_parsing",
+        "float_type",
+        "finite_number",
+    }
+)
+
+
+def _message(request: Request, error: Any) -> str:
+    default = str(error.get("msg", "invalid value"))
+    if error.get("type") not in _NUMBER_ERRORS:
+        return default
+    declared = _declared_field(request.scope.get("route"), tuple(error.get("loc", ())))
+    if declared is None:
+        return default
+    return _range_text(declared) or default
+
+
+def _declared_field(route: Any, loc: tuple[Any, ...]) -> FieldInfo | None:
+    """The query parameter or body field that `loc` names, as its route declares it."""
+    if not isinstance(route, APIRoute) or len(loc) < 2:
+        return None
+    if loc[0] == "query" and len(loc) == 2:
+        for param in route.dependant.query_params:
+            if param.alias == loc[1]:
+                return param.field_info
+        return None
+    if loc[0] != "body" or route.body_field is None:
+        return None
+    model = _model_of(route.body_field.field_info.annotation)
+    field: FieldInfo | None = None
+    for name in loc[1:]:
+        if model is None or not isinstance(name, str) or name not in model.model_fields:
+            return None
+        field = model.model_fields[name]
+        model = _model_of(field.annotation)
+    return field
+
+
+def _model_of(annotation: Any) -> type[BaseModel] | None:
+    """The model in `Model` or `Model | None`."""
+    for candidate in (annotation, *typing.get_args(annotation)):
+        if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+            return candidate
+    return None
+
+
+def _range_text(field: FieldInfo) -> str | None:
+    """ "must be an integer from 1 to 500", for the bounds a field declares."""
+    bounds: dict[str, Any] = {}
+    for bound in field.metadata:
+        for name in ("ge", "gt", "le", "lt"):
+            value = getattr(bound, name, None)
+            if isinstance(bound, annotated_types.BaseMetadata) and value is not None:
+                bounds[name] = value
+    if not bounds:
+        return None
+    kinds = {a for a in (field.annotation, *typing.get_args(field.annotation)) if a is not None}
+    kind = "an integer" if int in kinds and float not in kinds else "a number"
+    if "ge" in bounds and "le" in bounds:
+        return f"must be {kind} from {bounds['ge']} to {bounds['le']}"
+    words = {"ge": "at least", "gt": "greater than", "le": "at most", "lt": "less than"}
+    parts = [f"{words[name]} {value}" for name, value in bounds.items()]
+    return f"must be {kind} " + " and ".join(parts)
 
 
 _DESCRIPTIONS = {

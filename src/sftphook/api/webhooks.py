@@ -9,8 +9,10 @@ from fastapi import APIRouter, Body, Query, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from sftphook.api.deps import AppDep, CurrentActor, OrganizationId
+from sftphook.api.params import Since, Until
+from sftphook.epoch import ACCEPTED, parse_time
 from sftphook.webhooks import tuning
-from sftphook.webhooks.service import DeliveryView, WebhookView, parse_time
+from sftphook.webhooks.service import DeliveryView, WebhookView
 
 router = APIRouter(prefix="/api/v1/webhooks", tags=["webhooks"])
 
@@ -115,8 +117,8 @@ class Resume(BaseModel):
 class BulkRedeliver(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    since: int | str | None = None
-    until: int | str | None = None
+    since: int | str | None = Field(default=None, description=f"From this time on: {ACCEPTED}.")
+    until: int | str | None = Field(default=None, description=f"Before this time: {ACCEPTED}.")
 
 
 def webhook_json(view: WebhookView) -> dict[str, Any]:
@@ -240,8 +242,8 @@ async def list_deliveries(
     webhook_id: str,
     status_: Annotated[list[str] | None, Query(alias="status")] = None,
     topic: str | None = None,
-    since: Annotated[str | None, Query(description="epoch ms or ISO 8601")] = None,
-    until: Annotated[str | None, Query(description="epoch ms or ISO 8601")] = None,
+    since: Since = None,
+    until: Until = None,
     cursor: str | None = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> dict[str, Any]:

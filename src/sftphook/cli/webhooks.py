@@ -15,10 +15,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from sftphook.app import App
 from sftphook.audit import CLI
 from sftphook.cli import context
+from sftphook.epoch import parse_time
 from sftphook.webhooks import tuning
 from sftphook.webhooks.endpoints import TYPES
 from sftphook.webhooks.filters import parse_rule_text
-from sftphook.webhooks.service import DeliveryView, WebhookView, parse_time
+from sftphook.webhooks.service import DeliveryView, WebhookView
 
 app = typer.Typer(
     help="Webhooks: add, list, ping, pause, and their delivery log.", no_args_is_help=True

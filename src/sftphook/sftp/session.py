@@ -22,7 +22,7 @@ import asyncssh
 
 from sftphook.errors import SftphookError
 from sftphook.events import EventRecord, Topic
-from sftphook.sftp.transfer import Data, Download, Upload
+from sftphook.sftp.transfer import Data, Download, Upload, file_too_large
 from sftphook.storage.base import FileInfo, Storage
 from sftphook.storage.paths import event_path, normalize_client
 
@@ -312,7 +312,12 @@ class SFTPSession(asyncssh.SFTPServer):
         times = None
         if attrs.atime is not None and attrs.mtime is not None:
             times = (float(attrs.atime), float(attrs.mtime))
+        limit = self._front.settings.sftp.max_file_size
         with _mapped(text):
+            if limit and attrs.size is not None and attrs.size > limit:
+                # Growing a file by a resize is cheap (it is sparse), but a later rename from
+                # a temporary name reads every byte of it to hash it.
+                raise file_too_large(text, limit, attrs.size, "resize")
             await self._io(
                 self._storage.setstat,
                 text,
@@ -470,7 +475,13 @@ class SFTPSession(asyncssh.SFTPServer):
                     read=reading,
                 )
                 offset = 0 if handle.atomic else handle.info().size
-                transfer = Upload(handle, self._front.offload, offset=offset)
+                transfer = Upload(
+                    handle,
+                    self._front.offload,
+                    offset=offset,
+                    max_size=self._front.settings.sftp.max_file_size,
+                    append=bool(pflags & asyncssh.FXF_APPEND),
+                )
             else:
                 reader = await self._io(self._storage.open_read, text)
                 transfer = Download(reader, self._front.offload)

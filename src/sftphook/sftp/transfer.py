@@ -16,6 +16,7 @@ import hashlib
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from sftphook.errors import FileTooLarge
 from sftphook.sftp.offload import Offload
 from sftphook.storage.base import FileInfo, ReadHandle, WriteHandle
 
@@ -114,9 +115,22 @@ class Upload:
     the event loop) and joined, written and hashed in an I/O thread, one block behind.
     """
 
-    def __init__(self, handle: WriteHandle, offload: Offload, *, offset: int = 0) -> None:
+    def __init__(
+        self,
+        handle: WriteHandle,
+        offload: Offload,
+        *,
+        offset: int = 0,
+        max_size: int = 0,
+        append: bool = False,
+    ) -> None:
         self.handle = handle
         self.received = 0
+        # The size the file may reach (0: no limit), and for appends the size it has: when
+        # opened, then the end of the last write or resize.
+        self.max_size = max_size
+        self._append = append
+        self._size = handle.info().size if append else offset
         self._offload = offload
         self._executor = offload.executor
         self._inline = not offload.blocking
@@ -134,11 +148,27 @@ class Upload:
         self.failure: str | None = None
 
     async def write(self, offset: int, data: Data) -> int:
+        if self._append:
+            # SSH_FXF_APPEND: every write goes to the end, whatever offset it names (asyncssh
+            # and others send 0). Local disk does that itself (O_APPEND); an S3 upload's spool
+            # file is written where it is told.
+            offset = self._size
+        end = offset + len(data)
+        if self.max_size and end > self.max_size:
+            # Refused before anything is written. The upload now lacks bytes its client meant
+            # it to have: it is discarded at close, like one whose write failed on disk.
+            self.failure = "beyond the file size limit"
+            raise self._too_large(end, "write")
         try:
-            return await self._write(offset, data)
+            written = await self._write(offset, data)
         except OSError as exc:
             self.failure = exc.strerror or type(exc).__name__
             raise
+        self._size = max(self._size, end)
+        return written
+
+    def _too_large(self, size: int, what: str) -> FileTooLarge:
+        return file_too_large("/".join(self.handle.org_parts), self.max_size, size, what)
 
     async def _write(self, offset: int, data: Data) -> int:
         size = len(data)
@@ -179,8 +209,12 @@ class Upload:
         return await self._call(self.handle.pread, offset, size)
 
     async def truncate(self, size: int) -> None:
+        if self.max_size and size > self.max_size:
+            # A resize is refused and changes nothing: the upload goes on as it was.
+            raise self._too_large(size, "resize")
         await self.drain()
         await self._call(self.handle.truncate, size)
+        self._size = size
 
     async def fsync(self) -> None:
         await self.drain()
@@ -236,6 +270,23 @@ class Upload:
             flushing, self._flushing = self._flushing, None
             await asyncio.gather(flushing, return_exceptions=True)
         await self._call(self.handle.abort)
+
+
+def file_too_large(path: str, limit: int, size: int, what: str) -> FileTooLarge:
+    """The refusal of a write or resize that would make `path` `size` bytes, past `limit`."""
+    return FileTooLarge(
+        f"{path}: the file size limit is {_size_text(limit)}: "
+        f"this {what} would make the file {size:,} bytes"
+    )
+
+
+def _size_text(size: int) -> str:
+    """`68,719,476,736 bytes (64 GiB)`: exact, and readable."""
+    exact = f"{size:,} bytes"
+    for unit, name in ((1024**4, "TiB"), (1024**3, "GiB"), (1024**2, "MiB"), (1024, "KiB")):
+        if size >= unit:
+            return f"{exact} ({size / unit:.4g} {name})"
+    return exact
 
 
 def _hash_handle(handle: WriteHandle) -> str:

@@ -16,9 +16,12 @@ async def list_for(
     path_prefix: str | None = None,
     before: tuple[int, str] | None = None,
     after_created_at: int | None = None,
+    since: int | None = None,
+    until: int | None = None,
     limit: int = 50,
 ) -> list[Event]:
-    """Newest first. `before` is the (created_at, id) of the last row of the previous page."""
+    """Newest first, `since` ≤ created_at < `until`. `before` is the (created_at, id) of the last
+    row of the previous page."""
     query = select(Event).where(Event.organization_id == organization_id)
     if topic:
         query = query.where(Event.topic == topic)
@@ -33,6 +36,10 @@ async def list_for(
         )
     if after_created_at is not None:
         query = query.where(Event.created_at > after_created_at)
+    if since is not None:
+        query = query.where(Event.created_at >= since)
+    if until is not None:
+        query = query.where(Event.created_at < until)
     query = query.order_by(Event.created_at.desc(), Event.id.desc()).limit(limit)
     result = await session.execute(query)
     return list(result.scalars())

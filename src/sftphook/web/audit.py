@@ -44,6 +44,8 @@ def _day(value: str, *, field_name: str, end: bool = False) -> int | None:
     except ValueError as exc:
         raise InvalidInput(f"{field_name} must be a date such as 2026-01-31") from exc
     if end:
+        if day == datetime.date.max:
+            return None  # up to the end of 9999: every time there is
         day += datetime.timedelta(days=1)
     start = datetime.datetime.combine(day, datetime.time(), tzinfo=datetime.UTC)
     return int(start.timestamp() * 1000)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.responses import Response
 
+from sftphook.epoch import epoch_ms
 from sftphook.events.model import FILE_TOPICS
 from sftphook.store import events as event_store
 from sftphook.web.pages import CurrentPage
@@ -15,10 +16,12 @@ PAGE_SIZE = 50
 
 
 def _cursor(value: str | None) -> tuple[int, str] | None:
+    """The (created_at, id) of `before`; a link this page did not make starts from the newest."""
     if not value or ":" not in value:
         return None
     created, _, event_id = value.partition(":")
-    return (int(created), event_id) if created.isdigit() else None
+    created_at = epoch_ms(created)
+    return (created_at, event_id) if created_at is not None and event_id else None
 
 
 @router.get("/events")

@@ -8,7 +8,6 @@ answers. Views carry the authorization value masked.
 from __future__ import annotations
 
 import dataclasses
-import datetime
 import json
 import logging
 from collections.abc import Callable, Mapping, Sequence
@@ -19,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from sftphook.audit import SYSTEM, Actor, AuditLog, safe_url
 from sftphook.config import SMTPSettings, WebhookSettings
+from sftphook.epoch import check_order, epoch_ms
 from sftphook.errors import InvalidInput, NotFound
 from sftphook.events.model import FILE_TOPICS, Topic
 from sftphook.store import deliveries as delivery_store
@@ -192,18 +192,10 @@ def parse_cursor(cursor: str | None) -> tuple[int, str] | None:
     if not cursor:
         return None
     created, _, delivery_id = cursor.partition("_")
-    if not _is_epoch_ms(created) or not delivery_id:
+    created_at = epoch_ms(created)
+    if created_at is None or not delivery_id:
         raise InvalidInput("cursor is not one this API gave out", field="cursor")
-    return int(created), delivery_id
-
-
-# 9999-12-31T23:59:59.999Z: what ISO 8601 can say, and far inside a 64-bit database integer.
-MAX_EPOCH_MS = 253_402_300_799_999
-
-
-def _is_epoch_ms(text: str) -> bool:
-    # isdigit() alone takes "²" and other digits int() refuses.
-    return text.isascii() and text.isdigit() and int(text) <= MAX_EPOCH_MS
+    return created_at, delivery_id
 
 
 class WebhookService:
@@ -622,6 +614,7 @@ class WebhookService:
             raise InvalidInput(f"unknown topic {topic!r}", field="topic")
         if not 1 <= limit <= MAX_PAGE:
             raise InvalidInput(f"limit must be between 1 and {MAX_PAGE}", field="limit")
+        check_order(since, until)
         before = parse_cursor(cursor)
         async with self._db.session() as s:
             await self._webhook(s, organization_id, webhook_id)
@@ -674,8 +667,7 @@ class WebhookService:
     ) -> list[str]:
         """Re-send every failed delivery of a webhook created in [since, until); returns the new
         deliveries' ids. `progress(done, total)` is called after each chunk."""
-        if since is not None and until is not None and since >= until:
-            raise InvalidInput("since must be earlier than until", field="since")
+        check_order(since, until)
         async with self._db.session() as s:
             await self._webhook(s, organization_id, webhook_id)
             ids = await delivery_store.failed_ids(
@@ -718,27 +710,3 @@ class WebhookService:
         if webhook is None:
             raise NotFound(f"no webhook with id {webhook_id!r}")
         return webhook
-
-
-def parse_time(value: str | int | None, *, field: str) -> int | None:
-    """A point in time from the API or the CLI: epoch milliseconds, or ISO 8601 (UTC unless it
-    says otherwise)."""
-    if value is None or value == "":
-        return None
-    if isinstance(value, int) or (value.isascii() and value.isdigit()):
-        if not 0 <= int(value) <= MAX_EPOCH_MS:
-            raise InvalidInput(
-                f"{field} must be epoch milliseconds up to {MAX_EPOCH_MS} (the year 9999)",
-                field=field,
-            )
-        return int(value)
-    try:
-        when = datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError as exc:
-        raise InvalidInput(
-            f"{field} must be epoch milliseconds or an ISO 8601 time such as 2026-01-31T12:00:00Z",
-            field=field,
-        ) from exc
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=datetime.UTC)
-    return int(when.timestamp() * 1000)
