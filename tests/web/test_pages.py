@@ -105,3 +105,22 @@ async def test_rotation_with_a_grace_period_shows_until_when(
     await app.webhooks.ping(org, hook.id)
     (ping,) = await receiver.wait_for(1)
     assert len(ping.headers["webhook-signature"].split()) == 2  # both secrets sign
+
+
+async def test_an_http_only_node_shows_the_sftp_nodes_host_key_fingerprints(
+    dashboard: Dashboard, tmp_path
+) -> None:
+    from sftphook.sftp import hostkeys
+
+    app = dashboard.app
+    assert not app.settings.host_keys_dir.exists()  # this node never ran the SFTP role
+    async with httpx.AsyncClient(base_url=dashboard.base) as client:
+        await login(client)
+        before = await client.get("/users")
+        assert before.status_code == 200 and "SHA256:" not in before.text
+        # Another node, with its own data directory, starts its SFTP role on this database.
+        keys = await hostkeys.load_shared(app.db, app.secret_box, tmp_path / "other-node-keys")
+        page = await client.get("/users")
+    assert not app.settings.host_keys_dir.exists()
+    for _algorithm, fingerprint in hostkeys.fingerprints(keys):
+        assert fingerprint in page.text

@@ -83,6 +83,26 @@ async def load_shared(db: Database, box: SecretBox, directory: Path) -> list[asy
     return [asyncssh.import_private_key(pem) for pem in keys.values()]
 
 
+_fingerprint_cache: dict[str, list[tuple[str, str]]] = {}
+
+
+async def shared_fingerprints(db: Database, box: SecretBox) -> list[tuple[str, str]]:
+    """The fingerprints of the install's host keys as stored in the database: what every node
+    serves, readable on a node without the SFTP role (which has no key files). Empty until an
+    SFTP node has started once."""
+    async with db.session() as session:
+        value = await stored_settings.get(session, SETTING_KEY)
+    if value is None:
+        return []
+    found = _fingerprint_cache.get(value)
+    if found is None:
+        keys = [asyncssh.import_private_key(pem) for pem in _decrypt(box, value).values()]
+        found = fingerprints(keys)
+        _fingerprint_cache.clear()  # one install, one value: keep only the current one
+        _fingerprint_cache[value] = found
+    return found
+
+
 def _decrypt(box: SecretBox, value: str) -> dict[str, str]:
     try:
         keys = json.loads(box.decrypt(value))

@@ -2,43 +2,40 @@
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-import asyncssh
 from fastapi import APIRouter
 from fastapi.responses import Response
 
 from sftphook.accounts import validation
 from sftphook.errors import InvalidInput
+from sftphook.sftp import hostkeys
 from sftphook.web.pages import CurrentPage, Page, PostedPage, field
 
 if TYPE_CHECKING:
     from sftphook.app import App
 
+log = logging.getLogger(__name__)
+
 router = APIRouter(include_in_schema=False)
 
 
-def host_key_fingerprints(app: App) -> list[dict[str, str]]:
+async def host_key_fingerprints(app: App) -> list[dict[str, str]]:
     """The SHA-256 fingerprints of the server's host keys, as `ssh` shows them.
 
-    Read from the public key files, so that a node without the SFTP role shows them too."""
-    found: list[dict[str, str]] = []
-    directory = app.settings.host_keys_dir
-    if not directory.is_dir():
-        return found
-    for path in sorted(directory.glob("*.pub")):
-        try:
-            key = asyncssh.read_public_key(str(path))
-        except (asyncssh.KeyImportError, OSError, ValueError):
-            continue
-        found.append(
-            {"algorithm": key.get_algorithm(), "fingerprint": key.get_fingerprint("sha256")}
-        )
-    return found
+    Read from the database, where every SFTP node takes its keys from, so that a node without
+    the SFTP role (and without key files) shows them too."""
+    try:
+        found = await hostkeys.shared_fingerprints(app.db, app.secret_box)
+    except RuntimeError:
+        log.exception("the host keys stored in the database cannot be read")
+        return []
+    return [{"algorithm": algorithm, "fingerprint": print_} for algorithm, print_ in found]
 
 
-def connection(page: Page) -> dict[str, Any]:
+async def connection(page: Page) -> dict[str, Any]:
     settings = page.app.settings
     front = getattr(page.app, "sftp", None)
     port = getattr(front, "port", None) or settings.sftp.port
@@ -47,7 +44,8 @@ def connection(page: Page) -> dict[str, Any]:
         public = settings.http.public_url
         host = urlsplit(public).hostname if public else None
         host = host or page.request.url.hostname or "localhost"
-    return {"host": host, "port": port, "fingerprints": host_key_fingerprints(page.app)}
+    fingerprints = await host_key_fingerprints(page.app)
+    return {"host": host, "port": port, "fingerprints": fingerprints}
 
 
 async def _render(
@@ -64,7 +62,7 @@ async def _render(
         {
             "nav": "users",
             "users": users,
-            "connection": connection(page),
+            "connection": await connection(page),
             "errors": errors or {},
             "values": values or {},
             "permissions": validation.PERMISSIONS,
