@@ -28,6 +28,13 @@ class Defender:
             return False
         return True
 
+    def ban(self, address: str, until: float, now: float) -> bool:
+        """Ban `address` until `until` (another node's ban); True when it was not banned here."""
+        was_banned = self.is_banned(address, now)
+        if until > self._banned_until.get(address, 0.0):
+            self._banned_until[address] = until
+        return not was_banned and until > now
+
     def failed(self, address: str, now: float) -> bool:
         """Count a failed login; True when this failure got the address banned."""
         failures = self._failures.setdefault(address, collections.deque())

@@ -22,6 +22,7 @@ from asyncssh.channel import SSHChannel
 from sftphook.accounts.passwords import verify_password_async
 from sftphook.accounts.validation import key_refusal
 from sftphook.sftp import hostkeys
+from sftphook.sftp.bans import SharedBans
 from sftphook.sftp.defender import Defender
 from sftphook.sftp.handler import StreamSession
 from sftphook.sftp.offload import Offload
@@ -78,6 +79,8 @@ class SFTPFront:
         self.defender = Defender(
             threshold=cfg.ban_threshold, window=cfg.ban_window, duration=cfg.ban_duration
         )
+        self.bans = SharedBans(db, self.defender, on_banned=self.address_banned)
+        self._bans_task: asyncio.Task[None] | None = None
         # A network store spends its threads waiting, not working: more of them.
         workers = 32 if storage.blocking else 8
         self.io_executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sftp-io")
@@ -121,6 +124,7 @@ class SFTPFront:
             **options,
         )
         log.info("SFTP on %s:%d", cfg.host, self.port)
+        self._bans_task = asyncio.create_task(self.bans.run(), name="sftp-bans")
 
     @property
     def port(self) -> int:
@@ -145,7 +149,24 @@ class SFTPFront:
                 await self._no_sessions.wait()
         except TimeoutError:
             log.warning("%d SFTP session(s) did not end in time", len(self._sessions))
+        if self._bans_task is not None:
+            self._bans_task.cancel()
+            await asyncio.gather(self._bans_task, return_exceptions=True)
+        await self.bans.close()
         self.io_executor.shutdown(wait=True, cancel_futures=True)
+
+    def address_banned(self, address: str) -> None:
+        """Put a ban (this node's or the cluster's) in the audit log."""
+        if self.security is None:
+            return
+        cfg = self.settings.sftp
+        self.security.address_banned(
+            source="sftp",
+            address=address,
+            duration=cfg.ban_duration,
+            failures=cfg.ban_threshold,
+            window=cfg.ban_window,
+        )
 
     # Sessions
 
@@ -273,6 +294,7 @@ class _Connection(asyncssh.SSHServer):
     def _failed(self, method: str) -> None:
         front = self._front
         banned = front.defender.failed(self.client_ip, time.monotonic())
+        front.bans.failed(self.client_ip)
         if front.security is None:
             return
         # A known user's organization sees the failure; an unknown name belongs to none.
@@ -285,14 +307,7 @@ class _Connection(asyncssh.SSHServer):
             method=method,
         )
         if banned:
-            cfg = front.settings.sftp
-            front.security.address_banned(
-                source="sftp",
-                address=self.client_ip,
-                duration=cfg.ban_duration,
-                failures=cfg.ban_threshold,
-                window=cfg.ban_window,
-            )
+            front.address_banned(self.client_ip)
 
     async def begin_auth(self, username: str) -> bool:
         if self._banned():

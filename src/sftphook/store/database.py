@@ -218,6 +218,11 @@ class Database:
         async with self.sessions() as session, session.begin():
             yield session
 
+    async def read(self, work: Callable[[Connection], T]) -> T:
+        """Run `work(connection)` on a pooled connection, for reads with Core statements."""
+        async with self.engine.connect() as connection:
+            return await connection.run_sync(work)
+
     async def upgrade(self) -> None:
         """Bring the schema to the newest migration (run at start and by `sftphook db upgrade`)."""
         if self.is_sqlite:

@@ -250,6 +250,19 @@ class AuditEntry(Base):
     details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
 
 
+class LoginFailure(Base):
+    """Failed SFTP logins of one address in its current window, and its ban: counted by every
+    node, so an address cannot try `ban_threshold` times on each node of a cluster."""
+
+    __tablename__ = "login_failures"
+
+    address: Mapped[str] = mapped_column(String(64), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer)
+    window_started_at: Mapped[int]
+    banned_until: Mapped[int | None] = mapped_column(default=None, index=True)
+    updated_at: Mapped[int] = mapped_column(default=now_ms)
+
+
 class Setting(Base):
     """Values shared by every node: host keys, the encryption key check, install facts."""
 

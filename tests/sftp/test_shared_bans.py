@@ -1,0 +1,148 @@
+"""Failed logins are counted across the nodes of a cluster, and a ban holds on every node."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import functools
+import secrets
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import asyncssh
+import pytest
+
+from sftphook.app import App
+from sftphook.config import Settings
+from sftphook.store import Database
+from sftphook.store import audit as audit_store
+from sftphook.store import bans as ban_store
+from tests.conftest import postgres_database, serving
+
+PASSWORD = "correct horse battery"
+
+
+@asynccontextmanager
+async def sqlite_database(tmp_path: Path) -> AsyncIterator[str]:
+    yield f"sqlite+aiosqlite:///{tmp_path / 'shared.db'}"
+
+
+def _database(backend: str, tmp_path: Path):
+    return sqlite_database(tmp_path) if backend == "sqlite" else postgres_database()
+
+
+async def _connect(port: int, password: str) -> asyncssh.SSHClientConnection:
+    return await asyncssh.connect(
+        "127.0.0.1",
+        port,
+        username="alice",
+        password=password,
+        known_hosts=None,
+        client_keys=None,
+        encryption_algs=["aes128-gcm@openssh.com"],
+    )
+
+
+async def _until(check, within: float = 10.0) -> None:
+    deadline = time.monotonic() + within
+    while not check():
+        assert time.monotonic() < deadline, "not in time"
+        await asyncio.sleep(0.05)
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+async def test_failures_on_two_nodes_add_up_to_one_ban_on_both(backend: str, tmp_path: Path):
+    key = base64.b64encode(secrets.token_bytes(32)).decode()
+    async with _database(backend, tmp_path) as url:
+        nodes = [
+            Settings.load(
+                data_dir=tmp_path / name,
+                database_url=url,
+                encryption_key=key,
+                sftp={
+                    "host": "127.0.0.1",
+                    "port": 0,
+                    "ban_threshold": 4,
+                    "ban_window": 60,
+                    "ban_duration": 60,
+                },
+            )
+            for name in ("a", "b")
+        ]
+        setup = App(nodes[0])
+        await setup.prepare()
+        org = await setup.accounts.ensure_default_organization()
+        await setup.accounts.add_user(org.id, "alice", password=PASSWORD)
+        await setup.db.close()
+        async with (
+            serving(nodes[0], frozenset({"sftp"})) as a,
+            serving(nodes[1], frozenset({"sftp"})) as b,
+        ):
+            # Two wrong passwords on each node: each node alone stays under its threshold.
+            for node in (a, b, a, b):
+                with pytest.raises(asyncssh.PermissionDenied):
+                    await _connect(node.sftp.port, "wrong password")
+            # The fourth failure in all bans the address: at once on the node that counted it,
+            # and on the other one at its next reading of the bans.
+            for node in (b, a):
+                await _until(
+                    lambda n=node: n.sftp.defender.is_banned("127.0.0.1", time.monotonic())
+                )
+            for node in (a, b):
+                with pytest.raises((asyncssh.Error, OSError)):
+                    await _connect(node.sftp.port, PASSWORD)
+        # One ban, in the audit log once (written when the nodes stop, if not before).
+        reader = App(nodes[0])
+        try:
+            entries, _ = await reader.audit.list(
+                audit_store.EVERY_ORGANIZATION, actions=["sftp.address_banned"]
+            )
+        finally:
+            await reader.db.close()
+    assert [(e.target_id, e.organization_id) for e in entries] == [("127.0.0.1", org.id)]
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+async def test_the_shared_count_has_a_window_and_bans_end(backend: str, tmp_path: Path):
+    async with _database(backend, tmp_path) as url:
+        db = Database(url)
+        try:
+            await db.upgrade()
+
+            async def fail(now: int) -> int | None:
+                work = functools.partial(
+                    ban_store.record_failure,
+                    address="203.0.113.7",
+                    now=now,
+                    threshold=3,
+                    window_ms=10_000,
+                    duration_ms=100_000,
+                )
+                return await db.write(work)
+
+            assert await fail(0) is None
+            assert await fail(1_000) is None
+            assert await fail(20_000) is None  # the first two fell out of the window
+            assert await fail(21_000) is None
+            assert await fail(22_000) == 122_000  # the third in the window: banned
+            assert await fail(50_000) is None  # banned already: not banned again
+            bans = await db.read(functools.partial(ban_store.active_bans, now=60_000))
+            assert bans == [("203.0.113.7", 122_000)]
+            assert await db.read(functools.partial(ban_store.active_bans, now=122_000)) == []
+            # After the ban, counting starts again from one.
+            assert await fail(130_000) is None
+            assert await fail(131_000) is None
+            assert await fail(132_000) == 232_000
+            # Pruning keeps a live ban and forgets what is over.
+            assert (
+                await db.write(functools.partial(ban_store.prune, now=200_000, window_ms=10_000))
+                == 0
+            )
+            assert (
+                await db.write(functools.partial(ban_store.prune, now=300_000, window_ms=10_000))
+                == 1
+            )
+        finally:
+            await db.close()
