@@ -49,6 +49,30 @@ class SFTPSettings(BaseModel):
     ban_threshold: int = Field(default=10, ge=1)
     ban_window: float = Field(default=300.0, gt=0)
     ban_duration: float = Field(default=900.0, gt=0)
+    # Behind a TCP load balancer: connections from `trusted_proxies` (CIDR networks) must start
+    # with a PROXY protocol header (v1 or v2), whose client address is then the one events,
+    # logs and bans see. Connections from other addresses are taken as direct.
+    proxy_protocol: bool = False
+    trusted_proxies: list[str] = Field(default_factory=list)
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies_parse(cls, value: list[str]) -> list[str]:
+        for net in value:
+            try:
+                ipaddress.ip_network(net, strict=False)
+            except ValueError as exc:
+                raise ValueError(f"trusted_proxies: {net!r} is not a CIDR network") from exc
+        return value
+
+    @model_validator(mode="after")
+    def _proxies_needed(self) -> SFTPSettings:
+        if self.proxy_protocol and not self.trusted_proxies:
+            raise ValueError(
+                "proxy_protocol needs trusted_proxies: the addresses of the load balancers "
+                "(CIDR networks), so that no one else can claim another client address"
+            )
+        return self
 
 
 class HTTPSettings(BaseModel):

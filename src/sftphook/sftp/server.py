@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import ipaddress
 import logging
 import time
 import uuid
@@ -21,7 +22,7 @@ from asyncssh.channel import SSHChannel
 
 from sftphook.accounts.passwords import verify_password_async
 from sftphook.accounts.validation import key_refusal
-from sftphook.sftp import hostkeys
+from sftphook.sftp import hostkeys, proxyproto
 from sftphook.sftp.bans import SharedBans
 from sftphook.sftp.defender import Defender
 from sftphook.sftp.handler import StreamSession
@@ -80,6 +81,11 @@ class SFTPFront:
             threshold=cfg.ban_threshold, window=cfg.ban_window, duration=cfg.ban_duration
         )
         self.bans = SharedBans(db, self.defender, on_banned=self.address_banned)
+        self._proxies = (
+            [ipaddress.ip_network(net, strict=False) for net in cfg.trusted_proxies]
+            if cfg.proxy_protocol
+            else []
+        )
         self._bans_task: asyncio.Task[None] | None = None
         # A network store spends its threads waiting, not working: more of them.
         workers = 32 if storage.blocking else 8
@@ -154,6 +160,16 @@ class SFTPFront:
             await asyncio.gather(self._bans_task, return_exceptions=True)
         await self.bans.close()
         self.io_executor.shutdown(wait=True, cancel_futures=True)
+
+    def is_trusted_proxy(self, address: str) -> bool:
+        """Whether connections from `address` start with a PROXY header (`sftp.proxy_protocol`)."""
+        if not self._proxies:
+            return False
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            return False
+        return any(ip in network for network in self._proxies)
 
     def address_banned(self, address: str) -> None:
         """Put a ban (this node's or the cluster's) in the audit log."""
@@ -274,10 +290,45 @@ class _Connection(asyncssh.SSHServer):
         self._front.connection_opened(self)
         if self._front.settings.sftp.openssh_gcm_only:
             _offer_openssh_gcm(conn)
+        if self._front.is_trusted_proxy(self.client_ip):
+            self._read_proxy_header(conn)
+            return
+        self._refuse_if_banned(conn)
+
+    def _refuse_if_banned(self, conn: asyncssh.SSHServerConnection) -> None:
         if self._banned():
             # Before the key exchange: a banned address costs no CPU.
             log.info("refused a connection from banned address %s", self.client_ip)
             conn.close()
+
+    def _read_proxy_header(self, conn: asyncssh.SSHServerConnection) -> None:
+        """Take the client's address from the balancer's PROXY header, then hand the rest of
+        the stream to asyncssh (its `data_received` is wrapped until the header is read)."""
+        received = bytearray()
+        balancer = self.client_ip
+
+        def data_received(data: bytes, datatype: int | None = None) -> None:
+            received.extend(data)
+            try:
+                parsed = proxyproto.parse(bytes(received))
+            except proxyproto.ProxyHeaderError as exc:
+                log.warning("closed a connection from balancer %s: %s", balancer, exc)
+                del conn.data_received
+                conn.abort()
+                return
+            if parsed is None:
+                return
+            address, used = parsed
+            del conn.data_received
+            if address is not None:
+                self.client_ip = address
+            self._refuse_if_banned(conn)
+            if conn.is_closed():
+                return
+            if len(received) > used:
+                conn.data_received(bytes(received[used:]), datatype)
+
+        conn.data_received = data_received  # type: ignore[method-assign]
 
     def connection_lost(self, exc: Exception | None) -> None:
         if not self._authenticated and self._rejected_key:
