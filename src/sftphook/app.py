@@ -164,6 +164,8 @@ class App:
             log_level="warning",
             lifespan="off",
             access_log=False,
+            proxy_headers=True,
+            forwarded_allow_ips=self.settings.http.trusted_proxies,
         )
         server = _QuietUvicorn(config)
         tasks.create_task(server.serve(), name="http")

@@ -28,6 +28,15 @@ DEFAULT_CIPHERS = [
 ]
 
 
+def _networks(name: str, value: list[str]) -> list[str]:
+    for net in value:
+        try:
+            ipaddress.ip_network(net, strict=False)
+        except ValueError as exc:
+            raise ValueError(f"{name}: {net!r} is not a CIDR network") from exc
+    return value
+
+
 class SFTPSettings(BaseModel):
     host: str = "0.0.0.0"
     port: int = Field(default=2222, ge=0, le=65535)
@@ -58,12 +67,7 @@ class SFTPSettings(BaseModel):
     @field_validator("trusted_proxies")
     @classmethod
     def _proxies_parse(cls, value: list[str]) -> list[str]:
-        for net in value:
-            try:
-                ipaddress.ip_network(net, strict=False)
-            except ValueError as exc:
-                raise ValueError(f"trusted_proxies: {net!r} is not a CIDR network") from exc
-        return value
+        return _networks("trusted_proxies", value)
 
     @model_validator(mode="after")
     def _proxies_needed(self) -> SFTPSettings:
@@ -80,6 +84,14 @@ class HTTPSettings(BaseModel):
     port: int = Field(default=8080, ge=0, le=65535)
     # The address users type to reach the dashboard; used in links printed at start.
     public_url: str | None = None
+    # Reverse proxies (CIDR networks) whose X-Forwarded-For / X-Forwarded-Proto are believed:
+    # the dashboard's login throttle and audit then see the browser's address, not the proxy's.
+    trusted_proxies: list[str] = Field(default_factory=lambda: ["127.0.0.1/32", "::1/128"])
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies_parse(cls, value: list[str]) -> list[str]:
+        return _networks("trusted_proxies", value)
 
 
 class WebhookSettings(BaseModel):

@@ -1,0 +1,42 @@
+"""Behind a reverse proxy: the login throttle counts the browser's address (X-Forwarded-For)
+when the proxy is trusted, and the proxy's own address otherwise."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+
+from sftphook.config import Settings
+from tests.web.conftest import CSRF, PASSWORD, Dashboard, _dashboard
+
+
+async def _try_login(base: str, forwarded_for: str, name: str, password: str) -> int:
+    headers = {"X-Forwarded-For": forwarded_for}
+    async with httpx.AsyncClient(base_url=base, headers=headers) as client:
+        token = CSRF.search((await client.get("/login")).text)
+        assert token is not None
+        resp = await client.post(
+            "/login", data={"username": name, "password": password, "csrf_token": token.group(1)}
+        )
+        return resp.status_code
+
+
+@pytest.fixture(params=[["127.0.0.1/32"], []], ids=["trusted", "untrusted"])
+async def proxied(request: pytest.FixtureRequest, settings: Settings) -> AsyncIterator[Dashboard]:
+    settings.http.trusted_proxies = request.param
+    async for value in _dashboard(settings, frozenset({"http"})):
+        yield value
+
+
+async def test_one_browsers_failures_do_not_lock_out_another_behind_a_trusted_proxy(
+    proxied: Dashboard,
+) -> None:
+    trusted = bool(proxied.app.settings.http.trusted_proxies)
+    statuses = [await _try_login(proxied.base, "203.0.113.5", "mallory", "guess") for _ in range(6)]
+    assert statuses[-1] == 429  # that browser is throttled
+    status = await _try_login(proxied.base, "198.51.100.20", "admin", PASSWORD)
+    # Trusted: another browser's address, not throttled. Untrusted: every request comes from
+    # the proxy's address, so the admin shares the attacker's lockout.
+    assert status == (303 if trusted else 429)
