@@ -115,12 +115,7 @@ class WebhookSettings(BaseModel):
     @field_validator("allowed_networks")
     @classmethod
     def _networks_parse(cls, value: list[str]) -> list[str]:
-        for net in value:
-            try:
-                ipaddress.ip_network(net, strict=False)
-            except ValueError as exc:
-                raise ValueError(f"allowed_networks: {net!r} is not a CIDR network") from exc
-        return value
+        return _networks("allowed_networks", value)
 
     @field_validator("retry_schedule")
     @classmethod
