@@ -12,8 +12,6 @@ Details never carry a secret: keys that name one are dropped before anything is 
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import collections
 import dataclasses
 import logging
@@ -24,7 +22,8 @@ from urllib.parse import urlsplit, urlunsplit
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from sftphook.epoch import check_order, epoch_ms
+from sftphook import cursors
+from sftphook.epoch import check_order
 from sftphook.errors import InvalidInput
 from sftphook.store import audit as audit_store
 from sftphook.store.database import Database
@@ -118,25 +117,6 @@ def entry_row(
     }
 
 
-def encode_cursor(created_at: int, entry_id: str) -> str:
-    return base64.urlsafe_b64encode(f"{created_at}:{entry_id}".encode()).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> tuple[int, str]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        created, entry_id = raw.split(":", 1)
-        created_at = epoch_ms(created)
-        if created_at is None or not entry_id or len(entry_id) > 64:
-            raise ValueError
-        return created_at, entry_id
-    except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
-        raise InvalidInput(
-            "cursor is not one this API gave out: pass `next_cursor` from the previous page",
-            field="cursor",
-        ) from exc
-
-
 class AuditLog:
     """Records lines in the caller's transaction and reads them back, a page at a time."""
 
@@ -191,7 +171,7 @@ class AuditLog:
         if not 1 <= limit <= MAX_PAGE:
             raise InvalidInput(f"limit must be between 1 and {MAX_PAGE}", field="limit")
         check_order(since, until)
-        before = decode_cursor(cursor) if cursor else None
+        before = cursors.decode(cursor) if cursor else None
         async with self._db.session() as s:
             rows = await audit_store.list_for(
                 s,
@@ -205,7 +185,7 @@ class AuditLog:
                 limit=limit + 1,
             )
         page, more = rows[:limit], len(rows) > limit
-        next_cursor = encode_cursor(page[-1].created_at, page[-1].id) if more and page else None
+        next_cursor = cursors.encode(page[-1].created_at, page[-1].id) if more and page else None
         return page, next_cursor
 
 

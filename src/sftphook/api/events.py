@@ -2,45 +2,24 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 from typing import Annotated
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Query, Request, Response
 
+from sftphook import cursors
 from sftphook.api import problems
 from sftphook.api.deps import AppDep, OrganizationId
 from sftphook.api.params import Since, Until
 from sftphook.api.schemas import EventOut, EventPage
-from sftphook.epoch import check_order, epoch_ms, parse_time
-from sftphook.errors import InvalidInput, NotFound
+from sftphook.epoch import check_order, parse_time
+from sftphook.errors import NotFound
 from sftphook.events import Topic
 from sftphook.store import events
 
 router = APIRouter(prefix="/events", tags=["events"], responses=problems.responses(401))
 
 MAX_LIMIT = 500
-
-
-def encode_cursor(created_at: int, event_id: str) -> str:
-    return base64.urlsafe_b64encode(f"{created_at}:{event_id}".encode()).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> tuple[int, str]:
-    """The (created_at, id) of the last event of the previous page."""
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        created, event_id = raw.split(":", 1)
-        created_at = epoch_ms(created)
-        if created_at is None or not event_id or len(event_id) > 64:
-            raise ValueError
-        return created_at, event_id
-    except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
-        raise InvalidInput(
-            "cursor is not one this API gave out: pass `next_cursor` from the previous page",
-            field="cursor",
-        ) from exc
 
 
 @router.get(
@@ -70,7 +49,7 @@ async def list_events(
     since_ms = parse_time(since, field="since")
     until_ms = parse_time(until, field="until")
     check_order(since_ms, until_ms)
-    before = decode_cursor(cursor) if cursor else None
+    before = cursors.decode(cursor) if cursor else None
     # Paths are stored relative to the organization root; "/inbound" means "inbound".
     prefix = path_prefix.lstrip("/") if path_prefix else None
     async with app.db.session() as s:
@@ -85,7 +64,7 @@ async def list_events(
             limit=limit + 1,
         )
     page, more = rows[:limit], len(rows) > limit
-    next_cursor = encode_cursor(page[-1].created_at, page[-1].id) if more else None
+    next_cursor = cursors.encode(page[-1].created_at, page[-1].id) if more else None
     next_url = None
     if next_cursor is not None:
         query = {

@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import and_, insert, or_, select, update
+from sqlalchemy import insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from sftphook.store.models import AuditEntry
+from sftphook.store.pages import newest_first
 
 # Marks "every organization, and the lines of none" (the operator's view, from the CLI).
 EVERY_ORGANIZATION: Any = object()
@@ -66,13 +67,5 @@ async def list_for(
         query = query.where(AuditEntry.created_at >= since)
     if until is not None:
         query = query.where(AuditEntry.created_at < until)
-    if before is not None:
-        created_at, entry_id = before
-        query = query.where(
-            or_(
-                AuditEntry.created_at < created_at,
-                and_(AuditEntry.created_at == created_at, AuditEntry.id < entry_id),
-            )
-        )
-    query = query.order_by(AuditEntry.created_at.desc(), AuditEntry.id.desc()).limit(limit)
+    query = newest_first(query, AuditEntry, before=before, limit=limit)
     return list((await session.execute(query)).scalars())

@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
 from sftphook.store.models import Attempt, Delivery, Webhook
+from sftphook.store.pages import newest_first
 
 # PostgreSQL channel on which new due work is announced to every node's workers.
 CHANNEL = "sftphook_deliveries"
@@ -351,15 +352,7 @@ async def list_for_webhook(
         query = query.where(Delivery.created_at >= since)
     if until is not None:
         query = query.where(Delivery.created_at < until)
-    if before is not None:
-        created_at, delivery_id = before
-        query = query.where(
-            or_(
-                Delivery.created_at < created_at,
-                and_(Delivery.created_at == created_at, Delivery.id < delivery_id),
-            )
-        )
-    query = query.order_by(Delivery.created_at.desc(), Delivery.id.desc()).limit(limit)
+    query = newest_first(query, Delivery, before=before, limit=limit)
     result = await session.execute(query)
     return list(result.scalars())
 

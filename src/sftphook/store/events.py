@@ -6,6 +6,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from sftphook.store.models import Event
+from sftphook.store.pages import newest_first
 
 
 async def list_for(
@@ -28,19 +29,13 @@ async def list_for(
     if path_prefix:
         escaped = path_prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
         query = query.where(Event.path.like(escaped + "%", escape="\\"))
-    if before is not None:
-        created_at, event_id = before
-        query = query.where(
-            (Event.created_at < created_at)
-            | ((Event.created_at == created_at) & (Event.id < event_id))
-        )
     if after_created_at is not None:
         query = query.where(Event.created_at > after_created_at)
     if since is not None:
         query = query.where(Event.created_at >= since)
     if until is not None:
         query = query.where(Event.created_at < until)
-    query = query.order_by(Event.created_at.desc(), Event.id.desc()).limit(limit)
+    query = newest_first(query, Event, before=before, limit=limit)
     result = await session.execute(query)
     return list(result.scalars())
 
