@@ -34,6 +34,7 @@ import contextlib
 import dataclasses
 import json
 import logging
+import os
 import random
 import time
 import uuid
@@ -54,7 +55,7 @@ from sftphook.store import deliveries as delivery_store
 from sftphook.store import events as event_store
 from sftphook.store import webhooks as webhook_store
 from sftphook.store.database import Database, is_connection_lost, retry_while_unreachable
-from sftphook.store.models import Attempt, Delivery, Webhook, new_id, now_ms
+from sftphook.store.models import Attempt, Delivery, Webhook, now_ms
 from sftphook.webhooks import endpoints, payload, signing, tuning
 from sftphook.webhooks.crypto import SecretBox
 from sftphook.webhooks.metrics import Metrics
@@ -78,6 +79,33 @@ WRITE_BATCH = 256
 # How often an idle LISTEN connection is checked (a dead peer may send nothing).
 LISTEN_CHECK_INTERVAL = 15.0
 LISTEN_RETRY_MAX = 5.0
+# Host names of webhook URLs kept for the attempt log (cleared when it grows past this).
+HOST_CACHE_SIZE = 4096
+
+
+class AttemptIds:
+    """UUID-shaped (version 4) ids from a generator seeded once from `os.urandom`.
+
+    An attempt id must be unique and hard to guess, not secret; `uuid4` makes a system call
+    per id, and the GIL changes hands at each. A forked child draws a new seed."""
+
+    def __init__(self) -> None:
+        self._rng = random.Random(os.urandom(32))
+
+    def reseed(self) -> None:
+        self._rng.seed(os.urandom(32))
+
+    def next(self) -> str:
+        # The version (4) and variant (10) bits of RFC 9562, as uuid4 sets them.
+        bits = self._rng.getrandbits(128) & _ID_MASK | _ID_MARKS
+        h = f"{bits:032x}"
+        return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+_ID_MASK = ~((0xF000 << 64) | (0xC000 << 48)) & ((1 << 128) - 1)
+_ID_MARKS = (0x4000 << 64) | (0x8000 << 48)
+ATTEMPT_IDS = AttemptIds()
+os.register_at_fork(after_in_child=ATTEMPT_IDS.reseed)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -205,6 +233,7 @@ class DeliveryEngine:
         self._throttle: Throttle[Job] = Throttle(max_hold_seconds=settings.lease_seconds / 2)
         self._throttle_timer: asyncio.TimerHandle | None = None
         self._give_back: list[Job] = []
+        self._hosts: dict[str, str | None] = {}
 
     @property
     def _transport(self) -> Transport:
@@ -545,7 +574,7 @@ class DeliveryEngine:
         """Send one attempt of `job` (no store access)."""
         if job.type == "email":
             return await self._attempt_email(job)
-        attempt_id = new_id()
+        attempt_id = ATTEMPT_IDS.next()
         if job.type in endpoints.CHAT_TYPES:
             # A chat service reads the message, not a signature: nothing to sign.
             body = endpoints.chat_body(job.type, endpoints.notice_of(job.event, job.ping))
@@ -585,7 +614,7 @@ class DeliveryEngine:
     async def _attempt_email(self, job: Job) -> AttemptResult:
         """Send the notice by email. The attempt log keeps the message as the request body and
         the SMTP server's answer as the response (its reply code as the status)."""
-        attempt_id = new_id()
+        attempt_id = ATTEMPT_IDS.next()
         smtp = self._smtp
         started_at = self._clock()
         t0 = time.perf_counter()
@@ -722,8 +751,9 @@ class DeliveryEngine:
             recorded, paused = await self._record_pausing(results, decided, now)
         decisions, logged = recorded
         # Logged once committed: a node that dies before the commit never claims a result.
-        for result, made_or_none in logged:
-            self._log_attempt(result, made_or_none)
+        if log.isEnabledFor(logging.INFO):
+            for result, made_or_none in logged:
+                self._log_attempt(result, made_or_none)
         observe = self._metrics.observe_attempt
         for result, made in zip(results, decisions, strict=True):
             verdict = made.verdict.value if made else "superseded"
@@ -807,6 +837,16 @@ class DeliveryEngine:
         reasons = {w: hooks[w].paused_reason or "" for w in to_hold}
         return (decisions, logged), reasons
 
+    def _host(self, job: Job) -> str | None:
+        if job.type == "email":
+            return self._smtp.host
+        host = self._hosts.get(job.url, "")
+        if host == "":
+            if len(self._hosts) >= HOST_CACHE_SIZE:
+                self._hosts.clear()
+            host = self._hosts[job.url] = urlsplit(job.url).hostname
+        return host
+
     def _log_attempt(self, result: AttemptResult, decision: Decision | None) -> None:
         job = result.job
         status = result.response.status if result.response else None
@@ -824,7 +864,7 @@ class DeliveryEngine:
             job.topic,
             job.kind,
             job.attempt_number,
-            self._smtp.host if job.type == "email" else urlsplit(job.url).hostname,
+            self._host(job),
             status if status is not None else "-",
             result.duration_ms,
             verdict,
