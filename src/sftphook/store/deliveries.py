@@ -267,7 +267,7 @@ def _claim_sqlite(connection: Connection, parameters: dict[str, Any]) -> list[An
     # in flight. Each status is one short walk of the index in order; the two lists merge.
     rows: list[Any] = []
     for status in ACTIVE:
-        rows.extend(connection.execute(_SQLITE_DUE, {**parameters, "status": status}))
+        rows.extend(connection.execute(_SQLITE_DUE, {**parameters, "status": status}).all())
     if not rows:
         return rows
     rows.sort(key=lambda row: (row.next_attempt_at, row.sequence))
@@ -290,7 +290,7 @@ def _claim_postgres(connection: Connection, parameters: dict[str, Any]) -> list[
        so a later-committed event may carry a smaller number than the one in flight.
     """
     excluding = bool(parameters["exclude"])
-    claimed = list(connection.execute(_PG_CLAIM_UNORDERED[excluding], parameters))
+    claimed = list(connection.execute(_PG_CLAIM_UNORDERED[excluding], parameters).all())
     room = parameters["limit"] - len(claimed)
     if room <= 0:
         return claimed
@@ -311,7 +311,7 @@ def _claim_head(connection: Connection, webhook_id: str, parameters: dict[str, A
         return None
     firsts: list[Any] = []
     for status in ACTIVE:
-        firsts.extend(connection.execute(_PG_HEAD_FIRST, {**parameters, "status": status}))
+        firsts.extend(connection.execute(_PG_HEAD_FIRST, {**parameters, "status": status}).all())
     if not firsts:
         return None
     head_id = min(firsts, key=lambda r: r[1])[0]
@@ -369,7 +369,7 @@ def lease_owners_sync(
     connection: Connection, delivery_ids: Collection[str]
 ) -> dict[str, str | None]:
     """`lease_owners` inside a `Database.write` transaction."""
-    rows = connection.execute(_LEASE_OWNERS, {"ids": list(delivery_ids)})
+    rows = connection.execute(_LEASE_OWNERS, {"ids": list(delivery_ids)}).all()
     return {row[0]: row[1] for row in rows}
 
 

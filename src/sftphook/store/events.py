@@ -62,5 +62,5 @@ _BY_IDS = select(*_E.c).where(_E.c.id.in_(bindparam("ids", expanding=True)))
 
 def by_ids(connection: Connection, event_ids: Collection[str]) -> dict[str, Row[Any]]:
     """Whole event rows by id, inside a `Database.write` transaction."""
-    rows = connection.execute(_BY_IDS, {"ids": list(event_ids)})
+    rows = connection.execute(_BY_IDS, {"ids": list(event_ids)}).all()
     return {row.id: row for row in rows}

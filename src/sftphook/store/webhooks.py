@@ -86,13 +86,13 @@ _SET_STREAK = (
 
 def for_sending(connection: Connection, webhook_ids: Collection[str]) -> dict[str, Any]:
     """The columns a delivery's send needs, by webhook id, inside a `Database.write`."""
-    rows = connection.execute(_FOR_SENDING, {"ids": list(webhook_ids)})
+    rows = connection.execute(_FOR_SENDING, {"ids": list(webhook_ids)}).all()
     return {row.id: row for row in rows}
 
 
 def streaks(connection: Connection, webhook_ids: Collection[str]) -> dict[str, Any]:
     """(id, state, failure_streak) by webhook id, inside a `Database.write`."""
-    rows = connection.execute(_STREAKS, {"ids": list(webhook_ids)})
+    rows = connection.execute(_STREAKS, {"ids": list(webhook_ids)}).all()
     return {row.id: row for row in rows}
 
 
