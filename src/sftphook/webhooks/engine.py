@@ -10,6 +10,11 @@ are free before it claims again, so claims and writes stay batched; the number o
 recorded is bounded too. Until a result is recorded its lease keeps the delivery from being
 claimed again, and a strictly ordered webhook's next delivery waits for that record.
 
+A claim (with its events, its webhooks and the next due time) and a batch of results are each
+one `Database.write` of Core statements: on SQLite one hand-off to the store's writer thread.
+Jobs are built, and decisions made, on the event loop; a batch that pauses a webhook (rare)
+goes through an ORM session instead, where the audit line and the owner notice join it.
+
 Several nodes share one PostgreSQL database: claims use `FOR UPDATE SKIP LOCKED` (see
 store/deliveries.py), and every node's dispatcher LISTENs on the channel the fan-out NOTIFYs in
 its own transaction, so a woken node always finds the rows committed. The LISTEN connection is
