@@ -42,7 +42,6 @@ import logging
 import os
 import random
 import time
-import uuid
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any
 from urllib.parse import urlsplit
@@ -88,11 +87,12 @@ LISTEN_RETRY_MAX = 5.0
 HOST_CACHE_SIZE = 4096
 
 
-class AttemptIds:
-    """UUID-shaped (version 4) ids from a generator seeded once from `os.urandom`.
+class RandomIds:
+    """UUID-shaped (version 4) ids from a generator seeded once from `os.urandom`, for attempt
+    ids and lease tokens.
 
-    An attempt id must be unique and hard to guess, not secret; `uuid4` makes a system call
-    per id, and the GIL changes hands at each. A forked child draws a new seed."""
+    These must be unique and hard to guess, not secret; `uuid4` makes a system call per id, and
+    the GIL changes hands at each. A forked child draws a new seed."""
 
     def __init__(self) -> None:
         self._rng = random.Random(os.urandom(32))
@@ -109,8 +109,8 @@ class AttemptIds:
 
 _ID_MASK = ~((0xF000 << 64) | (0xC000 << 48)) & ((1 << 128) - 1)
 _ID_MARKS = (0x4000 << 64) | (0x8000 << 48)
-ATTEMPT_IDS = AttemptIds()
-os.register_at_fork(after_in_child=ATTEMPT_IDS.reseed)
+RANDOM_IDS = RandomIds()
+os.register_at_fork(after_in_child=RANDOM_IDS.reseed)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -439,7 +439,7 @@ class DeliveryEngine:
         """The claim, its events and webhooks, and (when it comes back short) the next due time,
         in one write transaction; the jobs are built here, on the event loop. Returns the jobs,
         whether the claim was full, and the next due time (None when full or nothing waits)."""
-        token = uuid.uuid4().hex
+        token = RANDOM_IDS.next()
         lease_ms = round(self._settings.lease_seconds * 1000)
         exclude = list(self._throttle.busy())
         claimed, events, hooks, due = await self._db.write(
@@ -448,17 +448,16 @@ class DeliveryEngine:
             )
         )
         jobs: list[Job] = []
+        # What each webhook's jobs share, worked out once per claim (None: it cannot be sent).
+        sending: dict[str, _Sending | None] = {}
         for d in claimed:
-            webhook = hooks[d.webhook_id]
-            event = events.get(d.event_id) if d.event_id else None
-            try:
-                secrets = self._signing_secrets(webhook, now)
-                authorization = self._decrypt(webhook.authorization_encrypted)
-            except ValueError as exc:
-                # One unreadable webhook must not hold up the others; its lease makes it wait.
-                log.error("webhook %s cannot be sent: %s", webhook.id, exc)
+            if d.webhook_id not in sending:
+                sending[d.webhook_id] = self._sending(hooks[d.webhook_id], now)
+            shared = sending[d.webhook_id]
+            if shared is None:
                 continue
-            tuned = tuning.effective(webhook.settings, self._settings)
+            webhook, tuned = shared.webhook, shared.tuned
+            event = events.get(d.event_id) if d.event_id else None
             jobs.append(
                 Job(
                     delivery_id=d.id,
@@ -470,17 +469,29 @@ class DeliveryEngine:
                     lease_token=token,
                     ordered=webhook.ordered and d.kind == "event",
                     url=webhook.url,
-                    secrets=secrets,
-                    authorization=authorization,
+                    secrets=shared.secrets,
+                    authorization=shared.authorization,
                     event=EventRecord.from_row(event) if event is not None else None,
                     ping=json.loads(d.payload) if d.payload else None,
                     type=webhook.type,
                     timeout=tuned.timeout if tuned.timeout_overridden else None,
                     retry_schedule=tuned.retry_schedule,
-                    limits=Limits(tuned.max_concurrency, tuned.rate_limit),
+                    limits=shared.limits,
                 )
             )
         return jobs, len(claimed) >= limit, due
+
+    def _sending(self, webhook: Any, now: int) -> _Sending | None:
+        try:
+            secrets = self._signing_secrets(webhook, now)
+            authorization = self._decrypt(webhook.authorization_encrypted)
+        except ValueError as exc:
+            # One unreadable webhook must not hold up the others; its lease makes it wait.
+            log.error("webhook %s cannot be sent: %s", webhook.id, exc)
+            return None
+        tuned = tuning.effective(webhook.settings, self._settings)
+        limits = Limits(tuned.max_concurrency, tuned.rate_limit)
+        return _Sending(webhook, secrets, authorization, tuned, limits)
 
     def _decrypt(self, sealed: str | None) -> str | None:
         if sealed is None:
@@ -579,7 +590,7 @@ class DeliveryEngine:
         """Send one attempt of `job` (no store access)."""
         if job.type == "email":
             return await self._attempt_email(job)
-        attempt_id = ATTEMPT_IDS.next()
+        attempt_id = RANDOM_IDS.next()
         if job.type in endpoints.CHAT_TYPES:
             # A chat service reads the message, not a signature: nothing to sign.
             body = endpoints.chat_body(job.type, endpoints.notice_of(job.event, job.ping))
@@ -619,7 +630,7 @@ class DeliveryEngine:
     async def _attempt_email(self, job: Job) -> AttemptResult:
         """Send the notice by email. The attempt log keeps the message as the request body and
         the SMTP server's answer as the response (its reply code as the status)."""
-        attempt_id = ATTEMPT_IDS.next()
+        attempt_id = RANDOM_IDS.next()
         smtp = self._smtp
         started_at = self._clock()
         t0 = time.perf_counter()
@@ -875,6 +886,17 @@ class DeliveryEngine:
             verdict,
             extra,
         )
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Sending:
+    """What a claim's jobs of one webhook share: its row, decrypted secrets and tuning."""
+
+    webhook: Any
+    secrets: tuple[str, ...]
+    authorization: str | None
+    tuned: tuning.Tuning
+    limits: Limits
 
 
 # What recording a batch returns: a decision per result (None: not this worker's to make), and
