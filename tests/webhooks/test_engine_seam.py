@@ -103,3 +103,159 @@ async def test_a_webhook_whose_secret_cannot_be_read_does_not_hold_up_others(app
     )
     jobs = await engine.claim(10, 2_000_000_000_000)
     assert [j.webhook_id for j in jobs] == [fine.id]
+
+
+def _engine(app, transport, **settings) -> DeliveryEngine:
+    return DeliveryEngine(
+        app.db,
+        app.settings.webhooks.model_copy(update=settings),
+        app.secret_box,
+        app.metrics,
+        transport=transport,
+        rng=random.Random(0),
+    )
+
+
+async def _webhook_row(app, webhook_id: str):
+    from sqlalchemy import select
+
+    from sftphook.store.models import Webhook
+
+    async with app.db.session() as s:
+        row = await s.execute(
+            select(Webhook.state, Webhook.paused_reason, Webhook.failure_streak).where(
+                Webhook.id == webhook_id
+            )
+        )
+        return row.one()
+
+
+async def _statuses(app, org: str, webhook_id: str) -> list[str]:
+    rows, _ = await app.webhooks.list_deliveries(org, webhook_id)
+    return sorted(r.status for r in rows)
+
+
+async def test_failures_and_successes_keep_the_failure_streak(app):
+    org = await org_id(app)
+    hook, _ = await app.webhooks.create(
+        org, nickname="streak", url="http://127.0.0.1:9/hook", topics=["file.created"]
+    )
+    for i in range(3):
+        await app.recorder.record(file_event(org, path=f"in/{i}.csv"))
+    refused, fine = Response(400, {}, b"no"), Response(200, {}, b"ok")
+    engine = _engine(app, ScriptedTransport([refused, fine, refused]), auto_pause_after=2)
+    paused: list[str] = []
+
+    async def hook_called(session, webhook) -> None:
+        paused.append(webhook.id)
+
+    engine.paused_hook = hook_called
+    jobs = await engine.claim(10, 2_000_000_000_000)
+    assert len(jobs) == 3
+    results = [await engine.attempt(job) for job in jobs]
+    await engine.record(results[:1])
+    assert (await _webhook_row(app, hook.id)).failure_streak == 1
+    await engine.record(results[1:])  # a success resets the streak, the failure after counts 1
+    row = await _webhook_row(app, hook.id)
+    assert (row.state, row.failure_streak) == ("enabled", 1)
+    assert paused == []
+    assert await _statuses(app, org, hook.id) == ["failed", "failed", "succeeded"]
+
+
+async def test_a_batch_that_pauses_a_webhook_holds_the_rest_and_calls_the_hook(app):
+    org = await org_id(app)
+    hook, _ = await app.webhooks.create(
+        org, nickname="pauses", url="http://127.0.0.1:9/hook", topics=["file.created"]
+    )
+    for i in range(4):
+        await app.recorder.record(file_event(org, path=f"in/{i}.csv"))
+    refused = Response(400, {}, b"no")
+    engine = _engine(app, ScriptedTransport([refused] * 3), auto_pause_after=2)
+    paused: list[tuple[str, str | None]] = []
+
+    async def hook_called(session, webhook) -> None:
+        paused.append((webhook.id, webhook.paused_reason))
+
+    engine.paused_hook = hook_called
+    jobs = await engine.claim(3, 2_000_000_000_000)
+    results = [await engine.attempt(job) for job in jobs]
+    decisions = await engine.record(results)
+    assert [d.verdict for d in decisions] == ["failed"] * 3
+    row = await _webhook_row(app, hook.id)
+    assert row.state == "paused" and row.failure_streak == 3
+    assert paused == [(hook.id, "paused after 2 consecutive failed deliveries")]
+    # The fourth, never claimed, waits for the webhook to be resumed.
+    assert await _statuses(app, org, hook.id) == ["failed", "failed", "failed", "held"]
+    view, attempts = await app.webhooks.get_delivery(org, jobs[0].delivery_id)
+    assert len(attempts) == 1 and attempts[0].response_status == 400
+
+
+async def test_a_batch_committed_whose_answer_was_lost_is_not_recorded_twice(app):
+    from sqlalchemy import exc
+
+    org = await org_id(app)
+    hook, _ = await app.webhooks.create(
+        org, nickname="lost", url="http://127.0.0.1:9/hook", topics=["file.created"]
+    )
+    await app.recorder.record(file_event(org))
+    engine = _engine(app, ScriptedTransport([Response(200, {}, b"ok")]))
+    (job,) = await engine.claim(10, 2_000_000_000_000)
+    result = await engine.attempt(job)
+    record = engine.record
+    calls = 0
+
+    async def committed_then_lost(batch):
+        nonlocal calls
+        calls += 1
+        await record(batch)
+        raise exc.OperationalError("COMMIT", {}, Exception("database is locked"))
+
+    engine.record = committed_then_lost  # type: ignore[method-assign]
+    assert await engine._record_retrying([result]) == [None]
+    assert calls == 1
+    view, attempts = await app.webhooks.get_delivery(org, job.delivery_id)
+    assert view.status == "succeeded" and len(attempts) == 1
+
+
+def test_attempt_ids_are_unique_version_4_uuids():
+    import uuid
+
+    from sftphook.webhooks.engine import RANDOM_IDS, RandomIds
+
+    ids = [RANDOM_IDS.next() for _ in range(20_000)]
+    assert len(set(ids)) == len(ids)
+    for text in ids[:1000]:
+        parsed = uuid.UUID(text)
+        assert str(parsed) == text
+        assert parsed.version == 4 and parsed.variant == uuid.RFC_4122
+    # Every generator draws its own seed (a forked child reseeds the same way).
+    other = RandomIds()
+    assert {other.next() for _ in range(100)}.isdisjoint(ids)
+    before = other.next()
+    other.reseed()
+    assert other.next() != before
+
+
+async def test_the_attempt_log_names_the_host_and_is_not_built_when_info_is_off(
+    app, caplog, monkeypatch
+):
+    import logging
+
+    org = await org_id(app)
+    await app.webhooks.create(
+        org, nickname="log", url="http://127.0.0.1:9/hook", topics=["file.created"]
+    )
+    for i in range(2):
+        await app.recorder.record(file_event(org, path=f"in/{i}.csv"))
+    ok = Response(200, {}, b"ok")
+    engine = _engine(app, ScriptedTransport([ok, ok]))
+    first, second = await engine.claim(10, 2_000_000_000_000)
+    with caplog.at_level(logging.INFO, logger="sftphook.webhooks.engine"):
+        await engine.record([await engine.attempt(first)])
+    (line,) = [r.getMessage() for r in caplog.records if "webhook attempt" in r.getMessage()]
+    assert "host=127.0.0.1" in line and "result=succeeded" in line
+    built: list[str] = []
+    monkeypatch.setattr(engine, "_log_attempt", lambda result, _: built.append(result.attempt_id))
+    with caplog.at_level(logging.WARNING, logger="sftphook.webhooks.engine"):
+        await engine.record([await engine.attempt(second)])
+    assert built == []

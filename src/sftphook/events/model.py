@@ -56,7 +56,7 @@ class EventRecord:
     @classmethod
     def from_row(cls, row: Any) -> EventRecord:
         """From a store `Event` (or anything with the same attributes)."""
-        return cls(**{f.name: getattr(row, f.name) for f in dataclasses.fields(cls)})
+        return cls(**{name: getattr(row, name) for name in _FIELD_NAMES})
 
 
 _FIELD_NAMES = tuple(f.name for f in dataclasses.fields(EventRecord))

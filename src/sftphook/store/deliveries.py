@@ -3,19 +3,33 @@
 A delivery is *due* when its status is pending or retrying, its `next_attempt_at` has passed and
 it holds no live lease. Claiming sets `lease_owner`/`lease_expires_at`; a worker that dies leaves
 a lease that expires, and the delivery is due again. On PostgreSQL the candidates are locked with
-`FOR UPDATE SKIP LOCKED`, so nodes never wait on one another; SQLite has one writer, and the
-guarded UPDATE is atomic by itself.
+`FOR UPDATE SKIP LOCKED`, so nodes never wait on one another; SQLite has one writer, and a claim
+in one write transaction (`Database.write`, BEGIN IMMEDIATE) is atomic by itself.
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import and_, exists, false, func, or_, select, text, true, update
+from sqlalchemy import (
+    Select,
+    Table,
+    and_,
+    bindparam,
+    exists,
+    false,
+    func,
+    literal_column,
+    or_,
+    select,
+    text,
+    true,
+    update,
+)
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import aliased
+from sqlalchemy.sql.elements import BindParameter
 
 from sftphook.store.models import Attempt, Delivery, Webhook
 from sftphook.store.pages import newest_first
@@ -41,10 +55,6 @@ def announce_sync(connection: Connection) -> None:
         connection.execute(text(f"NOTIFY {CHANNEL}"))
 
 
-def _lease_free(now: int) -> Any:
-    return or_(Delivery.lease_expires_at.is_(None), Delivery.lease_expires_at <= now)
-
-
 CLAIMED_COLUMNS = (
     Delivery.id,
     Delivery.organization_id,
@@ -54,6 +64,148 @@ CLAIMED_COLUMNS = (
     Delivery.kind,
     Delivery.payload,
     Delivery.attempt_count,
+)
+
+# The claim's statements are built once, with bound parameters: building one per claim (its
+# correlated subqueries above all) cost more than running it.
+_D = cast(Table, Delivery.__table__)
+_W = cast(Table, Webhook.__table__)
+_NOW: BindParameter[int] = bindparam("now")
+_LEASE_FREE = or_(_D.c.lease_expires_at.is_(None), _D.c.lease_expires_at <= _NOW)
+_CLAIMED = tuple(_D.c[column.key] for column in CLAIMED_COLUMNS)
+
+
+def _sqlite_due() -> Select[Any]:
+    """Due deliveries of one status (`:status`), oldest due first, walking `ix_deliveries_due`.
+
+    Within one `next_attempt_at` the index keeps rowid order, which is insertion order and so
+    sequence order: ordering by it costs no sort (ordering by `sequence` made SQLite sort every
+    due row of a released backlog, which shares one `next_attempt_at`, on every claim)."""
+    heads = []
+    for status in ACTIVE:
+        prior = _D.alias(f"prior_{status}")
+        first = (
+            select(prior.c.sequence)
+            .where(
+                prior.c.webhook_id == _D.c.webhook_id,
+                prior.c.kind == "event",
+                prior.c.status == status,
+            )
+            .order_by(prior.c.sequence)
+            .limit(1)
+            .scalar_subquery()
+        )
+        heads.append(_D.c.sequence <= func.coalesce(first, _D.c.sequence))
+    # Asked only of event deliveries (SQLite evaluates OR left to right), one primary-key seek.
+    ordered = select(_W.c.ordered).where(_W.c.id == _D.c.webhook_id).scalar_subquery()
+    return (
+        select(*_CLAIMED, _D.c.next_attempt_at, _D.c.sequence)
+        .where(
+            _D.c.status == bindparam("status"),
+            _D.c.next_attempt_at <= _NOW,
+            _LEASE_FREE,
+            _D.c.webhook_id.not_in(bindparam("exclude", expanding=True)),
+            or_(_D.c.kind != "event", ordered == false(), and_(*heads)),
+        )
+        .order_by(_D.c.next_attempt_at, literal_column("deliveries.rowid"))
+        .limit(bindparam("limit"))
+    )
+
+
+_SQLITE_DUE = _sqlite_due()
+_LEASE_VALUES = {
+    "lease_owner": bindparam("token"),
+    "lease_expires_at": bindparam("expires"),
+    "updated_at": _NOW,
+}
+_SQLITE_LEASE = (
+    update(_D).where(_D.c.id.in_(bindparam("ids", expanding=True))).values(**_LEASE_VALUES)
+)
+
+
+def _pg_due(excluding: bool) -> Any:
+    return (
+        select(_D.c.id)
+        .join(_W, _W.c.id == _D.c.webhook_id)
+        .where(
+            _D.c.status.in_(ACTIVE),
+            _D.c.next_attempt_at <= _NOW,
+            _LEASE_FREE,
+            or_(_D.c.kind != "event", _W.c.ordered == false()),
+            *([_D.c.webhook_id.not_in(bindparam("exclude", expanding=True))] if excluding else []),
+        )
+        .order_by(_D.c.next_attempt_at, _D.c.sequence)
+        .limit(bindparam("limit"))
+        .with_for_update(skip_locked=True, of=_D)
+        .cte("due")
+        .prefix_with("MATERIALIZED")
+    )
+
+
+def _pg_claim_unordered(excluding: bool) -> Any:
+    due = _pg_due(excluding)
+    return (
+        update(_D)
+        .where(_D.c.id == due.c.id, _D.c.status.in_(ACTIVE), _LEASE_FREE)
+        .values(**_LEASE_VALUES)
+        .returning(*_CLAIMED)
+    )
+
+
+def _pg_ordered_hooks(excluding: bool) -> Select[Any]:
+    waiting = _D.alias("waiting")
+    sending = _D.alias("sending")
+    return (
+        select(_W.c.id)
+        .where(
+            _W.c.ordered == true(),
+            exists().where(
+                waiting.c.webhook_id == _W.c.id,
+                waiting.c.kind == "event",
+                waiting.c.status.in_(ACTIVE),
+                waiting.c.next_attempt_at <= _NOW,
+                or_(waiting.c.lease_expires_at.is_(None), waiting.c.lease_expires_at <= _NOW),
+            ),
+            *([_W.c.id.not_in(bindparam("exclude", expanding=True))] if excluding else []),
+            # Busy ones would only take room from the others (checked again under the lock).
+            ~exists().where(
+                sending.c.webhook_id == _W.c.id,
+                sending.c.kind == "event",
+                sending.c.status.in_(ACTIVE),
+                sending.c.lease_expires_at > _NOW,
+            ),
+        )
+        .order_by(_W.c.id)
+        .limit(bindparam("limit"))
+        .with_for_update(skip_locked=True, key_share=True)
+    )
+
+
+_PG_CLAIM_UNORDERED = {excluding: _pg_claim_unordered(excluding) for excluding in (False, True)}
+_PG_ORDERED_HOOKS = {excluding: _pg_ordered_hooks(excluding) for excluding in (False, True)}
+_OF_WEBHOOK = (_D.c.webhook_id == bindparam("webhook_id"), _D.c.kind == "event")
+_PG_HEAD_BUSY = (
+    select(_D.c.id)
+    .where(*_OF_WEBHOOK, _D.c.status.in_(ACTIVE), _D.c.lease_expires_at > _NOW)
+    .limit(1)
+)
+# One seek each in ix_deliveries_webhook_head.
+_PG_HEAD_FIRST = (
+    select(_D.c.id, _D.c.sequence)
+    .where(*_OF_WEBHOOK, _D.c.status == bindparam("status"))
+    .order_by(_D.c.sequence)
+    .limit(1)
+)
+_PG_HEAD_LEASE = (
+    update(_D)
+    .where(
+        _D.c.id == bindparam("head_id"),
+        _D.c.status.in_(ACTIVE),
+        _D.c.next_attempt_at <= _NOW,
+        _LEASE_FREE,
+    )
+    .values(**_LEASE_VALUES)
+    .returning(*_CLAIMED)
 )
 
 
@@ -66,93 +218,66 @@ async def claim(
     limit: int,
     exclude_webhooks: Collection[str] = (),
 ) -> list[Any]:
-    """Lease up to `limit` due deliveries to `token`, oldest due first; rows of
+    """`claim_sync` in a session's transaction."""
+    return await session.run_sync(
+        lambda sync: claim_sync(
+            sync.connection(),
+            token=token,
+            now=now,
+            lease_ms=lease_ms,
+            limit=limit,
+            exclude_webhooks=exclude_webhooks,
+        )
+    )
+
+
+def claim_sync(
+    connection: Connection,
+    *,
+    token: str,
+    now: int,
+    lease_ms: int,
+    limit: int,
+    exclude_webhooks: Collection[str] = (),
+) -> list[Any]:
+    """Lease up to `limit` due deliveries to `token`, oldest due first; rows that start with
     `CLAIMED_COLUMNS`. Deliveries of `exclude_webhooks` (at their limits here) are left alone.
+    Runs in the caller's write transaction (`Database.write`).
 
     For a webhook with strict ordering, an event delivery is due only when no earlier event
     delivery of that webhook is still active (pending, retrying or in flight), which keeps one
     in flight, in event order. Pings and manual re-sends are not ordered.
     """
-    claim_on = _claim_postgres if session.get_bind().dialect.name == "postgresql" else _claim_sqlite
-    return await claim_on(
-        session,
-        token=token,
-        now=now,
-        lease_ms=lease_ms,
-        limit=limit,
-        exclude_webhooks=list(exclude_webhooks),
-    )
+    parameters: dict[str, Any] = {
+        "token": token,
+        "now": now,
+        "expires": now + lease_ms,
+        "limit": limit,
+        "exclude": list(exclude_webhooks),
+    }
+    if connection.dialect.name == "postgresql":
+        return _claim_postgres(connection, parameters)
+    return _claim_sqlite(connection, parameters)
 
 
-def _lease_values(token: str, now: int, lease_ms: int) -> dict[str, Any]:
-    return {"lease_owner": token, "lease_expires_at": now + lease_ms, "updated_at": now}
-
-
-async def _claim_sqlite(
-    session: AsyncSession,
-    *,
-    token: str,
-    now: int,
-    lease_ms: int,
-    limit: int,
-    exclude_webhooks: list[str],
-) -> list[Any]:
-    # SQLite has one writer and one node: this single UPDATE is atomic, and the node's
-    # sequence numbers only grow, so "no earlier active delivery" keeps one in flight.
-    heads = []
+def _claim_sqlite(connection: Connection, parameters: dict[str, Any]) -> list[Any]:
+    # SQLite has one writer and one node, and `Database.write` holds the write lock from BEGIN
+    # IMMEDIATE: nothing changes between these reads and the UPDATE, which keys on the ids
+    # alone (a guard in its WHERE made SQLite walk every active row instead of the primary
+    # key). The node's sequence numbers only grow, so "no earlier active delivery" keeps one
+    # in flight. Each status is one short walk of the index in order; the two lists merge.
+    rows: list[Any] = []
     for status in ACTIVE:
-        prior = aliased(Delivery)
-        first = (
-            select(prior.sequence)
-            .where(
-                prior.webhook_id == Delivery.webhook_id,
-                prior.kind == "event",
-                prior.status == status,
-            )
-            .order_by(prior.sequence)
-            .limit(1)
-            .scalar_subquery()
-        )
-        heads.append(Delivery.sequence <= func.coalesce(first, Delivery.sequence))
-    is_head = and_(*heads)
-    candidates = (
-        select(Delivery.id)
-        .join(Webhook, Webhook.id == Delivery.webhook_id)
-        .where(
-            Delivery.status.in_(ACTIVE),
-            Delivery.next_attempt_at <= now,
-            _lease_free(now),
-            or_(Delivery.kind != "event", Webhook.ordered == false(), is_head),
-        )
-        .order_by(Delivery.next_attempt_at, Delivery.sequence)
-        .limit(limit)
-    )
-    if exclude_webhooks:
-        candidates = candidates.where(Delivery.webhook_id.not_in(list(exclude_webhooks)))
-    stmt = (
-        update(Delivery)
-        .where(
-            Delivery.id.in_(candidates.scalar_subquery()),
-            Delivery.status.in_(ACTIVE),
-            _lease_free(now),
-        )
-        .values(**_lease_values(token, now, lease_ms))
-        .returning(*CLAIMED_COLUMNS)
-        .execution_options(synchronize_session=False)
-    )
-    result = await session.execute(stmt)
-    return list(result.all())
+        rows.extend(connection.execute(_SQLITE_DUE, {**parameters, "status": status}).all())
+    if not rows:
+        return rows
+    rows.sort(key=lambda row: (row.next_attempt_at, row.sequence))
+    del rows[parameters["limit"] :]
+    connection.execute(_SQLITE_LEASE, {**parameters, "ids": [row.id for row in rows]})
+    return rows
 
 
-async def _claim_postgres(
-    session: AsyncSession,
-    *,
-    token: str,
-    now: int,
-    lease_ms: int,
-    limit: int,
-    exclude_webhooks: list[str],
-) -> list[Any]:
+def _claim_postgres(connection: Connection, parameters: dict[str, Any]) -> list[Any]:
     """Two steps, so that nodes never wait on one another and never send an ordered webhook's
     deliveries side by side.
 
@@ -165,123 +290,60 @@ async def _claim_postgres(
        of the webhook holds a live lease: nodes' sequence numbers come from their own clocks,
        so a later-committed event may carry a smaller number than the one in flight.
     """
-    due = (
-        select(Delivery.id)
-        .join(Webhook, Webhook.id == Delivery.webhook_id)
-        .where(
-            Delivery.status.in_(ACTIVE),
-            Delivery.next_attempt_at <= now,
-            _lease_free(now),
-            or_(Delivery.kind != "event", Webhook.ordered == false()),
-            *([Delivery.webhook_id.not_in(exclude_webhooks)] if exclude_webhooks else []),
-        )
-        .order_by(Delivery.next_attempt_at, Delivery.sequence)
-        .limit(limit)
-        .with_for_update(skip_locked=True, of=Delivery)
-        .cte("due")
-        .prefix_with("MATERIALIZED")
-    )
-    result = await session.execute(
-        update(Delivery)
-        .where(Delivery.id == due.c.id, Delivery.status.in_(ACTIVE), _lease_free(now))
-        .values(**_lease_values(token, now, lease_ms))
-        .returning(*CLAIMED_COLUMNS)
-        .execution_options(synchronize_session=False)
-    )
-    claimed = list(result.all())
-    room = limit - len(claimed)
+    excluding = bool(parameters["exclude"])
+    claimed = list(connection.execute(_PG_CLAIM_UNORDERED[excluding], parameters).all())
+    room = parameters["limit"] - len(claimed)
     if room <= 0:
         return claimed
-    waiting = aliased(Delivery)
-    sending = aliased(Delivery)
-    ordered_hooks = await session.execute(
-        select(Webhook.id)
-        .where(
-            Webhook.ordered == true(),
-            exists().where(
-                waiting.webhook_id == Webhook.id,
-                waiting.kind == "event",
-                waiting.status.in_(ACTIVE),
-                waiting.next_attempt_at <= now,
-                or_(waiting.lease_expires_at.is_(None), waiting.lease_expires_at <= now),
-            ),
-            *([Webhook.id.not_in(exclude_webhooks)] if exclude_webhooks else []),
-            # Busy ones would only take room from the others (checked again under the lock).
-            ~exists().where(
-                sending.webhook_id == Webhook.id,
-                sending.kind == "event",
-                sending.status.in_(ACTIVE),
-                sending.lease_expires_at > now,
-            ),
-        )
-        .order_by(Webhook.id)
-        .limit(room)
-        .with_for_update(skip_locked=True, key_share=True)
-    )
-    for webhook_id in ordered_hooks.scalars().all():
-        row = await _claim_head(session, webhook_id, token=token, now=now, lease_ms=lease_ms)
+    ordered_hooks = connection.execute(
+        _PG_ORDERED_HOOKS[excluding], {**parameters, "limit": room}
+    ).scalars()
+    for webhook_id in list(ordered_hooks):
+        row = _claim_head(connection, webhook_id, parameters)
         if row is not None:
             claimed.append(row)
     return claimed
 
 
-async def _claim_head(
-    session: AsyncSession, webhook_id: str, *, token: str, now: int, lease_ms: int
-) -> Any | None:
+def _claim_head(connection: Connection, webhook_id: str, parameters: dict[str, Any]) -> Any | None:
     """Lease the first active event delivery of an ordered webhook whose row lock we hold."""
-    of_webhook = (
-        Delivery.webhook_id == webhook_id,
-        Delivery.kind == "event",
-    )
-    busy = await session.scalar(
-        select(Delivery.id)
-        .where(*of_webhook, Delivery.status.in_(ACTIVE), Delivery.lease_expires_at > now)
-        .limit(1)
-    )
-    if busy is not None:
+    parameters = {**parameters, "webhook_id": webhook_id}
+    if connection.execute(_PG_HEAD_BUSY, parameters).first() is not None:
         return None
     firsts: list[Any] = []
-    for status in ACTIVE:  # one seek each in ix_deliveries_webhook_head
-        first = await session.execute(
-            select(Delivery.id, Delivery.sequence)
-            .where(*of_webhook, Delivery.status == status)
-            .order_by(Delivery.sequence)
-            .limit(1)
-        )
-        firsts.extend(first.all())
+    for status in ACTIVE:
+        firsts.extend(connection.execute(_PG_HEAD_FIRST, {**parameters, "status": status}).all())
     if not firsts:
         return None
     head_id = min(firsts, key=lambda r: r[1])[0]
-    result = await session.execute(
-        update(Delivery)
-        .where(
-            Delivery.id == head_id,
-            Delivery.status.in_(ACTIVE),
-            Delivery.next_attempt_at <= now,
-            _lease_free(now),
-        )
-        .values(**_lease_values(token, now, lease_ms))
-        .returning(*CLAIMED_COLUMNS)
-        .execution_options(synchronize_session=False)
-    )
-    return result.first()
+    return connection.execute(_PG_HEAD_LEASE, {**parameters, "head_id": head_id}).first()
+
+
+# One seek per status in ix_deliveries_due.
+_NEXT_SCHEDULED = select(func.min(_D.c.next_attempt_at)).where(
+    _D.c.status == bindparam("status"), _D.c.next_attempt_at > bindparam("after")
+)
+_NEXT_LEASE_END = select(func.min(_D.c.lease_expires_at)).where(
+    _D.c.status.in_(ACTIVE), _D.c.lease_expires_at > bindparam("after")
+)
 
 
 async def next_due(session: AsyncSession, after: int) -> int | None:
+    """`next_due_sync` on a session's connection."""
+    return await session.run_sync(lambda sync: next_due_sync(sync.connection(), after))
+
+
+def next_due_sync(connection: Connection, after: int) -> int | None:
     """The earliest moment after `after` at which something may become due: a scheduled try or
-    a lease running out."""
-    scheduled = await session.scalar(
-        select(func.min(Delivery.next_attempt_at)).where(
-            Delivery.status.in_(ACTIVE), Delivery.next_attempt_at > after
-        )
-    )
-    lease = await session.scalar(
-        select(func.min(Delivery.lease_expires_at)).where(
-            Delivery.status.in_(ACTIVE), Delivery.lease_expires_at > after
-        )
-    )
-    times = [t for t in (scheduled, lease) if t is not None]
-    return min(times) if times else None
+    a lease running out. (The lease part walks the active rows, there being no index on
+    `lease_expires_at`; the engine asks only when a claim came back short.)"""
+    times = [
+        connection.execute(_NEXT_SCHEDULED, {"status": status, "after": after}).scalar()
+        for status in ACTIVE
+    ]
+    times.append(connection.execute(_NEXT_LEASE_END, {"after": after}).scalar())
+    found = [t for t in times if t is not None]
+    return min(found) if found else None
 
 
 async def by_ids(session: AsyncSession, delivery_ids: Collection[str]) -> dict[str, Delivery]:
@@ -299,14 +361,59 @@ async def lease_owners(
     return {row[0]: row[1] for row in result.all()}
 
 
-async def release_leases(session: AsyncSession, leases: Collection[tuple[str, str]]) -> None:
-    """Give back (delivery id, lease token) leases of cancelled work, so it is due again at once."""
-    for delivery_id, token in leases:
-        await session.execute(
-            update(Delivery)
-            .where(Delivery.id == delivery_id, Delivery.lease_owner == token)
-            .values(lease_owner=None, lease_expires_at=None)
-            .execution_options(synchronize_session=False)
+_LEASE_OWNERS = select(_D.c.id, _D.c.lease_owner).where(
+    _D.c.id.in_(bindparam("ids", expanding=True))
+)
+
+
+def lease_owners_sync(
+    connection: Connection, delivery_ids: Collection[str]
+) -> dict[str, str | None]:
+    """`lease_owners` inside a `Database.write` transaction."""
+    rows = connection.execute(_LEASE_OWNERS, {"ids": list(delivery_ids)}).all()
+    return {row[0]: row[1] for row in rows}
+
+
+# Written by id (the recording of a batch of results); the keys of `RESULT_COLUMNS`.
+RESULT_COLUMNS = (
+    "status",
+    "attempt_count",
+    "last_response_status",
+    "last_error",
+    "lease_owner",
+    "lease_expires_at",
+    "updated_at",
+    "next_attempt_at",
+    "completed_at",
+)
+_RECORD_RESULT = (
+    update(_D)
+    .where(_D.c.id == bindparam("delivery_id"))
+    .values({name: bindparam(name) for name in RESULT_COLUMNS})
+)
+INSERT_ATTEMPTS = cast(Table, Attempt.__table__).insert()
+
+
+def record_results(connection: Connection, changes: Sequence[dict[str, Any]]) -> None:
+    """Write each delivery's outcome (`delivery_id` plus every key of `RESULT_COLUMNS`), one
+    `executemany`."""
+    if changes:
+        connection.execute(_RECORD_RESULT, list(changes))
+
+
+_RELEASE_LEASE = (
+    update(_D)
+    .where(_D.c.id == bindparam("delivery_id"), _D.c.lease_owner == bindparam("token"))
+    .values(lease_owner=None, lease_expires_at=None)
+)
+
+
+def release_leases(connection: Connection, leases: Collection[tuple[str, str]]) -> None:
+    """Give back (delivery id, lease token) leases of cancelled work, so it is due again at once;
+    inside a `Database.write` transaction."""
+    if leases:
+        connection.execute(
+            _RELEASE_LEASE, [{"delivery_id": d, "token": token} for d, token in leases]
         )
 
 

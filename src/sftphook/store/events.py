@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from collections.abc import Collection
+from typing import Any, cast
+
+from sqlalchemy import Row, Table, bindparam, select
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from sftphook.store.models import Event
@@ -45,3 +49,13 @@ async def get(session: AsyncSession, organization_id: str, event_id: str) -> Eve
         select(Event).where(Event.organization_id == organization_id, Event.id == event_id)
     )
     return result.scalar_one_or_none()
+
+
+_E = cast(Table, Event.__table__)
+_BY_IDS = select(*_E.c).where(_E.c.id.in_(bindparam("ids", expanding=True)))
+
+
+def by_ids(connection: Connection, event_ids: Collection[str]) -> dict[str, Row[Any]]:
+    """Whole event rows by id, inside a `Database.write` transaction."""
+    rows = connection.execute(_BY_IDS, {"ids": list(event_ids)}).all()
+    return {row.id: row for row in rows}

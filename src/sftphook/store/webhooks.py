@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Collection
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Row, bindparam, select
+from sqlalchemy import Row, Table, bindparam, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.elements import BindParameter
 
 from sftphook.store.models import Webhook
 
@@ -58,3 +59,46 @@ def fan_out_candidates(connection: Connection, organization_ids: Collection[str]
 async def by_ids(session: AsyncSession, webhook_ids: Collection[str]) -> dict[str, Webhook]:
     result = await session.execute(select(Webhook).where(Webhook.id.in_(list(webhook_ids))))
     return {w.id: w for w in result.scalars()}
+
+
+_W = cast(Table, Webhook.__table__)
+_IDS: BindParameter[Any] = bindparam("ids", expanding=True)
+# What a claim needs to send (URL, secrets, type, ordering, per-webhook settings).
+_FOR_SENDING = select(
+    _W.c.id,
+    _W.c.organization_id,
+    _W.c.type,
+    _W.c.url,
+    _W.c.ordered,
+    _W.c.secret_encrypted,
+    _W.c.previous_secret_encrypted,
+    _W.c.previous_secret_expires_at,
+    _W.c.authorization_encrypted,
+    _W.c.settings,
+).where(_W.c.id.in_(_IDS))
+# What recording results reads: the state (a paused webhook's retries are held) and the streak.
+_STREAKS = select(_W.c.id, _W.c.state, _W.c.failure_streak).where(_W.c.id.in_(_IDS))
+# `updated_at` follows by the column's `onupdate`, as it does through the ORM.
+_SET_STREAK = (
+    update(_W).where(_W.c.id == bindparam("webhook_id")).values(failure_streak=bindparam("streak"))
+)
+
+
+def for_sending(connection: Connection, webhook_ids: Collection[str]) -> dict[str, Any]:
+    """The columns a delivery's send needs, by webhook id, inside a `Database.write`."""
+    rows = connection.execute(_FOR_SENDING, {"ids": list(webhook_ids)}).all()
+    return {row.id: row for row in rows}
+
+
+def streaks(connection: Connection, webhook_ids: Collection[str]) -> dict[str, Any]:
+    """(id, state, failure_streak) by webhook id, inside a `Database.write`."""
+    rows = connection.execute(_STREAKS, {"ids": list(webhook_ids)}).all()
+    return {row.id: row for row in rows}
+
+
+def set_streaks(connection: Connection, streak_by_webhook: dict[str, int]) -> None:
+    if streak_by_webhook:
+        connection.execute(
+            _SET_STREAK,
+            [{"webhook_id": w, "streak": n} for w, n in streak_by_webhook.items()],
+        )

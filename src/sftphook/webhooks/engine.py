@@ -10,6 +10,11 @@ are free before it claims again, so claims and writes stay batched; the number o
 recorded is bounded too. Until a result is recorded its lease keeps the delivery from being
 claimed again, and a strictly ordered webhook's next delivery waits for that record.
 
+A claim (with its events, its webhooks and the next due time) and a batch of results are each
+one `Database.write` of Core statements: on SQLite one hand-off to the store's writer thread.
+Jobs are built, and decisions made, on the event loop; a batch that pauses a webhook (rare)
+goes through an ORM session instead, where the audit line and the owner notice join it.
+
 Several nodes share one PostgreSQL database: claims use `FOR UPDATE SKIP LOCKED` (see
 store/deliveries.py), and every node's dispatcher LISTENs on the channel the fan-out NOTIFYs in
 its own transaction, so a woken node always finds the rows committed. The LISTEN connection is
@@ -34,14 +39,15 @@ import contextlib
 import dataclasses
 import json
 import logging
+import os
 import random
 import time
-import uuid
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
 from sqlalchemy import insert, select, update
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from sftphook.channels import SMTPError, SMTPPermanentError, SMTPSender, parse_recipients
@@ -50,9 +56,10 @@ from sftphook.config import SMTPSettings, WebhookSettings
 from sftphook.errors import InvalidInput
 from sftphook.events.model import EventRecord
 from sftphook.store import deliveries as delivery_store
+from sftphook.store import events as event_store
 from sftphook.store import webhooks as webhook_store
 from sftphook.store.database import Database, is_connection_lost, retry_while_unreachable
-from sftphook.store.models import Attempt, Delivery, Event, Webhook, new_id, now_ms
+from sftphook.store.models import Attempt, Delivery, Webhook, now_ms
 from sftphook.webhooks import endpoints, payload, signing, tuning
 from sftphook.webhooks.crypto import SecretBox
 from sftphook.webhooks.metrics import Metrics
@@ -76,6 +83,34 @@ WRITE_BATCH = 256
 # How often an idle LISTEN connection is checked (a dead peer may send nothing).
 LISTEN_CHECK_INTERVAL = 15.0
 LISTEN_RETRY_MAX = 5.0
+# Host names of webhook URLs kept for the attempt log (cleared when it grows past this).
+HOST_CACHE_SIZE = 4096
+
+
+class RandomIds:
+    """UUID-shaped (version 4) ids from a generator seeded once from `os.urandom`, for attempt
+    ids and lease tokens.
+
+    These must be unique and hard to guess, not secret; `uuid4` makes a system call per id, and
+    the GIL changes hands at each. A forked child draws a new seed."""
+
+    def __init__(self) -> None:
+        self._rng = random.Random(os.urandom(32))
+
+    def reseed(self) -> None:
+        self._rng.seed(os.urandom(32))
+
+    def next(self) -> str:
+        # The version (4) and variant (10) bits of RFC 9562, as uuid4 sets them.
+        bits = self._rng.getrandbits(128) & _ID_MASK | _ID_MARKS
+        h = f"{bits:032x}"
+        return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+_ID_MASK = ~((0xF000 << 64) | (0xC000 << 48)) & ((1 << 128) - 1)
+_ID_MARKS = (0x4000 << 64) | (0x8000 << 48)
+RANDOM_IDS = RandomIds()
+os.register_at_fork(after_in_child=RANDOM_IDS.reseed)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -203,6 +238,7 @@ class DeliveryEngine:
         self._throttle: Throttle[Job] = Throttle(max_hold_seconds=settings.lease_seconds / 2)
         self._throttle_timer: asyncio.TimerHandle | None = None
         self._give_back: list[Job] = []
+        self._hosts: dict[str, str | None] = {}
 
     @property
     def _transport(self) -> Transport:
@@ -347,11 +383,9 @@ class DeliveryEngine:
         return True
 
     async def _release(self, jobs: Sequence[Job]) -> None:
+        leases = [(j.delivery_id, j.lease_token) for j in jobs]
         try:
-            async with self._db.transaction() as s:
-                await delivery_store.release_leases(
-                    s, [(j.delivery_id, j.lease_token) for j in jobs]
-                )
+            await self._db.write(lambda conn: delivery_store.release_leases(conn, leases))
         except Exception:
             log.exception("could not give back %d lease(s); they expire by themselves", len(jobs))
 
@@ -372,25 +406,18 @@ class DeliveryEngine:
                 self._starved = False
                 now = self._clock()
                 try:
-                    jobs = await self.claim(free, now)
+                    jobs, full, due = await self._claim(free, now)
                 except Exception as error:
                     if is_connection_lost(error):
                         log.warning("could not claim deliveries: the database is unreachable")
                     else:
                         log.exception("could not claim deliveries")
-                    jobs = []
+                    jobs, full, due = [], False, None
                 self._unrecorded += len(jobs)
                 await self._admit(jobs)
-                if len(jobs) == free:
+                if full:
                     self._starved = True
                     continue
-                try:
-                    async with self._db.session() as s:
-                        due = await delivery_store.next_due(s, now)
-                except Exception as error:
-                    if not is_connection_lost(error):
-                        log.exception("could not read the next due time")
-                    due = None
                 if due is not None:
                     timeout = min(self._safety, max(0.0, (due - self._clock()) / 1000))
             else:
@@ -405,39 +432,32 @@ class DeliveryEngine:
 
     async def claim(self, limit: int, now: int) -> list[Job]:
         """Lease up to `limit` due deliveries and load what sending them needs."""
-        token = uuid.uuid4().hex
+        jobs, _, _ = await self._claim(limit, now)
+        return jobs
+
+    async def _claim(self, limit: int, now: int) -> tuple[list[Job], bool, int | None]:
+        """The claim, its events and webhooks, and (when it comes back short) the next due time,
+        in one write transaction; the jobs are built here, on the event loop. Returns the jobs,
+        whether the claim was full, and the next due time (None when full or nothing waits)."""
+        token = RANDOM_IDS.next()
         lease_ms = round(self._settings.lease_seconds * 1000)
-        async with self._db.transaction() as s:
-            claimed = await delivery_store.claim(
-                s,
-                token=token,
-                now=now,
-                lease_ms=lease_ms,
-                limit=limit,
-                exclude_webhooks=self._throttle.busy(),
+        exclude = list(self._throttle.busy())
+        claimed, events, hooks, due = await self._db.write(
+            lambda connection: _claim_rows(
+                connection, token=token, now=now, lease_ms=lease_ms, limit=limit, exclude=exclude
             )
-            if not claimed:
-                return []
-            event_ids = [d.event_id for d in claimed if d.event_id]
-            events: dict[str, Any] = {}
-            if event_ids:
-                rows = await s.execute(
-                    select(*Event.__table__.columns).where(Event.id.in_(event_ids))
-                )
-                events = {e.id: e for e in rows.all()}
-            hooks = await webhook_store.by_ids(s, {d.webhook_id for d in claimed})
+        )
         jobs: list[Job] = []
+        # What each webhook's jobs share, worked out once per claim (None: it cannot be sent).
+        sending: dict[str, _Sending | None] = {}
         for d in claimed:
-            webhook = hooks[d.webhook_id]
-            event = events.get(d.event_id) if d.event_id else None
-            try:
-                secrets = self._signing_secrets(webhook, now)
-                authorization = self._decrypt(webhook.authorization_encrypted)
-            except ValueError as exc:
-                # One unreadable webhook must not hold up the others; its lease makes it wait.
-                log.error("webhook %s cannot be sent: %s", webhook.id, exc)
+            if d.webhook_id not in sending:
+                sending[d.webhook_id] = self._sending(hooks[d.webhook_id], now)
+            shared = sending[d.webhook_id]
+            if shared is None:
                 continue
-            tuned = tuning.effective(webhook.settings, self._settings)
+            webhook, tuned = shared.webhook, shared.tuned
+            event = events.get(d.event_id) if d.event_id else None
             jobs.append(
                 Job(
                     delivery_id=d.id,
@@ -449,17 +469,29 @@ class DeliveryEngine:
                     lease_token=token,
                     ordered=webhook.ordered and d.kind == "event",
                     url=webhook.url,
-                    secrets=secrets,
-                    authorization=authorization,
+                    secrets=shared.secrets,
+                    authorization=shared.authorization,
                     event=EventRecord.from_row(event) if event is not None else None,
                     ping=json.loads(d.payload) if d.payload else None,
                     type=webhook.type,
                     timeout=tuned.timeout if tuned.timeout_overridden else None,
                     retry_schedule=tuned.retry_schedule,
-                    limits=Limits(tuned.max_concurrency, tuned.rate_limit),
+                    limits=shared.limits,
                 )
             )
-        return jobs
+        return jobs, len(claimed) >= limit, due
+
+    def _sending(self, webhook: Any, now: int) -> _Sending | None:
+        try:
+            secrets = self._signing_secrets(webhook, now)
+            authorization = self._decrypt(webhook.authorization_encrypted)
+        except ValueError as exc:
+            # One unreadable webhook must not hold up the others; its lease makes it wait.
+            log.error("webhook %s cannot be sent: %s", webhook.id, exc)
+            return None
+        tuned = tuning.effective(webhook.settings, self._settings)
+        limits = Limits(tuned.max_concurrency, tuned.rate_limit)
+        return _Sending(webhook, secrets, authorization, tuned, limits)
 
     def _decrypt(self, sealed: str | None) -> str | None:
         if sealed is None:
@@ -472,7 +504,8 @@ class DeliveryEngine:
             self._secret_cache[sealed] = plain
         return plain
 
-    def _signing_secrets(self, webhook: Webhook, now: int) -> tuple[str, ...]:
+    def _signing_secrets(self, webhook: Any, now: int) -> tuple[str, ...]:
+        """`webhook`: a `Webhook` or a row with its secret columns."""
         current = self._decrypt(webhook.secret_encrypted)
         assert current is not None
         previous = None
@@ -557,7 +590,7 @@ class DeliveryEngine:
         """Send one attempt of `job` (no store access)."""
         if job.type == "email":
             return await self._attempt_email(job)
-        attempt_id = new_id()
+        attempt_id = RANDOM_IDS.next()
         if job.type in endpoints.CHAT_TYPES:
             # A chat service reads the message, not a signature: nothing to sign.
             body = endpoints.chat_body(job.type, endpoints.notice_of(job.event, job.ping))
@@ -597,7 +630,7 @@ class DeliveryEngine:
     async def _attempt_email(self, job: Job) -> AttemptResult:
         """Send the notice by email. The attempt log keeps the message as the request body and
         the SMTP server's answer as the response (its reply code as the status)."""
-        attempt_id = new_id()
+        attempt_id = RANDOM_IDS.next()
         smtp = self._smtp
         started_at = self._clock()
         t0 = time.perf_counter()
@@ -716,82 +749,83 @@ class DeliveryEngine:
         return found is not None
 
     async def record(self, results: Sequence[AttemptResult]) -> list[Decision | None]:
-        """Store the attempts and decide each delivery's fate, in one transaction."""
+        """Store the attempts and decide each delivery's fate, in one transaction.
+
+        The common case is one `Database.write` with Core statements. A batch that pauses a
+        webhook (rare: a 410, or a failure streak at its limit) is rolled back there and
+        recorded again through an ORM session, where the pause, its held deliveries and the
+        `paused_hook` (the audit line, the owner notice) share the transaction."""
+        now = self._clock()
+        decided = [self._decide(result, now) for result in results]
+        recorded = await self._db.write(
+            lambda connection: _record_rows(
+                connection, results, decided, now, self._settings.auto_pause_after
+            )
+        )
+        paused: dict[str, str] = {}
+        if recorded is None:
+            recorded, paused = await self._record_pausing(results, decided, now)
+        decisions, logged = recorded
+        # Logged once committed: a node that dies before the commit never claims a result.
+        if log.isEnabledFor(logging.INFO):
+            for result, made_or_none in logged:
+                self._log_attempt(result, made_or_none)
+        observe = self._metrics.observe_attempt
+        for result, made in zip(results, decisions, strict=True):
+            verdict = made.verdict.value if made else "superseded"
+            observe(result.job.topic, verdict, result.duration_ms / 1000)
+        for webhook_id, reason in paused.items():
+            log.warning("webhook %s paused: %s", webhook_id, reason)
+        return decisions
+
+    def _decide(self, result: AttemptResult, now: int) -> Decision:
+        job = result.job
+        return decide(
+            outcome_of(result),
+            attempts_made=job.attempt_number,
+            schedule=job.retry_schedule
+            if job.retry_schedule is not None
+            else self._settings.retry_schedule,
+            jitter=self._settings.retry_jitter,
+            now_ms=now,
+            rng=self._rng,
+            retries_allowed=job.kind == "event",
+        )
+
+    async def _record_pausing(
+        self, results: Sequence[AttemptResult], decided: Sequence[Decision], now: int
+    ) -> tuple[_Recorded, dict[str, str]]:
+        """`record` for a batch that pauses a webhook, through an ORM session: returns what
+        `_record_rows` does and the paused webhooks' reasons."""
         decisions: list[Decision | None] = []
         settings = self._settings
         async with self._db.transaction() as s:
-            now = self._clock()
             owners = await delivery_store.lease_owners(s, {r.job.delivery_id for r in results})
             hooks = await webhook_store.by_ids(s, {r.job.webhook_id for r in results})
             attempts: list[dict[str, Any]] = []
             updates: list[dict[str, Any]] = []
             to_hold: set[str] = set()
             logged: list[tuple[AttemptResult, Decision | None]] = []
-            for result in results:
+            for result, decision in zip(results, decided, strict=True):
                 job = result.job
                 if job.delivery_id not in owners:  # the webhook was removed meanwhile
                     decisions.append(None)
                     continue
-                response = result.response
-                attempts.append(
-                    {
-                        "id": result.attempt_id,
-                        "delivery_id": job.delivery_id,
-                        "created_at": result.started_at,
-                        "duration_ms": round(result.duration_ms, 3),
-                        "number": job.attempt_number,
-                        "request_url": job.url,
-                        "request_headers": result.request_headers,
-                        "request_body": result.request_body,
-                        "response_status": response.status if response else None,
-                        "response_headers": response.headers if response else None,
-                        "response_body": response.body if response else None,
-                        "error": result.error,
-                    }
-                )
+                attempts.append(_attempt_row(result))
                 if owners[job.delivery_id] != job.lease_token:
                     # Our lease ran out and another worker took the delivery: it decides.
                     decisions.append(None)
                     logged.append((result, None))
                     continue
-                decision = decide(
-                    outcome_of(result),
-                    attempts_made=job.attempt_number,
-                    schedule=job.retry_schedule
-                    if job.retry_schedule is not None
-                    else settings.retry_schedule,
-                    jitter=settings.retry_jitter,
-                    now_ms=now,
-                    rng=self._rng,
-                    retries_allowed=job.kind == "event",
-                )
                 decisions.append(decision)
                 webhook = hooks.get(job.webhook_id)
-                change: dict[str, Any] = {
-                    "id": job.delivery_id,
-                    "attempt_count": job.attempt_number,
-                    "last_response_status": response.status if response else None,
-                    "last_error": None
-                    if decision.verdict == Verdict.SUCCEEDED
-                    else decision.reason[:2000],
-                    "lease_owner": None,
-                    "lease_expires_at": None,
-                    "updated_at": now,
-                    "next_attempt_at": None,
-                    "completed_at": now,
-                }
-                if decision.verdict == Verdict.SUCCEEDED:
-                    change["status"] = "succeeded"
-                    if job.kind == "event" and webhook is not None:
+                paused = webhook is not None and webhook.state == "paused"
+                change = _delivery_change(result, decision, now, paused=paused)
+                change["id"] = change.pop("delivery_id")
+                if job.kind == "event" and webhook is not None:
+                    if decision.verdict == Verdict.SUCCEEDED:
                         webhook.failure_streak = 0
-                elif decision.verdict == Verdict.RETRY:
-                    paused = webhook is not None and webhook.state == "paused"
-                    change["status"] = "held" if paused else "retrying"
-                    change["next_attempt_at"] = decision.next_attempt_at
-                    change["completed_at"] = None
-                else:
-                    change["status"] = "failed"
-                    if job.kind == "event" and webhook is not None:
+                    elif decision.verdict == Verdict.FAILED:
                         webhook.failure_streak += 1
                         limit = settings.auto_pause_after
                         if limit and webhook.failure_streak >= limit and webhook.state != "paused":
@@ -816,15 +850,18 @@ class DeliveryEngine:
                 await delivery_store.hold_active(s, webhook_id)
                 if self.paused_hook is not None:
                     await self.paused_hook(s, hooks[webhook_id])
-        # Logged once committed: a node that dies before the commit never claims a result.
-        for result, made_or_none in logged:
-            self._log_attempt(result, made_or_none)
-        for result, made in zip(results, decisions, strict=True):
-            verdict = made.verdict.value if made else "superseded"
-            self._metrics.observe_attempt(result.job.topic, verdict, result.duration_ms / 1000)
-        for webhook_id in to_hold:
-            log.warning("webhook %s paused: %s", webhook_id, hooks[webhook_id].paused_reason)
-        return decisions
+        reasons = {w: hooks[w].paused_reason or "" for w in to_hold}
+        return (decisions, logged), reasons
+
+    def _host(self, job: Job) -> str | None:
+        if job.type == "email":
+            return self._smtp.host
+        host = self._hosts.get(job.url, "")
+        if host == "":
+            if len(self._hosts) >= HOST_CACHE_SIZE:
+                self._hosts.clear()
+            host = self._hosts[job.url] = urlsplit(job.url).hostname
+        return host
 
     def _log_attempt(self, result: AttemptResult, decision: Decision | None) -> None:
         job = result.job
@@ -843,12 +880,155 @@ class DeliveryEngine:
             job.topic,
             job.kind,
             job.attempt_number,
-            self._smtp.host if job.type == "email" else urlsplit(job.url).hostname,
+            self._host(job),
             status if status is not None else "-",
             result.duration_ms,
             verdict,
             extra,
         )
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Sending:
+    """What a claim's jobs of one webhook share: its row, decrypted secrets and tuning."""
+
+    webhook: Any
+    secrets: tuple[str, ...]
+    authorization: str | None
+    tuned: tuning.Tuning
+    limits: Limits
+
+
+# What recording a batch returns: a decision per result (None: not this worker's to make), and
+# the results to log with their decisions once committed.
+_Recorded = tuple[list[Decision | None], list[tuple[AttemptResult, Decision | None]]]
+
+
+def _claim_rows(
+    connection: Connection,
+    *,
+    token: str,
+    now: int,
+    lease_ms: int,
+    limit: int,
+    exclude: list[str],
+) -> tuple[list[Any], dict[str, Any], dict[str, Any], int | None]:
+    """A claim in one write transaction (on SQLite, on the store's writer thread: nothing here
+    touches the event loop): the claimed rows, their events and webhooks by id, and when the
+    claim comes back short the next time something may be due."""
+    claimed = delivery_store.claim_sync(
+        connection, token=token, now=now, lease_ms=lease_ms, limit=limit, exclude_webhooks=exclude
+    )
+    due = delivery_store.next_due_sync(connection, now) if len(claimed) < limit else None
+    if not claimed:
+        return [], {}, {}, due
+    event_ids = [d.event_id for d in claimed if d.event_id]
+    events = event_store.by_ids(connection, event_ids) if event_ids else {}
+    hooks = webhook_store.for_sending(connection, {d.webhook_id for d in claimed})
+    return claimed, events, hooks, due
+
+
+def _record_rows(
+    connection: Connection,
+    results: Sequence[AttemptResult],
+    decided: Sequence[Decision],
+    now: int,
+    auto_pause_after: int,
+) -> _Recorded | None:
+    """Record a batch of results in one write transaction with Core statements: attempts and
+    deliveries by `executemany`, the webhooks' failure streaks. None, having written nothing,
+    when the batch pauses a webhook (`record` then takes the ORM path)."""
+    owners = delivery_store.lease_owners_sync(connection, {r.job.delivery_id for r in results})
+    hooks = webhook_store.streaks(connection, {r.job.webhook_id for r in results})
+    streaks = {webhook_id: row.failure_streak for webhook_id, row in hooks.items()}
+    decisions: list[Decision | None] = []
+    logged: list[tuple[AttemptResult, Decision | None]] = []
+    attempts: list[dict[str, Any]] = []
+    changes: list[dict[str, Any]] = []
+    for result, decision in zip(results, decided, strict=True):
+        job = result.job
+        owner = owners.get(job.delivery_id, _GONE)
+        if owner is _GONE:  # the webhook was removed meanwhile
+            decisions.append(None)
+            continue
+        attempts.append(_attempt_row(result))
+        if owner != job.lease_token:
+            # Our lease ran out and another worker took the delivery: it decides.
+            decisions.append(None)
+            logged.append((result, None))
+            continue
+        decisions.append(decision)
+        webhook = hooks.get(job.webhook_id)
+        paused = webhook is not None and webhook.state == "paused"
+        if webhook is not None and job.kind == "event":
+            if decision.verdict == Verdict.SUCCEEDED:
+                streaks[webhook.id] = 0
+            elif decision.verdict == Verdict.FAILED:
+                streaks[webhook.id] += 1
+                if auto_pause_after and streaks[webhook.id] >= auto_pause_after and not paused:
+                    return None
+        if decision.pause and webhook is not None and not paused:
+            return None
+        changes.append(_delivery_change(result, decision, now, paused=paused))
+        logged.append((result, decision))
+    if attempts:
+        connection.execute(delivery_store.INSERT_ATTEMPTS, attempts)
+    delivery_store.record_results(connection, changes)
+    webhook_store.set_streaks(
+        connection,
+        {w: n for w, n in streaks.items() if n != hooks[w].failure_streak},
+    )
+    return decisions, logged
+
+
+_GONE = object()
+
+
+def _attempt_row(result: AttemptResult) -> dict[str, Any]:
+    job = result.job
+    response = result.response
+    return {
+        "id": result.attempt_id,
+        "delivery_id": job.delivery_id,
+        "created_at": result.started_at,
+        "duration_ms": round(result.duration_ms, 3),
+        "number": job.attempt_number,
+        "request_url": job.url,
+        "request_headers": result.request_headers,
+        "request_body": result.request_body,
+        "response_status": response.status if response else None,
+        "response_headers": response.headers if response else None,
+        "response_body": response.body if response else None,
+        "error": result.error,
+    }
+
+
+def _delivery_change(
+    result: AttemptResult, decision: Decision, now: int, *, paused: bool
+) -> dict[str, Any]:
+    """The delivery's new columns (`delivery_store.RESULT_COLUMNS`, keyed by `delivery_id`);
+    `paused`: its webhook is paused, so a retry waits as `held`."""
+    response = result.response
+    change: dict[str, Any] = {
+        "delivery_id": result.job.delivery_id,
+        "attempt_count": result.job.attempt_number,
+        "last_response_status": response.status if response else None,
+        "last_error": None if decision.verdict == Verdict.SUCCEEDED else decision.reason[:2000],
+        "lease_owner": None,
+        "lease_expires_at": None,
+        "updated_at": now,
+        "next_attempt_at": None,
+        "completed_at": now,
+    }
+    if decision.verdict == Verdict.SUCCEEDED:
+        change["status"] = "succeeded"
+    elif decision.verdict == Verdict.RETRY:
+        change["status"] = "held" if paused else "retrying"
+        change["next_attempt_at"] = decision.next_attempt_at
+        change["completed_at"] = None
+    else:
+        change["status"] = "failed"
+    return change
 
 
 async def _first(*waits: Coroutine[Any, Any, Any]) -> None:

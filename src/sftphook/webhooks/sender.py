@@ -31,6 +31,8 @@ from sftphook.webhooks.urlsafety import (
 
 USER_AGENT = f"sftphook/{__version__}"
 MASK = "***"
+# URLs whose IP-literal check is remembered (cleared when it grows past this).
+LITERAL_CACHE_SIZE = 4096
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -106,6 +108,9 @@ class AiohttpTransport:
         self._max_body = max_body
         self._connections = connections
         self._session: aiohttp.ClientSession | None = None
+        # The IP-literal verdict per URL (None: allowed or not a literal); the policy is fixed
+        # for the transport's life, and the answer depends on nothing else.
+        self._literal_checked: dict[str, str | None] = {}
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -127,12 +132,15 @@ class AiohttpTransport:
 
     def _check_literal(self, url: str) -> None:
         # aiohttp does not ask the resolver about IP literals, so check them here.
-        host = urlsplit(url).hostname or ""
-        literal = parse_host_literal(host)
-        if literal is not None:
-            reason = forbidden_reason(literal, self._policy)
-            if reason:
-                raise TransportError(f"refused: {reason}")
+        try:
+            reason = self._literal_checked[url]
+        except KeyError:
+            reason = _literal_refusal(url, self._policy)
+            if len(self._literal_checked) >= LITERAL_CACHE_SIZE:
+                self._literal_checked.clear()
+            self._literal_checked[url] = reason
+        if reason:
+            raise TransportError(f"refused: {reason}")
 
     async def send(
         self, url: str, headers: Mapping[str, str], body: bytes, *, time_limit: float | None = None
@@ -178,6 +186,13 @@ class AiohttpTransport:
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+
+def _literal_refusal(url: str, policy: UrlPolicy) -> str | None:
+    """Why `url`'s host, an IP literal, may not be a destination; None when it may or when the
+    host is a name (names are checked by the resolver at connect time)."""
+    literal = parse_host_literal(urlsplit(url).hostname or "")
+    return forbidden_reason(literal, policy) if literal is not None else None
 
 
 def _describe(exc: BaseException) -> str:

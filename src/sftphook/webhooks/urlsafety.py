@@ -3,9 +3,9 @@
 The connect-time check lives in `SafeResolver`, the resolver of the sender's aiohttp connector:
 aiohttp connects to exactly the addresses it returns, so a name cannot resolve to a public
 address when saved and to a private one when used (no DNS rebinding). aiohttp does not ask the
-resolver about hosts that are already IP addresses, so the sender also runs the pure
-`check_url` before each attempt (it costs microseconds), in case the policy changed since the
-URL was saved.
+resolver about hosts that are already IP addresses, so the sender also checks an IP-literal host
+against the policy before it sends, in case the policy changed since the URL was saved (once per
+URL for the transport's life: the policy is fixed for that long).
 
 Everything here except `system_lookup` is pure: addresses are classified from tables, not from
 the running Python's `ipaddress.is_global` (whose answers differ between Python versions), and
