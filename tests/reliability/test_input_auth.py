@@ -150,7 +150,8 @@ async def test_unknown_and_known_users_take_the_same_time_to_refuse(
         for _ in range(TIMING_TRIES // 5):
             known += await _time_refusals(port, "user0", 5)
             unknown += await _time_refusals(port, "nobody-here", 5)
-    mk, mu = statistics.mean(known), statistics.mean(unknown)
+    # Medians: one attempt that waited for a busy machine's CPU must not decide the verdict.
+    mk, mu = statistics.median(known), statistics.median(unknown)
     spread = statistics.pstdev(known + unknown)
     # Distinguishable would be a gap larger than the noise of one guess, or above a tenth of it.
     limit = max(spread, 0.1 * min(mk, mu))
@@ -160,7 +161,8 @@ async def test_unknown_and_known_users_take_the_same_time_to_refuse(
         "timing of unknown vs known user (wrong password)",
         tried=len(known) + len(unknown),
         escaped=0 if gap < limit else 1,
-        note=f"known {mk * 1000:.1f} ms, unknown {mu * 1000:.1f} ms (n={len(known)} each), "
+        note=f"medians: known {mk * 1000:.1f} ms, unknown {mu * 1000:.1f} ms "
+        f"(n={len(known)} each), "
         f"gap {gap * 1000:.1f} ms, spread {spread * 1000:.1f} ms, limit {limit * 1000:.1f} ms",
     )
     assert gap < limit
