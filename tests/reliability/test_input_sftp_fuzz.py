@@ -363,8 +363,8 @@ def test_sftp_requests_of_any_shape_get_a_status_or_end_only_their_session(
 
 
 def test_what_the_fuzzer_found_stays_fixed(fuzz_settings: Settings) -> None:
-    """A directory handle left open held its descriptor for good; offsets past 2^63 and a NUL
-    in a link target came back as "Uncaught exception"."""
+    """A directory handle left open held its descriptor for good; offsets past 2^63, a NUL in a
+    link target and an INIT of an old version came back as "Uncaught exception"."""
     with ThreadedServer(fuzz_settings, frozenset({"sftp"})) as srv:
         org = srv.call(srv.app.accounts.resolve_organization(None))
         srv.call(srv.app.accounts.add_user(org.id, "alice", password=PASSWORD))
@@ -391,5 +391,17 @@ def test_what_the_fuzzer_found_stays_fixed(fuzz_settings: Settings) -> None:
             assert struct.unpack(">I", reply[1:5])[0] == request_id
         session.close()  # the directory and the file still open
         assert srv.settle(*base) == base
+        # A client asking for SFTP version 0, 1 or 2 is answered with 3 and then served: asyncssh
+        # took the lower version and failed on the attributes of its requests ("Uncaught
+        # exception: 0").
+        for old_version in (0, 1, 2):
+            session = RawSession(transport)
+            session.send(frame(bytes([INIT]) + u32(old_version)))
+            version = session.receive()
+            assert version[0] == VERSION and struct.unpack(">I", version[1:5])[0] == 3
+            session.send(frame(bytes([OPEN]) + u32(1) + string(b"a") + u32(1) + u32(0)))
+            reply = session.receive()
+            assert reply[0] == STATUS and b"Uncaught" not in reply, reply
+            session.close()
         witness.close()
         transport.close()

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import asyncssh
 from asyncssh.packet import PacketDecodeError, SSHPacket
-from asyncssh.sftp import FXP_CLOSE, FXP_OPENDIR, FXP_WRITE, SFTPServerHandler
+from asyncssh.sftp import FXP_CLOSE, FXP_INIT, FXP_OPENDIR, FXP_WRITE, SFTPServerHandler
 from asyncssh.stream import SSHServerStreamSession
 
 if TYPE_CHECKING:
@@ -75,8 +75,21 @@ class SessionHandler(SFTPServerHandler):
 
     def __init__(self, *args: Any) -> None:
         super().__init__(*args)
+        self._init_read = False
         if not logging.getLogger("asyncssh.sftp").isEnabledFor(logging.DEBUG):
             self._logger = cast(Any, _QuietDebugLogger(self._logger))
+
+    async def recv_packet(self) -> SSHPacket:
+        packet = await super().recv_packet()
+        if not self._init_read:
+            self._init_read = True
+            data = packet.get_full_payload()
+            # A client asking for SFTP 0-2 is answered with version 3, as OpenSSH's server
+            # does: asyncssh would take the lower number and then fail on every request whose
+            # attributes it decodes (it has no table for those versions).
+            if len(data) >= 5 and data[0] == FXP_INIT and int.from_bytes(data[1:5], "big") < 3:
+                return SSHPacket(bytes([FXP_INIT]) + (3).to_bytes(4, "big"))
+        return packet
 
     async def recv_packets(self) -> None:
         # asyncssh's loop, plus a turn for the other sessions every few packets: requests a
