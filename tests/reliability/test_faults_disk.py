@@ -14,7 +14,6 @@ import pytest
 from sqlalchemy import select
 
 from sftphook.app import App
-from sftphook.storage.local import UPLOADS_DIR
 from sftphook.store.models import Event
 from tests.conftest import IN_CI, serving
 from tests.reliability.conftest import Ledger
@@ -94,7 +93,7 @@ async def test_disk_full_during_uploads(
             refused = sum(1 for o in outcomes if "refused" in o)
             visible = [p.name for p in root.iterdir() if p.name.startswith(("big", "pair"))]
             phantom = [p for p in events if p.startswith(("big", "pair"))]
-            temp_left = list((settings.files_root / UPLOADS_DIR).iterdir())
+            temp_left = app.storage.uploads_in_progress()  # type: ignore[union-attr]
             served = [p for p in events if p.startswith("after-")]
             await receiver.wait_accepted([events[p].id for p in served], 10)
             tally = receiver.tally([events[p].id for p in served])

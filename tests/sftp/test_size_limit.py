@@ -17,7 +17,6 @@ import asyncssh
 import pytest
 
 from sftphook.config import Settings
-from sftphook.storage.local import UPLOADS_DIR
 from sftphook.storage.s3 import PART_SIZE, make_client
 from tests.conftest import serving
 from tests.sftp.conftest import PASSWORD, Server, reuse_host_keys, topics
@@ -62,7 +61,7 @@ class Limited:
     def leftovers(self) -> list[str]:
         """Uploads in progress: temporary files on disk, multipart uploads and objects on S3."""
         if self.s3 is None:
-            return os.listdir(self.server.app.settings.files_root / UPLOADS_DIR)
+            return self.server.app.storage.uploads_in_progress()  # type: ignore[union-attr]
         client, bucket = self.s3
         return pending_uploads(client, bucket) + [
             key for key in keys(client, bucket) if not key.endswith("/")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import os
 import signal
 from collections.abc import Callable
 from pathlib import Path
@@ -14,12 +13,13 @@ import asyncssh
 import pytest
 
 from sftphook.storage.local import UPLOADS_DIR
+from sftphook.storage.spares import SPARES_DIR
 from tests.conftest import require_binary
 from tests.sftp.conftest import Server, run, topics
 
 
 def uploads_in_progress(server: Server) -> list[str]:
-    return os.listdir(server.app.settings.files_root / UPLOADS_DIR)
+    return server.app.storage.uploads_in_progress()  # type: ignore[union-attr]
 
 
 async def wait_for(condition: Callable[[], bool]) -> None:
@@ -42,10 +42,11 @@ async def test_upload_killed_mid_transfer_leaves_nothing(server: Server, tmp_pat
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
     )  # fmt: skip
     try:
-        temps = server.app.settings.files_root / UPLOADS_DIR
+        files_root = server.app.settings.files_root
 
         def receiving() -> bool:
-            return any(p.stat().st_size > 0 for p in temps.iterdir())
+            temps = [files_root / UPLOADS_DIR, files_root / SPARES_DIR]
+            return any(p.stat().st_size > 0 for d in temps for p in d.iterdir())
 
         await wait_for(receiving)
     finally:

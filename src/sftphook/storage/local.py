@@ -24,6 +24,7 @@ from pathlib import Path
 from sftphook.errors import InvalidInput, NotFound, OutsideHome, PermissionDenied
 from sftphook.storage.base import FileInfo
 from sftphook.storage.paths import client_to_org, is_within, org_to_client, split
+from sftphook.storage.spares import FILE_FLAGS, SPARES_DIR, SpareFiles
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +78,15 @@ class LocalStorage:
     # A local call costs microseconds: cheaper inline than handed to a thread.
     blocking = False
 
-    def __init__(self, files_root: Path, organization_id: str, home: str = "/") -> None:
+    def __init__(
+        self,
+        files_root: Path,
+        organization_id: str,
+        home: str = "/",
+        *,
+        spares: SpareFiles | None = None,
+    ) -> None:
+        self._spares = spares
         self.org_root = files_root / organization_id
         self.home = home
         self.home_parts = split(home)
@@ -258,16 +267,16 @@ class LocalStorage:
                     raise PermissionDenied("only regular files can be written")
             atomic = (truncate or existing is None) and not append and not read
             if atomic:
-                temp_name = f"{uuid.uuid4().hex}.upload"
-                fd = os.open(
-                    temp_name,
-                    # Read too: the hash of an upload written out of order is taken at close.
-                    os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC,
-                    0o644,
-                    dir_fd=self._uploads_fd,
-                )
+                spare = self._spares.take() if self._spares is not None else None
+                if spare is not None:
+                    fd, temp_name = spare
+                    temp_dir_fd = self._spares.dir_fd  # type: ignore[union-attr]
+                else:
+                    temp_name = f"{uuid.uuid4().hex}.upload"
+                    temp_dir_fd = self._uploads_fd
+                    fd = os.open(temp_name, FILE_FLAGS, 0o644, dir_fd=temp_dir_fd)
                 return LocalWriteHandle(
-                    fd, t.dir_fd, t.name, t.parts, os.dup(self._uploads_fd), temp_name
+                    fd, t.dir_fd, t.name, t.parts, os.dup(temp_dir_fd), temp_name
                 )
             flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW
             flags |= os.O_CLOEXEC | (os.O_APPEND if append else 0)
@@ -533,32 +542,48 @@ class LocalBackend:
 
     blocking = False
 
-    def __init__(self, files_root: Path) -> None:
+    def __init__(self, files_root: Path, *, spares: SpareFiles | None = None) -> None:
         self.files_root = files_root
+        self._spares = spares
 
     @classmethod
     def open(cls, files_root: Path) -> LocalBackend:
-        """The backend for `files_root`, rid of uploads a stopped process left behind."""
+        """The backend for `files_root`, rid of uploads a stopped process left behind, with
+        files made ready for the next uploads (`storage/spares.py`)."""
         clean_stale_uploads(files_root)
-        return cls(files_root)
+        return cls(files_root, spares=SpareFiles(files_root / SPARES_DIR))
 
     def for_user(self, organization_id: str, home: str) -> LocalStorage:
-        return LocalStorage(self.files_root, organization_id, home)
+        return LocalStorage(self.files_root, organization_id, home, spares=self._spares)
+
+    def uploads_in_progress(self) -> list[str]:
+        """The temporary files of the uploads under way (for checks and tests)."""
+        found = os.listdir(self.files_root / UPLOADS_DIR)
+        spares = self.files_root / SPARES_DIR
+        if self._spares is not None and spares.is_dir():
+            ready = self._spares.ready_names()
+            found += [name for name in os.listdir(spares) if name not in ready]
+        return sorted(found)
 
     def close(self) -> None:
-        return None
+        if self._spares is not None:
+            spares, self._spares = self._spares, None
+            spares.close()
 
 
 def clean_stale_uploads(files_root: Path) -> int:
     """Remove temporary uploads left by a process that stopped mid-transfer; run at start."""
     uploads = files_root / UPLOADS_DIR
     uploads.mkdir(parents=True, exist_ok=True, mode=0o700)
+    spares = files_root / SPARES_DIR
+    spares.mkdir(parents=True, exist_ok=True, mode=0o700)
     removed = 0
-    for entry in os.scandir(uploads):
+    for entry in [*os.scandir(uploads), *os.scandir(spares)]:
         if entry.name.endswith(".upload"):
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(entry.path)
-                removed += 1
+                # Spare files never held data: only interrupted uploads are worth a line.
+                removed += entry.path.startswith(str(uploads) + os.sep)
     if removed:
         log.info("removed %d interrupted upload(s)", removed)
     return removed
