@@ -18,6 +18,8 @@ from pathlib import Path
 import asyncssh
 import pytest
 
+from sftphook.storage.local import UPLOADS_DIR
+from sftphook.storage.spares import SPARES_DIR
 from tests.reliability.conftest import SOAK, Ledger
 from tests.sftp.conftest import (  # noqa: F401
     Server,
@@ -217,7 +219,7 @@ async def test_hostile_paths_through_every_operation_stay_in_the_home(
     planted: tuple[Server, Path, Path, Path], ledger: Ledger
 ) -> None:
     srv, home, base, files_root = planted
-    skip = (files_root / ".uploads", srv.app.settings.host_keys_dir)
+    skip = (files_root / UPLOADS_DIR, files_root / SPARES_DIR, srv.app.settings.host_keys_dir)
     before = snapshot(base, home, skip)
     tally = Tally(home)
     corpus = hostile_paths(base / "host-sentinel.txt", srv.root / "org-sentinel.txt")
@@ -273,7 +275,7 @@ async def test_races_against_the_tree_stay_in_the_home(
     (home / "swap" / "sib-secret.txt").write_bytes(b"inside")
     # The link a careless host could leave: relative, climbing to a sibling's home.
     (home / "swap.link").symlink_to("../../sibling")
-    skip = (files_root / ".uploads", srv.app.settings.host_keys_dir)
+    skip = (files_root / UPLOADS_DIR, files_root / SPARES_DIR, srv.app.settings.host_keys_dir)
     before = snapshot(base, home, skip)
     tally = Tally(home)
     stop = threading.Event()
