@@ -78,8 +78,8 @@ async def test_sigkill_during_uploads(tmp_path: Path, host_keys_cache: Path, led
         left_temp = sum(
             1
             for directory in (UPLOADS_DIR, SPARES_DIR)
-            for path in (settings.files_root / directory).iterdir()
-            if directory == UPLOADS_DIR or path.stat().st_size > 0
+            for path in (settings.files_root / directory).rglob("*")
+            if path.is_file() and (directory == UPLOADS_DIR or path.stat().st_size > 0)
         )
         corrupt = 0
         async with await connect(port) as conn, conn.start_sftp_client() as sftp:

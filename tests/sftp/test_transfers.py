@@ -46,7 +46,7 @@ async def test_upload_killed_mid_transfer_leaves_nothing(server: Server, tmp_pat
 
         def receiving() -> bool:
             temps = [files_root / UPLOADS_DIR, files_root / SPARES_DIR]
-            return any(p.stat().st_size > 0 for d in temps for p in d.iterdir())
+            return any(p.stat().st_size > 0 for d in temps for p in d.rglob("*") if p.is_file())
 
         await wait_for(receiving)
     finally:

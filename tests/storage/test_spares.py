@@ -36,15 +36,16 @@ def test_uploads_take_ready_files_and_fall_back_when_none_is(tmp_path: Path) -> 
     backend = LocalBackend.open(tmp_path)
     try:
         storage = backend.for_user("org", "/")
-        _until(lambda: len(os.listdir(tmp_path / SPARES_DIR)) == 8)
-        ready = set(os.listdir(tmp_path / SPARES_DIR))
+        spares = tmp_path / SPARES_DIR / "local"
+        _until(lambda: len(os.listdir(spares)) == 8)
+        ready = set(os.listdir(spares))
         write = {"truncate": True, "exclusive": False, "append": False, "read": False}
         handle = storage.open_write("a.txt", **write)
         handle.pwrite(0, b"hello")
         handle.commit()
         assert (tmp_path / "org" / "a.txt").read_bytes() == b"hello"
         # The upload used one of the ready files (renamed into place), not a new one.
-        assert len(ready - set(os.listdir(tmp_path / SPARES_DIR))) >= 1
+        assert len(ready - set(os.listdir(spares))) >= 1
         assert os.listdir(tmp_path / UPLOADS_DIR) == []
         # More uploads at once than files ready: the rest create their own, all land.
         handles = [storage.open_write(f"b{i}", **write) for i in range(20)]
@@ -58,12 +59,36 @@ def test_uploads_take_ready_files_and_fall_back_when_none_is(tmp_path: Path) -> 
         storage.close()
     finally:
         backend.close()
-    assert os.listdir(tmp_path / SPARES_DIR) == []
+    assert os.listdir(tmp_path / SPARES_DIR / "local") == []
 
 
 def test_files_left_by_a_stopped_process_are_removed_at_start(tmp_path: Path) -> None:
-    for directory in (UPLOADS_DIR, SPARES_DIR):
-        (tmp_path / directory).mkdir()
-        (tmp_path / directory / "0123.upload").write_bytes(b"")
-    assert clean_stale_uploads(tmp_path) == 1  # the interrupted upload; the spare is not one
-    assert os.listdir(tmp_path / UPLOADS_DIR) == os.listdir(tmp_path / SPARES_DIR) == []
+    mine, other = tmp_path / SPARES_DIR / "node-a", tmp_path / SPARES_DIR / "node-b"
+    for directory in (tmp_path / UPLOADS_DIR, mine, other):
+        directory.mkdir(parents=True)
+        (directory / "0123.upload").write_bytes(b"")
+    assert clean_stale_uploads(tmp_path, mine) == 1  # the interrupted upload; a spare is not one
+    assert os.listdir(tmp_path / UPLOADS_DIR) == os.listdir(mine) == []
+    # Another node sharing the files' root keeps its ready files.
+    assert os.listdir(other) == ["0123.upload"]
+
+
+def test_nodes_sharing_a_root_keep_their_ready_files_apart(tmp_path: Path) -> None:
+    a = LocalBackend.open(tmp_path, node="a")
+    try:
+        _until(lambda: len(os.listdir(tmp_path / SPARES_DIR / "a")) == 8)
+        b = LocalBackend.open(tmp_path, node="b")  # starts later: must not clear a's files
+        try:
+            assert len(os.listdir(tmp_path / SPARES_DIR / "a")) == 8
+            write = {"truncate": True, "exclusive": False, "append": False, "read": False}
+            for backend, name in ((a, "from-a"), (b, "from-b")):
+                storage = backend.for_user("org", "/")
+                handle = storage.open_write(name, **write)
+                handle.pwrite(0, name.encode())
+                handle.commit()
+                storage.close()
+                assert (tmp_path / "org" / name).read_bytes() == name.encode()
+        finally:
+            b.close()
+    finally:
+        a.close()

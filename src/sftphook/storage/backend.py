@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import socket
 from typing import TYPE_CHECKING
 
 from sftphook.storage.base import StorageBackend
@@ -23,4 +25,7 @@ def open_backend(settings: Settings) -> StorageBackend:
         from sftphook.storage.s3 import S3Backend
 
         return S3Backend.open(cfg, spool_dir=settings.data_dir.resolve() / "spool")
-    return LocalBackend.open(settings.files_root)
+    # Nodes may share one files_root: each keeps its ready files apart, named after its host and
+    # data directory (the same across its restarts, so it clears its own leftovers only).
+    node = hashlib.sha256(f"{socket.gethostname()}:{settings.data_dir.resolve()}".encode())
+    return LocalBackend.open(settings.files_root, node=node.hexdigest()[:16])

@@ -547,11 +547,13 @@ class LocalBackend:
         self._spares = spares
 
     @classmethod
-    def open(cls, files_root: Path) -> LocalBackend:
+    def open(cls, files_root: Path, *, node: str = "local") -> LocalBackend:
         """The backend for `files_root`, rid of uploads a stopped process left behind, with
-        files made ready for the next uploads (`storage/spares.py`)."""
-        clean_stale_uploads(files_root)
-        return cls(files_root, spares=SpareFiles(files_root / SPARES_DIR))
+        files made ready for the next uploads (`storage/spares.py`) in `node`'s own directory:
+        nodes sharing `files_root` never take or remove each other's."""
+        spares = files_root / SPARES_DIR / node
+        clean_stale_uploads(files_root, spares)
+        return cls(files_root, spares=SpareFiles(spares))
 
     def for_user(self, organization_id: str, home: str) -> LocalStorage:
         return LocalStorage(self.files_root, organization_id, home, spares=self._spares)
@@ -559,10 +561,9 @@ class LocalBackend:
     def uploads_in_progress(self) -> list[str]:
         """The temporary files of the uploads under way (for checks and tests)."""
         found = os.listdir(self.files_root / UPLOADS_DIR)
-        spares = self.files_root / SPARES_DIR
-        if self._spares is not None and spares.is_dir():
+        if self._spares is not None:
             ready = self._spares.ready_names()
-            found += [name for name in os.listdir(spares) if name not in ready]
+            found += [name for name in os.listdir(self._spares.directory) if name not in ready]
         return sorted(found)
 
     def close(self) -> None:
@@ -571,11 +572,12 @@ class LocalBackend:
             spares.close()
 
 
-def clean_stale_uploads(files_root: Path) -> int:
-    """Remove temporary uploads left by a process that stopped mid-transfer; run at start."""
+def clean_stale_uploads(files_root: Path, spares: Path | None = None) -> int:
+    """Remove temporary uploads left by a process that stopped mid-transfer, and this node's
+    ready files (`spares`); run at start."""
     uploads = files_root / UPLOADS_DIR
     uploads.mkdir(parents=True, exist_ok=True, mode=0o700)
-    spares = files_root / SPARES_DIR
+    spares = spares or files_root / SPARES_DIR / "local"
     spares.mkdir(parents=True, exist_ok=True, mode=0o700)
     removed = 0
     for entry in [*os.scandir(uploads), *os.scandir(spares)]:

@@ -7,8 +7,9 @@ back). A background thread keeps a few empty files ready in their own directory;
 one (a `deque.popleft`) and renames it into place at its close, as it would its own temporary
 file. When none is ready (a burst), the upload creates its file as before.
 
-The files are `*.upload` like any temporary upload, so those a stopped process leaves behind
-are removed at the next start (`clean_stale_uploads`).
+The files are `*.upload` like any temporary upload, in a directory of the node's own (nodes may
+share the files' root), so those a stopped process leaves behind are removed at its next start
+(`clean_stale_uploads`).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ FILE_FLAGS = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
 class SpareFiles:
     def __init__(self, directory: Path, *, keep: int = 8) -> None:
         directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.directory = directory
         self.dir_fd = os.open(directory, _DIR_FLAGS)
         self._keep = keep
         self._ready: collections.deque[tuple[int, str]] = collections.deque()
