@@ -131,7 +131,17 @@ rgw data = {root}/rgw
         osd_uuid = str(uuid.uuid4())
         _run("ceph", "-c", c, "osd", "create", osd_uuid, timeout=30)
         _run("ceph-osd", "-i", "0", "-c", c, "--mkfs", "--osd-uuid", osd_uuid)
-        _run("ceph-osd", "-i", "0", "-c", c)
+        # The OSD's first start is sometimes refused by the monitor ("wrong fsid" while it
+        # registers its device class; about one start in three here): it succeeds when tried
+        # again a moment later, on the same store.
+        for attempt in range(4):
+            try:
+                _run("ceph-osd", "-i", "0", "-c", c)
+                break
+            except RuntimeError:
+                if attempt == 3:
+                    raise
+                time.sleep(1 + attempt)
         _wait(lambda: "1 up" in _run("ceph", "-c", c, "osd", "stat", timeout=10), 60, "OSD up")
         _run("radosgw", "-c", c, "-n", "client.rgw")
         _wait(lambda: _http_ok(instance.endpoint), 90, "radosgw answering")
