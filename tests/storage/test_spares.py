@@ -46,7 +46,7 @@ def test_uploads_take_ready_files_and_fall_back_when_none_is(tmp_path: Path) -> 
         assert (tmp_path / "org" / "a.txt").read_bytes() == b"hello"
         # The upload used one of the ready files (renamed into place), not a new one.
         assert len(ready - set(os.listdir(spares))) >= 1
-        assert os.listdir(tmp_path / UPLOADS_DIR) == []
+        assert backend.uploads_in_progress() == []
         # More uploads at once than files ready: the rest create their own, all land.
         handles = [storage.open_write(f"b{i}", **write) for i in range(20)]
         for i, h in enumerate(handles):
@@ -55,7 +55,7 @@ def test_uploads_take_ready_files_and_fall_back_when_none_is(tmp_path: Path) -> 
         assert sorted(os.listdir(tmp_path / "org")) == sorted(
             ["a.txt", *(f"b{i}" for i in range(20))]
         )
-        assert os.listdir(tmp_path / UPLOADS_DIR) == []
+        assert os.listdir(tmp_path / UPLOADS_DIR) == ["local"]
         storage.close()
     finally:
         backend.close()
@@ -63,14 +63,19 @@ def test_uploads_take_ready_files_and_fall_back_when_none_is(tmp_path: Path) -> 
 
 
 def test_files_left_by_a_stopped_process_are_removed_at_start(tmp_path: Path) -> None:
-    mine, other = tmp_path / SPARES_DIR / "node-a", tmp_path / SPARES_DIR / "node-b"
-    for directory in (tmp_path / UPLOADS_DIR, mine, other):
-        directory.mkdir(parents=True)
+    uploads, spares = tmp_path / UPLOADS_DIR, tmp_path / SPARES_DIR
+    mine = (uploads / "node-a", spares / "node-a")
+    other = (uploads / "node-b", spares / "node-b")
+    for directory in (uploads, *mine, *other):
+        directory.mkdir(parents=True, exist_ok=True)
         (directory / "0123.upload").write_bytes(b"")
-    assert clean_stale_uploads(tmp_path, mine) == 1  # the interrupted upload; a spare is not one
-    assert os.listdir(tmp_path / UPLOADS_DIR) == os.listdir(mine) == []
-    # Another node sharing the files' root keeps its ready files.
-    assert os.listdir(other) == ["0123.upload"]
+    # This node's interrupted upload and one left directly under .uploads/ by an older
+    # version; its own ready file is removed without counting (it never held data).
+    assert clean_stale_uploads(tmp_path, uploads=mine[0], spares=mine[1]) == 2
+    assert os.listdir(mine[0]) == os.listdir(mine[1]) == []
+    assert sorted(os.listdir(uploads)) == ["node-a", "node-b"]
+    # Another node sharing the files' root keeps its uploads under way and its ready files.
+    assert os.listdir(other[0]) == os.listdir(other[1]) == ["0123.upload"]
 
 
 def test_nodes_sharing_a_root_keep_their_ready_files_apart(tmp_path: Path) -> None:
@@ -92,3 +97,18 @@ def test_nodes_sharing_a_root_keep_their_ready_files_apart(tmp_path: Path) -> No
             b.close()
     finally:
         a.close()
+
+
+def test_a_node_starting_leaves_other_nodes_uploads_under_way_alone(tmp_path: Path) -> None:
+    # Node a with no ready files: its upload writes its own temporary file.
+    a = LocalBackend(tmp_path, uploads=tmp_path / UPLOADS_DIR / "a")
+    storage = a.for_user("org", "/")
+    write = {"truncate": True, "exclusive": False, "append": False, "read": False}
+    under_way = storage.open_write("under-way", **write)
+    under_way.pwrite(0, b"kept")
+    assert a.uploads_in_progress() != []
+    LocalBackend.open(tmp_path, node="b").close()  # another node starts (and stops)
+    under_way.commit()
+    storage.close()
+    assert (tmp_path / "org" / "under-way").read_bytes() == b"kept"
+    assert a.uploads_in_progress() == []

@@ -85,12 +85,13 @@ class LocalStorage:
         home: str = "/",
         *,
         spares: SpareFiles | None = None,
+        uploads: Path | None = None,
     ) -> None:
         self._spares = spares
         self.org_root = files_root / organization_id
         self.home = home
         self.home_parts = split(home)
-        uploads = files_root / UPLOADS_DIR
+        uploads = uploads or files_root / UPLOADS_DIR
         uploads.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.org_root.mkdir(parents=True, exist_ok=True, mode=0o755)
         self._root_fd = os.open(self.org_root, _DIR_FLAGS)
@@ -542,25 +543,31 @@ class LocalBackend:
 
     blocking = False
 
-    def __init__(self, files_root: Path, *, spares: SpareFiles | None = None) -> None:
+    def __init__(
+        self, files_root: Path, *, spares: SpareFiles | None = None, uploads: Path | None = None
+    ) -> None:
         self.files_root = files_root
         self._spares = spares
+        self._uploads = uploads or files_root / UPLOADS_DIR
 
     @classmethod
     def open(cls, files_root: Path, *, node: str = "local") -> LocalBackend:
         """The backend for `files_root`, rid of uploads a stopped process left behind, with
-        files made ready for the next uploads (`storage/spares.py`) in `node`'s own directory:
-        nodes sharing `files_root` never take or remove each other's."""
-        spares = files_root / SPARES_DIR / node
-        clean_stale_uploads(files_root, spares)
-        return cls(files_root, spares=SpareFiles(spares))
+        files made ready for the next uploads (`storage/spares.py`). Temporary uploads and ready
+        files live in directories of `node`'s own: nodes sharing `files_root` never take or
+        remove each other's."""
+        uploads, spares = files_root / UPLOADS_DIR / node, files_root / SPARES_DIR / node
+        clean_stale_uploads(files_root, uploads=uploads, spares=spares)
+        return cls(files_root, spares=SpareFiles(spares), uploads=uploads)
 
     def for_user(self, organization_id: str, home: str) -> LocalStorage:
-        return LocalStorage(self.files_root, organization_id, home, spares=self._spares)
+        return LocalStorage(
+            self.files_root, organization_id, home, spares=self._spares, uploads=self._uploads
+        )
 
     def uploads_in_progress(self) -> list[str]:
         """The temporary files of the uploads under way (for checks and tests)."""
-        found = os.listdir(self.files_root / UPLOADS_DIR)
+        found = [entry.name for entry in os.scandir(self._uploads) if entry.is_file()]
         if self._spares is not None:
             ready = self._spares.ready_names()
             found += [name for name in os.listdir(self._spares.directory) if name not in ready]
@@ -572,20 +579,27 @@ class LocalBackend:
             spares.close()
 
 
-def clean_stale_uploads(files_root: Path, spares: Path | None = None) -> int:
-    """Remove temporary uploads left by a process that stopped mid-transfer, and this node's
-    ready files (`spares`); run at start."""
-    uploads = files_root / UPLOADS_DIR
-    uploads.mkdir(parents=True, exist_ok=True, mode=0o700)
+def clean_stale_uploads(
+    files_root: Path, *, uploads: Path | None = None, spares: Path | None = None
+) -> int:
+    """Remove the temporary uploads this node left when it stopped mid-transfer (`uploads`), and
+    its ready files (`spares`); run at start. Other nodes' directories are left alone; files
+    directly under `<files_root>/.uploads/` (where every node wrote before uploads had a
+    directory per node) are removed too."""
+    shared = files_root / UPLOADS_DIR
+    uploads = uploads or shared / "local"
     spares = spares or files_root / SPARES_DIR / "local"
-    spares.mkdir(parents=True, exist_ok=True, mode=0o700)
+    for directory in (shared, uploads, spares):
+        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
     removed = 0
-    for entry in [*os.scandir(uploads), *os.scandir(spares)]:
-        if entry.name.endswith(".upload"):
+    for directory in (shared, uploads, spares):
+        for entry in os.scandir(directory):
+            if not entry.name.endswith(".upload") or not entry.is_file(follow_symlinks=False):
+                continue
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(entry.path)
                 # Spare files never held data: only interrupted uploads are worth a line.
-                removed += entry.path.startswith(str(uploads) + os.sep)
+                removed += directory != spares
     if removed:
         log.info("removed %d interrupted upload(s)", removed)
     return removed
