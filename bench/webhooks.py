@@ -489,24 +489,11 @@ async def _upload_at_rate(
     """Upload `count` 1 KiB files at `rate` per second, round-robin over `clients` SFTP
     sessions (a session handles its requests one at a time, as OpenSSH's server does), after
     a warm-up of 20 uploads (connections to the receiver, caches) and `between()`."""
-    import asyncssh
 
     started: dict[str, int] = {}
     payload = os.urandom(1024)
     async with contextlib.AsyncExitStack() as stack:
-        sessions = []
-        for _ in range(clients):
-            conn = await stack.enter_async_context(
-                asyncssh.connect(
-                    "127.0.0.1",
-                    port,
-                    username=USERNAME,
-                    password=PASSWORD,
-                    known_hosts=None,
-                    client_keys=None,
-                )
-            )
-            sessions.append(await stack.enter_async_context(conn.start_sftp_client()))
+        sessions = await _sftp_sessions(stack, port, clients)
         await sessions[0].makedirs("warm", exist_ok=True)
         await sessions[0].makedirs("lat", exist_ok=True)
 
@@ -575,25 +562,32 @@ class SmallFiles:
     cpu_ms_per_upload: float
 
 
+async def _sftp_sessions(stack: contextlib.AsyncExitStack, port: int, clients: int) -> list[Any]:
+    """`clients` SFTP sessions of the bench user, each on its own connection, closed by `stack`."""
+    import asyncssh
+
+    sessions = []
+    for _ in range(clients):
+        conn = await stack.enter_async_context(
+            asyncssh.connect(
+                "127.0.0.1",
+                port,
+                username=USERNAME,
+                password=PASSWORD,
+                known_hosts=None,
+                client_keys=None,
+            )
+        )
+        sessions.append(await stack.enter_async_context(conn.start_sftp_client()))
+    return sessions
+
+
 async def _upload_many(port: int, count: int, clients: int, size: int) -> float:
     """Upload `count` files of `size` bytes as fast as `clients` sessions go; seconds taken."""
-    import asyncssh
 
     payload = os.urandom(size)
     async with contextlib.AsyncExitStack() as stack:
-        sessions = []
-        for _ in range(clients):
-            conn = await stack.enter_async_context(
-                asyncssh.connect(
-                    "127.0.0.1",
-                    port,
-                    username=USERNAME,
-                    password=PASSWORD,
-                    known_hosts=None,
-                    client_keys=None,
-                )
-            )
-            sessions.append(await stack.enter_async_context(conn.start_sftp_client()))
+        sessions = await _sftp_sessions(stack, port, clients)
         await sessions[0].makedirs("small", exist_ok=True)
 
         async def worker(k: int) -> None:
