@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -12,6 +13,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
+import orjson
 from alembic import command
 from alembic.config import Config as AlembicConfig
 from sqlalchemy import create_engine, event, exc, make_url, text
@@ -127,7 +129,7 @@ class _SqliteWriter:
     def __init__(self, url: str) -> None:
         sync_url = make_url(url).set(drivername="sqlite")
         self._engine: Engine = create_engine(
-            sync_url, poolclass=NullPool, connect_args={"timeout": 10}
+            sync_url, poolclass=NullPool, connect_args={"timeout": 10}, json_serializer=json_text
         )
         event.listen(self._engine, "connect", _sqlite_pragmas)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sftphook-db-writer")
@@ -175,13 +177,22 @@ class _SqliteWriter:
         self._executor.shutdown(wait=False)
 
 
+def json_text(value: Any) -> str:
+    """JSON columns' text (the attempt log's headers): compact, non-ASCII as is. What orjson
+    does not take (an integer past 64 bits) goes through the standard library."""
+    try:
+        return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+    except orjson.JSONEncodeError:
+        return json.dumps(value, ensure_ascii=False)
+
+
 class Database:
     """Owns the engine. Repositories take a session from `session()` and never commit."""
 
     def __init__(self, url: str, *, echo: bool = False) -> None:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
-        kwargs: dict[str, Any] = {"echo": echo}
+        kwargs: dict[str, Any] = {"echo": echo, "json_serializer": json_text}
         if self.is_sqlite:
             kwargs["connect_args"] = {"timeout": 10}
         else:

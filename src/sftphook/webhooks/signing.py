@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import hashlib
 import hmac
 import secrets
 from collections.abc import Sequence
@@ -18,8 +17,7 @@ def generate_secret() -> str:
 
 def hub_signature(secret: str, body: bytes) -> str:
     """`X-Hub-Signature`: `sha256=<hex HMAC-SHA256>` keyed with the whole secret string."""
-    digest = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-    return f"sha256={digest}"
+    return "sha256=" + hmac.digest(secret.encode(), body, "sha256").hex()
 
 
 def standard_key(secret: str) -> bytes:
@@ -31,7 +29,7 @@ def standard_key(secret: str) -> bytes:
 def standard_signature(secret: str, message_id: str, timestamp: int, body: bytes) -> str:
     """One `v1,<base64>` entry of `webhook-signature`."""
     signed = f"{message_id}.{timestamp}.".encode() + body
-    mac = hmac.new(standard_key(secret), signed, hashlib.sha256).digest()
+    mac = hmac.digest(standard_key(secret), signed, "sha256")
     return "v1," + base64.b64encode(mac).decode()
 
 

@@ -2,6 +2,9 @@ import base64
 import json
 import time
 
+from hypothesis import given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 from standardwebhooks import Webhook as StandardWebhook
 
 from sftphook.events import EventRecord, Topic
@@ -78,3 +81,31 @@ def test_event_payload_has_the_sftp_to_go_shape():
     assert body["Metadata"]["Delivery"] == {"Id": "d"}
     assert body["Metadata"]["Attempt"] == {"Id": "a"}
     assert body["Metadata"]["Organization"] == {"Id": "org"}
+
+
+@given(
+    path=st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=40),
+    actor=st.text(st.characters(blacklist_categories=("Cs",)), max_size=20),
+    size=st.integers(min_value=0, max_value=2**63 - 1),
+)
+@hsettings(max_examples=300, deadline=None)
+def test_the_body_is_compact_utf8_json_byte_for_byte(path: str, actor: str, size: int):
+    """The bytes signed and sent are exactly `json.dumps(..., separators=(",", ":"),
+    ensure_ascii=False)` in UTF-8, whatever the path and actor hold (controls, quotes, emoji,
+    U+2028): a receiver re-serialising with the standard library gets the signed bytes back."""
+    event = EventRecord(
+        organization_id="org",
+        topic=Topic.FILE_CREATED,
+        actor_id=actor,
+        path=path,
+        size=size,
+        sha256=None,
+        protocol="SFTP",
+        client_ip="::1",
+        session_id="s",
+        created_at=1591106805970,
+    )
+    body = payload.event_payload(event, webhook_id="w", delivery_id="d", attempt_id="a")
+    parsed = json.loads(body)
+    assert body == json.dumps(parsed, separators=(",", ":"), ensure_ascii=False).encode()
+    assert parsed["Actor"]["Id"] == actor and parsed["Data"]["Size"] == size
