@@ -185,16 +185,10 @@ def raw_rate(url: str, total: int, concurrency: int, body_size: int) -> tuple[fl
 def server_main(
     data_dir: str, database_url: str | None, workers: int, conn: Any, log_path: str
 ) -> None:
-    import logging
-
+    from sftphook import logs
     from sftphook.app import App
 
-    logging.basicConfig(
-        filename=log_path,
-        level=logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    logging.getLogger("asyncssh").setLevel(logging.WARNING)
+    logs.configure("INFO", filename=log_path)  # as `sftphook serve` does
     settings = _settings(data_dir, database_url, workers)
 
     async def main() -> None:

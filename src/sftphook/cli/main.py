@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from sqlalchemy.engine import make_url
 
-from sftphook import __version__
+from sftphook import __version__, logs
 from sftphook.app import ROLES, App
 from sftphook.cli import context, listen
 from sftphook.cli import webhooks as webhooks_cli
@@ -69,11 +68,7 @@ def serve(
 ) -> None:
     """Run the server: SFTP, the dashboard and API, and the delivery workers."""
     settings = context.load_settings()
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    logging.getLogger("asyncssh").setLevel(logging.WARNING)
+    logs.configure(settings.log_level)
     wanted = frozenset(r.strip() for r in roles.split(",") if r.strip())
     if not wanted or wanted - ROLES:
         context.fail(f"--roles takes a comma-separated subset of {', '.join(sorted(ROLES))}")
