@@ -135,7 +135,7 @@ class AiohttpTransport:
         try:
             reason = self._literal_checked[url]
         except KeyError:
-            reason = _literal_refusal(url, self._policy)
+            reason = literal_refusal(url, self._policy)
             if len(self._literal_checked) >= LITERAL_CACHE_SIZE:
                 self._literal_checked.clear()
             self._literal_checked[url] = reason
@@ -188,9 +188,9 @@ class AiohttpTransport:
             self._session = None
 
 
-def _literal_refusal(url: str, policy: UrlPolicy) -> str | None:
+def literal_refusal(url: str, policy: UrlPolicy) -> str | None:
     """Why `url`'s host, an IP literal, may not be a destination; None when it may or when the
-    host is a name (names are checked by the resolver at connect time)."""
+    host is a name (names are checked when a connection is opened)."""
     literal = parse_host_literal(urlsplit(url).hostname or "")
     return forbidden_reason(literal, policy) if literal is not None else None
 
