@@ -16,7 +16,7 @@ from sftphook.config import Settings
 from sftphook.errors import InvalidInput
 from sftphook.store.models import Attempt, Webhook
 from sftphook.webhooks.engine import DeliveryEngine
-from sftphook.webhooks.sender import AiohttpTransport
+from sftphook.webhooks.http import HttpTransport
 from sftphook.webhooks.urlsafety import UrlPolicy
 from tests.reliability.conftest import Ledger
 from tests.unit.webhooks.fake_dns import HostsLookup
@@ -162,7 +162,7 @@ async def test_a_name_that_rebinds_after_the_check_gets_no_request(
         org, nickname="rebind", url=f"http://rebind.example:{port}/hook", topics=["file.created"]
     )
     await app.webhooks.ping(org, hook.id)
-    transport = AiohttpTransport(UrlPolicy.from_settings(True, []), timeout=5, lookup=lookup)
+    transport = HttpTransport(UrlPolicy.from_settings(True, []), timeout=5, lookup=lookup)
     engine = DeliveryEngine(
         app.db, app.settings.webhooks, app.secret_box, app.metrics, transport=transport
     )

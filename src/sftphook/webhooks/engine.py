@@ -62,10 +62,10 @@ from sftphook.store.database import Database, is_connection_lost, retry_while_un
 from sftphook.store.models import Attempt, Delivery, Webhook, now_ms
 from sftphook.webhooks import endpoints, payload, signing, tuning
 from sftphook.webhooks.crypto import SecretBox
+from sftphook.webhooks.http import HttpTransport
 from sftphook.webhooks.metrics import Metrics
 from sftphook.webhooks.retry import Decision, Outcome, Verdict, decide
 from sftphook.webhooks.sender import (
-    AiohttpTransport,
     Response,
     Transport,
     TransportError,
@@ -247,7 +247,7 @@ class DeliveryEngine:
         if self._transport_built is None:
             settings = self._settings
             try:
-                self._transport_built = AiohttpTransport(
+                self._transport_built = HttpTransport(
                     UrlPolicy.from_settings(settings.allow_http, settings.allowed_networks),
                     timeout=settings.timeout,
                     ca_bundle=settings.ca_bundle,

@@ -1,10 +1,9 @@
-"""Sending one webhook request: the transport seam, the aiohttp transport, and header masking.
+"""Sending one webhook request: the transport seam, its response and error, and header masking.
 
 The engine hands a transport a URL, headers and a body and gets back a `Response` or a
-`TransportError`; tests can pass any object with the same `send` method. The aiohttp transport
-keeps one `ClientSession` (keep-alive), resolves through `SafeResolver` (the connect-time URL
-check), verifies TLS against the system store plus an optional CA bundle, follows no redirect and
-reads at most `max_body` bytes of a response before it hangs up.
+`TransportError`; tests can pass any object with the same `send` method. The transport the
+engine builds is `webhooks.http.HttpTransport`; what every transport shares (the request headers,
+the TLS context, the IP-literal check) lives here.
 """
 
 from __future__ import annotations
@@ -16,18 +15,8 @@ from pathlib import Path
 from typing import Protocol
 from urllib.parse import urlsplit
 
-import aiohttp
-
 from sftphook import __version__
-from sftphook.errors import UnsafeDestination
-from sftphook.webhooks.urlsafety import (
-    Lookup,
-    SafeResolver,
-    UrlPolicy,
-    forbidden_reason,
-    parse_host_literal,
-    system_lookup,
-)
+from sftphook.webhooks.urlsafety import UrlPolicy, forbidden_reason, parse_host_literal
 
 USER_AGENT = f"sftphook/{__version__}"
 MASK = "***"
@@ -90,111 +79,8 @@ def tls_context(ca_bundle: Path | None) -> ssl.SSLContext:
     return context
 
 
-class AiohttpTransport:
-    def __init__(
-        self,
-        policy: UrlPolicy,
-        *,
-        timeout: float = 10.0,
-        ca_bundle: Path | None = None,
-        max_body: int = 64 * 1024,
-        connections: int = 64,
-        lookup: Lookup = system_lookup,
-    ) -> None:
-        self._policy = policy
-        self._lookup = lookup
-        self._timeout = aiohttp.ClientTimeout(total=timeout)
-        self._ssl = tls_context(ca_bundle)
-        self._max_body = max_body
-        self._connections = connections
-        self._session: aiohttp.ClientSession | None = None
-        # The IP-literal verdict per URL (None: allowed or not a literal); the policy is fixed
-        # for the transport's life, and the answer depends on nothing else.
-        self._literal_checked: dict[str, str | None] = {}
-
-    def _client(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            connector = aiohttp.TCPConnector(
-                resolver=SafeResolver(self._policy, self._lookup),
-                ssl=self._ssl,
-                limit=self._connections,
-                ttl_dns_cache=None,
-                use_dns_cache=False,
-                keepalive_timeout=30,
-            )
-            self._session = aiohttp.ClientSession(
-                connector=connector,
-                timeout=self._timeout,
-                auto_decompress=False,
-                skip_auto_headers=("Accept-Encoding",),
-            )
-        return self._session
-
-    def _check_literal(self, url: str) -> None:
-        # aiohttp does not ask the resolver about IP literals, so check them here.
-        try:
-            reason = self._literal_checked[url]
-        except KeyError:
-            reason = _literal_refusal(url, self._policy)
-            if len(self._literal_checked) >= LITERAL_CACHE_SIZE:
-                self._literal_checked.clear()
-            self._literal_checked[url] = reason
-        if reason:
-            raise TransportError(f"refused: {reason}")
-
-    async def send(
-        self, url: str, headers: Mapping[str, str], body: bytes, *, time_limit: float | None = None
-    ) -> Response:
-        self._check_literal(url)
-        limit = self._timeout if time_limit is None else aiohttp.ClientTimeout(total=time_limit)
-        try:
-            async with self._client().post(
-                url, data=body, headers=dict(headers), allow_redirects=False, timeout=limit
-            ) as resp:
-                chunks: list[bytes] = []
-                size = 0
-                truncated = False
-                while size < self._max_body:
-                    chunk = await resp.content.read(self._max_body - size)
-                    if not chunk:
-                        break
-                    chunks.append(chunk)
-                    size += len(chunk)
-                else:
-                    truncated = not resp.content.at_eof()
-                if truncated:
-                    # Never drain a huge body: drop the connection instead of reusing it.
-                    resp.close()
-                return Response(
-                    status=resp.status,
-                    headers={k: v for k, v in resp.headers.items()},
-                    body=b"".join(chunks),
-                    truncated=truncated,
-                )
-        except TimeoutError as exc:
-            raise TransportError(f"timed out after {limit.total:g} s") from exc
-        except UnsafeDestination as exc:
-            raise TransportError(exc.message) from exc
-        except aiohttp.ClientSSLError as exc:
-            raise TransportError(f"TLS error: {_describe(exc)}") from exc
-        except aiohttp.ClientError as exc:
-            raise TransportError(_describe(exc)) from exc
-        except OSError as exc:
-            raise TransportError(_describe(exc)) from exc
-
-    async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
-
-
-def _literal_refusal(url: str, policy: UrlPolicy) -> str | None:
+def literal_refusal(url: str, policy: UrlPolicy) -> str | None:
     """Why `url`'s host, an IP literal, may not be a destination; None when it may or when the
-    host is a name (names are checked by the resolver at connect time)."""
+    host is a name (names are checked when a connection is opened)."""
     literal = parse_host_literal(urlsplit(url).hostname or "")
     return forbidden_reason(literal, policy) if literal is not None else None
-
-
-def _describe(exc: BaseException) -> str:
-    text = str(exc) or type(exc).__name__
-    return f"{type(exc).__name__}: {text}"[:500]
