@@ -1,11 +1,10 @@
 """Where webhooks may be sent: URL rules checked at save time and again at connect time.
 
-The connect-time check lives in `SafeResolver`, the resolver of the sender's aiohttp connector:
-aiohttp connects to exactly the addresses it returns, so a name cannot resolve to a public
-address when saved and to a private one when used (no DNS rebinding). aiohttp does not ask the
-resolver about hosts that are already IP addresses, so the sender also checks an IP-literal host
-against the policy before it sends, in case the policy changed since the URL was saved (once per
-URL for the transport's life: the policy is fixed for that long).
+The connect-time check is `resolve_safe`, which the sender (`webhooks/http.py`) calls for every
+new connection and whose addresses are the only ones it dials, so a name cannot resolve to a
+public address when saved and to a private one when used (no DNS rebinding). An IP-literal host
+is checked against the policy before the sender connects, in case the policy changed since the
+URL was saved (once per URL for the transport's life: the policy is fixed for that long).
 
 Everything here except `system_lookup` is pure: addresses are classified from tables, not from
 the running Python's `ipaddress.is_global` (whose answers differ between Python versions), and
@@ -21,8 +20,6 @@ import re
 import socket
 from collections.abc import Awaitable, Callable, Iterable
 from urllib.parse import urlsplit
-
-from aiohttp.abc import AbstractResolver, ResolveResult
 
 from sftphook.errors import InvalidInput, UnsafeDestination
 
@@ -325,42 +322,3 @@ async def check_destination(
     parts = urlsplit(url)
     port = parts.port or (443 if parts.scheme == "https" else 80)
     return await resolve_safe(parts.hostname or "", port, policy, lookup)
-
-
-class SafeResolver(AbstractResolver):
-    """aiohttp resolver that returns only checked addresses (the connect-time check).
-
-    A refused name raises `UnsafeDestination`, which is not an OSError: aiohttp lets it through
-    unchanged, so the sender sees the domain error and its reason.
-    """
-
-    def __init__(self, policy: UrlPolicy, lookup: Lookup = system_lookup) -> None:
-        self._policy = policy
-        self._lookup = lookup
-
-    async def resolve(
-        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
-    ) -> list[ResolveResult]:
-        # Every answer is checked, whatever family was asked for: one bad answer refuses the name.
-        addresses = await resolve_safe(host, port, self._policy, self._lookup)
-        results: list[ResolveResult] = []
-        for address in addresses:
-            fam = socket.AF_INET6 if address.version == 6 else socket.AF_INET
-            if family not in (socket.AF_UNSPEC, fam):
-                continue
-            results.append(
-                {
-                    "hostname": host,
-                    "host": str(address),
-                    "port": port,
-                    "family": fam,
-                    "proto": 0,
-                    "flags": socket.AI_NUMERICHOST,
-                }
-            )
-        if not results:
-            raise UnsafeDestination(f"{host} has no address of the requested family", field="url")
-        return results
-
-    async def close(self) -> None:
-        return None
