@@ -143,6 +143,8 @@ async def test_operator_walks_the_whole_flow_in_a_browser(
     await expect(reveal).to_be_visible()
     await reveal.get_by_role("button", name="Okay, I got the secret").click()
     await expect(reveal).to_have_count(0)
+    # Gone from the page itself, not only hidden: the dialog's close handler removes it.
+    await expect(page.locator("#reveal-secret")).to_have_count(0)
     assert secret not in await page.content()
     await page.reload()
     assert secret not in await page.content()

@@ -53,7 +53,8 @@
 
   $all("dialog").forEach(function (dialog) {
     dialog.addEventListener("close", function () {
-      $all("[data-secret]", dialog).forEach(function (input) { input.value = ""; });
+      // The attribute too: the property alone leaves the secret in the page's markup.
+      $all("[data-secret]", dialog).forEach(function (input) { input.value = ""; input.removeAttribute("value"); });
       if (dialog.hasAttribute("data-remove-on-close")) { dialog.remove(); }
       if (opener && document.contains(opener)) { opener.focus(); }
       opener = null;
