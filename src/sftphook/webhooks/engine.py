@@ -42,7 +42,7 @@ import logging
 import os
 import random
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -797,61 +797,30 @@ class DeliveryEngine:
     ) -> tuple[_Recorded, dict[str, str]]:
         """`record` for a batch that pauses a webhook, through an ORM session: returns what
         `_record_rows` does and the paused webhooks' reasons."""
-        decisions: list[Decision | None] = []
-        settings = self._settings
         async with self._db.transaction() as s:
             owners = await delivery_store.lease_owners(s, {r.job.delivery_id for r in results})
             hooks = await webhook_store.by_ids(s, {r.job.webhook_id for r in results})
-            attempts: list[dict[str, Any]] = []
-            updates: list[dict[str, Any]] = []
-            to_hold: set[str] = set()
-            logged: list[tuple[AttemptResult, Decision | None]] = []
-            for result, decision in zip(results, decided, strict=True):
-                job = result.job
-                if job.delivery_id not in owners:  # the webhook was removed meanwhile
-                    decisions.append(None)
-                    continue
-                attempts.append(_attempt_row(result))
-                if owners[job.delivery_id] != job.lease_token:
-                    # Our lease ran out and another worker took the delivery: it decides.
-                    decisions.append(None)
-                    logged.append((result, None))
-                    continue
-                decisions.append(decision)
-                webhook = hooks.get(job.webhook_id)
-                paused = webhook is not None and webhook.state == "paused"
-                change = _delivery_change(result, decision, now, paused=paused)
-                change["id"] = change.pop("delivery_id")
-                if job.kind == "event" and webhook is not None:
-                    if decision.verdict == Verdict.SUCCEEDED:
-                        webhook.failure_streak = 0
-                    elif decision.verdict == Verdict.FAILED:
-                        webhook.failure_streak += 1
-                        limit = settings.auto_pause_after
-                        if limit and webhook.failure_streak >= limit and webhook.state != "paused":
-                            _pause(
-                                webhook,
-                                f"paused after {webhook.failure_streak} consecutive failed "
-                                "deliveries",
-                                now,
-                            )
-                            to_hold.add(webhook.id)
-                if decision.pause and webhook is not None and webhook.state != "paused":
-                    _pause(webhook, "the endpoint answered 410 Gone", now)
-                    to_hold.add(webhook.id)
-                updates.append(change)
-                logged.append((result, decision))
-            if attempts:
-                await s.execute(insert(Attempt), attempts)
-            if updates:
+            walk = _walk(results, decided, owners, hooks, now, self._settings.auto_pause_after)
+            for webhook_id, streak in walk.streaks.items():
+                hooks[webhook_id].failure_streak = streak
+            for webhook_id, reason in walk.pauses.items():
+                _pause(hooks[webhook_id], reason, now)
+            if walk.attempts:
+                await s.execute(insert(Attempt), walk.attempts)
+            if walk.changes:
+                # The ORM's bulk update by primary key wants the id under its column's name.
+                updates = [
+                    {("id" if k == "delivery_id" else k): v for k, v in change.items()}
+                    for change in walk.changes
+                ]
                 await s.execute(update(Delivery), updates)
             await s.flush()
-            for webhook_id in to_hold:
+            for webhook_id in walk.pauses:
                 await delivery_store.hold_active(s, webhook_id)
                 if self.paused_hook is not None:
                     await self.paused_hook(s, hooks[webhook_id])
-        reasons = {w: hooks[w].paused_reason or "" for w in to_hold}
-        return (decisions, logged), reasons
+        reasons = {w: hooks[w].paused_reason or "" for w in walk.pauses}
+        return (walk.decisions, walk.logged), reasons
 
     def _host(self, job: Job) -> str | None:
         if job.type == "email":
@@ -940,45 +909,78 @@ def _record_rows(
     when the batch pauses a webhook (`record` then takes the ORM path)."""
     owners = delivery_store.lease_owners_sync(connection, {r.job.delivery_id for r in results})
     hooks = webhook_store.streaks(connection, {r.job.webhook_id for r in results})
-    streaks = {webhook_id: row.failure_streak for webhook_id, row in hooks.items()}
-    decisions: list[Decision | None] = []
-    logged: list[tuple[AttemptResult, Decision | None]] = []
-    attempts: list[dict[str, Any]] = []
-    changes: list[dict[str, Any]] = []
+    walk = _walk(results, decided, owners, hooks, now, auto_pause_after)
+    if walk.pauses:
+        return None
+    if walk.attempts:
+        connection.execute(delivery_store.INSERT_ATTEMPTS, walk.attempts)
+    delivery_store.record_results(connection, walk.changes)
+    webhook_store.set_streaks(connection, walk.streaks)
+    return walk.decisions, walk.logged
+
+
+@dataclasses.dataclass(slots=True)
+class _Walk:
+    """What a batch of results comes to, before anything is written."""
+
+    # A decision per result; None where it is not this worker's to make.
+    decisions: list[Decision | None] = dataclasses.field(default_factory=list)
+    # The results to log once committed, with their decisions.
+    logged: list[tuple[AttemptResult, Decision | None]] = dataclasses.field(default_factory=list)
+    # Attempt rows (`_attempt_row`) and delivery changes (`_delivery_change`).
+    attempts: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    changes: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    # Webhooks whose failure streak changed, with the new streak.
+    streaks: dict[str, int] = dataclasses.field(default_factory=dict)
+    # Webhooks this batch pauses, with the reason.
+    pauses: dict[str, str] = dataclasses.field(default_factory=dict)
+
+
+def _walk(
+    results: Sequence[AttemptResult],
+    decided: Sequence[Decision],
+    owners: Mapping[str, str | None],
+    hooks: Mapping[str, Any],
+    now: int,
+    auto_pause_after: int,
+) -> _Walk:
+    """Decide what a batch of results writes, from the deliveries' lease owners and the
+    webhooks' `state` and `failure_streak` (rows or ORM objects, only read). A webhook paused
+    by an earlier result of the batch holds the later ones' retries."""
+    walk = _Walk()
+    state = {w: (hook.state, hook.failure_streak) for w, hook in hooks.items()}
     for result, decision in zip(results, decided, strict=True):
         job = result.job
         owner = owners.get(job.delivery_id, _GONE)
         if owner is _GONE:  # the webhook was removed meanwhile
-            decisions.append(None)
+            walk.decisions.append(None)
             continue
-        attempts.append(_attempt_row(result))
+        walk.attempts.append(_attempt_row(result))
         if owner != job.lease_token:
             # Our lease ran out and another worker took the delivery: it decides.
-            decisions.append(None)
-            logged.append((result, None))
+            walk.decisions.append(None)
+            walk.logged.append((result, None))
             continue
-        decisions.append(decision)
-        webhook = hooks.get(job.webhook_id)
-        paused = webhook is not None and webhook.state == "paused"
-        if webhook is not None and job.kind == "event":
-            if decision.verdict == Verdict.SUCCEEDED:
-                streaks[webhook.id] = 0
-            elif decision.verdict == Verdict.FAILED:
-                streaks[webhook.id] += 1
-                if auto_pause_after and streaks[webhook.id] >= auto_pause_after and not paused:
-                    return None
-        if decision.pause and webhook is not None and not paused:
-            return None
-        changes.append(_delivery_change(result, decision, now, paused=paused))
-        logged.append((result, decision))
-    if attempts:
-        connection.execute(delivery_store.INSERT_ATTEMPTS, attempts)
-    delivery_store.record_results(connection, changes)
-    webhook_store.set_streaks(
-        connection,
-        {w: n for w, n in streaks.items() if n != hooks[w].failure_streak},
-    )
-    return decisions, logged
+        walk.decisions.append(decision)
+        known = job.webhook_id in state
+        hook_state, streak = state.get(job.webhook_id, ("", 0))
+        paused = hook_state == "paused"
+        walk.changes.append(_delivery_change(result, decision, now, paused=paused))
+        walk.logged.append((result, decision))
+        if not known:
+            continue
+        if job.kind == "event" and decision.verdict in (Verdict.SUCCEEDED, Verdict.FAILED):
+            streak = 0 if decision.verdict == Verdict.SUCCEEDED else streak + 1
+            walk.streaks[job.webhook_id] = streak
+            if auto_pause_after and streak >= auto_pause_after and not paused:
+                walk.pauses[job.webhook_id] = f"paused after {streak} consecutive failed deliveries"
+                hook_state = "paused"
+        if decision.pause and hook_state != "paused":
+            walk.pauses[job.webhook_id] = "the endpoint answered 410 Gone"
+            hook_state = "paused"
+        state[job.webhook_id] = (hook_state, streak)
+    walk.streaks = {w: n for w, n in walk.streaks.items() if n != hooks[w].failure_streak}
+    return walk
 
 
 _GONE = object()
