@@ -97,7 +97,7 @@ def test_the_body_is_compact_utf8_json_byte_for_byte(path: str, actor: str, size
         organization_id="org",
         topic=Topic.FILE_CREATED,
         actor_id=actor,
-        path=path,
+        path="in/" + path,
         size=size,
         sha256=None,
         protocol="SFTP",
