@@ -27,7 +27,8 @@ from sftphook.epoch import check_order
 from sftphook.errors import InvalidInput
 from sftphook.store import audit as audit_store
 from sftphook.store.database import Database
-from sftphook.store.models import AuditEntry, new_id, now_ms
+from sftphook.store.ids import ordered_id
+from sftphook.store.models import AuditEntry, now_ms
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +106,7 @@ def entry_row(
     created_at: int | None = None,
 ) -> dict[str, Any]:
     return {
-        "id": new_id(),
+        "id": ordered_id(),
         "organization_id": organization_id,
         "created_at": created_at if created_at is not None else now_ms(),
         "actor_type": actor_type[:16],
@@ -263,7 +264,7 @@ class SecurityRecorder:
                 key = (org, action, "*", minute)
                 bucket = self._buckets.get(key)
             if bucket is None:
-                bucket = self._buckets[key] = _Bucket(id=new_id(), first_at=now, last_at=now)
+                bucket = self._buckets[key] = _Bucket(id=ordered_id(), first_at=now, last_at=now)
             bucket.count += 1
             bucket.last_at = now
             bucket.dirty = True

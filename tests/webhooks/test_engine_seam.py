@@ -217,25 +217,6 @@ async def test_a_batch_committed_whose_answer_was_lost_is_not_recorded_twice(app
     assert view.status == "succeeded" and len(attempts) == 1
 
 
-def test_attempt_ids_are_unique_version_4_uuids():
-    import uuid
-
-    from sftphook.webhooks.engine import RANDOM_IDS, RandomIds
-
-    ids = [RANDOM_IDS.next() for _ in range(20_000)]
-    assert len(set(ids)) == len(ids)
-    for text in ids[:1000]:
-        parsed = uuid.UUID(text)
-        assert str(parsed) == text
-        assert parsed.version == 4 and parsed.variant == uuid.RFC_4122
-    # Every generator draws its own seed (a forked child reseeds the same way).
-    other = RandomIds()
-    assert {other.next() for _ in range(100)}.isdisjoint(ids)
-    before = other.next()
-    other.reseed()
-    assert other.next() != before
-
-
 async def test_the_attempt_log_names_the_host_and_is_not_built_when_info_is_off(
     app, caplog, monkeypatch
 ):

@@ -6,7 +6,8 @@ import dataclasses
 import enum
 from typing import Any
 
-from sftphook.store.models import new_id, now_ms
+from sftphook.store.ids import ordered_id
+from sftphook.store.models import now_ms
 
 
 class Topic(enum.StrEnum):
@@ -38,7 +39,7 @@ class EventRecord:
     protocol: str | None = None
     client_ip: str | None = None
     session_id: str | None = None
-    id: str = dataclasses.field(default_factory=new_id)
+    id: str = dataclasses.field(default_factory=ordered_id)
     created_at: int = dataclasses.field(default_factory=now_ms)
 
     def __post_init__(self) -> None:

@@ -7,7 +7,6 @@ conversion happens anywhere between the store and the wire.
 from __future__ import annotations
 
 import time
-import uuid
 from typing import Any
 
 from sqlalchemy import (
@@ -23,9 +22,13 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from sftphook.store.ids import IDS, ordered_id
+
 
 def new_id() -> str:
-    return str(uuid.uuid4())
+    """A random id, for the small tables (organizations, users, tokens, webhooks); the
+    append-only ones take `ids.ordered_id`."""
+    return IDS.uuid4()
 
 
 def now_ms() -> int:
@@ -111,7 +114,7 @@ class Event(Base):
     __tablename__ = "events"
     __table_args__ = (Index("ix_events_org_created", "organization_id", "created_at"),)
 
-    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=ordered_id)
     organization_id: Mapped[str] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
     topic: Mapped[str] = mapped_column(String(32))
     created_at: Mapped[int] = mapped_column(default=now_ms)
@@ -169,7 +172,7 @@ class Delivery(Base):
         Index("ix_deliveries_webhook_head", "webhook_id", "kind", "status", "sequence"),
     )
 
-    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=ordered_id)
     organization_id: Mapped[str] = mapped_column(
         ForeignKey("organizations.id", ondelete="CASCADE"), index=True
     )
@@ -202,7 +205,7 @@ class Delivery(Base):
 class Attempt(Base):
     __tablename__ = "attempts"
 
-    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=ordered_id)
     delivery_id: Mapped[str] = mapped_column(
         ForeignKey("deliveries.id", ondelete="CASCADE"), index=True
     )
@@ -234,7 +237,7 @@ class AuditEntry(Base):
         Index("ix_audit_log_action_created", "action", "created_at"),
     )
 
-    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=ordered_id)
     organization_id: Mapped[str | None] = mapped_column(
         ForeignKey("organizations.id", ondelete="CASCADE"), default=None
     )

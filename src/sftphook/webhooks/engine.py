@@ -39,7 +39,6 @@ import contextlib
 import dataclasses
 import json
 import logging
-import os
 import random
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
@@ -59,6 +58,7 @@ from sftphook.store import deliveries as delivery_store
 from sftphook.store import events as event_store
 from sftphook.store import webhooks as webhook_store
 from sftphook.store.database import Database, is_connection_lost, retry_while_unreachable
+from sftphook.store.ids import IDS
 from sftphook.store.models import Attempt, Delivery, Webhook, now_ms
 from sftphook.webhooks import endpoints, payload, signing, tuning
 from sftphook.webhooks.crypto import SecretBox
@@ -85,32 +85,6 @@ LISTEN_CHECK_INTERVAL = 15.0
 LISTEN_RETRY_MAX = 5.0
 # Host names of webhook URLs kept for the attempt log (cleared when it grows past this).
 HOST_CACHE_SIZE = 4096
-
-
-class RandomIds:
-    """UUID-shaped (version 4) ids from a generator seeded once from `os.urandom`, for attempt
-    ids and lease tokens.
-
-    These must be unique and hard to guess, not secret; `uuid4` makes a system call per id, and
-    the GIL changes hands at each. A forked child draws a new seed."""
-
-    def __init__(self) -> None:
-        self._rng = random.Random(os.urandom(32))
-
-    def reseed(self) -> None:
-        self._rng.seed(os.urandom(32))
-
-    def next(self) -> str:
-        # The version (4) and variant (10) bits of RFC 9562, as uuid4 sets them.
-        bits = self._rng.getrandbits(128) & _ID_MASK | _ID_MARKS
-        h = f"{bits:032x}"
-        return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
-
-
-_ID_MASK = ~((0xF000 << 64) | (0xC000 << 48)) & ((1 << 128) - 1)
-_ID_MARKS = (0x4000 << 64) | (0x8000 << 48)
-RANDOM_IDS = RandomIds()
-os.register_at_fork(after_in_child=RANDOM_IDS.reseed)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -439,7 +413,7 @@ class DeliveryEngine:
         """The claim, its events and webhooks, and (when it comes back short) the next due time,
         in one write transaction; the jobs are built here, on the event loop. Returns the jobs,
         whether the claim was full, and the next due time (None when full or nothing waits)."""
-        token = RANDOM_IDS.next()
+        token = IDS.uuid4()
         lease_ms = round(self._settings.lease_seconds * 1000)
         exclude = list(self._throttle.busy())
         claimed, events, hooks, due = await self._db.write(
@@ -590,7 +564,7 @@ class DeliveryEngine:
         """Send one attempt of `job` (no store access)."""
         if job.type == "email":
             return await self._attempt_email(job)
-        attempt_id = RANDOM_IDS.next()
+        attempt_id = IDS.uuid7()
         if job.type in endpoints.CHAT_TYPES:
             # A chat service reads the message, not a signature: nothing to sign.
             body = endpoints.chat_body(job.type, endpoints.notice_of(job.event, job.ping))
@@ -630,7 +604,7 @@ class DeliveryEngine:
     async def _attempt_email(self, job: Job) -> AttemptResult:
         """Send the notice by email. The attempt log keeps the message as the request body and
         the SMTP server's answer as the response (its reply code as the status)."""
-        attempt_id = RANDOM_IDS.next()
+        attempt_id = IDS.uuid7()
         smtp = self._smtp
         started_at = self._clock()
         t0 = time.perf_counter()

@@ -13,7 +13,8 @@ from sqlalchemy.engine import Connection
 from sftphook.events.model import EventRecord
 from sftphook.store import deliveries as delivery_store
 from sftphook.store import webhooks as webhook_store
-from sftphook.store.models import Delivery, new_id, now_ms
+from sftphook.store.ids import ordered_id
+from sftphook.store.models import Delivery, now_ms
 from sftphook.webhooks import filters
 
 INSERT_DELIVERIES = cast(Table, Delivery.__table__).insert()
@@ -48,7 +49,7 @@ def delivery_row(
 ) -> dict[str, Any]:
     at = now if now is not None else now_ms()
     return {
-        "id": new_id(),
+        "id": ordered_id(),
         "organization_id": organization_id,
         "webhook_id": webhook_id,
         "event_id": event_id,
