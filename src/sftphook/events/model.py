@@ -55,6 +55,11 @@ class EventRecord:
         return row
 
     @classmethod
+    def fields(cls) -> tuple[str, ...]:
+        """The field names in order: a row with these columns unpacks into `cls(*row)`."""
+        return _FIELD_NAMES
+
+    @classmethod
     def from_row(cls, row: Any) -> EventRecord:
         """From a store `Event` (or anything with the same attributes)."""
         return cls(**{name: getattr(row, name) for name in _FIELD_NAMES})

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from typing import Any, cast
 
-from sqlalchemy import Row, Table, bindparam, select
+from sqlalchemy import Row, Select, Table, bindparam, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -52,10 +52,19 @@ async def get(session: AsyncSession, organization_id: str, event_id: str) -> Eve
 
 
 _E = cast(Table, Event.__table__)
-_BY_IDS = select(*_E.c).where(_E.c.id.in_(bindparam("ids", expanding=True)))
+# by_ids' statement per tuple of columns asked for, built once.
+_BY_IDS: dict[tuple[str, ...], Select[Any]] = {}
 
 
-def by_ids(connection: Connection, event_ids: Collection[str]) -> dict[str, Row[Any]]:
-    """Whole event rows by id, inside a `Database.write` transaction."""
-    rows = connection.execute(_BY_IDS, {"ids": list(event_ids)}).all()
+def by_ids(
+    connection: Connection, event_ids: Collection[str], columns: tuple[str, ...]
+) -> dict[str, Row[Any]]:
+    """Event rows by id with `columns` (which include `id`) in that order, inside a
+    `Database.write` transaction; a caller can unpack a row straight into its own record."""
+    statement = _BY_IDS.get(columns)
+    if statement is None:
+        statement = _BY_IDS[columns] = select(*(_E.c[name] for name in columns)).where(
+            _E.c.id.in_(bindparam("ids", expanding=True))
+        )
+    rows = connection.execute(statement, {"ids": list(event_ids)}).all()
     return {row.id: row for row in rows}

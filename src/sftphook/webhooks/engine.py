@@ -445,7 +445,7 @@ class DeliveryEngine:
                     url=webhook.url,
                     secrets=shared.secrets,
                     authorization=shared.authorization,
-                    event=EventRecord.from_row(event) if event is not None else None,
+                    event=EventRecord(*event) if event is not None else None,
                     ping=json.loads(d.payload) if d.payload else None,
                     type=webhook.type,
                     timeout=tuned.timeout if tuned.timeout_overridden else None,
@@ -866,7 +866,7 @@ def _claim_rows(
     if not claimed:
         return [], {}, {}, due
     event_ids = [d.event_id for d in claimed if d.event_id]
-    events = event_store.by_ids(connection, event_ids) if event_ids else {}
+    events = event_store.by_ids(connection, event_ids, EventRecord.fields()) if event_ids else {}
     hooks = webhook_store.for_sending(connection, {d.webhook_id for d in claimed})
     return claimed, events, hooks, due
 
