@@ -8,6 +8,8 @@ Selected with BENCH_EXPERIMENTS=name,name in the server's environment (`--experi
   the targets are for events on).
 - `inline-io`: sftphook's I/O thread pool runs each job at once on the event loop (what the
   thread hops of opens, commits and block reads and writes cost).
+- `inline-db`: `Database.write` runs its transaction on the event loop instead of handing it to
+  the writer thread (what the hand-off of an event's commit costs).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import contextlib
 import os
 from typing import Any
 
-KNOWN = ("coalesce", "no-events", "inline-io")
+KNOWN = ("coalesce", "no-events", "inline-io", "inline-db")
 
 
 def coalesce_writes() -> None:
@@ -72,6 +74,28 @@ def inline_io() -> None:
     server.SFTPFront.__init__ = init  # type: ignore[method-assign]
 
 
+def inline_db() -> None:
+    from sftphook.store import database
+
+    original = database._SqliteWriter.__init__
+
+    def init(self: Any, url: str) -> None:
+        original(self, url)
+        self._engine = database.create_engine(
+            database.make_url(url).set(drivername="sqlite"),
+            poolclass=database.NullPool,
+            connect_args={"timeout": 10, "check_same_thread": False},
+            json_serializer=database.json_text,
+        )
+        database.event.listen(self._engine, "connect", database._sqlite_pragmas)
+
+    async def run(self: Any, work: Any) -> Any:
+        return self._run(work)
+
+    database._SqliteWriter.__init__ = init  # type: ignore[method-assign]
+    database._SqliteWriter.run = run  # type: ignore[method-assign]
+
+
 def apply(environ: dict[str, str] | None = None) -> list[str]:
     env = os.environ if environ is None else environ
     names = [n.strip() for n in env.get("BENCH_EXPERIMENTS", "").split(",") if n.strip()]
@@ -82,6 +106,8 @@ def apply(environ: dict[str, str] | None = None) -> list[str]:
             events_off()
         elif name == "inline-io":
             inline_io()
+        elif name == "inline-db":
+            inline_db()
         else:
             raise SystemExit(f"unknown experiment {name!r}; known: {', '.join(KNOWN)}")
     return names

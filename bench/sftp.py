@@ -39,6 +39,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from experiments import KNOWN as KNOWN_EXPERIMENTS  # noqa: E402  (this folder, not a package)
+
 REPO = HERE.parent
 SRC = REPO / "src"
 SSHD = "/usr/sbin/sshd"
@@ -618,7 +621,7 @@ def parse_args(argv: list[str] | None = None) -> Options:
         "--experiment",
         default="",
         help="what-if patches in the servers (bench/experiments.py): "
-        "coalesce, no-events, inline-io",
+        + ", ".join(KNOWN_EXPERIMENTS),
     )
     p.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
     p.add_argument("--profile", type=Path, default=None, help="py-spy sftphook into this folder")
@@ -643,8 +646,10 @@ def parse_args(argv: list[str] | None = None) -> Options:
     if unknown or not servers:
         p.error(f"--servers: unknown {', '.join(sorted(unknown)) or 'empty list'}")
     experiments = [e.strip() for e in a.experiment.split(",") if e.strip()]
-    if set(experiments) - {"coalesce", "no-events", "inline-io"}:
-        p.error("--experiment: a comma-separated subset of coalesce, no-events, inline-io")
+    if set(experiments) - {"coalesce", "no-events", "inline-io", "inline-db"}:
+        p.error(
+            "--experiment: a comma-separated subset of coalesce, no-events, inline-io, inline-db"
+        )
     ops = [o.strip() for o in a.ops.split(",") if o.strip()]
     if not ops or set(ops) - set(OPERATIONS):
         p.error(f"--ops: a comma-separated subset of {', '.join(OPERATIONS)}")

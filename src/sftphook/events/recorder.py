@@ -41,6 +41,9 @@ CommitHook = Callable[[Sequence[EventRecord]], None]
 INSERT_EVENTS = cast(Table, Event.__table__).insert()
 
 _Pending = tuple[EventRecord, asyncio.Future[None]]
+# A group this small may commit on the event loop when nothing else is writing (SQLite): the
+# hand-off to the writer thread and back cost more than the commit itself.
+INLINE_GROUP = 8
 
 
 class RecorderClosed(RuntimeError):
@@ -146,7 +149,10 @@ class EventRecorder:
                 return
             rows = [e.as_row() for e in events]
             if not self._listeners:
-                await self._db.write(lambda connection: self._write(connection, rows, events))
+                await self._db.write(
+                    lambda connection: self._write(connection, rows, events),
+                    inline=len(events) <= INLINE_GROUP,
+                )
                 return
             async with self._db.transaction() as session:
                 await session.execute(insert(Event), rows)

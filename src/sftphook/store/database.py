@@ -6,12 +6,13 @@ import asyncio
 import contextlib
 import json
 import logging
+import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import orjson
 from alembic import command
@@ -106,40 +107,104 @@ def alembic_config(url: str) -> AlembicConfig:
     return cfg
 
 
+# How long a SQLite connection waits for another's write lock.
+BUSY_TIMEOUT_MS = 10_000
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     # WAL lets readers run beside the one writer; NORMAL syncs at checkpoints, which in WAL
     # mode keeps every committed transaction across a process crash (not across power loss).
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
 
 
+# A transaction that may run on the event loop must have cost, on average, less than this.
+INLINE_BUDGET = 0.0005
+# The weight of the latest inline transaction in that average.
+INLINE_WEIGHT = 0.2
+# The writer's connection does not checkpoint at its commits (an inline commit would then copy
+# the WAL and fsync on the event loop): the writer thread checkpoints after this many commits.
+CHECKPOINT_EVERY = 200
+
+
+class _Busy(Exception):
+    """Another connection holds SQLite's write lock: this transaction waits on the thread."""
+
+
 class _SqliteWriter:
-    """One thread that owns one plain `sqlite3` connection and runs write transactions on it.
+    """One `sqlite3` connection for write transactions, and the thread that runs them.
 
     A write through aiosqlite is a round trip to its thread for every cursor, execute, fetch,
     close and commit (a recorded event with its fan-out was twelve); here a whole transaction is
     one hand-off. Work is queued to the thread in order, so the process's writers take turns
     instead of sleeping in SQLite's busy handler.
+
+    A small transaction (an event's commit, `run(..., inline=True)`) skips the hand-off when
+    nothing else is writing: it runs on the event loop, where the hand-off and the two thread
+    wake-ups cost more than SQLite's own work. It never waits there: the write lock is taken
+    without a busy timeout, and when another connection holds it, or when inline transactions
+    have lately been slow, or when the thread is busy, the transaction goes to the thread as any
+    other. Checkpoints happen on the thread only.
     """
 
     def __init__(self, url: str) -> None:
         sync_url = make_url(url).set(drivername="sqlite")
         self._engine: Engine = create_engine(
-            sync_url, poolclass=NullPool, connect_args={"timeout": 10}, json_serializer=json_text
+            sync_url,
+            poolclass=NullPool,
+            # Used by the thread and, under `_lock`, by the event loop's thread.
+            connect_args={"timeout": 10, "check_same_thread": False},
+            json_serializer=json_text,
         )
         event.listen(self._engine, "connect", _sqlite_pragmas)
+        event.listen(self._engine, "connect", _no_autocheckpoint)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sftphook-db-writer")
         self._connection: Connection | None = None
+        # Held by whoever runs a transaction on the connection, the thread or the loop.
+        self._lock = threading.Lock()
+        self._inline_cost = 0.0
+        self._last_cost = 0.0
+        self._commits = 0
 
-    async def run(self, work: Callable[[Connection], T]) -> T:
+    async def run(self, work: Callable[[Connection], T], *, inline: bool = False) -> T:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self._run, work)
+        if inline and self._inline_cost < INLINE_BUDGET and self._lock.acquire(blocking=False):
+            try:
+                result = self._run(work, wait=False)
+                self._note(self._last_cost)
+                return result
+            except _Busy:
+                pass
+            finally:
+                self._lock.release()
+                if self._commits >= CHECKPOINT_EVERY:
+                    self._commits = 0  # one checkpoint queued, not one per commit until it runs
+                    loop.run_in_executor(self._executor, self._on_thread, None, False)
+        # A transaction that could have run inline is timed on the thread too, so that a slow
+        # spell (a busy disk) that sent such transactions there can end.
+        return cast(T, await loop.run_in_executor(self._executor, self._on_thread, work, inline))
 
-    def _run(self, work: Callable[[Connection], T]) -> T:
+    def _note(self, seconds: float) -> None:
+        self._inline_cost += (seconds - self._inline_cost) * INLINE_WEIGHT
+
+    def _on_thread(self, work: Callable[[Connection], T] | None, timed: bool) -> T | None:
+        """A transaction on the thread (None: only a checkpoint), then a checkpoint when due."""
+        with self._lock:
+            result = self._run(work, wait=True) if work is not None else None
+            if timed:
+                self._note(self._last_cost)
+            if work is None:
+                self._checkpoint()
+            elif self._commits >= CHECKPOINT_EVERY:
+                self._commits = 0
+                self._checkpoint()
+            return result
+
+    def _run(self, work: Callable[[Connection], T], *, wait: bool) -> T:
         if self._connection is None or self._connection.invalidated:
             # The transaction is ours, not SQLAlchemy's (its begin and commit bookkeeping cost
             # more than SQLite's): BEGIN IMMEDIATE takes the write lock at once, so a writer
@@ -149,10 +214,14 @@ class _SqliteWriter:
             )
         connection = self._connection
         try:
-            connection.exec_driver_sql("BEGIN IMMEDIATE")
+            self._begin(connection, wait)
+            began = time.perf_counter()
             try:
                 result = work(connection)
                 connection.exec_driver_sql("COMMIT")
+                self._commits += 1
+                # The transaction's own time, without any wait for another writer's lock.
+                self._last_cost = time.perf_counter() - began
             except BaseException:
                 driver = connection.connection.driver_connection
                 if driver is not None and driver.in_transaction:
@@ -160,21 +229,54 @@ class _SqliteWriter:
                         connection.exec_driver_sql("ROLLBACK")
                 raise
             return result
+        except _Busy:
+            raise
         except BaseException:
             if connection.invalidated or connection.closed:
                 self._connection = None
             raise
 
-    def _close(self) -> None:
+    @staticmethod
+    def _begin(connection: Connection, wait: bool) -> None:
+        if wait:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+            return
+        driver = connection.connection.driver_connection
+        assert driver is not None
+        driver.execute("PRAGMA busy_timeout=0")
+        try:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+        except exc.OperationalError as error:
+            if "locked" in str(error.orig) or "busy" in str(error.orig):
+                raise _Busy from error
+            raise
+        finally:
+            driver.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+
+    def _checkpoint(self) -> None:
+        """Copy the WAL into the database file as far as readers allow (never waits for them)."""
         if self._connection is not None:
-            self._connection.close()
-            self._connection = None
-        self._engine.dispose()
+            try:
+                self._connection.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
+            except exc.DBAPIError:
+                log.warning("WAL checkpoint failed", exc_info=True)
+
+    def _close(self) -> None:
+        with self._lock:
+            if self._connection is not None:
+                self._checkpoint()
+                self._connection.close()
+                self._connection = None
+            self._engine.dispose()
 
     async def close(self) -> None:
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self._executor, self._close)
         self._executor.shutdown(wait=False)
+
+
+def _no_autocheckpoint(dbapi_connection: Any, _record: Any) -> None:
+    dbapi_connection.execute("PRAGMA wal_autocheckpoint=0")
 
 
 def json_text(value: Any) -> str:
@@ -203,17 +305,18 @@ class Database:
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
         self._writer: _SqliteWriter | None = None
 
-    async def write(self, work: Callable[[Connection], T]) -> T:
+    async def write(self, work: Callable[[Connection], T], *, inline: bool = False) -> T:
         """Run `work(connection)` in one write transaction (committed when it returns, rolled back
         when it raises) and return its result. `work` is synchronous and uses Core statements.
 
         On SQLite it runs on the writer thread: one hand-off per transaction, whatever `work`
-        does. On PostgreSQL (asyncpg has no thread to hop to) it runs through `run_sync` on a
-        pooled connection."""
+        does; with `inline` (for a transaction of well under a millisecond) on the event loop
+        when nothing else is writing (see `_SqliteWriter`). On PostgreSQL (asyncpg has no thread
+        to hop to) it runs through `run_sync` on a pooled connection."""
         if self.is_sqlite:
             if self._writer is None:
                 self._writer = _SqliteWriter(self.url)
-            return await self._writer.run(work)
+            return await self._writer.run(work, inline=inline)
         async with self.engine.begin() as connection:
             return await connection.run_sync(work)
 
