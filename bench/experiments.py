@@ -8,8 +8,8 @@ Selected with BENCH_EXPERIMENTS=name,name in the server's environment (`--experi
   the targets are for events on).
 - `inline-io`: sftphook's I/O thread pool runs each job at once on the event loop (what the
   thread hops of opens, commits and block reads and writes cost).
-- `inline-db`: `Database.write` runs its transaction on the event loop instead of handing it to
-  the writer thread (what the hand-off of an event's commit costs).
+- `inline-db`: every `Database.write` runs its transaction on the event loop, whatever its size
+  and whoever else writes (what the hand-offs to the writer thread cost at most).
 """
 
 from __future__ import annotations
@@ -77,22 +77,10 @@ def inline_io() -> None:
 def inline_db() -> None:
     from sftphook.store import database
 
-    original = database._SqliteWriter.__init__
+    async def run(self: Any, work: Any, *, inline: bool = False) -> Any:
+        with self._lock:
+            return self._run(work, wait=True)
 
-    def init(self: Any, url: str) -> None:
-        original(self, url)
-        self._engine = database.create_engine(
-            database.make_url(url).set(drivername="sqlite"),
-            poolclass=database.NullPool,
-            connect_args={"timeout": 10, "check_same_thread": False},
-            json_serializer=database.json_text,
-        )
-        database.event.listen(self._engine, "connect", database._sqlite_pragmas)
-
-    async def run(self: Any, work: Any) -> Any:
-        return self._run(work)
-
-    database._SqliteWriter.__init__ = init  # type: ignore[method-assign]
     database._SqliteWriter.run = run  # type: ignore[method-assign]
 
 
