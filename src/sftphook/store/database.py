@@ -358,16 +358,3 @@ class Database:
             writer, self._writer = self._writer, None
             await writer.close()
         await self.engine.dispose()
-
-
-def run_upgrade(url: str) -> None:
-    """Synchronous entry for the CLI."""
-
-    async def _go() -> None:
-        db = Database(url)
-        try:
-            await db.upgrade()
-        finally:
-            await db.close()
-
-    asyncio.run(_go())

@@ -209,28 +209,6 @@ _PG_HEAD_LEASE = (
 )
 
 
-async def claim(
-    session: AsyncSession,
-    *,
-    token: str,
-    now: int,
-    lease_ms: int,
-    limit: int,
-    exclude_webhooks: Collection[str] = (),
-) -> list[Any]:
-    """`claim_sync` in a session's transaction."""
-    return await session.run_sync(
-        lambda sync: claim_sync(
-            sync.connection(),
-            token=token,
-            now=now,
-            lease_ms=lease_ms,
-            limit=limit,
-            exclude_webhooks=exclude_webhooks,
-        )
-    )
-
-
 def claim_sync(
     connection: Connection,
     *,
@@ -326,11 +304,6 @@ _NEXT_SCHEDULED = select(func.min(_D.c.next_attempt_at)).where(
 _NEXT_LEASE_END = select(func.min(_D.c.lease_expires_at)).where(
     _D.c.status.in_(ACTIVE), _D.c.lease_expires_at > bindparam("after")
 )
-
-
-async def next_due(session: AsyncSession, after: int) -> int | None:
-    """`next_due_sync` on a session's connection."""
-    return await session.run_sync(lambda sync: next_due_sync(sync.connection(), after))
 
 
 def next_due_sync(connection: Connection, after: int) -> int | None:
