@@ -324,16 +324,6 @@ async def by_ids(session: AsyncSession, delivery_ids: Collection[str]) -> dict[s
     return {d.id: d for d in result.scalars()}
 
 
-async def lease_owners(
-    session: AsyncSession, delivery_ids: Collection[str]
-) -> dict[str, str | None]:
-    """Who holds each delivery's lease (a missing id: the delivery no longer exists)."""
-    result = await session.execute(
-        select(Delivery.id, Delivery.lease_owner).where(Delivery.id.in_(list(delivery_ids)))
-    )
-    return {row[0]: row[1] for row in result.all()}
-
-
 _LEASE_OWNERS = select(_D.c.id, _D.c.lease_owner).where(
     _D.c.id.in_(bindparam("ids", expanding=True))
 )
@@ -342,9 +332,17 @@ _LEASE_OWNERS = select(_D.c.id, _D.c.lease_owner).where(
 def lease_owners_sync(
     connection: Connection, delivery_ids: Collection[str]
 ) -> dict[str, str | None]:
-    """`lease_owners` inside a `Database.write` transaction."""
+    """Who holds each delivery's lease (a missing id: the delivery no longer exists), inside a
+    write transaction."""
     rows = connection.execute(_LEASE_OWNERS, {"ids": list(delivery_ids)}).all()
     return {row[0]: row[1] for row in rows}
+
+
+async def lease_owners(
+    session: AsyncSession, delivery_ids: Collection[str]
+) -> dict[str, str | None]:
+    """`lease_owners_sync` in a session's transaction."""
+    return await session.run_sync(lambda sync: lease_owners_sync(sync.connection(), delivery_ids))
 
 
 # Written by id (the recording of a batch of results); the keys of `RESULT_COLUMNS`.

@@ -4,11 +4,14 @@ The append-only tables (events, deliveries, attempts, the audit log) take versio
 of milliseconds since the epoch, then 74 random bits. A new row's id then lands at the end of the
 primary key's index, not on a random page of it: inserting 40,000 attempt rows in batches of 256
 cost about 35 % less SQLite time that way (docs/performance.md). The other tables keep random
-ids: theirs would tell when a user or a token was made, and they are small.
+ids from `uuid.uuid4` (`models.new_id`): theirs would tell when a user or a token was made, and
+they are small and rarely written.
 
-Ids must be unique and hard to guess, not secret, so they come from a generator seeded once from
-`os.urandom` rather than from `uuid4` (a system call per id, and the GIL changes hands at each).
-A forked child draws a new seed.
+These ids (and lease tokens) are made on every event and delivery attempt. They must be unique
+and hard to guess, not secret (nothing is reached by knowing one: every lookup is scoped to an
+organization), so they come from a generator seeded once from `os.urandom` rather than from
+`uuid4` (a system call per id, and the GIL changes hands at each). A forked child draws a new
+seed.
 """
 
 from __future__ import annotations

@@ -7,6 +7,7 @@ conversion happens anywhere between the store and the wire.
 from __future__ import annotations
 
 import time
+import uuid
 from typing import Any
 
 from sqlalchemy import (
@@ -22,13 +23,13 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from sftphook.store.ids import IDS, ordered_id
+from sftphook.store.ids import ordered_id
 
 
 def new_id() -> str:
-    """A random id, for the small tables (organizations, users, tokens, webhooks); the
-    append-only ones take `ids.ordered_id`."""
-    return IDS.uuid4()
+    """A random id from the system's generator, for the small tables (organizations, users,
+    tokens, webhooks), made rarely; the append-only ones take `ids.ordered_id`."""
+    return str(uuid.uuid4())
 
 
 def now_ms() -> int:
