@@ -130,6 +130,19 @@ async def _webhook_row(app, webhook_id: str):
         return row.one()
 
 
+async def _hook_with_events(app, org: str, nickname: str, count: int):
+    """A webhook on file.created at a closed port, and `count` events for it (paths in/0.csv, …;
+    one event: the default path)."""
+    hook, _ = await app.webhooks.create(
+        org, nickname=nickname, url="http://127.0.0.1:9/hook", topics=["file.created"]
+    )
+    for i in range(count):
+        await app.recorder.record(
+            file_event(org, path=f"in/{i}.csv") if count > 1 else file_event(org)
+        )
+    return hook
+
+
 async def _statuses(app, org: str, webhook_id: str) -> list[str]:
     rows, _ = await app.webhooks.list_deliveries(org, webhook_id)
     return sorted(r.status for r in rows)
@@ -137,11 +150,7 @@ async def _statuses(app, org: str, webhook_id: str) -> list[str]:
 
 async def test_failures_and_successes_keep_the_failure_streak(app):
     org = await org_id(app)
-    hook, _ = await app.webhooks.create(
-        org, nickname="streak", url="http://127.0.0.1:9/hook", topics=["file.created"]
-    )
-    for i in range(3):
-        await app.recorder.record(file_event(org, path=f"in/{i}.csv"))
+    hook = await _hook_with_events(app, org, "streak", 3)
     refused, fine = Response(400, {}, b"no"), Response(200, {}, b"ok")
     engine = _engine(app, ScriptedTransport([refused, fine, refused]), auto_pause_after=2)
     paused: list[str] = []
@@ -164,11 +173,7 @@ async def test_failures_and_successes_keep_the_failure_streak(app):
 
 async def test_a_batch_that_pauses_a_webhook_holds_the_rest_and_calls_the_hook(app):
     org = await org_id(app)
-    hook, _ = await app.webhooks.create(
-        org, nickname="pauses", url="http://127.0.0.1:9/hook", topics=["file.created"]
-    )
-    for i in range(4):
-        await app.recorder.record(file_event(org, path=f"in/{i}.csv"))
+    hook = await _hook_with_events(app, org, "pauses", 4)
     refused = Response(400, {}, b"no")
     engine = _engine(app, ScriptedTransport([refused] * 3), auto_pause_after=2)
     paused: list[tuple[str, str | None]] = []
@@ -194,10 +199,7 @@ async def test_a_batch_committed_whose_answer_was_lost_is_not_recorded_twice(app
     from sqlalchemy import exc
 
     org = await org_id(app)
-    hook, _ = await app.webhooks.create(
-        org, nickname="lost", url="http://127.0.0.1:9/hook", topics=["file.created"]
-    )
-    await app.recorder.record(file_event(org))
+    await _hook_with_events(app, org, "lost", 1)
     engine = _engine(app, ScriptedTransport([Response(200, {}, b"ok")]))
     (job,) = await engine.claim(10, 2_000_000_000_000)
     result = await engine.attempt(job)
@@ -223,11 +225,7 @@ async def test_the_attempt_log_names_the_host_and_is_not_built_when_info_is_off(
     import logging
 
     org = await org_id(app)
-    await app.webhooks.create(
-        org, nickname="log", url="http://127.0.0.1:9/hook", topics=["file.created"]
-    )
-    for i in range(2):
-        await app.recorder.record(file_event(org, path=f"in/{i}.csv"))
+    await _hook_with_events(app, org, "log", 2)
     ok = Response(200, {}, b"ok")
     engine = _engine(app, ScriptedTransport([ok, ok]))
     first, second = await engine.claim(10, 2_000_000_000_000)
