@@ -10,6 +10,9 @@ Selected with BENCH_EXPERIMENTS=name,name in the server's environment (`--experi
   thread hops of opens, commits and block reads and writes cost).
 - `inline-db`: every `Database.write` runs its transaction on the event loop, whatever its size
   and whoever else writes (what the hand-offs to the writer thread cost at most).
+- `request-times`: not a change but a measurement: the server times every SFTP request from its
+  arrival to its reply, and the gap before the client's next request, and writes a table per
+  request type to the file named by BENCH_REQUEST_TIMES when it stops.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import contextlib
 import os
 from typing import Any
 
-KNOWN = ("coalesce", "no-events", "inline-io", "inline-db")
+KNOWN = ("coalesce", "no-events", "inline-io", "inline-db", "request-times")
 
 
 def coalesce_writes() -> None:
@@ -84,6 +87,137 @@ def inline_db() -> None:
     database._SqliteWriter.run = run  # type: ignore[method-assign]
 
 
+def request_times() -> None:
+    import statistics
+    import sys
+    import time
+
+    from asyncssh import sftp
+
+    names = {v: k for k, v in vars(sftp).items() if k.startswith("FXP_") and isinstance(v, int)}
+    server = "stock asyncssh" if "stock_asyncssh" in sys.argv[0] else "sftphook"
+    from asyncssh.connection import SSHConnection
+
+    handler = sftp.SFTPServerHandler
+    process, cleanup = handler._process_packet, handler._cleanup
+    # The client gap in three parts (one connection at a time, as the benchmark runs): the reply
+    # waiting for its socket write, the client's turn and the network, then the packet's way
+    # through asyncssh to the handler.
+    marks = {"reply": 0.0, "sent": 0.0, "arrived": 0.0}
+    received = SSHConnection.data_received
+
+    def data_received(self: Any, data: bytes, datatype: Any = None) -> None:
+        if marks["arrived"] < marks["reply"]:
+            marks["arrived"] = time.perf_counter()
+        received(self, data, datatype)
+
+    SSHConnection.data_received = data_received  # type: ignore[method-assign]
+    if server == "sftphook":
+        from sftphook.events.recorder import EventRecorder
+        from sftphook.sftp.wire import CoalescingTransport
+
+        flush, record = CoalescingTransport.flush, EventRecorder.record
+        recorded: list[float] = []
+
+        def flushed(self: Any) -> None:
+            if marks["sent"] < marks["reply"]:
+                marks["sent"] = time.perf_counter()
+            flush(self)
+
+        async def timed_record(self: Any, event: Any) -> None:
+            started = time.perf_counter()
+            try:
+                await record(self, event)
+            finally:
+                recorded.append(time.perf_counter() - started)
+
+        CoalescingTransport.flush = flushed  # type: ignore[method-assign]
+        EventRecorder.record = timed_record  # type: ignore[method-assign]
+
+    def spent(self: Any) -> dict[str, list[float]]:
+        times: dict[str, list[float]] | None = getattr(self, "_bench_times", None)
+        if times is None:
+            times = self._bench_times = {}
+        return times
+
+    async def timed(self: Any, pkttype: int, pktid: int, packet: Any) -> None:
+        started = time.perf_counter()
+        times = spent(self)
+        previous: float | None = getattr(self, "_bench_reply", None)
+        if previous is not None:
+            times.setdefault("(client gap)", []).append(started - previous)
+            sent = max(marks["sent"], previous)
+            if marks["arrived"] >= sent:
+                if server == "sftphook":
+                    times.setdefault("(gap: to send)", []).append(sent - previous)
+                times.setdefault("(gap: client)", []).append(marks["arrived"] - sent)
+                times.setdefault("(gap: to handler)", []).append(started - marks["arrived"])
+        try:
+            await process(self, pkttype, pktid, packet)
+        finally:
+            done = self._bench_reply = marks["reply"] = time.perf_counter()
+            times.setdefault(names.get(pkttype, str(pkttype)), []).append(done - started)
+
+    async def report(self: Any, exc: Any) -> None:
+        # One table per SFTP session (one `sftp -b` batch: one benchmark operation).
+        times = spent(self)
+        if server == "sftphook" and recorded:
+            times["(event record)"] = list(recorded)
+            recorded.clear()
+        target = os.environ.get("BENCH_REQUEST_TIMES")
+        if target and sum(len(v) for v in times.values()) > 10:
+            lines = [
+                f"{server}: {'request':<14} {'count':>7} {'median ms':>10} {'p90 ms':>8}"
+                f" {'total s':>8}"
+            ]
+            for name, values in sorted(times.items(), key=lambda kv: -sum(kv[1])):
+                values.sort()
+                lines.append(
+                    f"{server}: {name:<14} {len(values):>7}"
+                    f" {statistics.median(values) * 1e3:>10.3f}"
+                    f" {values[int(len(values) * 0.9)] * 1e3:>8.3f} {sum(values):>8.3f}"
+                )
+            lines.extend(f"{server}: {line}" for line in _thread_cpu(threads_before))
+            _append(target, "\n".join(lines) + "\n\n")
+        times.clear()
+        await cleanup(self, exc)
+
+    threads_before: dict[str, tuple[float, float]] = {}
+    _thread_cpu(threads_before)
+    handler._process_packet = timed  # type: ignore[method-assign]
+    handler._cleanup = report  # type: ignore[method-assign]
+
+
+def _append(path: str, text: str) -> None:
+    with open(path, "a") as out:
+        out.write(text)
+
+
+def _thread_cpu(before: dict[str, tuple[float, float]]) -> list[str]:
+    """User and system CPU seconds of each of this process's threads since the last call
+    (Linux), busiest first."""
+    tick = os.sysconf("SC_CLK_TCK")
+    now: dict[str, tuple[float, float]] = {}
+    for task in os.listdir("/proc/self/task"):
+        with contextlib.suppress(OSError):
+            with open(f"/proc/self/task/{task}/stat") as f:
+                stat = f.read()
+            fields = stat[stat.rindex(")") + 2 :].split()
+            now[task] = (int(fields[11]) / tick, int(fields[12]) / tick)
+    spent = {
+        task: (user - before.get(task, (0.0, 0.0))[0], system - before.get(task, (0.0, 0.0))[1])
+        for task, (user, system) in now.items()
+    }
+    lines = [
+        f"thread {task:<8} user {user:6.2f} s  system {system:6.2f} s"
+        for task, (user, system) in sorted(spent.items(), key=lambda kv: -sum(kv[1]))
+        if user + system > 0
+    ]
+    before.clear()
+    before.update(now)
+    return lines
+
+
 def apply(environ: dict[str, str] | None = None) -> list[str]:
     env = os.environ if environ is None else environ
     names = [n.strip() for n in env.get("BENCH_EXPERIMENTS", "").split(",") if n.strip()]
@@ -96,6 +230,8 @@ def apply(environ: dict[str, str] | None = None) -> list[str]:
             inline_io()
         elif name == "inline-db":
             inline_db()
+        elif name == "request-times":
+            request_times()
         else:
             raise SystemExit(f"unknown experiment {name!r}; known: {', '.join(KNOWN)}")
     return names

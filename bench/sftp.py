@@ -646,10 +646,8 @@ def parse_args(argv: list[str] | None = None) -> Options:
     if unknown or not servers:
         p.error(f"--servers: unknown {', '.join(sorted(unknown)) or 'empty list'}")
     experiments = [e.strip() for e in a.experiment.split(",") if e.strip()]
-    if set(experiments) - {"coalesce", "no-events", "inline-io", "inline-db"}:
-        p.error(
-            "--experiment: a comma-separated subset of coalesce, no-events, inline-io, inline-db"
-        )
+    if set(experiments) - set(KNOWN_EXPERIMENTS):
+        p.error(f"--experiment: a comma-separated subset of {', '.join(KNOWN_EXPERIMENTS)}")
     ops = [o.strip() for o in a.ops.split(",") if o.strip()]
     if not ops or set(ops) - set(OPERATIONS):
         p.error(f"--ops: a comma-separated subset of {', '.join(OPERATIONS)}")

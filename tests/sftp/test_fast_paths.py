@@ -9,11 +9,17 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import asyncssh
+import pytest
+from asyncssh.constants import MSG_IGNORE
+
+from sftphook.config import Settings
 from sftphook.sftp.offload import Offload
 from sftphook.sftp.transfer import INLINE_BYTES, READ_BLOCK, Download
 from sftphook.sftp.wire import CoalescingTransport
 from sftphook.storage.local import LocalStorage
-from tests.sftp.conftest import Server
+from tests.conftest import serving
+from tests.sftp.conftest import PASSWORD, Server, reuse_host_keys
 
 
 async def test_coalesced_writes_arrive_whole_in_order_and_before_close() -> None:
@@ -97,3 +103,54 @@ async def test_a_streamed_download_holds_at_most_two_blocks(tmp_path: Path) -> N
     storage.close()
     assert bytes(got) == data
     assert held <= 2
+
+
+def _count_ignore_packets(conn: asyncssh.SSHClientConnection) -> list[int]:
+    """The SSH_MSG_IGNORE packets `conn` receives from now on."""
+    seen: list[int] = []
+    log_received = conn.log_received_packet
+
+    def counting(pkttype: int, pktid: int | None, packet: object, note: str = "") -> None:
+        if pkttype == MSG_IGNORE:
+            seen.append(pkttype)
+        log_received(pkttype, pktid, packet, note)  # type: ignore[arg-type]
+
+    conn.log_received_packet = counting  # type: ignore[method-assign]
+    return seen
+
+
+async def _requests(conn: asyncssh.SSHClientConnection) -> None:
+    async with conn.start_sftp_client() as sftp:
+        async with sftp.open("a.txt", "wb") as fh:
+            await fh.write(b"hello")
+        for _ in range(10):
+            await sftp.stat("a.txt")
+
+
+@pytest.mark.parametrize("cipher", ["aes128-gcm@openssh.com", "aes128-ctr"])
+async def test_no_empty_ignore_packets_with_ctr_or_aead_ciphers(
+    server: Server, cipher: str
+) -> None:
+    async with await server.connect(encryption_algs=[cipher]) as conn:
+        ignored = _count_ignore_packets(conn)
+        await _requests(conn)
+    assert ignored == []
+    assert (server.root / "a.txt").read_bytes() == b"hello"
+
+
+async def test_a_cbc_cipher_keeps_an_ignore_packet_before_each_packet(
+    settings: Settings, client_key: tuple[Path, str], host_keys_cache: Path
+) -> None:
+    # CBC's IVs are predictable without them (RFC 4251 9.3.1): asyncssh's defence stays.
+    settings.sftp.ciphers = ["aes128-cbc"]
+    reuse_host_keys(settings, host_keys_cache)
+    async with serving(settings, frozenset({"sftp"})) as app:
+        org = await app.accounts.resolve_organization(None)
+        await app.accounts.add_user(org.id, "alice", password=PASSWORD)
+        (app.settings.files_root / org.id).mkdir(parents=True, exist_ok=True)
+        running = Server(app=app, port=app.sftp.port, org_id=org.id, key_file=client_key[0])
+        async with await running.connect(encryption_algs=["aes128-cbc"]) as conn:
+            ignored = _count_ignore_packets(conn)
+            await _requests(conn)
+    # One before each SFTP reply at least (open, write, close, ten stats, ...).
+    assert len(ignored) >= 13

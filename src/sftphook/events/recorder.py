@@ -18,14 +18,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from typing import cast
 
-from sqlalchemy import Table, func, insert, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
 from sftphook.events.model import EventRecord
+from sftphook.store import events as event_store
 from sftphook.store.database import Database, retry_while_unreachable
 from sftphook.store.models import Event
 
@@ -36,9 +36,6 @@ EventListener = Callable[[AsyncSession, Sequence[EventRecord]], Awaitable[None]]
 SyncEventListener = Callable[[Connection, Sequence[EventRecord]], None]
 # Runs after the commit (to wake workers, count metrics); must not block or raise.
 CommitHook = Callable[[Sequence[EventRecord]], None]
-
-# Built once (see store/webhooks.py `_FAN_OUT_CANDIDATES`).
-INSERT_EVENTS = cast(Table, Event.__table__).insert()
 
 _Pending = tuple[EventRecord, asyncio.Future[None]]
 # A group this small may commit on the event loop when nothing else is writing (SQLite): the
@@ -171,7 +168,7 @@ class EventRecorder:
     def _write(
         self, connection: Connection, rows: list[dict[str, object]], events: Sequence[EventRecord]
     ) -> None:
-        connection.execute(INSERT_EVENTS, rows)
+        event_store.insert(connection, rows)
         for listener in self._sync_listeners:
             listener(connection, events)
 

@@ -28,7 +28,7 @@ from sftphook.sftp.defender import Defender
 from sftphook.sftp.handler import StreamSession
 from sftphook.sftp.offload import Offload
 from sftphook.sftp.session import SFTPSession
-from sftphook.sftp.wire import coalesce_writes
+from sftphook.sftp.wire import coalesce_writes, skip_ignore_padding
 from sftphook.storage.base import ReadHandle, Storage, StorageBackend
 
 if TYPE_CHECKING:
@@ -284,6 +284,7 @@ class _Connection(asyncssh.SSHServer):
     def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
         self._conn = conn
         coalesce_writes(conn)
+        skip_ignore_padding(conn)
         peer = conn.get_extra_info("peername")
         if peer:
             self.client_ip = str(peer[0])

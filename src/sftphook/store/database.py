@@ -6,9 +6,10 @@ import asyncio
 import contextlib
 import json
 import logging
+import sqlite3
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -17,7 +18,7 @@ from typing import Any, TypeVar, cast
 import orjson
 from alembic import command
 from alembic.config import Config as AlembicConfig
-from sqlalchemy import create_engine, event, exc, make_url, text
+from sqlalchemy import Table, create_engine, event, exc, make_url, text
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -135,6 +136,67 @@ class _Busy(Exception):
     """Another connection holds SQLite's write lock: this transaction waits on the thread."""
 
 
+def sqlite_driver(connection: Connection) -> sqlite3.Connection | None:
+    """The stdlib `sqlite3` connection under `connection` (a `Database.write` transaction on
+    SQLite), or None on any other database."""
+    if connection.dialect.name != "sqlite":
+        return None
+    driver = connection.connection.driver_connection
+    return driver if isinstance(driver, sqlite3.Connection) else None
+
+
+@contextlib.contextmanager
+def driver_errors(statement: str) -> Iterator[None]:
+    """`sqlite3`'s errors as SQLAlchemy's (`exc.OperationalError`, `exc.IntegrityError`, ...),
+    the ones the rest of the store and `is_connection_lost` expect."""
+    try:
+        yield
+    except sqlite3.Error as error:
+        raise exc.DBAPIError.instance(statement, None, error, sqlite3.Error) from error
+
+
+class PlainInsert:
+    """An INSERT of many rows of plain values (text, numbers, bytes, None) into `table`.
+
+    On SQLite it goes straight to the `sqlite3` connection, one prepared statement for the
+    whole group: per call SQLAlchemy's Core costs several times what SQLite does for a row of an
+    event, which is on the path of every SFTP reply that completes a file operation. Elsewhere it
+    is the Core INSERT. `columns` are the keys of every row; a column left out must have no
+    default of SQLAlchemy's to apply, and no listed column may need converting, which is checked
+    here once.
+    """
+
+    def __init__(self, table: Table, columns: Sequence[str]) -> None:
+        from sqlalchemy.dialects import sqlite
+
+        dialect = sqlite.dialect()
+        listed = set(columns)
+        for column in table.columns:
+            if column.name in listed and column.type.bind_processor(dialect) is not None:
+                raise ValueError(f"{table.name}.{column.name} needs converting: not plain")
+            if column.name not in listed and column.default is not None:
+                raise ValueError(f"{table.name}.{column.name} has a default that would be skipped")
+        unknown = listed - {column.name for column in table.columns}
+        if unknown:
+            raise ValueError(f"{table.name} has no column {', '.join(sorted(unknown))}")
+        self.columns = tuple(columns)
+        self.core = table.insert()
+        self.sql = (
+            f"INSERT INTO {table.name} ({', '.join(self.columns)})"
+            f" VALUES ({', '.join('?' * len(self.columns))})"
+        )
+
+    def execute(self, connection: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
+        driver = sqlite_driver(connection)
+        if driver is None:
+            connection.execute(self.core, list(rows))
+            return
+        columns = self.columns
+        values = [tuple([row[name] for name in columns]) for row in rows]
+        with driver_errors(self.sql):
+            driver.executemany(self.sql, values)
+
+
 class _SqliteWriter:
     """One `sqlite3` connection for write transactions, and the thread that runs them.
 
@@ -218,7 +280,10 @@ class _SqliteWriter:
             began = time.perf_counter()
             try:
                 result = work(connection)
-                connection.exec_driver_sql("COMMIT")
+                driver = connection.connection.driver_connection
+                assert driver is not None
+                with driver_errors("COMMIT"):
+                    driver.execute("COMMIT")
                 self._commits += 1
                 # The transaction's own time, without any wait for another writer's lock.
                 self._last_cost = time.perf_counter() - began
@@ -241,11 +306,13 @@ class _SqliteWriter:
         if wait:
             connection.exec_driver_sql("BEGIN IMMEDIATE")
             return
+        # Straight to the driver: this runs on the event loop before every event's commit.
         driver = connection.connection.driver_connection
         assert driver is not None
         driver.execute("PRAGMA busy_timeout=0")
         try:
-            connection.exec_driver_sql("BEGIN IMMEDIATE")
+            with driver_errors("BEGIN IMMEDIATE"):
+                driver.execute("BEGIN IMMEDIATE")
         except exc.OperationalError as error:
             if "locked" in str(error.orig) or "busy" in str(error.orig):
                 raise _Busy from error

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any, cast
 
 from sqlalchemy import Row, Select, Table, bindparam, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from sftphook.store.database import PlainInsert
 from sftphook.store.models import Event
 from sftphook.store.pages import newest_first
 
@@ -52,6 +53,15 @@ async def get(session: AsyncSession, organization_id: str, event_id: str) -> Eve
 
 
 _E = cast(Table, Event.__table__)
+# Every column, each row holding them all (`EventRecord.as_row`).
+_INSERT = PlainInsert(_E, tuple(column.name for column in _E.columns))
+
+
+def insert(connection: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Insert events (rows with every column) inside a `Database.write` transaction."""
+    _INSERT.execute(connection, rows)
+
+
 # by_ids' statement per tuple of columns asked for, built once.
 _BY_IDS: dict[tuple[str, ...], Select[Any]] = {}
 

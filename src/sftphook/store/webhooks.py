@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Collection
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
-from sqlalchemy import Row, Table, bindparam, select, update
+from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import BindParameter
 
+from sftphook.store.database import driver_errors, sqlite_driver
 from sftphook.store.models import Webhook
 
 
@@ -47,13 +49,39 @@ _FAN_OUT_CANDIDATES = (
     .where(Webhook.organization_id.in_(bindparam("organizations", expanding=True)))
     .order_by(Webhook.created_at, Webhook.id)
 )
+# The same on SQLite, for the `sqlite3` connection itself (one per number of organizations).
+_FAN_OUT_SQL = (
+    "SELECT id, organization_id, topics, filter, state FROM webhooks"
+    " WHERE organization_id IN ({}) ORDER BY created_at, id"
+)
 
 
-def fan_out_candidates(connection: Connection, organization_ids: Collection[str]) -> list[Row[Any]]:
+class Candidate(NamedTuple):
+    id: str
+    organization_id: str
+    topics: list[Any]
+    filter: list[Any]
+    state: str
+
+
+def fan_out_candidates(
+    connection: Connection, organization_ids: Collection[str]
+) -> list[Candidate]:
     """`for_organizations` inside a `Database.write` transaction, with only the columns the
-    fan-out reads (id, organization_id, topics, filter, state)."""
-    parameters = {"organizations": list(organization_ids)}
-    return list(connection.execute(_FAN_OUT_CANDIDATES, parameters))
+    fan-out reads. It runs before every event's commit: on SQLite straight on the `sqlite3`
+    connection (the JSON columns decoded here), as Core costs several times SQLite's work."""
+    organizations = list(organization_ids)
+    driver = sqlite_driver(connection)
+    if driver is None:
+        result = connection.execute(_FAN_OUT_CANDIDATES, {"organizations": organizations})
+        return [Candidate(*row) for row in result]
+    sql = _FAN_OUT_SQL.format(", ".join("?" * len(organizations)))
+    with driver_errors(sql):
+        rows = driver.execute(sql, organizations).fetchall()
+    return [
+        Candidate(id, organization, json.loads(topics), json.loads(rules), state)
+        for id, organization, topics, rules, state in rows
+    ]
 
 
 async def by_ids(session: AsyncSession, webhook_ids: Collection[str]) -> dict[str, Webhook]:

@@ -13,11 +13,30 @@ from sqlalchemy.engine import Connection
 from sftphook.events.model import EventRecord
 from sftphook.store import deliveries as delivery_store
 from sftphook.store import webhooks as webhook_store
+from sftphook.store.database import PlainInsert
 from sftphook.store.ids import ordered_id
 from sftphook.store.models import Delivery, now_ms
 from sftphook.webhooks import filters
 
-INSERT_DELIVERIES = cast(Table, Delivery.__table__).insert()
+# The keys of `delivery_row`.
+INSERT_DELIVERIES = PlainInsert(
+    cast(Table, Delivery.__table__),
+    (
+        "id",
+        "organization_id",
+        "webhook_id",
+        "event_id",
+        "topic",
+        "kind",
+        "status",
+        "payload",
+        "attempt_count",
+        "next_attempt_at",
+        "sequence",
+        "created_at",
+        "updated_at",
+    ),
+)
 
 
 class SequenceClock:
@@ -97,7 +116,7 @@ def fan_out_sync(connection: Connection, events: Sequence[EventRecord]) -> int:
                 )
             )
     if rows:
-        connection.execute(INSERT_DELIVERIES, rows)
+        INSERT_DELIVERIES.execute(connection, rows)
         delivery_store.announce_sync(connection)
     return len(rows)
 
