@@ -178,14 +178,27 @@ def request_times() -> None:
                     f" {values[int(len(values) * 0.9)] * 1e3:>8.3f} {sum(values):>8.3f}"
                 )
             lines.extend(f"{server}: {line}" for line in _thread_cpu(threads_before))
+            lines.append(f"{server}: gc collections by generation: {_gc_collections(gc_before)}")
             _append(target, "\n".join(lines) + "\n\n")
         times.clear()
         await cleanup(self, exc)
 
     threads_before: dict[str, tuple[float, float]] = {}
     _thread_cpu(threads_before)
+    gc_before: list[int] = []
+    _gc_collections(gc_before)
     handler._process_packet = timed  # type: ignore[method-assign]
     handler._cleanup = report  # type: ignore[method-assign]
+
+
+def _gc_collections(before: list[int]) -> list[int]:
+    """The garbage collector's runs per generation since the last call."""
+    import gc
+
+    now = [generation["collections"] for generation in gc.get_stats()]
+    spent = [n - b for n, b in zip(now, before, strict=False)] if before else now
+    before[:] = now
+    return spent
 
 
 def _append(path: str, text: str) -> None:

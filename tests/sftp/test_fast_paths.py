@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import asyncssh
 import pytest
@@ -16,7 +18,7 @@ from asyncssh.constants import MSG_IGNORE
 from sftphook.config import Settings
 from sftphook.sftp.offload import Offload
 from sftphook.sftp.transfer import INLINE_BYTES, READ_BLOCK, Download
-from sftphook.sftp.wire import CoalescingTransport
+from sftphook.sftp.wire import CoalescingTransport, _no_packet_log
 from sftphook.storage.local import LocalStorage
 from tests.conftest import serving
 from tests.sftp.conftest import PASSWORD, Server, reuse_host_keys
@@ -154,3 +156,31 @@ async def test_a_cbc_cipher_keeps_an_ignore_packet_before_each_packet(
             await _requests(conn)
     # One before each SFTP reply at least (open, write, close, ten stats, ...).
     assert len(ignored) >= 13
+
+
+async def test_packet_log_calls_are_skipped_only_while_packet_logging_is_off(
+    server: Server, caplog: pytest.LogCaptureFixture
+) -> None:
+    def server_connection() -> Any:
+        (front,) = server.app.sftp._connections
+        return front._conn
+
+    async with await server.connect() as conn:
+        await _requests(conn)
+        ssh = server_connection()
+        assert ssh.log_sent_packet is _no_packet_log
+        assert ssh.log_received_packet is _no_packet_log
+    caplog.set_level(logging.DEBUG, logger="asyncssh")
+    asyncssh.set_debug_level(3)
+    try:
+        async with await server.connect() as conn:
+            ssh = server_connection()
+            assert "log_sent_packet" not in vars(ssh)
+            await _requests(conn)
+            context = ssh.logger._context
+    finally:
+        asyncssh.set_debug_level(1)
+    # The server connection's own packet lines (its logger's context names its connection).
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith(f"[{context},")]
+    assert any("Sent MSG_CHANNEL_DATA" in line for line in lines), lines[:5]
+    assert any("Received MSG_CHANNEL_DATA" in line for line in lines), lines[:5]

@@ -1,4 +1,5 @@
 import asyncio
+import time
 
 import pytest
 from sqlalchemy import func, select
@@ -25,6 +26,10 @@ async def test_concurrent_records_share_commits_and_all_land(app):
     recorder = EventRecorder(app.db)
     commits: list[int] = []
     recorder.add_commit_hook(lambda events: commits.append(len(events)))
+    # A commit that takes a while (a busy disk): the recorder's first events commit on the loop
+    # at once, one by one, until their cost sends commits to the writer thread; the events that
+    # arrive while one is under way there share the next.
+    recorder.add_sync_listener(lambda connection, events: time.sleep(0.002))
     started = asyncio.Event()
     writer = asyncio.create_task(recorder.run(started))
     await started.wait()
@@ -162,3 +167,33 @@ async def test_unreachable_database_gives_up_after_retry_for(app):
     event = EventRecord(organization_id=org, topic=Topic.FILE_CREATED, actor_id="u", path="d")
     with pytest.raises(OperationalError):
         await recorder.record(event)
+
+
+async def test_a_lone_event_commits_in_its_caller_and_its_failure_is_the_callers(app):
+    org = await _org_id(app)
+    recorder = EventRecorder(app.db)
+    fail = {"next": True}
+
+    def listener(connection, events):
+        if fail["next"]:
+            fail["next"] = False
+            raise RuntimeError("listener failed")
+
+    recorder.add_sync_listener(listener)
+    started = asyncio.Event()
+    writer = asyncio.create_task(recorder.run(started))
+    await started.wait()
+    first, second = (
+        EventRecord(organization_id=org, topic=Topic.FILE_CREATED, actor_id="u", path=name)
+        for name in ("first", "second")
+    )
+    with pytest.raises(RuntimeError, match="listener failed"):
+        await recorder.record(first)
+    # The writer task never saw either: nothing queued, and the group lock is free again.
+    await recorder.record(second)
+    assert recorder._queue.empty() and not recorder._group.locked()
+    await recorder.close()
+    await writer
+    async with app.db.session() as s:
+        assert await s.get(Event, first.id) is None
+        assert await s.get(Event, second.id) is not None

@@ -1,7 +1,9 @@
 """The event recorder: commits events in groups, before the SFTP reply that completes them.
 
 Every caller of `record()` waits for its event to be committed, but callers that arrive while a
-commit is under way share the next one: one writer, one transaction per group. Listeners run in
+commit is under way share the next one: one writer, one transaction per group. An event that
+finds nothing committing and nothing queued is committed by its caller at once, without the
+hand-offs to the writer task and back. Listeners run in
 that same transaction, so whatever they write (a webhook's deliveries) commits with the event or
 not at all. A group whose listeners are all synchronous (`add_sync_listener`, Core statements on
 the transaction's connection) is one `Database.write`: on SQLite a single hand-off to the
@@ -58,6 +60,9 @@ class EventRecorder:
         self._queue: asyncio.Queue[_Pending | None] = asyncio.Queue()
         self._closed = False
         self._running = False
+        # Held while a group commits: one group at a time, whether the writer task commits it
+        # or `record()` does for a lone event.
+        self._group = asyncio.Lock()
 
     def add_listener(self, listener: EventListener) -> None:
         """An async listener (an ORM session); a group then commits through a session, several
@@ -79,6 +84,12 @@ class EventRecorder:
         if not self._running:
             # No writer task (a CLI command, a test): commit this one alone.
             await self._commit([event])
+            return
+        if not self._group.locked() and self._queue.empty():
+            # Nothing committing or waiting: commit it here, without the two hand-offs to the
+            # writer task and back. Events that come meanwhile queue for the writer's next group.
+            async with self._group:
+                await self._commit([event])
             return
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._queue.put_nowait((event, done))
@@ -102,7 +113,8 @@ class EventRecorder:
                         stop = True
                         break
                     batch.append(item)
-                await self._commit_batch(batch)
+                async with self._group:
+                    await self._commit_batch(batch)
                 if stop:
                     break
         finally:
@@ -114,7 +126,8 @@ class EventRecorder:
                 if item is not None:
                     leftover.append(item)
             if leftover:
-                await self._commit_batch(leftover)
+                async with self._group:
+                    await self._commit_batch(leftover)
 
     async def close(self) -> None:
         """Stop taking events and let the writer flush what it has."""

@@ -21,6 +21,8 @@ from asyncssh.packet import PacketDecodeError, SSHPacket
 from asyncssh.sftp import FXP_CLOSE, FXP_INIT, FXP_OPENDIR, FXP_WRITE, SFTPServerHandler
 from asyncssh.stream import SSHServerStreamSession
 
+from sftphook.sftp.wire import quiet_packet_logs
+
 if TYPE_CHECKING:
     from sftphook.sftp.session import SFTPSession
 
@@ -78,6 +80,7 @@ class SessionHandler(SFTPServerHandler):
         self._init_read = False
         if not logging.getLogger("asyncssh.sftp").isEnabledFor(logging.DEBUG):
             self._logger = cast(Any, _QuietDebugLogger(self._logger))
+        quiet_packet_logs(self)
 
     async def recv_packet(self) -> SSHPacket:
         packet = await super().recv_packet()
@@ -175,6 +178,8 @@ class StreamSession(SSHServerStreamSession[bytes]):
     def session_started(self) -> None:
         chan = self._chan
         conn = self._conn
+        if chan is not None:
+            quiet_packet_logs(chan)
         if chan is not None and conn is not None and chan.get_subsystem() == "sftp":
             # Bytes from the first packet on: the server object is made later, in the task.
             chan.set_encoding(None)

@@ -28,7 +28,7 @@ from sftphook.sftp.defender import Defender
 from sftphook.sftp.handler import StreamSession
 from sftphook.sftp.offload import Offload
 from sftphook.sftp.session import SFTPSession
-from sftphook.sftp.wire import coalesce_writes, skip_ignore_padding
+from sftphook.sftp.wire import coalesce_writes, quiet_packet_logs, skip_ignore_padding
 from sftphook.storage.base import ReadHandle, Storage, StorageBackend
 
 if TYPE_CHECKING:
@@ -125,6 +125,8 @@ class SFTPFront:
             login_timeout=cfg.login_timeout,
             keepalive_interval=cfg.keepalive_interval,
             allow_pty=False,
+            # No shells here: SFTP and SCP channels carry bytes, without a line editor's layer.
+            line_editor=False,
             x11_forwarding=False,
             agent_forwarding=False,
             **options,
@@ -285,6 +287,7 @@ class _Connection(asyncssh.SSHServer):
         self._conn = conn
         coalesce_writes(conn)
         skip_ignore_padding(conn)
+        quiet_packet_logs(conn)
         peer = conn.get_extra_info("peername")
         if peer:
             self.client_ip = str(peer[0])

@@ -14,12 +14,18 @@
   ciphers (`*-ctr`, `*-gcm@openssh.com`, `chacha20-poly1305@openssh.com`) have no such IVs, and
   OpenSSH sends no such packets; the empty ones are dropped unless a CBC cipher was negotiated.
   It halves the packets (each encrypted, logged and decrypted by the client) of a small request.
+- **No packet log lines built to be dropped** (`quiet_packet_logs`): asyncssh formats a line for
+  every packet it sends or receives (the type's name, the size, a copy of the payload), on the
+  connection, the channel and the SFTP handler, before its logger checks the level. While
+  packet logging is off (asyncssh's debug level below 3, or its logger not at DEBUG) those calls
+  are skipped. Raising the level later applies to connections made after.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from typing import Any
 
 from asyncssh.constants import MSG_IGNORE
@@ -106,4 +112,27 @@ def skip_ignore_padding(conn: Any) -> None:
     conn.send_packet = send
 
 
-__all__ = ["CoalescingTransport", "coalesce_writes", "skip_ignore_padding"]
+def _no_packet_log(*args: object) -> None:
+    return None
+
+
+def packet_logging_on(logger: Any) -> bool:
+    """Whether asyncssh's `logger` (an `SSHLogger`) writes packet lines (debug level 3)."""
+    return getattr(logger, "_debug_level", 3) >= 3 and logger.isEnabledFor(logging.DEBUG)
+
+
+def quiet_packet_logs(packet_handler: Any) -> None:
+    """Skip `packet_handler`'s per-packet log calls (an asyncssh connection, channel or SFTP
+    handler) while packet logging is off."""
+    if not packet_logging_on(packet_handler.logger):
+        packet_handler.log_sent_packet = _no_packet_log
+        packet_handler.log_received_packet = _no_packet_log
+
+
+__all__ = [
+    "CoalescingTransport",
+    "coalesce_writes",
+    "packet_logging_on",
+    "quiet_packet_logs",
+    "skip_ignore_padding",
+]
