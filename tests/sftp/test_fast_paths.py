@@ -41,8 +41,9 @@ async def test_coalesced_writes_arrive_whole_in_order_and_before_close() -> None
     pieces = [bytes([i]) * (1000 + i) for i in range(50)]
     for piece in pieces[:25]:
         wrapped.write(piece)
-    # Nothing leaves during the turn that wrote it; the buffer size accounts for it.
-    assert wrapped.get_write_buffer_size() == sum(map(len, pieces[:25]))
+    # Only the turn's first write has left; the buffer size accounts for the rest.
+    pending = wrapped.get_write_buffer_size() - transport.get_write_buffer_size()
+    assert pending == sum(map(len, pieces[1:25]))
     await asyncio.sleep(0)
     for piece in pieces[25:]:
         wrapped.write(piece)
@@ -52,6 +53,37 @@ async def test_coalesced_writes_arrive_whole_in_order_and_before_close() -> None
     listener.close()
     await listener.wait_closed()
     assert bytes(received) == b"".join(pieces)
+
+
+class _RecordingTransport:
+    def __init__(self) -> None:
+        self.writes: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        self.writes.append(bytes(data))
+
+    def is_closing(self) -> bool:
+        return False
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+
+async def test_a_turns_first_write_leaves_at_once_and_the_rest_in_one_write() -> None:
+    socket = _RecordingTransport()
+    wrapped = CoalescingTransport(socket, asyncio.get_running_loop())  # type: ignore[arg-type]
+    wrapped.write(b"reply")
+    assert socket.writes == [b"reply"]
+    wrapped.write(b"a")
+    wrapped.write(b"b")
+    assert socket.writes == [b"reply"]
+    await asyncio.sleep(0)
+    assert socket.writes == [b"reply", b"ab"]
+    # A later turn starts over: its first write is not held back either.
+    wrapped.write(b"next")
+    assert socket.writes == [b"reply", b"ab", b"next"]
+    await asyncio.sleep(0)
+    assert socket.writes == [b"reply", b"ab", b"next"]
 
 
 async def test_reads_across_read_ahead_blocks(server: Server) -> None:

@@ -3,11 +3,12 @@
 Every caller of `record()` waits for its event to be committed, but callers that arrive while a
 commit is under way share the next one: one writer, one transaction per group. An event that
 finds nothing committing and nothing queued is committed by its caller at once, without the
-hand-offs to the writer task and back. Listeners run in
-that same transaction, so whatever they write (a webhook's deliveries) commits with the event or
-not at all. A group whose listeners are all synchronous (`add_sync_listener`, Core statements on
-the transaction's connection) is one `Database.write`: on SQLite a single hand-off to the
-store's writer thread, which is what keeps an event cheap next to the SFTP work it follows.
+hand-offs to the writer task and back. Listeners run in that same transaction, so whatever they
+write (a webhook's deliveries) commits with the event or not at all. A group whose listeners
+are all synchronous (`add_sync_listener`, statements on the transaction's connection) is one
+`Database.write`: on SQLite run on the event loop when nothing else writes, or else a single
+hand-off to the store's writer thread, which is what keeps an event cheap next to the SFTP work
+it follows.
 
 When the database cannot be reached (PostgreSQL restarting, a network blip) a group is tried
 again with a growing pause for up to `retry_for` seconds, so the SFTP replies waiting on it are
