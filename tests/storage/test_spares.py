@@ -112,3 +112,92 @@ def test_a_node_starting_leaves_other_nodes_uploads_under_way_alone(tmp_path: Pa
     storage.close()
     assert (tmp_path / "org" / "under-way").read_bytes() == b"kept"
     assert a.uploads_in_progress() == []
+
+
+def _fds_on_deleted(path: Path) -> list[str]:
+    """This process's descriptors still on a deleted `path`."""
+    found = []
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue
+        if target == f"{path} (deleted)":
+            found.append(fd)
+    return found
+
+
+def test_a_replaced_file_is_freed_after_the_rename_not_in_it(tmp_path: Path) -> None:
+    backend = LocalBackend.open(tmp_path)
+    write = {"truncate": True, "exclusive": False, "append": False, "read": False}
+    try:
+        storage = backend.for_user("org", "/")
+        target = tmp_path / "org" / "a.txt"
+        handle = storage.open_write("a.txt", **write)
+        handle.pwrite(0, b"old")
+        handle.commit()
+        old_inode = target.stat().st_ino
+
+        # The rename leaves the old file held, for the releasing thread to let go.
+        held: list[int] = []
+        handle = storage.open_write("a.txt", **write)
+        handle._release = held.append
+        handle.pwrite(0, b"new")
+        handle.commit()
+        assert target.read_bytes() == b"new"
+        (fd,) = held
+        old = os.fstat(fd)
+        assert (old.st_ino, old.st_nlink) == (old_inode, 0)
+        os.close(fd)
+
+        # Through the spare-files thread: released soon after, nothing left holding it.
+        handle = storage.open_write("a.txt", **write)
+        handle.pwrite(0, b"newer")
+        handle.commit()
+        assert target.read_bytes() == b"newer"
+        _until(lambda: _fds_on_deleted(target) == [])
+        # A new file replaces nothing: nothing held.
+        handle = storage.open_write("b.txt", **write)
+        handle._release = held.append
+        handle.commit()
+        assert held == [fd] and (tmp_path / "org" / "b.txt").exists()
+        storage.close()
+    finally:
+        backend.close()
+
+
+def test_a_release_after_close_closes_at_once(tmp_path: Path) -> None:
+    spares = SpareFiles(tmp_path / "ready", keep=1)
+    spares.close()
+    fd = os.open(tmp_path / "x", os.O_CREAT | os.O_WRONLY, 0o600)
+    spares.release(fd)
+    try:
+        os.fstat(fd)
+    except OSError:
+        pass
+    else:
+        raise AssertionError("the descriptor is still open")
+
+
+def test_a_removed_file_is_freed_after_the_unlink(tmp_path: Path) -> None:
+    backend = LocalBackend.open(tmp_path)
+    try:
+        storage = backend.for_user("org", "/")
+        target = tmp_path / "org" / "gone.txt"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(b"bye")
+        inode = target.stat().st_ino
+        spares = storage._spares
+        assert spares is not None
+        released = spares.release
+        held: list[int] = []
+        spares.release = held.append  # type: ignore[method-assign]
+        assert storage.remove("gone.txt") == ("gone.txt",)
+        assert not target.exists()
+        (fd,) = held
+        assert (os.fstat(fd).st_ino, os.fstat(fd).st_nlink) == (inode, 0)
+        released(fd)
+        _until(lambda: _fds_on_deleted(target) == [])
+        storage.close()
+    finally:
+        backend.close()

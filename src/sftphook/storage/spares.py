@@ -10,6 +10,12 @@ file. When none is ready (a burst), the upload creates its file as before.
 The files are `*.upload` like any temporary upload, in a directory of the node's own (nodes may
 share the files' root), so those a stopped process leaves behind are removed at its next start
 (`clean_stale_uploads`).
+
+The same thread also frees the files that uploads replace (`release`). An upload that overwrites
+a file renames over it, and the kernel frees the old file's inode and blocks inside that rename
+(about 90 us of ext4 work here) unless a descriptor still holds it: the upload keeps one (an
+`O_PATH` descriptor, opened just before the rename), and the freeing happens here at its close,
+after the client has its reply.
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ class SpareFiles:
         self._wanted = threading.Condition()
         self._stopping = False
         self._making = ""
+        self._to_release: list[int] = []
         self._thread = threading.Thread(target=self._fill, name="sftp-spare-files", daemon=True)
         self._thread.start()
 
@@ -50,6 +57,22 @@ class SpareFiles:
             self._wanted.notify()
         return spare
 
+    def release(self, fd: int) -> None:
+        """Close `fd` on this object's thread (the last hold on a file an upload replaced)."""
+        with self._wanted:
+            if self._stopping:
+                os.close(fd)
+                return
+            self._to_release.append(fd)
+            self._wanted.notify()
+
+    def _release_pending(self) -> None:
+        with self._wanted:
+            pending, self._to_release = self._to_release, []
+        for fd in pending:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
     def ready_names(self) -> set[str]:
         """The names of the files ready and not taken yet (or being made)."""
         with self._wanted:
@@ -58,10 +81,16 @@ class SpareFiles:
     def _fill(self) -> None:
         while True:
             with self._wanted:
-                while not self._stopping and len(self._ready) >= self._keep:
+                while (
+                    not self._stopping and len(self._ready) >= self._keep and not self._to_release
+                ):
                     self._wanted.wait()
                 if self._stopping:
                     return
+                releasing = bool(self._to_release)
+            if releasing:
+                self._release_pending()
+                continue
             name = f"{uuid.uuid4().hex}.upload"
             with self._wanted:
                 self._making = name
@@ -83,6 +112,7 @@ class SpareFiles:
             self._stopping = True
             self._wanted.notify_all()
         self._thread.join(10)
+        self._release_pending()
         while self._ready:
             fd, name = self._ready.popleft()
             with contextlib.suppress(OSError):
