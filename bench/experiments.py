@@ -112,17 +112,22 @@ def request_times() -> None:
         received(self, data, datatype)
 
     SSHConnection.data_received = data_received  # type: ignore[method-assign]
+    # The socket write that sends the reply (sftphook's may come a little after the handler).
+    from asyncio import selector_events
+
+    socket_write = selector_events._SelectorSocketTransport.write
+
+    def written(self: Any, data: Any) -> None:
+        if marks["sent"] < marks["reply"]:
+            marks["sent"] = time.perf_counter()
+        socket_write(self, data)
+
+    selector_events._SelectorSocketTransport.write = written  # type: ignore[method-assign]
     if server == "sftphook":
         from sftphook.events.recorder import EventRecorder
-        from sftphook.sftp.wire import CoalescingTransport
 
-        flush, record = CoalescingTransport.flush, EventRecorder.record
+        record = EventRecorder.record
         recorded: list[float] = []
-
-        def flushed(self: Any) -> None:
-            if marks["sent"] < marks["reply"]:
-                marks["sent"] = time.perf_counter()
-            flush(self)
 
         async def timed_record(self: Any, event: Any) -> None:
             started = time.perf_counter()
@@ -131,8 +136,22 @@ def request_times() -> None:
             finally:
                 recorded.append(time.perf_counter() - started)
 
-        CoalescingTransport.flush = flushed  # type: ignore[method-assign]
         EventRecorder.record = timed_record  # type: ignore[method-assign]
+
+        from sftphook.store.database import _SqliteWriter
+
+        run_transaction = _SqliteWriter._run
+        transactions: dict[str, list[float]] = {"(db on the loop)": [], "(db on the thread)": []}
+
+        def timed_run(self: Any, work: Any, *, wait: bool) -> Any:
+            started = time.perf_counter()
+            try:
+                return run_transaction(self, work, wait=wait)
+            finally:
+                where = "(db on the thread)" if wait else "(db on the loop)"
+                transactions[where].append(time.perf_counter() - started)
+
+        _SqliteWriter._run = timed_run  # type: ignore[method-assign]
 
     def spent(self: Any) -> dict[str, list[float]]:
         times: dict[str, list[float]] | None = getattr(self, "_bench_times", None)
@@ -148,8 +167,7 @@ def request_times() -> None:
             times.setdefault("(client gap)", []).append(started - previous)
             sent = max(marks["sent"], previous)
             if marks["arrived"] >= sent:
-                if server == "sftphook":
-                    times.setdefault("(gap: to send)", []).append(sent - previous)
+                times.setdefault("(gap: to send)", []).append(sent - previous)
                 times.setdefault("(gap: client)", []).append(marks["arrived"] - sent)
                 times.setdefault("(gap: to handler)", []).append(started - marks["arrived"])
         try:
@@ -164,6 +182,10 @@ def request_times() -> None:
         if server == "sftphook" and recorded:
             times["(event record)"] = list(recorded)
             recorded.clear()
+            for where, values in transactions.items():
+                if values:
+                    times[where] = list(values)
+                    values.clear()
         target = os.environ.get("BENCH_REQUEST_TIMES")
         if target and sum(len(v) for v in times.values()) > 10:
             lines = [

@@ -197,3 +197,29 @@ async def test_a_lone_event_commits_in_its_caller_and_its_failure_is_the_callers
     async with app.db.session() as s:
         assert await s.get(Event, first.id) is None
         assert await s.get(Event, second.id) is not None
+
+
+async def test_the_writer_stops_only_after_a_lone_event_in_its_callers_commit(app):
+    org = await _org_id(app)
+    recorder = EventRecorder(app.db)
+    go_on = asyncio.Event()
+
+    async def slow(session, events):
+        await go_on.wait()
+
+    recorder.add_listener(slow)
+    started = asyncio.Event()
+    writer = asyncio.create_task(recorder.run(started))
+    await started.wait()
+    event = EventRecord(organization_id=org, topic=Topic.FILE_CREATED, actor_id="u", path="x")
+    recording = asyncio.create_task(recorder.record(event))
+    await asyncio.sleep(0.05)
+    assert recorder._group.locked()  # committing in its caller, not through the queue
+    await recorder.close()
+    await asyncio.sleep(0.05)
+    assert not writer.done()
+    go_on.set()
+    await writer
+    assert recording.done() and recording.exception() is None
+    async with app.db.session() as s:
+        assert await s.get(Event, event.id) is not None

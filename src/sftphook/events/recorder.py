@@ -120,14 +120,15 @@ class EventRecorder:
                     break
         finally:
             self._running = False
-            # Anything still queued (cancelled mid-way) is committed alone, never dropped.
-            leftover: list[_Pending] = []
-            while not self._queue.empty():
-                item = self._queue.get_nowait()
-                if item is not None:
-                    leftover.append(item)
-            if leftover:
-                async with self._group:
+            # A lone event committing in its caller finishes before this returns; anything
+            # still queued (cancelled mid-way) is committed, never dropped.
+            async with self._group:
+                leftover: list[_Pending] = []
+                while not self._queue.empty():
+                    item = self._queue.get_nowait()
+                    if item is not None:
+                        leftover.append(item)
+                if leftover:
                     await self._commit_batch(leftover)
 
     async def close(self) -> None:
