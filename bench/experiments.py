@@ -10,9 +10,15 @@ Selected with BENCH_EXPERIMENTS=name,name in the server's environment (`--experi
   thread hops of opens, commits and block reads and writes cost).
 - `inline-db`: every `Database.write` runs its transaction on the event loop, whatever its size
   and whoever else writes (what the hand-offs to the writer thread cost at most).
-- `request-times`: not a change but a measurement: the server times every SFTP request from its
-  arrival to its reply, and the gap before the client's next request, and writes a table per
-  request type to the file named by BENCH_REQUEST_TIMES when it stops.
+- `uvloop`: the servers run on uvloop's event loop instead of asyncio's own (not a dependency
+  of sftphook: `pip install uvloop` first).
+- `request-times`: not a change but a measurement. Each server times every SFTP request from its
+  arrival to its reply, and the gap before the client's next request, split into the wait for
+  the reply's socket write, the client's turn (with the network), and asyncssh's receive path up
+  to the handler; sftphook also times its event commits and their transactions (on the loop or
+  the writer thread). At the end of each SFTP session (one benchmark operation) a table per
+  request type, each thread's user and system CPU and the garbage collector's runs are appended
+  to the file named by BENCH_REQUEST_TIMES.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ import contextlib
 import os
 from typing import Any
 
-KNOWN = ("coalesce", "no-events", "inline-io", "inline-db", "request-times")
+KNOWN = ("coalesce", "no-events", "inline-io", "inline-db", "request-times", "uvloop")
 
 
 def coalesce_writes() -> None:
@@ -253,6 +259,16 @@ def _thread_cpu(before: dict[str, tuple[float, float]]) -> list[str]:
     return lines
 
 
+def use_uvloop() -> None:
+    import asyncio
+
+    try:
+        import uvloop
+    except ImportError:
+        raise SystemExit("--experiment uvloop needs uvloop (pip install uvloop)") from None
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+
+
 def apply(environ: dict[str, str] | None = None) -> list[str]:
     env = os.environ if environ is None else environ
     names = [n.strip() for n in env.get("BENCH_EXPERIMENTS", "").split(",") if n.strip()]
@@ -267,6 +283,8 @@ def apply(environ: dict[str, str] | None = None) -> list[str]:
             inline_db()
         elif name == "request-times":
             request_times()
+        elif name == "uvloop":
+            use_uvloop()
         else:
             raise SystemExit(f"unknown experiment {name!r}; known: {', '.join(KNOWN)}")
     return names
