@@ -3,40 +3,17 @@ due first across statuses, one head at a time for an ordered webhook, busy webho
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
-import pytest
 from sqlalchemy import select
 
 from sftphook.store import Database
 from sftphook.store import deliveries as delivery_store
 from sftphook.store.models import Delivery, Organization, Webhook
-from tests.conftest import postgres_database
 
 DELIVERIES = Delivery.__table__
 NOW = 1_000_000
 LEASE_MS = 60_000
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Database]:
-    if request.param == "sqlite":
-        database = Database(f"sqlite+aiosqlite:///{tmp_path / 'claim.db'}")
-        await database.upgrade()
-        try:
-            yield database
-        finally:
-            await database.close()
-        return
-    async with postgres_database() as url:
-        database = Database(url)
-        await database.upgrade()
-        try:
-            yield database
-        finally:
-            await database.close()
 
 
 async def _webhook(db: Database, webhook_id: str, *, ordered: bool = False) -> None:

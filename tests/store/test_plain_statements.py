@@ -3,8 +3,6 @@ through `sqlite3` on SQLite, Core elsewhere, with the same rows, values and erro
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any, cast
 
 import pytest
@@ -16,28 +14,8 @@ from sftphook.store import webhooks as webhook_store
 from sftphook.store.database import PlainInsert, sqlite_driver
 from sftphook.store.models import Delivery, Event, Organization, Webhook
 from sftphook.webhooks.fanout import INSERT_DELIVERIES, delivery_row
-from tests.conftest import postgres_database
 
 EVENTS = cast(Table, Event.__table__)
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Database]:
-    if request.param == "sqlite":
-        database = Database(f"sqlite+aiosqlite:///{tmp_path / 'plain.db'}")
-        await database.upgrade()
-        try:
-            yield database
-        finally:
-            await database.close()
-        return
-    async with postgres_database() as url:
-        database = Database(url)
-        await database.upgrade()
-        try:
-            yield database
-        finally:
-            await database.close()
 
 
 def _event(event_id: str, **values: Any) -> dict[str, Any]:
