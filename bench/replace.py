@@ -1,7 +1,7 @@
 """What replacing a file costs the call that replaces it: a rename over an existing 4 KiB file,
-as an upload's commit does, with and without a descriptor holding the old file across the rename
-(`storage/local.py` `_hold`; the old file is then freed at that descriptor's close, on the
-spare-files thread, after the client has its reply).
+as an upload's commit does, with and without a descriptor holding the old file across the
+rename (`storage/spares.py` `SpareFiles.hold`; the old file is then freed at that descriptor's
+close, on the spare-files thread, after the client has its reply).
 
     .venv/bin/python bench/replace.py [--files 1000] [--dir /path/on/the/disk/to/measure]
 

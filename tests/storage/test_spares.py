@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 from sftphook.storage.local import UPLOADS_DIR, LocalBackend, clean_stale_uploads
-from sftphook.storage.spares import SPARES_DIR, SpareFiles
+from sftphook.storage.spares import MAX_HELD, SPARES_DIR, SpareFiles
 
 
 def _until(check, within: float = 5.0) -> None:
@@ -138,10 +138,13 @@ def test_a_replaced_file_is_freed_after_the_rename_not_in_it(tmp_path: Path) -> 
         handle.commit()
         old_inode = target.stat().st_ino
 
-        # The rename leaves the old file held, for the releasing thread to let go.
+        # The rename leaves the old file held, for the spare-files thread to let go.
+        spares = storage._spares
+        assert spares is not None
+        released = spares.release
         held: list[int] = []
+        spares.release = held.append  # type: ignore[method-assign]
         handle = storage.open_write("a.txt", **write)
-        handle._release = held.append
         handle.pwrite(0, b"new")
         handle.commit()
         assert target.read_bytes() == b"new"
@@ -151,14 +154,15 @@ def test_a_replaced_file_is_freed_after_the_rename_not_in_it(tmp_path: Path) -> 
         os.close(fd)
 
         # Through the spare-files thread: released soon after, nothing left holding it.
+        spares.release = released  # type: ignore[method-assign]
         handle = storage.open_write("a.txt", **write)
         handle.pwrite(0, b"newer")
         handle.commit()
         assert target.read_bytes() == b"newer"
         _until(lambda: _fds_on_deleted(target) == [])
         # A new file replaces nothing: nothing held.
+        spares.release = held.append  # type: ignore[method-assign]
         handle = storage.open_write("b.txt", **write)
-        handle._release = held.append
         handle.commit()
         assert held == [fd] and (tmp_path / "org" / "b.txt").exists()
         storage.close()
@@ -201,3 +205,21 @@ def test_a_removed_file_is_freed_after_the_unlink(tmp_path: Path) -> None:
         storage.close()
     finally:
         backend.close()
+
+
+def test_no_more_than_max_held_files_wait_to_be_freed(tmp_path: Path) -> None:
+    spares = SpareFiles(tmp_path / "ready", keep=1)
+    directory = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        (tmp_path / "f").write_bytes(b"x")
+        with spares._wanted:  # the thread is kept from freeing anything meanwhile
+            spares._to_release.extend([-1] * MAX_HELD)
+            assert spares.hold("f", directory) is None
+            spares._to_release.clear()
+        fd = spares.hold("f", directory)
+        assert fd is not None and os.fstat(fd).st_ino == (tmp_path / "f").stat().st_ino
+        assert spares.hold("missing", directory) is None
+        spares.release(fd)
+    finally:
+        os.close(directory)
+        spares.close()

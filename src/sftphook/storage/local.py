@@ -18,7 +18,7 @@ import logging
 import os
 import stat as st
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 from sftphook.errors import InvalidInput, NotFound, OutsideHome, PermissionDenied
@@ -31,8 +31,6 @@ log = logging.getLogger(__name__)
 UPLOADS_DIR = ".uploads"
 _MAX_LINK_HOPS = 40
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-# Linux: a descriptor that holds a file without opening it for I/O.
-_O_PATH: int | None = getattr(os, "O_PATH", None)
 
 
 def _outside() -> OutsideHome:
@@ -49,18 +47,6 @@ def _info(name: str, parts: tuple[str, ...], s: os.stat_result) -> FileInfo:
         atime=s.st_atime,
         nlink=s.st_nlink,
     )
-
-
-def _hold(name: str, dir_fd: int) -> int | None:
-    """An `O_PATH` descriptor of `name` (None if there is none): it holds the file's inode, so
-    that removing or replacing the name does not free it there and then, without opening the
-    file for reading, whatever its type."""
-    if _O_PATH is None:
-        return None
-    try:
-        return os.open(name, _O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
-    except OSError:
-        return None
 
 
 class _Target:
@@ -297,7 +283,7 @@ class LocalStorage:
                     t.parts,
                     os.dup(temp_dir_fd),
                     temp_name,
-                    release=self._spares.release if self._spares is not None else None,
+                    spares=self._spares,
                 )
             flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW
             flags |= os.O_CLOEXEC | (os.O_APPEND if append else 0)
@@ -317,13 +303,14 @@ class LocalStorage:
             if st.S_ISDIR(s.st_mode):
                 raise IsADirectoryError(errno.EISDIR, "is a directory: use rmdir")
             # As an upload's rename over a file: the file is freed after the reply, not in it.
-            held = _hold(t.name, t.dir_fd) if self._spares is not None else None
+            spares = self._spares
+            held = spares.hold(t.name, t.dir_fd) if spares is not None else None
             try:
                 os.unlink(t.name, dir_fd=t.dir_fd)
             finally:
                 if held is not None:
-                    assert self._spares is not None
-                    self._spares.release(held)
+                    assert spares is not None
+                    spares.release(held)
             return t.parts
 
     def mkdir(self, path: str, mode: int | None = None) -> tuple[str, ...]:
@@ -504,10 +491,11 @@ class LocalWriteHandle:
         uploads_fd: int | None,
         temp_name: str | None,
         *,
-        release: Callable[[int], None] | None = None,
+        spares: SpareFiles | None = None,
     ) -> None:
         self.fd = fd
-        self._release = release
+        # Frees a file this upload replaces after the rename (`SpareFiles.hold`).
+        self._spares = spares
         self._dir_fd = dir_fd
         self._name = name
         self.org_parts = org_parts
@@ -541,8 +529,9 @@ class LocalWriteHandle:
             info = self.info()
             if self._temp_name is not None and self._uploads_fd is not None:
                 # A file this upload replaces is held open across the rename, so that freeing
-                # it happens at that descriptor's close, on the releasing thread, not in here.
-                replaced = _hold(self._name, self._dir_fd) if self._release is not None else None
+                # it happens at that descriptor's close, on the spare-files thread, not in here.
+                spares = self._spares
+                replaced = spares.hold(self._name, self._dir_fd) if spares is not None else None
                 try:
                     os.rename(
                         self._temp_name,
@@ -556,8 +545,8 @@ class LocalWriteHandle:
                     raise
                 self._temp_name = None
                 if replaced is not None:
-                    assert self._release is not None
-                    self._release(replaced)
+                    assert spares is not None
+                    spares.release(replaced)
             return info
         finally:
             self.abort()

@@ -15,7 +15,9 @@ The same thread also frees the files that uploads replace (`release`). An upload
 a file renames over it, and the kernel frees the old file's inode and blocks inside that rename
 (about 90 us of ext4 work here) unless a descriptor still holds it: the upload keeps one (an
 `O_PATH` descriptor, opened just before the rename), and the freeing happens here at its close,
-after the client has its reply.
+after the client has its reply. At most `MAX_HELD` files wait to be freed: beyond that (a burst of
+deletes faster than this thread frees them) they are freed in the call as before, so held files
+never use up the process's descriptors.
 """
 
 from __future__ import annotations
@@ -34,6 +36,9 @@ SPARES_DIR = ".uploads-ready"
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 # Read too: the hash of an upload written out of order is taken at close.
 FILE_FLAGS = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+# Linux: a descriptor that holds a file without opening it for I/O.
+_O_PATH: int | None = getattr(os, "O_PATH", None)
+MAX_HELD = 64
 
 
 class SpareFiles:
@@ -56,6 +61,19 @@ class SpareFiles:
             spare = self._ready.popleft() if self._ready else None
             self._wanted.notify()
         return spare
+
+    def hold(self, name: str, dir_fd: int) -> int | None:
+        """An `O_PATH` descriptor of `name` in `dir_fd`, to give to `release` once the name is
+        removed or replaced; None if there is no such file, or no room for one more."""
+        if _O_PATH is None:
+            return None
+        with self._wanted:
+            if self._stopping or len(self._to_release) >= MAX_HELD:
+                return None
+        try:
+            return os.open(name, _O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+        except OSError:
+            return None
 
     def release(self, fd: int) -> None:
         """Close `fd` on this object's thread (the last hold on a file an upload replaced)."""
