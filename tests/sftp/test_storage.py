@@ -57,3 +57,36 @@ def test_storage_refuses_links_out_and_follows_links_in(tmp_path: Path) -> None:
         assert list((files / ".uploads").iterdir()) == []
     finally:
         storage.close()
+
+
+def test_a_resolved_names_first_lstat_is_the_walks_and_later_ones_look_again(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "org" / "d").mkdir(parents=True)
+    (tmp_path / "org" / "d" / "f").write_bytes(b"1")
+    storage = LocalStorage(tmp_path, "org")
+    try:
+        target = storage._resolve("/d/f", follow=True)
+        try:
+            (tmp_path / "org" / "d" / "f").write_bytes(b"12345")
+            first, second = target.lstat(), target.lstat()
+            assert first is not None and second is not None
+            assert (first.st_size, second.st_size) == (1, 5)
+        finally:
+            target.close()
+        missing = storage._resolve("/d/new", follow=True)
+        try:
+            assert missing.lstat() is None
+            (tmp_path / "org" / "d" / "new").write_bytes(b"")
+            assert missing.lstat() is not None
+        finally:
+            missing.close()
+        # A name the walk did not look at (no link following) is looked at when asked.
+        unseen = storage._resolve("/d/f", follow=False)
+        try:
+            stat = unseen.lstat()
+            assert stat is not None and stat.st_size == 5
+        finally:
+            unseen.close()
+    finally:
+        storage.close()

@@ -20,6 +20,7 @@ import stat as st
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any, cast
 
 from sftphook.errors import InvalidInput, NotFound, OutsideHome, PermissionDenied
 from sftphook.storage.base import FileInfo
@@ -49,21 +50,38 @@ def _info(name: str, parts: tuple[str, ...], s: os.stat_result) -> FileInfo:
     )
 
 
+# A `_Target` whose final name the walk did not look at.
+_UNSEEN: Any = object()
+
+
 class _Target:
     """A resolved path: the descriptor of its parent directory and its final name (or, for a
     directory named by itself such as the root, the directory's descriptor and no name)."""
 
-    __slots__ = ("dir_fd", "name", "parts")
+    __slots__ = ("_seen", "dir_fd", "name", "parts")
 
-    def __init__(self, dir_fd: int, name: str | None, parts: tuple[str, ...]) -> None:
+    def __init__(
+        self,
+        dir_fd: int,
+        name: str | None,
+        parts: tuple[str, ...],
+        seen: os.stat_result | None = _UNSEEN,
+    ) -> None:
         self.dir_fd = dir_fd
         self.name = name
         self.parts = parts
+        # What the walk found at the final name (None: nothing), handed out by the first
+        # `lstat()` instead of a second look a few microseconds later.
+        self._seen = seen
 
     def close(self) -> None:
         os.close(self.dir_fd)
 
     def lstat(self) -> os.stat_result | None:
+        seen = self._seen
+        if seen is not _UNSEEN:
+            self._seen = _UNSEEN
+            return cast(os.stat_result | None, seen)
         try:
             if self.name is None:
                 return os.fstat(self.dir_fd)
@@ -143,7 +161,7 @@ class LocalStorage:
                     s = os.stat(part, dir_fd=fds[-1], follow_symlinks=False)
                 except FileNotFoundError:
                     if last:
-                        result = _Target(fds[-1], part, (*names, part))
+                        result = _Target(fds[-1], part, (*names, part), None)
                         break
                     raise
                 if st.S_ISLNK(s.st_mode):
@@ -156,7 +174,7 @@ class LocalStorage:
                     pending.extendleft(reversed(split(target)))
                     continue
                 if last:
-                    result = _Target(fds[-1], part, (*names, part))
+                    result = _Target(fds[-1], part, (*names, part), s)
                     break
                 if not st.S_ISDIR(s.st_mode):
                     raise NotADirectoryError(errno.ENOTDIR, "not a directory")
