@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from sftphook.storage.local import UPLOADS_DIR, LocalBackend, clean_stale_uploads
 from sftphook.storage.spares import MAX_HELD, SPARES_DIR, SpareFiles
@@ -127,6 +129,17 @@ def _fds_on_deleted(path: Path) -> list[str]:
     return found
 
 
+def _capture_releases(storage: Any) -> tuple[SpareFiles, list[int], Callable[[int], None]]:
+    """Keep what `storage`'s spare files would release: (the spare files, the descriptors kept,
+    the real `release`)."""
+    spares = storage._spares
+    assert spares is not None
+    released = spares.release
+    held: list[int] = []
+    spares.release = held.append
+    return spares, held, released
+
+
 def test_a_replaced_file_is_freed_after_the_rename_not_in_it(tmp_path: Path) -> None:
     backend = LocalBackend.open(tmp_path)
     write = {"truncate": True, "exclusive": False, "append": False, "read": False}
@@ -139,11 +152,7 @@ def test_a_replaced_file_is_freed_after_the_rename_not_in_it(tmp_path: Path) -> 
         old_inode = target.stat().st_ino
 
         # The rename leaves the old file held, for the spare-files thread to let go.
-        spares = storage._spares
-        assert spares is not None
-        released = spares.release
-        held: list[int] = []
-        spares.release = held.append  # type: ignore[method-assign]
+        spares, held, released = _capture_releases(storage)
         handle = storage.open_write("a.txt", **write)
         handle.pwrite(0, b"new")
         handle.commit()
@@ -191,11 +200,7 @@ def test_a_removed_file_is_freed_after_the_unlink(tmp_path: Path) -> None:
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(b"bye")
         inode = target.stat().st_ino
-        spares = storage._spares
-        assert spares is not None
-        released = spares.release
-        held: list[int] = []
-        spares.release = held.append  # type: ignore[method-assign]
+        _spares, held, released = _capture_releases(storage)
         assert storage.remove("gone.txt") == ("gone.txt",)
         assert not target.exists()
         (fd,) = held
