@@ -11,13 +11,14 @@ The files are `*.upload` like any temporary upload, in a directory of the node's
 share the files' root), so those a stopped process leaves behind are removed at its next start
 (`clean_stale_uploads`).
 
-The same thread also frees the files that uploads replace (`release`). An upload that overwrites
-a file renames over it, and the kernel frees the old file's inode and blocks inside that rename
-(about 90 us of ext4 work here) unless a descriptor still holds it: the upload keeps one (an
-`O_PATH` descriptor, opened just before the rename), and the freeing happens here at its close,
-after the client has its reply. At most `MAX_HELD` files wait to be freed: beyond that (a burst of
-deletes faster than this thread frees them) they are freed in the call as before, so held files
-never use up the process's descriptors.
+The same thread also frees the files that uploads replace and deletes remove (`hold`,
+`release`). An upload that overwrites a file renames over it, and the kernel frees the old
+file's inode and blocks inside that rename (about 90 us of ext4 work here) unless a descriptor
+still holds it: the upload keeps one (an `O_PATH` descriptor, opened just before the rename),
+and the freeing happens here at its close, after the client has its reply; a delete likewise.
+At most `MAX_HELD` files wait to be freed: beyond that (a burst of deletes faster than this
+thread frees them) they are freed in the call as before, so held files never use up the
+process's descriptors.
 """
 
 from __future__ import annotations
@@ -76,7 +77,8 @@ class SpareFiles:
             return None
 
     def release(self, fd: int) -> None:
-        """Close `fd` on this object's thread (the last hold on a file an upload replaced)."""
+        """Close `fd` on this object's thread: the last hold on a file that an upload replaced
+        or a delete removed, which the kernel frees at that close."""
         with self._wanted:
             if self._stopping:
                 os.close(fd)
@@ -125,7 +127,7 @@ class SpareFiles:
                 self._making = ""
 
     def close(self) -> None:
-        """Stop making files and remove the ones not taken."""
+        """Stop making files, free the files still held, and remove the ready ones not taken."""
         with self._wanted:
             self._stopping = True
             self._wanted.notify_all()
