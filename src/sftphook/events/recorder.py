@@ -3,13 +3,13 @@
 Every caller of `record()` waits for its event to be committed, but callers that arrive while a
 commit is under way share the next one: one writer, one transaction per group. An event that
 finds nothing committing and nothing queued is committed by its caller at once, without the
-hand-offs to the writer task and back (one per turn of the event loop: the rest of a burst is
-grouped as before). Listeners run in that same transaction, so whatever they write (a
-webhook's deliveries) commits with the event or not at all. A group whose listeners are all
-synchronous (`add_sync_listener`, statements on the transaction's connection) is one
-`Database.write`: on SQLite run on the event loop when nothing else writes, or else a single
-hand-off to the store's writer thread, which is what keeps an event cheap next to the SFTP work
-it follows.
+hand-offs to the writer task and back (one task's per turn of the event loop: the rest of a
+burst from many tasks is grouped as before). Listeners run in that same transaction, so
+whatever they write (a webhook's deliveries) commits with the event or not at all. A group
+whose listeners are all synchronous (`add_sync_listener`, statements on the transaction's
+connection) is one `Database.write`: on SQLite run on the event loop when nothing else writes,
+or else a single hand-off to the store's writer thread, which is what keeps an event cheap next
+to the SFTP work it follows.
 
 When the database cannot be reached (PostgreSQL restarting, a network blip) a group is tried
 again with a growing pause for up to `retry_for` seconds, so the SFTP replies waiting on it are
@@ -65,8 +65,8 @@ class EventRecorder:
         # Held while a group commits: one group at a time, whether the writer task commits it
         # or `record()` does for a lone event.
         self._group = asyncio.Lock()
-        # Whether an event was committed by its caller in this turn of the event loop.
-        self._direct_this_turn = False
+        # The task whose event was committed by its caller in this turn of the event loop.
+        self._direct_this_turn: asyncio.Task[object] | None = None
 
     def add_listener(self, listener: EventListener) -> None:
         """An async listener (an ORM session); a group then commits through a session, several
@@ -89,13 +89,19 @@ class EventRecorder:
             # No writer task (a CLI command, a test): commit this one alone.
             await self._commit([event])
             return
-        if not self._group.locked() and self._queue.empty() and not self._direct_this_turn:
+        task = asyncio.current_task()
+        if (
+            not self._group.locked()
+            and self._queue.empty()
+            and self._direct_this_turn in (None, task)
+        ):
             # Nothing committing or waiting: commit it here, without the two hand-offs to the
-            # writer task and back. Events that come meanwhile, or later in this same turn of
-            # the loop (a burst: a commit on the loop does not yield), queue for the writer's
-            # next group.
-            self._direct_this_turn = True
-            asyncio.get_running_loop().call_soon(self._turn_ended)
+            # writer task and back. Events that come meanwhile, or from other tasks later in
+            # this same turn of the loop (a burst: a commit on the loop does not yield), queue
+            # for the writer's next group.
+            if self._direct_this_turn is None:
+                self._direct_this_turn = task
+                asyncio.get_running_loop().call_soon(self._turn_ended)
             async with self._group:
                 await self._commit([event])
             return
@@ -104,7 +110,7 @@ class EventRecorder:
         await done
 
     def _turn_ended(self) -> None:
-        self._direct_this_turn = False
+        self._direct_this_turn = None
 
     async def run(self, started: asyncio.Event | None = None) -> None:
         """The writer loop; returns after `close()` once every queued event is committed."""
