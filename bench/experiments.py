@@ -25,9 +25,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Callable
 from typing import Any
-
-KNOWN = ("coalesce", "no-events", "inline-io", "inline-db", "request-times", "uvloop")
 
 
 def coalesce_writes() -> None:
@@ -269,22 +268,22 @@ def use_uvloop() -> None:
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
 
 
+EXPERIMENTS: dict[str, Callable[[], None]] = {
+    "coalesce": coalesce_writes,
+    "no-events": events_off,
+    "inline-io": inline_io,
+    "inline-db": inline_db,
+    "request-times": request_times,
+    "uvloop": use_uvloop,
+}
+KNOWN = tuple(EXPERIMENTS)
+
+
 def apply(environ: dict[str, str] | None = None) -> list[str]:
     env = os.environ if environ is None else environ
     names = [n.strip() for n in env.get("BENCH_EXPERIMENTS", "").split(",") if n.strip()]
     for name in names:
-        if name == "coalesce":
-            coalesce_writes()
-        elif name == "no-events":
-            events_off()
-        elif name == "inline-io":
-            inline_io()
-        elif name == "inline-db":
-            inline_db()
-        elif name == "request-times":
-            request_times()
-        elif name == "uvloop":
-            use_uvloop()
-        else:
+        if name not in EXPERIMENTS:
             raise SystemExit(f"unknown experiment {name!r}; known: {', '.join(KNOWN)}")
+        EXPERIMENTS[name]()
     return names

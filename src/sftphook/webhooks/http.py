@@ -153,18 +153,20 @@ class _Connection(asyncio.Protocol):
 
     def close(self) -> None:
         """Close politely (a complete response that forbids reuse, an idle connection)."""
-        if not self.closed:
-            self.closed = True
-            if self.transport is not None:
-                self.transport.close()
-            self.pool.discard(self)
+        self._end(abort=False)
 
     def abort(self) -> None:
         """Drop at once: an error, a cancelled request, or a body we will not read."""
+        self._end(abort=True)
+
+    def _end(self, *, abort: bool) -> None:
         if not self.closed:
             self.closed = True
             if self.transport is not None:
-                self.transport.abort()
+                if abort:
+                    self.transport.abort()
+                else:
+                    self.transport.close()
             self.pool.discard(self)
 
     def shut(self, reason: str) -> None:

@@ -162,12 +162,22 @@ def url(server: RawServer, path: str = "/hook") -> str:
 # Response framing
 
 
-async def test_a_body_with_a_content_length_is_read_whole(serve, transport):
+async def exchange(serve, transport, raw: bytes, *, times: int = 1, **options):
+    """`times` sends through one transport (`options`) to a server answering each with `raw`:
+    the responses and the server."""
+
     async def reply(request: Request) -> bytes:
-        return answer("201 Created", b'{"id": 7}', "Content-Type: application/json\r\n")
+        return raw
 
     server = await serve(reply)
-    response = await transport().send(url(server), HEADERS, b"{}")
+    sender = transport(**options)
+    responses = [await sender.send(url(server), HEADERS, b"{}") for _ in range(times)]
+    return responses, server
+
+
+async def test_a_body_with_a_content_length_is_read_whole(serve, transport):
+    raw = answer("201 Created", b'{"id": 7}', "Content-Type: application/json\r\n")
+    (response,), _server = await exchange(serve, transport, raw)
     assert response.status == 201
     assert response.body == b'{"id": 7}'
     assert response.headers == {"Content-Type": "application/json", "Content-Length": "9"}
@@ -175,40 +185,28 @@ async def test_a_body_with_a_content_length_is_read_whole(serve, transport):
 
 
 async def test_a_chunked_body_is_joined_and_the_connection_kept(serve, transport):
-    async def reply(request: Request) -> bytes:
-        chunks = b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"
-        return b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + chunks
-
-    server = await serve(reply)
-    sender = transport()
-    for _ in range(2):
-        response = await sender.send(url(server), HEADERS, b"{}")
+    chunks = b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"
+    raw = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + chunks
+    responses, server = await exchange(serve, transport, raw, times=2)
+    for response in responses:
         assert (response.status, response.body) == (200, b"hello world")
     assert server.connections == 1
 
 
 async def test_a_body_without_length_ends_when_the_server_closes(serve, transport):
-    async def reply(request: Request) -> bytes:
-        return b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nuntil the end"
-
-    server = await serve(reply)
-    sender = transport()
-    for _ in range(2):
-        response = await sender.send(url(server), HEADERS, b"{}")
+    raw = b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nuntil the end"
+    responses, server = await exchange(serve, transport, raw, times=2)
+    for response in responses:
         assert (response.status, response.body) == (200, b"until the end")
     # The end of the body was the end of the connection: each send needed its own.
     assert server.connections == 2
 
 
 async def test_a_body_over_the_limit_is_cut_and_its_connection_dropped(serve, transport):
-    async def reply(request: Request) -> bytes:
-        return answer(body=b"x" * 5000)
-
-    server = await serve(reply)
-    sender = transport(max_body=1000)
-    response = await sender.send(url(server), HEADERS, b"{}")
-    assert response.body == b"x" * 1000 and response.truncated
-    await sender.send(url(server), HEADERS, b"{}")
+    responses, server = await exchange(
+        serve, transport, answer(body=b"x" * 5000), times=2, max_body=1000
+    )
+    assert responses[0].body == b"x" * 1000 and responses[0].truncated
     assert server.connections == 2
 
 
@@ -228,48 +226,35 @@ async def test_an_endless_body_is_not_drained(serve, transport):
 
 
 async def test_an_interim_answer_is_skipped(serve, transport):
-    async def reply(request: Request) -> bytes:
-        interim = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n"
-        return interim + answer(body=b"final")
-
-    server = await serve(reply)
-    sender = transport()
-    response = await sender.send(url(server), HEADERS, b"{}")
-    assert (response.status, response.body) == (200, b"final")
-    assert "Link" not in response.headers
-    assert (await sender.send(url(server), HEADERS, b"{}")).body == b"final"
+    interim = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n"
+    (first, second), server = await exchange(
+        serve, transport, interim + answer(body=b"final"), times=2
+    )
+    assert (first.status, first.body) == (200, b"final")
+    assert "Link" not in first.headers
+    assert second.body == b"final"
     assert server.connections == 1
 
 
 async def test_a_204_has_no_body_and_keeps_the_connection(serve, transport):
-    async def reply(request: Request) -> bytes:
-        return b"HTTP/1.1 204 No Content\r\n\r\n"
-
-    server = await serve(reply)
-    sender = transport()
-    for _ in range(3):
-        response = await sender.send(url(server), HEADERS, b"{}")
+    raw = b"HTTP/1.1 204 No Content\r\n\r\n"
+    responses, server = await exchange(serve, transport, raw, times=3)
+    for response in responses:
         assert (response.status, response.body) == (204, b"")
     assert server.connections == 1
 
 
 async def test_a_redirect_is_returned_not_followed(serve, transport):
-    async def reply(request: Request) -> bytes:
-        return answer("302 Found", headers="Location: http://127.0.0.1:9/elsewhere\r\n")
-
-    server = await serve(reply)
-    response = await transport().send(url(server), HEADERS, b"{}")
+    raw = answer("302 Found", headers="Location: http://127.0.0.1:9/elsewhere\r\n")
+    (response,), server = await exchange(serve, transport, raw)
     assert response.status == 302
     assert response.headers["Location"] == "http://127.0.0.1:9/elsewhere"
     assert len(server.requests) == 1
 
 
 async def test_repeated_response_headers_are_joined(serve, transport):
-    async def reply(request: Request) -> bytes:
-        return answer(headers="Vary: Accept\r\nX-Seen: a\r\nvary: Origin\r\nX-Seen: b\r\n")
-
-    server = await serve(reply)
-    response = await transport().send(url(server), HEADERS, b"{}")
+    raw = answer(headers="Vary: Accept\r\nX-Seen: a\r\nvary: Origin\r\nX-Seen: b\r\n")
+    (response,), _server = await exchange(serve, transport, raw)
     assert response.headers["Vary"] == "Accept, Origin"
     assert response.headers["X-Seen"] == "a, b"
 
