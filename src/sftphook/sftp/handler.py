@@ -6,6 +6,9 @@
 - `SSH_FXP_OPENDIR` reports a missing or forbidden directory at once, not at the first read.
 - The channel ends with exit status 0, which OpenSSH's `scp` (SFTP mode) waits for.
 - Only the extensions this server implements safely are announced.
+- Requests are cut from the channel's bytes as they arrive (`PacketReader`), not read through
+  asyncssh's general-purpose stream reader: a lock, a buffer walk and two reads per request
+  there, one `deque` pop here.
 """
 
 from __future__ import annotations
@@ -13,12 +16,20 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+from collections import deque
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any, cast
 
 import asyncssh
 from asyncssh.packet import PacketDecodeError, SSHPacket
-from asyncssh.sftp import FXP_CLOSE, FXP_INIT, FXP_OPENDIR, FXP_WRITE, SFTPServerHandler
+from asyncssh.sftp import (
+    FXP_CLOSE,
+    FXP_INIT,
+    FXP_OPENDIR,
+    FXP_WRITE,
+    MAX_SFTP_PACKET_LEN,
+    SFTPServerHandler,
+)
 from asyncssh.stream import SSHServerStreamSession
 
 from sftphook.sftp.wire import quiet_packet_logs
@@ -70,6 +81,97 @@ def _close_listing(listing: object) -> None:
         close()
 
 
+class PacketReader:
+    """The SFTP packets of one channel, cut from its bytes as they arrive.
+
+    The channel's session hands it every chunk of data (`feed`), and its end (`eof_received`,
+    `connection_lost`); the handler takes one whole packet at a time (`next_packet`, the bytes
+    after the length). The packets waiting for the handler are bounded by the channel's window:
+    past it the channel stops reading, so the client stops sending until the handler catches up.
+    A packet still arriving is not counted (it may be larger than the window, and is bounded by
+    the largest packet allowed).
+    """
+
+    def __init__(self, chan: asyncssh.SSHServerChannel[bytes]) -> None:
+        self._chan = chan
+        self._limit = chan.get_recv_window()
+        self._pending = bytearray()
+        self._packets: deque[bytes] = deque()
+        self._held = 0
+        self._paused = False
+        self._waiter: asyncio.Future[None] | None = None
+        # What `next_packet` raises once the packets before it are taken.
+        self._end: BaseException | None = None
+
+    @property
+    def logger(self) -> Any:
+        return self._chan.logger
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return self._chan.get_extra_info(name, default)
+
+    def feed(self, data: bytes) -> None:
+        if self._end is not None:
+            return
+        pending = self._pending
+        pending += data
+        start = 0
+        size = len(pending)
+        with memoryview(pending) as view:
+            while size - start >= 4:
+                length = int.from_bytes(view[start : start + 4], "big")
+                if length > MAX_SFTP_PACKET_LEN:
+                    self._finish(asyncssh.SFTPBadMessage("Max packet size exceeded"))
+                    break
+                end = start + 4 + length
+                if end > size:
+                    break
+                self._packets.append(bytes(view[start + 4 : end]))
+                self._held += length
+                start = end
+        if start:
+            del pending[:start]
+        if self._held >= self._limit and not self._paused:
+            self._paused = True
+            self._chan.pause_reading()
+        if self._packets:
+            self._wake()
+
+    def eof_received(self) -> None:
+        self._finish(EOFError())
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._finish(exc if exc is not None else EOFError())
+
+    def _finish(self, end: BaseException) -> None:
+        if self._end is None:
+            self._end = end
+        self._wake()
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def next_packet(self) -> bytes:
+        packets = self._packets
+        while not packets:
+            if self._end is not None:
+                raise self._end
+            waiter = self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await waiter
+            finally:
+                self._waiter = None
+        packet = packets.popleft()
+        self._held -= len(packet)
+        if self._paused and self._held < self._limit:
+            self._paused = False
+            # May hand over what the channel kept meanwhile (`feed`, re-entered).
+            self._chan.resume_reading()
+        return packet
+
+
 class SessionHandler(SFTPServerHandler):
     _extensions = _EXTENSIONS
 
@@ -83,16 +185,15 @@ class SessionHandler(SFTPServerHandler):
         quiet_packet_logs(self)
 
     async def recv_packet(self) -> SSHPacket:
-        packet = await super().recv_packet()
+        data = await cast(PacketReader, self._reader).next_packet()
         if not self._init_read:
             self._init_read = True
-            data = packet.get_full_payload()
             # A client asking for SFTP 0-2 is answered with version 3, as OpenSSH's server
             # does: asyncssh would take the lower number and then fail on every request whose
             # attributes it decodes (it has no table for those versions).
             if len(data) >= 5 and data[0] == FXP_INIT and int.from_bytes(data[1:5], "big") < 3:
                 return SSHPacket(bytes([FXP_INIT]) + (3).to_bytes(4, "big"))
-        return packet
+        return SSHPacket(data)
 
     async def recv_packets(self) -> None:
         # asyncssh's loop, plus a turn for the other sessions every few packets: requests a
@@ -173,7 +274,10 @@ class SessionHandler(SFTPServerHandler):
 
 
 class StreamSession(SSHServerStreamSession[bytes]):
-    """A session channel that serves the `sftp` subsystem with `SessionHandler`, and `scp`."""
+    """A session channel that serves the `sftp` subsystem with `SessionHandler` (its bytes go
+    to a `PacketReader`), and `scp`."""
+
+    _packets: PacketReader | None = None
 
     def session_started(self) -> None:
         chan = self._chan
@@ -184,20 +288,37 @@ class StreamSession(SSHServerStreamSession[bytes]):
             # Bytes from the first packet on: the server object is made later, in the task.
             chan.set_encoding(None)
             self._encoding = None
-            stdin = asyncssh.SSHReader[bytes](self, chan)
+            server_chan = cast(asyncssh.SSHServerChannel[bytes], chan)
+            packets = self._packets = PacketReader(server_chan)
             stdout = asyncssh.SSHWriter[bytes](self, chan)
-            conn.create_task(self._run_sftp(stdin, stdout), stdin.logger)
+            conn.create_task(self._run_sftp(packets, stdout), chan.logger)
             return
         super().session_started()
 
-    async def _run_sftp(
-        self, reader: asyncssh.SSHReader[bytes], writer: asyncssh.SSHWriter[bytes]
-    ) -> None:
+    def data_received(self, data: bytes, datatype: asyncssh.DataType) -> None:
+        packets = self._packets
+        if packets is None:
+            super().data_received(data, datatype)
+        elif datatype is None:
+            # (Extended data from a client has no meaning in an SFTP session: dropped.)
+            packets.feed(data)
+
+    def eof_received(self) -> bool:
+        if self._packets is not None:
+            self._packets.eof_received()
+        return super().eof_received()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._packets is not None:
+            self._packets.connection_lost(exc)
+        super().connection_lost(exc)
+
+    async def _run_sftp(self, reader: PacketReader, writer: asyncssh.SSHWriter[bytes]) -> None:
         server = self._init_sftp_server()
         if inspect.isawaitable(server):
             server = await server
         try:
-            await SessionHandler(server, reader, writer, 3).run()
+            await SessionHandler(server, cast(Any, reader), writer, 3).run()
         finally:
             # However the session ended, its open files are discarded and it is forgotten.
             result = server.exit()
@@ -205,4 +326,4 @@ class StreamSession(SSHServerStreamSession[bytes]):
                 await result
 
 
-__all__ = ["SessionHandler", "StreamSession"]
+__all__ = ["PacketReader", "SessionHandler", "StreamSession"]

@@ -28,7 +28,12 @@ from sftphook.sftp.defender import Defender
 from sftphook.sftp.handler import StreamSession
 from sftphook.sftp.offload import Offload
 from sftphook.sftp.session import SFTPSession
-from sftphook.sftp.wire import coalesce_writes, quiet_packet_logs, skip_ignore_padding
+from sftphook.sftp.wire import (
+    coalesce_writes,
+    lean_input_buffer,
+    quiet_packet_logs,
+    skip_ignore_padding,
+)
 from sftphook.storage.base import ReadHandle, Storage, StorageBackend
 
 if TYPE_CHECKING:
@@ -286,6 +291,7 @@ class _Connection(asyncssh.SSHServer):
     def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
         self._conn = conn
         coalesce_writes(conn)
+        lean_input_buffer(conn)
         skip_ignore_padding(conn)
         quiet_packet_logs(conn)
         peer = conn.get_extra_info("peername")
