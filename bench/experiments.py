@@ -120,14 +120,15 @@ def request_times() -> None:
     # The socket write that sends the reply (sftphook's may come a little after the handler).
     from asyncio import selector_events
 
-    socket_write = selector_events._SelectorSocketTransport.write
+    transport_class: Any = getattr(selector_events, "_SelectorSocketTransport")  # noqa: B009
+    socket_write = transport_class.write
 
     def written(self: Any, data: Any) -> None:
         if marks["sent"] < marks["reply"]:
             marks["sent"] = time.perf_counter()
         socket_write(self, data)
 
-    selector_events._SelectorSocketTransport.write = written  # type: ignore[method-assign]
+    transport_class.write = written
     if server == "sftphook":
         from sftphook.events.recorder import EventRecorder
 

@@ -407,6 +407,7 @@ class Bench:
     # Runs
 
     def run_all(self, cipher: str | None) -> None:
+        self.cpu_at_start = _cpu_times()
         for server in self.servers:
             server.times = {}
         if cipher is None:
@@ -562,6 +563,11 @@ class Bench:
             print(line)
         load = " ".join(f"{x:.2f}" for x in os.getloadavg())
         print(f"load average at the end: {load} ({os.cpu_count()} cores)")
+        steal = _steal_share(self.cpu_at_start, _cpu_times())
+        if steal is not None:
+            # Time the hypervisor gave this machine's CPUs to others: on a shared host it
+            # explains much of the spread between runs.
+            print(f"CPU steal during the run: {steal:.1%} of the machine's CPU time")
         sessions = "  ".join(f"{s.name} {s.times['session'][0]:.3f} s" for s in self.servers)
         print(f"(each time includes one SSH session setup: {sessions}; median of {o.repeat})")
         events = self.events_recorded()
@@ -673,6 +679,28 @@ def parse_args(argv: list[str] | None = None) -> Options:
         ops=ops,
         experiments=experiments,
     )
+
+
+def _cpu_times() -> list[int] | None:
+    """The machine's CPU time counters (/proc/stat's `cpu` line), None where there are none."""
+    try:
+        with open("/proc/stat") as stat:
+            fields = stat.readline().split()
+    except OSError:
+        return None
+    if not fields or fields[0] != "cpu":
+        return None
+    return [int(x) for x in fields[1:]]
+
+
+def _steal_share(before: list[int] | None, after: list[int] | None) -> float | None:
+    """The share of CPU time stolen by the hypervisor between two `_cpu_times()` readings
+    (user, nice, system, idle, iowait, irq, softirq, steal: guest time is inside user)."""
+    if before is None or after is None or len(before) < 8 or len(after) < 8:
+        return None
+    spent = [b - a for a, b in zip(before[:8], after[:8], strict=True)]
+    total = sum(spent)
+    return spent[7] / total if total > 0 else None
 
 
 def main(argv: list[str] | None = None) -> int:

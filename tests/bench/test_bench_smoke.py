@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -35,4 +37,25 @@ def test_bench_quick_prints_a_table_with_both_servers(tmp_path: Path) -> None:
     assert "OpenSSH: cipher " in out and "sftphook: cipher " in out
     # Events are on: the uploads were recorded.
     assert "sftphook events recorded:" in out and "file.created" in out
+    # How much CPU time the host took away during the run (Linux: /proc/stat).
+    assert re.search(r"CPU steal during the run: \d+\.\d% of the machine's CPU time", out), out
     assert results.read_text().count('"operation"') == 5
+
+
+def test_the_steal_share_is_the_steal_counter_over_all_counters() -> None:
+    spec = importlib.util.spec_from_file_location("bench_sftp", BENCH)
+    assert spec is not None and spec.loader is not None
+    bench = importlib.util.module_from_spec(spec)
+    sys.path.insert(0, str(BENCH.parent))
+    sys.modules[spec.name] = bench  # (its dataclasses look their module up)
+    try:
+        spec.loader.exec_module(bench)
+    finally:
+        sys.path.remove(str(BENCH.parent))
+        del sys.modules[spec.name]
+    before = [100, 0, 50, 800, 10, 0, 5, 35, 0, 0]
+    after = [160, 0, 70, 900, 10, 0, 5, 55, 7, 0]  # guest time (9th) is inside user: not added
+    assert bench._steal_share(before, after) == pytest.approx(20 / 200)
+    assert bench._steal_share(before, before) is None
+    assert bench._steal_share(None, after) is None
+    assert bench._cpu_times() is None or len(bench._cpu_times()) >= 8
