@@ -59,3 +59,20 @@ def test_the_steal_share_is_the_steal_counter_over_all_counters() -> None:
     assert bench._steal_share(before, before) is None
     assert bench._steal_share(None, after) is None
     assert bench._cpu_times() is None or len(bench._cpu_times()) >= 8
+
+
+def test_the_framing_bench_prints_its_three_rows() -> None:
+    framing = BENCH.parent / "framing.py"
+    proc = subprocess.run(
+        [sys.executable, str(framing), "--requests", "200", "--megabytes", "1", "--repeat", "1"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = [line for line in proc.stdout.splitlines() if re.search(r" \d+\.\d\d$", line)]
+    assert [row.split("  ")[0] for row in rows] == [
+        "SFTP request of 100 B (beyond a loop turn)",
+        "1 MiB in reads of 256 KiB",
+        "a read of one 100 B packet",
+    ], proc.stdout
