@@ -15,13 +15,14 @@
   ciphers (`*-ctr`, `*-gcm@openssh.com`, `chacha20-poly1305@openssh.com`) have no such IVs, and
   OpenSSH sends no such packets; the empty ones are dropped unless a CBC cipher was negotiated.
   It halves the packets (each encrypted, logged and decrypted by the client) of a small request.
-- **Received bytes copied once** (`lean_input_buffer`): asyncssh keeps what the socket gave it
-  in a `bytes` object, appends to it with `+=` and takes each packet off its front with a slice:
-  every packet copied the rest of the buffer, and a socket read of 256 KiB holds eight packets of
-  an upload. That was six copies of each byte received before its decryption (0.5 s of the loop's
-  CPU per 512 MiB uploaded, here). `InputBuffer` gives asyncssh the same operations on a
-  `bytearray`, whose front is dropped without moving the rest; it is used while 64 KiB or more
-  wait to be parsed (a small request's few hundred bytes are quicker to slice as `bytes`).
+- **Received bytes not copied again for every packet** (`lean_input_buffer`): asyncssh keeps
+  what the socket gave it in a `bytes` object, appends to it with `+=` and takes each packet off
+  its front with a slice: every packet copied the rest of the buffer, and a socket read of 256
+  KiB holds eight packets of an upload. That was six copies of each byte received before its
+  decryption (0.5 s of the loop's CPU per 512 MiB uploaded, here). `InputBuffer` gives asyncssh
+  the same operations on a `bytearray`, whose front is dropped without moving the rest; it is
+  used while 64 KiB or more wait to be parsed (a small request's few hundred bytes are quicker
+  to slice as `bytes`).
 - **No packet log lines built to be dropped** (`quiet_packet_logs`): asyncssh formats a line for
   every packet it sends or receives (the type's name, the size, a copy of the payload), on the
   connection, the channel and the SFTP handler, before its logger checks the level. While
