@@ -58,7 +58,9 @@ def test_the_steal_share_is_the_steal_counter_over_all_counters() -> None:
     assert bench._steal_share(before, after) == pytest.approx(20 / 200)
     assert bench._steal_share(before, before) is None
     assert bench._steal_share(None, after) is None
-    assert bench._cpu_times() is None or len(bench._cpu_times()) >= 8
+    if sys.platform == "linux":
+        counters = bench._cpu_times()
+        assert counters is not None and len(counters) >= 8
 
 
 def test_the_framing_bench_prints_its_three_rows() -> None:

@@ -35,7 +35,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import Any, overload
+from typing import Any
 
 from asyncssh.constants import MSG_IGNORE
 
@@ -67,21 +67,14 @@ class InputBuffer:
     def find(self, sub: bytes, start: int = 0, end: int | None = None) -> int:
         return self._data.find(sub, start, len(self._data) if end is None else end)
 
-    @overload
-    def __getitem__(self, key: int) -> int: ...
-    @overload
-    def __getitem__(self, key: slice) -> bytes | InputBuffer: ...
-
-    def __getitem__(self, key: int | slice) -> int | bytes | InputBuffer:
-        if isinstance(key, slice) and key.stop is None and key.step is None:
+    def __getitem__(self, key: slice) -> bytes | InputBuffer:
+        if key.stop is None and key.step is None:
             start = key.start or 0
             if start < 0:
                 raise ValueError("InputBuffer drops bytes from its front only")
             # A bytearray drops its front by moving its start, not its bytes.
             del self._data[:start]
             return self
-        if isinstance(key, int):
-            return self._data[key]
         with memoryview(self._data) as view:
             return bytes(view[key])
 

@@ -25,7 +25,7 @@ from typing import Any, cast
 from sftphook.errors import InvalidInput, NotFound, OutsideHome, PermissionDenied
 from sftphook.storage.base import FileInfo
 from sftphook.storage.paths import client_to_org, is_within, org_to_client, split
-from sftphook.storage.spares import FILE_FLAGS, SPARES_DIR, SpareFiles
+from sftphook.storage.spares import FILE_FLAGS, SPARES_DIR, SpareFiles, freed_after
 
 log = logging.getLogger(__name__)
 
@@ -321,14 +321,8 @@ class LocalStorage:
             if st.S_ISDIR(s.st_mode):
                 raise IsADirectoryError(errno.EISDIR, "is a directory: use rmdir")
             # As an upload's rename over a file: the file is freed after the reply, not in it.
-            spares = self._spares
-            held = spares.hold(t.name, t.dir_fd) if spares is not None else None
-            try:
+            with freed_after(self._spares, t.name, t.dir_fd):
                 os.unlink(t.name, dir_fd=t.dir_fd)
-            finally:
-                if held is not None:
-                    assert spares is not None
-                    spares.release(held)
             return t.parts
 
     def mkdir(self, path: str, mode: int | None = None) -> tuple[str, ...]:
@@ -546,25 +540,15 @@ class LocalWriteHandle:
         try:
             info = self.info()
             if self._temp_name is not None and self._uploads_fd is not None:
-                # A file this upload replaces is held open across the rename, so that freeing
-                # it happens at that descriptor's close, on the spare-files thread, not in here.
-                spares = self._spares
-                replaced = spares.hold(self._name, self._dir_fd) if spares is not None else None
-                try:
+                # A file this upload replaces is freed after the reply, not in the rename.
+                with freed_after(self._spares, self._name, self._dir_fd):
                     os.rename(
                         self._temp_name,
                         self._name,
                         src_dir_fd=self._uploads_fd,
                         dst_dir_fd=self._dir_fd,
                     )
-                except BaseException:
-                    if replaced is not None:
-                        os.close(replaced)
-                    raise
                 self._temp_name = None
-                if replaced is not None:
-                    assert spares is not None
-                    spares.release(replaced)
             return info
         finally:
             self.abort()

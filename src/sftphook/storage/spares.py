@@ -29,6 +29,7 @@ import logging
 import os
 import threading
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -40,6 +41,22 @@ FILE_FLAGS = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
 # Linux: a descriptor that holds a file without opening it for I/O.
 _O_PATH: int | None = getattr(os, "O_PATH", None)
 MAX_HELD = 64
+
+
+@contextlib.contextmanager
+def freed_after(spares: SpareFiles | None, name: str, dir_fd: int) -> Iterator[None]:
+    """Around the call that removes or replaces `name` in `dir_fd` (an unlink, a rename over
+    it): the file is held across the call and freed after it, on the spare-files thread
+    (`SpareFiles.hold`, `release`). Without spare files, or without room, it is freed in the
+    call as before."""
+    held = spares.hold(name, dir_fd) if spares is not None else None
+    try:
+        yield
+    finally:
+        if held is not None:
+            assert spares is not None
+            # If the call failed the file is still linked: this close frees nothing.
+            spares.release(held)
 
 
 class SpareFiles:
