@@ -109,6 +109,7 @@ def request_times() -> None:
     # waiting for its socket write, the client's turn and the network, then the packet's way
     # through asyncssh to the handler.
     marks = {"reply": 0.0, "sent": 0.0, "arrived": 0.0}
+    storage: dict[str, list[float]] = {}
     received = SSHConnection.data_received
 
     def data_received(self: Any, data: bytes, datatype: Any = None) -> None:
@@ -159,6 +160,23 @@ def request_times() -> None:
 
         _SqliteWriter._run = timed_run  # type: ignore[method-assign]
 
+        # Each storage call by kind, on the loop or in an I/O thread (`sftp/offload.py`).
+        from sftphook.sftp.offload import Offload
+
+        offload_run = Offload.run
+
+        async def timed_offload(self: Any, kind: str, call: Any, /, *args: Any, **kw: Any) -> Any:
+            where = "loop" if self.inline(kind) else "thread"
+            started = time.perf_counter()
+            try:
+                return await offload_run(self, kind, call, *args, **kw)
+            finally:
+                storage.setdefault(f"({kind} on the {where})", []).append(
+                    time.perf_counter() - started
+                )
+
+        Offload.run = timed_offload  # type: ignore[method-assign]
+
     def spent(self: Any) -> dict[str, list[float]]:
         times: dict[str, list[float]] | None = getattr(self, "_bench_times", None)
         if times is None:
@@ -192,6 +210,9 @@ def request_times() -> None:
                 if values:
                     times[where] = list(values)
                     values.clear()
+            for where, values in storage.items():
+                times[where] = list(values)
+            storage.clear()
         target = os.environ.get("BENCH_REQUEST_TIMES")
         if target and sum(len(v) for v in times.values()) > 10:
             lines = [

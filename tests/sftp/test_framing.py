@@ -14,7 +14,7 @@ from asyncssh.sftp import MAX_SFTP_PACKET_LEN
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sftphook.sftp.handler import PacketReader
+from sftphook.sftp.handler import PacketReader, ReplyPacker
 from sftphook.sftp.wire import LARGE_INPUT, InputBuffer, lean_input_buffer
 from tests.sftp.conftest import Server
 
@@ -210,3 +210,136 @@ async def test_a_lost_connection_raises_its_error_after_the_queued_packets() -> 
     assert await reader.next_packet() == b"one"
     with pytest.raises(ConnectionResetError):
         await reader.next_packet()
+
+
+# Replies: `ReplyPacker`
+
+
+class _Writer:
+    """A channel's writer: what was written, one entry per write."""
+
+    def __init__(self, packet_size: int) -> None:
+        self.writes: list[bytes] = []
+        self.channel = self
+        self._send_pktsize = packet_size
+        self.closing = False
+
+    def write(self, data: bytes) -> None:
+        self.writes.append(bytes(data))
+
+    def is_closing(self) -> bool:
+        return self.closing
+
+
+class _Queue:
+    waiting = False
+
+
+def _packer(packet_size: int = 100) -> tuple[ReplyPacker, _Writer, _Queue]:
+    writer, queue = _Writer(packet_size), _Queue()
+    return ReplyPacker(writer, queue), writer, queue  # type: ignore[arg-type]
+
+
+async def test_a_reply_to_a_lone_request_is_written_at_once() -> None:
+    packer, writer, _queue = _packer()
+    packer.send(b"a" * 250)
+    packer.send(b"b" * 10)
+    assert writer.writes == [b"a" * 250, b"b" * 10]
+
+
+async def test_replies_to_queued_requests_are_written_in_whole_packets() -> None:
+    packer, writer, queue = _packer(packet_size=100)
+    queue.waiting = True
+    packer.send(b"a" * 60)
+    assert writer.writes == []
+    packer.send(b"b" * 60)
+    packer.send(b"c" * 90)
+    assert writer.writes == [b"a" * 60 + b"b" * 40, b"b" * 20 + b"c" * 80]
+    # The last request's reply takes the rest with it.
+    queue.waiting = False
+    packer.send(b"d" * 5)
+    assert writer.writes[2:] == [b"c" * 10 + b"d" * 5]
+
+
+async def test_gathered_replies_leave_by_the_end_of_the_loop_turn() -> None:
+    packer, writer, queue = _packer()
+    queue.waiting = True  # the handler then waits on something slow: no reply follows
+    packer.send(b"x" * 30)
+    packer.send(b"y" * 30)
+    assert writer.writes == []
+    await asyncio.sleep(0)
+    assert writer.writes == [b"x" * 30 + b"y" * 30]
+    # Nothing is written on a channel that is closing.
+    packer.send(b"z")
+    writer.closing = True
+    await asyncio.sleep(0)
+    assert writer.writes == [b"x" * 30 + b"y" * 30]
+
+
+@given(st.lists(st.tuples(st.binary(max_size=300), st.booleans()), max_size=40))
+def test_packed_replies_keep_their_bytes_and_order(steps: list[tuple[bytes, bool]]) -> None:
+    async def run() -> None:
+        packer, writer, queue = _packer(packet_size=64)
+        for reply, waiting in steps:
+            queue.waiting = waiting
+            before = len(writer.writes)
+            packer.send(reply)
+            if waiting:  # while requests wait, only whole packets are written
+                assert all(len(w) % 64 == 0 for w in writer.writes[before:])
+        packer.flush()
+        assert b"".join(writer.writes) == b"".join(reply for reply, _ in steps)
+
+    asyncio.run(run())
+
+
+async def test_pipelined_reads_come_back_in_full_ssh_packets(
+    server: Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Sixteen 32 KiB reads sent at once: their replies (13 bytes over the client's 32 KiB packet
+    each) fill 17 SSH packets, plus what is written when the handler yields to other sessions
+    after eight requests; 32 before, one and a bit per reply."""
+    # Reads on the loop whatever this machine's speed (in a thread, the handler would wait for
+    # each one, and its reply would leave alone at the turn's end).
+    monkeypatch.setattr(server.app.sftp.offload, "inline", lambda kind: True)
+    data = os.urandom(16 * 32768)
+    (server.root / "blob.bin").write_bytes(data)
+
+    class Session(asyncssh.SSHClientSession[bytes]):
+        def __init__(self) -> None:
+            self.chunks: list[bytes] = []
+            self.arrived = asyncio.Event()
+
+        def data_received(self, data: bytes, datatype: asyncssh.DataType) -> None:
+            self.chunks.append(data)
+            self.arrived.set()
+
+    async def replies(session: Session, size: int) -> list[bytes]:
+        while sum(map(len, session.chunks)) < size:
+            session.arrived.clear()
+            await asyncio.wait_for(session.arrived.wait(), 10)
+        chunks, session.chunks = session.chunks, []
+        return chunks
+
+    def request(kind: int, req_id: int, body: bytes) -> bytes:
+        payload = bytes([kind]) + req_id.to_bytes(4, "big") + body
+        return len(payload).to_bytes(4, "big") + payload
+
+    async with await server.connect() as conn:
+        chan, session = await conn.create_session(Session, subsystem="sftp", encoding=None)
+        chan.write(_packet(bytes([1]) + (3).to_bytes(4, "big")))  # SSH_FXP_INIT, version 3
+        await replies(session, 9)
+        name = b"blob.bin"
+        chan.write(request(3, 1, len(name).to_bytes(4, "big") + name + bytes(8)))  # OPEN, read
+        opened = b"".join(await replies(session, 13))
+        assert opened[4] == 102  # SSH_FXP_HANDLE
+        handle = opened[9 : 9 + 4 + int.from_bytes(opened[9:13], "big")]
+        reads = b"".join(
+            request(5, 10 + i, handle + (i * 32768).to_bytes(8, "big") + (32768).to_bytes(4, "big"))
+            for i in range(16)
+        )
+        chan.write(reads)  # SSH_FXP_READ x 16, in one SSH packet
+        chunks = await replies(session, 16 * (13 + 32768))
+        chan.close()
+    got = b"".join(chunks)
+    assert b"".join(got[i + 13 : i + 13 + 32768] for i in range(0, len(got), 13 + 32768)) == data
+    assert len(chunks) <= 19

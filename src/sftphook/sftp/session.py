@@ -238,6 +238,7 @@ class SFTPSession(asyncssh.SFTPServer):
         self._storage = storage
         self._inline = not storage.blocking
         self._permissions = frozenset(self._user.permissions.split(","))
+        self._temp_suffixes = tuple(front.settings.sftp.temp_suffixes)
         self._open: set[Upload | Download] = set()
         self._closed = False
         front.session_opened(self)
@@ -284,10 +285,10 @@ class SFTPSession(asyncssh.SFTPServer):
             raise asyncssh.SFTPPermissionDenied(f"{path}: you have no {permission} permission")
 
     def _is_temp(self, parts: tuple[str, ...]) -> bool:
-        return bool(parts) and any(
-            parts[-1].endswith(s) and len(parts[-1]) > len(s)
-            for s in self._front.settings.sftp.temp_suffixes
-        )
+        if not parts or not parts[-1].endswith(self._temp_suffixes):
+            return False
+        name = parts[-1]
+        return any(name.endswith(s) and len(name) > len(s) for s in self._temp_suffixes)
 
     # Paths and attributes
 

@@ -200,12 +200,14 @@ def packet_logging_on(logger: Any) -> bool:
     return getattr(logger, "_debug_level", 3) >= 3 and logger.isEnabledFor(logging.DEBUG)
 
 
-def quiet_packet_logs(packet_handler: Any) -> None:
+def quiet_packet_logs(packet_handler: Any) -> bool:
     """Skip `packet_handler`'s per-packet log calls (an asyncssh connection, channel or SFTP
-    handler) while packet logging is off."""
-    if not packet_logging_on(packet_handler.logger):
-        packet_handler.log_sent_packet = _no_packet_log
-        packet_handler.log_received_packet = _no_packet_log
+    handler) while packet logging is off; whether they are skipped."""
+    if packet_logging_on(packet_handler.logger):
+        return False
+    packet_handler.log_sent_packet = _no_packet_log
+    packet_handler.log_received_packet = _no_packet_log
+    return True
 
 
 __all__ = [
