@@ -290,6 +290,14 @@ def use_uvloop() -> None:
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
 
 
+def short_switch_interval() -> None:
+    import sys
+
+    # A thread back from a system call waits for the GIL up to the switch interval (5 ms by
+    # default) before it asks the running thread to let go.
+    sys.setswitchinterval(0.0005)
+
+
 EXPERIMENTS: dict[str, Callable[[], None]] = {
     "coalesce": coalesce_writes,
     "no-events": events_off,
@@ -297,6 +305,7 @@ EXPERIMENTS: dict[str, Callable[[], None]] = {
     "inline-db": inline_db,
     "request-times": request_times,
     "uvloop": use_uvloop,
+    "switch-interval": short_switch_interval,
 }
 KNOWN = tuple(EXPERIMENTS)
 

@@ -14,8 +14,14 @@ from asyncssh.sftp import MAX_SFTP_PACKET_LEN
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sftphook.sftp.handler import PacketReader, ReplyPacker
-from sftphook.sftp.wire import LARGE_INPUT, InputBuffer, lean_input_buffer
+from sftphook.sftp.handler import REPLY_BUFFER, PacketReader, ReplyPacker
+from sftphook.sftp.wire import (
+    LARGE_INPUT,
+    SOCKET_BUFFER,
+    InputBuffer,
+    lean_input_buffer,
+    write_pressure,
+)
 from tests.sftp.conftest import Server
 
 # One step on a buffer: ("add", bytes), ("take", n) for buf[:n], ("copy", i, j) for buf[i:j],
@@ -292,6 +298,61 @@ def test_packed_replies_keep_their_bytes_and_order(steps: list[tuple[bytes, bool
     asyncio.run(run())
 
 
+class _RawSession(asyncssh.SSHClientSession[bytes]):
+    """A client channel that keeps what it receives, one entry per SSH packet."""
+
+    def __init__(self) -> None:
+        self.chunks: list[bytes] = []
+        self.arrived = asyncio.Event()
+
+    def data_received(self, data: bytes, datatype: asyncssh.DataType) -> None:
+        self.chunks.append(data)
+        self.arrived.set()
+
+
+def _request(kind: int, req_id: int, body: bytes) -> bytes:
+    payload = bytes([kind]) + req_id.to_bytes(4, "big") + body
+    return len(payload).to_bytes(4, "big") + payload
+
+
+async def _open_raw(conn: asyncssh.SSHClientConnection, name: bytes, **kwargs: Any) -> Any:
+    """An SFTP channel of raw packets, initialised, with `name` opened for reading: (channel,
+    session, the handle as an SFTP string)."""
+    chan, session = await conn.create_session(
+        _RawSession, subsystem="sftp", encoding=None, **kwargs
+    )
+    chan.write(_packet(bytes([1]) + (3).to_bytes(4, "big")))  # SSH_FXP_INIT, version 3
+    chan.write(_request(3, 1, len(name).to_bytes(4, "big") + name + bytes(8)))  # OPEN, read
+    stream = b""
+    while True:
+        stream = b"".join(session.chunks)
+        # Two whole packets: VERSION (with its extensions), then HANDLE.
+        if len(stream) >= 4:
+            second = 4 + int.from_bytes(stream[:4], "big")
+            if len(stream) >= second + 4 and len(stream) >= second + 4 + int.from_bytes(
+                stream[second : second + 4], "big"
+            ):
+                break
+        session.arrived.clear()
+        await asyncio.wait_for(session.arrived.wait(), 10)
+    session.chunks.clear()
+    opened = stream[second:]
+    assert opened[4] == 102  # SSH_FXP_HANDLE
+    return chan, session, opened[9 : 9 + 4 + int.from_bytes(opened[9:13], "big")]
+
+
+def _read(handle: bytes, req_id: int, offset: int, size: int = 32768) -> bytes:
+    return _request(5, 10 + req_id, handle + offset.to_bytes(8, "big") + size.to_bytes(4, "big"))
+
+
+async def _received(session: _RawSession, size: int) -> bytes:
+    """What the channel received, once `size` bytes have come (the chunks are kept)."""
+    while sum(map(len, session.chunks)) < size:
+        session.arrived.clear()
+        await asyncio.wait_for(session.arrived.wait(), 30)
+    return b"".join(session.chunks)
+
+
 async def test_pipelined_reads_come_back_in_full_ssh_packets(
     server: Server, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -303,43 +364,93 @@ async def test_pipelined_reads_come_back_in_full_ssh_packets(
     monkeypatch.setattr(server.app.sftp.offload, "inline", lambda kind: True)
     data = os.urandom(16 * 32768)
     (server.root / "blob.bin").write_bytes(data)
-
-    class Session(asyncssh.SSHClientSession[bytes]):
-        def __init__(self) -> None:
-            self.chunks: list[bytes] = []
-            self.arrived = asyncio.Event()
-
-        def data_received(self, data: bytes, datatype: asyncssh.DataType) -> None:
-            self.chunks.append(data)
-            self.arrived.set()
-
-    async def replies(session: Session, size: int) -> list[bytes]:
-        while sum(map(len, session.chunks)) < size:
-            session.arrived.clear()
-            await asyncio.wait_for(session.arrived.wait(), 10)
-        chunks, session.chunks = session.chunks, []
-        return chunks
-
-    def request(kind: int, req_id: int, body: bytes) -> bytes:
-        payload = bytes([kind]) + req_id.to_bytes(4, "big") + body
-        return len(payload).to_bytes(4, "big") + payload
-
     async with await server.connect() as conn:
-        chan, session = await conn.create_session(Session, subsystem="sftp", encoding=None)
-        chan.write(_packet(bytes([1]) + (3).to_bytes(4, "big")))  # SSH_FXP_INIT, version 3
-        await replies(session, 9)
-        name = b"blob.bin"
-        chan.write(request(3, 1, len(name).to_bytes(4, "big") + name + bytes(8)))  # OPEN, read
-        opened = b"".join(await replies(session, 13))
-        assert opened[4] == 102  # SSH_FXP_HANDLE
-        handle = opened[9 : 9 + 4 + int.from_bytes(opened[9:13], "big")]
-        reads = b"".join(
-            request(5, 10 + i, handle + (i * 32768).to_bytes(8, "big") + (32768).to_bytes(4, "big"))
-            for i in range(16)
-        )
-        chan.write(reads)  # SSH_FXP_READ x 16, in one SSH packet
-        chunks = await replies(session, 16 * (13 + 32768))
+        chan, session, handle = await _open_raw(conn, b"blob.bin")
+        chan.write(b"".join(_read(handle, i, i * 32768) for i in range(16)))  # one SSH packet
+        got = await _received(session, 16 * (13 + 32768))
         chan.close()
-    got = b"".join(chunks)
     assert b"".join(got[i + 13 : i + 13 + 32768] for i in range(0, len(got), 13 + 32768)) == data
-    assert len(chunks) <= 19
+    assert len(session.chunks) <= 19
+
+
+async def test_a_client_that_stops_reading_its_replies_stops_being_served(server: Server) -> None:
+    """Reads asked for and never taken (the client's window stays shut): the server holds a
+    bounded amount of replies and stops taking requests, as OpenSSH's does, instead of keeping
+    every reply in memory; all are served once the client reads again."""
+    (server.root / "blob.bin").write_bytes(os.urandom(256 * 1024))
+    async with await server.connect() as conn:
+        chan, session, handle = await _open_raw(conn, b"blob.bin", window=256 * 1024)
+        chan.pause_reading()  # no window adjust: the server's window for this channel runs out
+        reads = [_read(handle, i, (i % 8) * 32768) for i in range(400)]
+        for i in range(0, len(reads), 40):
+            chan.write(b"".join(reads[i : i + 40]))
+        await asyncio.sleep(1.0)
+        (front,) = server.app.sftp._connections
+        assert front._conn is not None
+        (server_chan,) = front._conn._channels.values()
+        # 400 replies of 32 KiB were asked for (13 MB).
+        assert server_chan.get_write_buffer_size() < REPLY_BUFFER + 64 * 1024
+        chan.resume_reading()
+        assert len(await _received(session, 400 * (13 + 32768))) == 400 * (13 + 32768)
+        chan.close()
+
+
+async def test_a_client_whose_socket_is_full_stops_being_served(server: Server) -> None:
+    """A wide-open window and a client that does not read its socket: what the server keeps
+    unsent stays near `SOCKET_BUFFER`, not the 65 MB asked for."""
+    (server.root / "blob.bin").write_bytes(os.urandom(256 * 1024))
+    count = 2000
+    async with await server.connect() as conn:
+        chan, session, handle = await _open_raw(conn, b"blob.bin", window=1 << 30)
+        client_transport = conn._transport
+        assert client_transport is not None
+        client_transport.pause_reading()  # the kernel's buffers fill, then the server's
+        reads = [_read(handle, i, (i % 8) * 32768) for i in range(count)]
+        for i in range(0, len(reads), 100):
+            chan.write(b"".join(reads[i : i + 100]))
+        await asyncio.sleep(2.0)
+        (front,) = server.app.sftp._connections
+        assert front._conn is not None and front._conn._transport is not None
+        unsent = front._conn._transport.get_write_buffer_size()
+        # Past the limit by at most the replies of one turn of the loop (eight here).
+        assert unsent < SOCKET_BUFFER + 8 * (13 + 32768) + 64 * 1024
+        pressure = write_pressure(front._conn)
+        assert pressure is not None and pressure.paused
+        client_transport.resume_reading()
+        total = count * (13 + 32768)
+        assert len(await _received(session, total)) == total
+        chan.close()
+
+
+async def test_a_legacy_scp_download_to_a_client_that_does_not_read_stays_bounded(
+    server: Server,
+) -> None:
+    """`scp -f` (what `scp -O` runs to download) to a client that stops reading its socket: the
+    server stops reading the file near `SOCKET_BUFFER` instead of sending all 32 MiB into it."""
+    size = 32 * 1024 * 1024
+    data = os.urandom(size)
+    (server.root / "big.bin").write_bytes(data)
+    async with await server.connect() as conn:
+        chan, session = await conn.create_session(
+            _RawSession, command="scp -f big.bin", encoding=None, window=1 << 30
+        )
+        chan.write(b"\0")  # ready
+        header = await _received(session, 1)
+        while not header.endswith(b"\n"):
+            header = await _received(session, len(header) + 1)
+        assert header == f"C0644 {size} big.bin\n".encode()
+        session.chunks.clear()
+        client_transport = conn._transport
+        assert client_transport is not None
+        client_transport.pause_reading()
+        chan.write(b"\0")  # send the file
+        await asyncio.sleep(2.0)
+        (front,) = server.app.sftp._connections
+        assert front._conn is not None and front._conn._transport is not None
+        # Past the limit by at most one of asyncssh's 256 KiB blocks.
+        assert front._conn._transport.get_write_buffer_size() < SOCKET_BUFFER + 512 * 1024
+        client_transport.resume_reading()
+        got = await _received(session, size + 1)
+        assert got[:size] == data and got[size:] == b"\0"
+        chan.write(b"\0")
+        chan.close()

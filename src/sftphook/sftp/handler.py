@@ -10,6 +10,8 @@
   asyncssh's general-purpose stream reader: a lock, a buffer walk and two reads per request
   there, one `deque` pop here.
 - Replies are packed into full SSH packets while more requests wait (`ReplyPacker`).
+- A client that does not read its replies is served no further until it does: the replies
+  waiting for it stay bounded (`REPLY_BUFFER`, `StreamSession.drain`).
 """
 
 from __future__ import annotations
@@ -34,13 +36,16 @@ from asyncssh.sftp import (
 )
 from asyncssh.stream import SSHServerStreamSession
 
-from sftphook.sftp.wire import quiet_packet_logs
+from sftphook.sftp.wire import WritePressure, quiet_packet_logs, write_pressure
 
 if TYPE_CHECKING:
     from sftphook.sftp.session import SFTPSession
 
 
 _PACKETS_PER_TURN = 8
+# The replies an SFTP channel may hold beyond the client's window before it takes no more
+# requests (asyncssh's write buffer high-water mark for the channel).
+REPLY_BUFFER = 1024 * 1024
 
 _EXTENSIONS: list[tuple[bytes, bytes]] = [
     (b"newline", b"\n"),
@@ -277,6 +282,9 @@ class SessionHandler(SFTPServerHandler):
         # client pipelines are already buffered, so without it one download runs dozens of
         # reads back to back while another session's `stat` waits.
         count = 0
+        writer = cast(asyncssh.SSHWriter[bytes], self._writer)
+        channel = writer.channel
+        pressure = write_pressure(channel.get_connection())
         try:
             while self._reader:
                 packet = await self.recv_packet()
@@ -287,6 +295,12 @@ class SessionHandler(SFTPServerHandler):
                 count += 1
                 if count % _PACKETS_PER_TURN == 0:
                     await asyncio.sleep(0)
+                # A client that asks faster than it reads (or stops reading) is served no
+                # further until it catches up (`StreamSession.drain`): what waits for it stays
+                # bounded, past its channel window by REPLY_BUFFER, in the socket by
+                # wire.SOCKET_BUFFER.
+                if channel.get_write_buffer_size() or (pressure is not None and pressure.paused):
+                    await writer.drain()
         except PacketDecodeError as exc:
             await self._cleanup(asyncssh.SFTPBadMessage(str(exc)))
         except EOFError:
@@ -370,15 +384,19 @@ class StreamSession(SSHServerStreamSession[bytes]):
     to a `PacketReader`), and `scp`."""
 
     _packets: PacketReader | None = None
+    _pressure: WritePressure | None = None
 
     def session_started(self) -> None:
         chan = self._chan
         conn = self._conn
+        if conn is not None:
+            self._pressure = write_pressure(conn)
         if chan is not None:
             quiet_packet_logs(chan)
         if chan is not None and conn is not None and chan.get_subsystem() == "sftp":
             # Bytes from the first packet on: the server object is made later, in the task.
             chan.set_encoding(None)
+            chan.set_write_buffer_limits(high=REPLY_BUFFER)
             self._encoding = None
             server_chan = cast(asyncssh.SSHServerChannel[bytes], chan)
             packets = self._packets = PacketReader(server_chan)
@@ -386,6 +404,14 @@ class StreamSession(SSHServerStreamSession[bytes]):
             conn.create_task(self._run_sftp(packets, stdout), chan.logger)
             return
         super().session_started()
+
+    async def drain(self, datatype: asyncssh.DataType) -> None:
+        # asyncssh's wait for the channel's window, then for the connection's socket (which
+        # asyncssh does not watch): SFTP replies and SCP downloads both wait here.
+        await super().drain(datatype)
+        pressure = self._pressure
+        if pressure is not None and pressure.paused:
+            await pressure.writable()
 
     def data_received(self, data: bytes, datatype: asyncssh.DataType) -> None:
         packets = self._packets

@@ -33,6 +33,7 @@ from sftphook.sftp.wire import (
     lean_input_buffer,
     quiet_packet_logs,
     skip_ignore_padding,
+    watch_write_pressure,
 )
 from sftphook.storage.base import ReadHandle, Storage, StorageBackend
 
@@ -291,6 +292,7 @@ class _Connection(asyncssh.SSHServer):
     def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
         self._conn = conn
         coalesce_writes(conn)
+        watch_write_pressure(conn)
         lean_input_buffer(conn)
         skip_ignore_padding(conn)
         quiet_packet_logs(conn)

@@ -23,6 +23,11 @@
   the same operations on a `bytearray`, whose front is dropped without moving the rest; it is
   used while 64 KiB or more wait to be parsed (a small request's few hundred bytes are quicker
   to slice as `bytes`).
+- **Sessions wait for a socket that is behind** (`WritePressure`): asyncssh ignores its
+  transport's pause and resume, so a client that asks for data and does not read it (with an
+  SSH window large enough) had every reply kept in the process. The connection now tracks
+  them, and an SFTP session takes no new request while the socket holds more than
+  `SOCKET_BUFFER` bytes it could not send.
 - **No packet log lines built to be dropped** (`quiet_packet_logs`): asyncssh formats a line for
   every packet it sends or receives (the type's name, the size, a copy of the payload), on the
   connection, the channel and the SFTP handler, before its logger checks the level. While
@@ -35,6 +40,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import weakref
 from typing import Any
 
 from asyncssh.constants import MSG_IGNORE
@@ -164,6 +170,65 @@ class CoalescingTransport:
         return getattr(self._transport, name)
 
 
+# What a connection's socket transport may hold unsent before sessions stop taking requests.
+SOCKET_BUFFER = 1024 * 1024
+# While paused, how often a waiting session checks that the connection is still open.
+_PAUSE_POLL = 1.0
+
+
+class WritePressure:
+    """Whether an asyncssh connection's socket transport is behind on what it was given.
+
+    The transport calls the connection's `pause_writing` and `resume_writing` (asyncssh does
+    nothing with them); `watch_write_pressure` routes them here, and a session awaits
+    `writable()` before it takes another request."""
+
+    def __init__(self, conn: Any) -> None:
+        self._conn = conn
+        self.paused = False
+        self._resumed: asyncio.Future[None] | None = None
+
+    def pause(self) -> None:
+        self.paused = True
+
+    def resume(self) -> None:
+        self.paused = False
+        resumed, self._resumed = self._resumed, None
+        if resumed is not None and not resumed.done():
+            resumed.set_result(None)
+
+    async def writable(self) -> None:
+        """Return once the socket has room; `BrokenPipeError` if the connection closed."""
+        while self.paused:
+            if self._conn.is_closed():
+                raise BrokenPipeError("connection closed")
+            if self._resumed is None or self._resumed.done():
+                self._resumed = asyncio.get_running_loop().create_future()
+            # A connection lost while paused never resumes: looked at again every second.
+            await asyncio.wait([self._resumed], timeout=_PAUSE_POLL)
+
+
+_PRESSURE: weakref.WeakKeyDictionary[Any, WritePressure] = weakref.WeakKeyDictionary()
+
+
+def watch_write_pressure(conn: Any) -> WritePressure:
+    """Track the pauses of asyncssh connection `conn`'s transport (its buffer limits raised to
+    `SOCKET_BUFFER`). Called from the connection's `connection_made`, after `coalesce_writes`."""
+    pressure = WritePressure(conn)
+    conn.pause_writing = pressure.pause
+    conn.resume_writing = pressure.resume
+    transport = conn._transport
+    if transport is not None:
+        transport.set_write_buffer_limits(high=SOCKET_BUFFER)
+    _PRESSURE[conn] = pressure
+    return pressure
+
+
+def write_pressure(conn: Any) -> WritePressure | None:
+    """`conn`'s `WritePressure`, if `watch_write_pressure` was called for it."""
+    return _PRESSURE.get(conn)
+
+
 def coalesce_writes(conn: Any) -> None:
     """Route the writes of asyncssh connection `conn` through a `CoalescingTransport`.
 
@@ -213,10 +278,14 @@ def quiet_packet_logs(packet_handler: Any) -> bool:
 __all__ = [
     "CoalescingTransport",
     "LARGE_INPUT",
+    "SOCKET_BUFFER",
     "InputBuffer",
+    "WritePressure",
     "coalesce_writes",
     "lean_input_buffer",
     "packet_logging_on",
     "quiet_packet_logs",
     "skip_ignore_padding",
+    "watch_write_pressure",
+    "write_pressure",
 ]
