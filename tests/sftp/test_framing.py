@@ -10,7 +10,7 @@ from typing import Any
 
 import asyncssh
 import pytest
-from asyncssh.sftp import MAX_SFTP_PACKET_LEN
+from asyncssh.sftp import MAX_SFTP_PACKET_LEN, MAX_SFTP_READ_LEN
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -454,3 +454,27 @@ async def test_a_legacy_scp_download_to_a_client_that_does_not_read_stays_bounde
         assert got[:size] == data and got[size:] == b"\0"
         chan.write(b"\0")
         chan.close()
+
+
+async def test_a_read_larger_than_the_announced_limit_returns_the_limit(server: Server) -> None:
+    """READ of 64 MiB in one request: the reply carries `MAX_SFTP_READ_LEN` (4 MiB, what
+    `limits@openssh.com` announces) and the client asks again for the rest, as with OpenSSH's
+    server; the server never holds the whole request's size in memory."""
+    data = os.urandom(12 * 1024 * 1024)
+    (server.root / "big.bin").write_bytes(data)
+    async with await server.connect() as conn:
+        chan, session, handle = await _open_raw(conn, b"big.bin")
+        chan.write(_read(handle, 0, 0, 64 * 1024 * 1024))
+        reply = await _received(session, 13)
+        length = int.from_bytes(reply[9:13], "big")
+        assert reply[4] == 103 and length == MAX_SFTP_READ_LEN  # SSH_FXP_DATA
+        reply = await _received(session, 13 + length)
+        assert reply[13:] == data[:length]
+        chan.close()
+    # What real clients do with a short read: the whole file arrives.
+    async with (
+        await server.connect() as conn,
+        conn.start_sftp_client() as sftp,
+        sftp.open("big.bin", "rb", block_size=16 * 1024 * 1024) as fh,
+    ):
+        assert await fh.read() == data

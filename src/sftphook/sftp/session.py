@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import asyncssh
+from asyncssh.sftp import MAX_SFTP_READ_LEN
 
 from sftphook.errors import SftphookError
 from sftphook.events import EventRecord, Topic
@@ -491,6 +492,9 @@ class SFTPSession(asyncssh.SFTPServer):
 
     # A view of a read-ahead block is returned as is: asyncssh copies it into the reply.
     async def read(self, file_obj: object, offset: int, size: int) -> Data:  # type: ignore[override]
+        # A read may return less than asked: at most what `limits@openssh.com` announces, as
+        # OpenSSH's server does. A client asking for gigabytes in one request gets 4 MiB.
+        size = min(size, MAX_SFTP_READ_LEN)
         if isinstance(file_obj, Upload):
             with _mapped("file"):
                 return await file_obj.pread(offset, size)
