@@ -51,6 +51,9 @@ class SFTPSettings(BaseModel):
     # The largest file a client may write, in bytes (0: no limit). A write or a resize past it
     # is refused; the bound also caps what a close re-reads to hash an upload with holes.
     max_file_size: int = Field(default=64 * 1024**3, ge=0)
+    # Files and directories one SFTP session may hold open at once (each holds descriptors of
+    # the process that every session shares); `limits@openssh.com` announces it.
+    max_open_handles: int = Field(default=256, ge=1, le=65536)
     login_timeout: float = 60.0
     keepalive_interval: float = 30.0
     # Brute-force protection: `ban_threshold` failed logins from one address within

@@ -32,6 +32,8 @@ from asyncssh.sftp import (
     FXP_OPENDIR,
     FXP_WRITE,
     MAX_SFTP_PACKET_LEN,
+    MAX_SFTP_READ_LEN,
+    MAX_SFTP_WRITE_LEN,
     SFTPServerHandler,
 )
 from asyncssh.stream import SSHServerStreamSession
@@ -346,6 +348,13 @@ class SessionHandler(SFTPServerHandler):
         self._file_handles[handle] = file_obj
         return handle
 
+    async def _process_limits(self, packet: Any) -> asyncssh.SFTPLimits:
+        # asyncssh's, with this session's limit on open handles instead of the process's.
+        packet.check_end()
+        return asyncssh.SFTPLimits(
+            MAX_SFTP_PACKET_LEN, MAX_SFTP_READ_LEN, MAX_SFTP_WRITE_LEN, self._server.max_handles
+        )
+
     async def _process_opendir(self, packet: Any) -> bytes:
         path = packet.get_string()
         packet.check_end()
@@ -373,6 +382,7 @@ class SessionHandler(SFTPServerHandler):
         FXP_WRITE: cast(Any, _process_write),
         FXP_OPEN: cast(Any, _process_open),
         FXP_OPENDIR: cast(Any, _process_opendir),
+        b"limits@openssh.com": cast(Any, _process_limits),
     }
     for _name in (b"copy-data", b"ranges@asyncssh.com"):
         _packet_handlers.pop(_name, None)

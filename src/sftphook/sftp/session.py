@@ -175,7 +175,9 @@ class Listing:
         owner: str,
         *,
         fetch: Callable[[Iterator[FileInfo]], Awaitable[list[FileInfo]]] | None = None,
+        on_close: Callable[[Listing], None] | None = None,
     ) -> None:
+        self._on_close = on_close
         self._owner = _owner_column(owner)
         self._now = time.time()
         self._dots = [dataclasses.replace(here, name=name) for name in (".", "..")]
@@ -218,6 +220,9 @@ class Listing:
         self._page.clear()
         self._exhausted = True
         _close_entries(self._entries)
+        on_close, self._on_close = self._on_close, None
+        if on_close is not None:
+            on_close(self)
 
 
 class SFTPSession(asyncssh.SFTPServer):
@@ -241,6 +246,9 @@ class SFTPSession(asyncssh.SFTPServer):
         self._permissions = frozenset(self._user.permissions.split(","))
         self._temp_suffixes = tuple(front.settings.sftp.temp_suffixes)
         self._open: set[Upload | Download] = set()
+        # Directory handles whose listing still holds its directory open.
+        self._listings: set[Listing] = set()
+        self.max_handles = front.settings.sftp.max_open_handles
         self._closed = False
         front.session_opened(self)
 
@@ -284,6 +292,13 @@ class SFTPSession(asyncssh.SFTPServer):
     def _require(self, permission: str, path: str) -> None:
         if permission not in self._permissions:
             raise asyncssh.SFTPPermissionDenied(f"{path}: you have no {permission} permission")
+
+    def _check_handles(self, path: str) -> None:
+        if len(self._open) + len(self._listings) >= self.max_handles:
+            raise asyncssh.SFTPFailure(
+                f"{path}: this session already has {self.max_handles} files and directories"
+                " open, the most it may: close some first"
+            )
 
     def _is_temp(self, parts: tuple[str, ...]) -> bool:
         if not parts or not parts[-1].endswith(self._temp_suffixes):
@@ -354,6 +369,7 @@ class SFTPSession(asyncssh.SFTPServer):
     async def opendir(self, path: bytes) -> Listing:
         text = _decode(path)
         self._require("list", text)
+        self._check_handles(text)
         with _mapped(text):
             _parts, entries = await self._io(self._storage.listdir, text)
             try:
@@ -361,15 +377,19 @@ class SFTPSession(asyncssh.SFTPServer):
             except BaseException:
                 _close_entries(entries)
                 raise
-        if self._inline:
-            return Listing(here, entries, self._user.username)
+        fetch = None
+        if not self._inline:
 
-        async def fetch(rest: Iterator[FileInfo]) -> list[FileInfo]:
-            # A network store pages its listing: each page is fetched in a thread.
-            with _mapped(text):
-                return await self._io(list, itertools.islice(rest, _LIST_BATCH))
+            async def fetch(rest: Iterator[FileInfo]) -> list[FileInfo]:
+                # A network store pages its listing: each page is fetched in a thread.
+                with _mapped(text):
+                    return await self._io(list, itertools.islice(rest, _LIST_BATCH))
 
-        return Listing(here, entries, self._user.username, fetch=fetch)
+        listing = Listing(
+            here, entries, self._user.username, fetch=fetch, on_close=self._listings.discard
+        )
+        self._listings.add(listing)
+        return listing
 
     def scandir(self, path: bytes) -> AsyncIterator[asyncssh.SFTPName]:
         # Used by SCP (recursive sends); SFTP lists through opendir().
@@ -463,6 +483,7 @@ class SFTPSession(asyncssh.SFTPServer):
             self._require("write", text)
         if reading:
             self._require("read", text)
+        self._check_handles(text)
         transfer: Upload | Download
         with _mapped(text):
             if writing:
