@@ -201,6 +201,8 @@ class ReplyPacker:
     def __init__(self, writer: asyncssh.SSHWriter[bytes], packets: PacketReader) -> None:
         self._writer = writer
         self._packets = packets
+        # The client's largest packet, fixed when the channel opened.
+        self._packet_size: int = getattr(writer.channel, "_send_pktsize", 32768)
         self._pending = bytearray()
         self._scheduled = False
 
@@ -214,8 +216,7 @@ class ReplyPacker:
                 self._writer.write(packet)
             return
         pending += packet
-        size = getattr(self._writer.channel, "_send_pktsize", 32768)
-        whole = len(pending) - len(pending) % size
+        whole = len(pending) - len(pending) % self._packet_size
         if whole:
             self._write(whole)
         if pending and not self._scheduled:
