@@ -54,6 +54,12 @@ class SFTPSettings(BaseModel):
     # Files and directories one SFTP session may hold open at once (each holds descriptors of
     # the process that every session shares); `limits@openssh.com` announces it.
     max_open_handles: int = Field(default=256, ge=1, le=65536)
+    # Connections one node serves at once, in all and from one client address (0: no limit).
+    # Past either, a new connection is told why and closed before its key exchange costs CPU.
+    max_connections: int = Field(default=1000, ge=0)
+    max_connections_per_address: int = Field(default=20, ge=0)
+    # Sessions (each one SFTP or SCP channel) one connection may have open at once.
+    max_sessions_per_connection: int = Field(default=10, ge=1, le=1000)
     login_timeout: float = 60.0
     keepalive_interval: float = 30.0
     # Brute-force protection: `ban_threshold` failed logins from one address within

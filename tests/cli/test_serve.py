@@ -1,4 +1,5 @@
 import asyncio
+import resource
 import signal
 import types
 
@@ -13,12 +14,19 @@ async def test_serve_prints_where_data_lives_and_its_address_then_stops_on_ctrl_
     cli_env, settings
 ):
     env = {**cli_env, "SFTPHOOK_HTTP__HOST": "127.0.0.1", "SFTPHOOK_HTTP__PORT": "0"}
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+
+    def low_soft_limit() -> None:
+        # As service managers often start it: 256 open files, however many it may raise to.
+        resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))
+
     proc = await asyncio.create_subprocess_exec(
         *command("serve", "--roles", "http"),
         env=env,
         stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
+        preexec_fn=low_soft_limit,
     )
     lines: list[str] = []
     try:
@@ -32,6 +40,9 @@ async def test_serve_prints_where_data_lives_and_its_address_then_stops_on_ctrl_
         url = next(line for line in lines if line.lstrip().startswith("HTTP")).split()[1]
         async with httpx.AsyncClient() as client:
             assert (await client.get(url + "healthz")).json() == {"status": "ok"}
+        # It raised its soft limit of open files to the hard one.
+        soft, _ = resource.prlimit(proc.pid, resource.RLIMIT_NOFILE)
+        assert soft == (hard if hard != resource.RLIM_INFINITY else 1_048_576)
     finally:
         proc.send_signal(signal.SIGINT)
         _, err = await asyncio.wait_for(proc.communicate(), 60)

@@ -131,7 +131,9 @@ class ServeProcess:
         self.proc = None
 
 
-async def connect(port: int) -> asyncssh.SSHClientConnection:
+async def connect(port: int, source: str | None = None) -> asyncssh.SSHClientConnection:
+    """Log in as the partner; from the loopback address `source` if given (127.0.0.0/8 is all
+    this machine's), so that many clients need not share one address's connection limit."""
     return await asyncssh.connect(
         "127.0.0.1",
         port,
@@ -139,6 +141,7 @@ async def connect(port: int) -> asyncssh.SSHClientConnection:
         known_hosts=None,
         client_keys=[CLIENT_KEY],
         encryption_algs=["aes128-gcm@openssh.com"],
+        local_addr=(source, 0) if source else None,
     )
 
 

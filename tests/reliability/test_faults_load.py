@@ -42,7 +42,10 @@ async def _session(port: int, index: int, completed: list[str], failed: list[str
     until = time.monotonic() + SOAK_SECONDS if SOAK else None
     n = 0
     try:
-        async with await connect(port) as conn, conn.start_sftp_client() as sftp:
+        # Each session from an address of its own, as partners are: one address may hold at
+        # most `sftp.max_connections_per_address` (20) connections.
+        source = f"127.0.{index // 250}.{2 + index % 250}"
+        async with await connect(port, source) as conn, conn.start_sftp_client() as sftp:
             while (n < FILES_PER_SESSION) if until is None else (time.monotonic() < until):
                 name = f"s{index}-{n}.dat"
                 n += 1

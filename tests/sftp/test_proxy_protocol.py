@@ -129,3 +129,19 @@ def test_parse(data: bytes, expected) -> None:
 def test_parse_refuses_what_is_not_a_header(data: bytes) -> None:
     with pytest.raises(proxyproto.ProxyHeaderError):
         proxyproto.parse(data)
+
+
+async def test_the_connection_limit_counts_the_client_address_not_the_balancer(
+    server: Server,
+) -> None:
+    server.app.settings.sftp.max_connections_per_address = 1
+
+    def via_balancer(client: str) -> socket.socket:
+        return _socket(server.port, proxyproto.v1_header(client, 40000, "127.0.0.1", server.port))
+
+    async with (
+        await server.connect(sock=via_balancer("203.0.113.9")),
+        await server.connect(sock=via_balancer("203.0.113.10")),
+    ):
+        with pytest.raises(asyncssh.DisconnectError, match="too many connections from 203.0.113.9"):
+            await server.connect(sock=via_balancer("203.0.113.9"))

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import resource
 from pathlib import Path
 from typing import Annotated
 
@@ -72,7 +74,24 @@ def serve(
     wanted = frozenset(r.strip() for r in roles.split(",") if r.strip())
     if not wanted or wanted - ROLES:
         context.fail(f"--roles takes a comma-separated subset of {', '.join(sorted(ROLES))}")
+    raise_open_files_limit()
     asyncio.run(_serve(App(settings), wanted))
+
+
+def raise_open_files_limit() -> int:
+    """Lift the soft limit on open descriptors to the hard one, and return it.
+
+    Each SFTP connection holds a socket and its sessions' open files (`sftp.max_connections`,
+    `max_sessions_per_connection`, `max_open_handles`); service managers often start processes
+    with a soft limit of 1,024 under a much higher hard one.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    # (Linux refuses an unlimited number of files: its own ceiling is 1,048,576 by default.)
+    wanted = hard if hard != resource.RLIM_INFINITY else 1_048_576
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
 async def _serve(server: App, roles: frozenset[str]) -> None:

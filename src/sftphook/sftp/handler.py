@@ -20,7 +20,7 @@ import asyncio
 import inspect
 import logging
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any, cast
 
 import asyncssh
@@ -396,6 +396,8 @@ class StreamSession(SSHServerStreamSession[bytes]):
 
     _packets: PacketReader | None = None
     _pressure: WritePressure | None = None
+    # Called once when the channel closes (the connection counts its sessions).
+    on_closed: Callable[[], None] | None = None
 
     def session_started(self) -> None:
         chan = self._chan
@@ -440,6 +442,9 @@ class StreamSession(SSHServerStreamSession[bytes]):
     def connection_lost(self, exc: Exception | None) -> None:
         if self._packets is not None:
             self._packets.connection_lost(exc)
+        closed, self.on_closed = self.on_closed, None
+        if closed is not None:
+            closed()
         super().connection_lost(exc)
 
     async def _run_sftp(self, reader: PacketReader, writer: asyncssh.SSHWriter[bytes]) -> None:

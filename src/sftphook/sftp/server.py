@@ -101,6 +101,9 @@ class SFTPFront:
         self.host_keys: list[asyncssh.SSHKey] = []
         self._server: asyncssh.SSHAcceptor | None = None
         self._connections: set[_Connection] = set()
+        # Admitted connections per client address (`sftp.max_connections_per_address`).
+        self._per_address: collections.Counter[str] = collections.Counter()
+        self._admitted = 0
         self._sessions: set[SFTPSession] = set()
         self._no_sessions = asyncio.Event()
         self._no_sessions.set()
@@ -214,6 +217,36 @@ class SFTPFront:
     def connection_closed(self, connection: _Connection) -> None:
         self._connections.discard(connection)
 
+    def admit(self, address: str) -> str | None:
+        """Count a new connection from `address`, or say why the limits refuse it."""
+        cfg = self.settings.sftp
+        if cfg.max_connections and self._admitted >= cfg.max_connections:
+            return (
+                f"the server is serving its limit of {cfg.max_connections} connections: "
+                "try again later"
+            )
+        per_address = cfg.max_connections_per_address
+        if per_address and self._per_address[address] >= per_address:
+            return (
+                f"too many connections from {address} (the limit is {per_address}): "
+                "close one and try again"
+            )
+        self._per_address[address] += 1
+        self._admitted += 1
+        return None
+
+    def release(self, address: str) -> None:
+        """An admitted connection from `address` has ended."""
+        self._admitted -= 1
+        self._per_address[address] -= 1
+        if self._per_address[address] <= 0:
+            del self._per_address[address]
+
+    @property
+    def connection_count(self) -> int:
+        """Connections admitted and not yet ended."""
+        return self._admitted
+
     def revoke_user(self, username: str) -> None:
         """End every open connection of `username` (disabled, removed, credentials changed)."""
         for connection in list(self._connections):
@@ -275,6 +308,20 @@ def _offer_openssh_gcm(conn: asyncssh.SSHServerConnection) -> None:
     conn._send_kexinit = send_tailored_kexinit  # type: ignore[method-assign]
 
 
+def _refuse_at_kexinit(conn: asyncssh.SSHServerConnection, reason: str) -> None:
+    """Close `conn` with `reason` as soon as the client's version line is read.
+
+    A DISCONNECT may be sent before the key exchange (in clear, RFC 4253 §11.1): the client
+    shows the reason ("Received disconnect from …: too many connections…") and the server
+    spends no key exchange on a connection it will not serve.
+    """
+
+    def refuse() -> None:
+        conn.disconnect(asyncssh.DISC_TOO_MANY_CONNECTIONS, reason)
+
+    conn._send_kexinit = refuse  # type: ignore[method-assign]
+
+
 class _Connection(asyncssh.SSHServer):
     """One SSH connection: authentication, then session channels."""
 
@@ -288,6 +335,9 @@ class _Connection(asyncssh.SSHServer):
         self._user: User | None = None
         self._rejected_key = False
         self._authenticated = False
+        # The address counted against the connection limits, once admitted.
+        self._admitted: str | None = None
+        self._sessions = 0
 
     def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
         self._conn = conn
@@ -305,13 +355,21 @@ class _Connection(asyncssh.SSHServer):
         if self._front.is_trusted_proxy(self.client_ip):
             self._read_proxy_header(conn)
             return
-        self._refuse_if_banned(conn)
+        self._admit(conn)
 
-    def _refuse_if_banned(self, conn: asyncssh.SSHServerConnection) -> None:
+    def _admit(self, conn: asyncssh.SSHServerConnection) -> None:
+        """Refuse a banned address, or one past the connection limits; count the others."""
         if self._banned():
             # Before the key exchange: a banned address costs no CPU.
             log.info("refused a connection from banned address %s", self.client_ip)
             conn.close()
+            return
+        refusal = self._front.admit(self.client_ip)
+        if refusal is not None:
+            log.warning("refused a connection from %s: %s", self.client_ip, refusal)
+            _refuse_at_kexinit(conn, refusal)
+            return
+        self._admitted = self.client_ip
 
     def _read_proxy_header(self, conn: asyncssh.SSHServerConnection) -> None:
         """Take the client's address from the balancer's PROXY header, then hand the rest of
@@ -334,7 +392,7 @@ class _Connection(asyncssh.SSHServer):
             del conn.data_received
             if address is not None:
                 self.client_ip = address
-            self._refuse_if_banned(conn)
+            self._admit(conn)
             if conn.is_closed():
                 return
             if len(received) > used:
@@ -345,6 +403,9 @@ class _Connection(asyncssh.SSHServer):
     def connection_lost(self, exc: Exception | None) -> None:
         if not self._authenticated and self._rejected_key:
             self._failed("publickey")
+        if self._admitted is not None:
+            self._front.release(self._admitted)
+            self._admitted = None
         self._front.connection_closed(self)
 
     def close(self) -> None:
@@ -426,11 +487,23 @@ class _Connection(asyncssh.SSHServer):
 
     def session_requested(self) -> StreamSession:
         assert self._user is not None
-        state = ConnectionState(self._user, self.client_ip, self.session_id)
         front = self._front
+        limit = front.settings.sftp.max_sessions_per_connection
+        if self._sessions >= limit:
+            raise asyncssh.ChannelOpenError(
+                asyncssh.OPEN_RESOURCE_SHORTAGE,
+                f"this connection already has {limit} sessions open: close one first",
+            )
+        state = ConnectionState(self._user, self.client_ip, self.session_id)
 
         async def sftp_factory(chan: SSHChannel[bytes]) -> asyncssh.SFTPServer:
             storage = await front.open_storage(state.user)
             return SFTPSession(cast(asyncssh.SSHServerChannel[bytes], chan), front, state, storage)
 
-        return StreamSession(None, sftp_factory, 3, front.settings.sftp.allow_scp)
+        self._sessions += 1
+        session = StreamSession(None, sftp_factory, 3, front.settings.sftp.allow_scp)
+        session.on_closed = self._session_closed
+        return session
+
+    def _session_closed(self) -> None:
+        self._sessions -= 1

@@ -1,0 +1,116 @@
+"""A node serves at most `sftp.max_connections` connections, `sftp.max_connections_per_address`
+from one client address, and `sftp.max_sessions_per_connection` sessions on one connection. A
+connection past a limit is told why before its key exchange; one that ends frees its place."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from collections.abc import AsyncIterator
+
+import asyncssh
+import pytest
+
+from tests.conftest import require_binary
+from tests.sftp.conftest import Server, run
+from tests.sftp.test_transfers import wait_for
+
+
+async def _count_settles(server: Server, expected: int) -> None:
+    """Wait until the front has seen connections end (it hears of a close after the client)."""
+    await wait_for(lambda: server.app.sftp.connection_count == expected)
+
+
+async def _start_when_free(conn: asyncssh.SSHClientConnection) -> asyncssh.SFTPClient:
+    """A new SFTP session, once the server has heard that an earlier one closed (a moment
+    after the client closed it)."""
+    async with asyncio.timeout(5):
+        while True:
+            try:
+                return await conn.start_sftp_client()
+            except asyncssh.ChannelOpenError as exc:
+                assert "sessions open" in exc.reason
+                await asyncio.sleep(0.01)
+
+
+@contextlib.asynccontextmanager
+async def _held(server: Server, count: int, **kwargs: object) -> AsyncIterator[list[object]]:
+    conns = [await server.connect(**kwargs) for _ in range(count)]
+    try:
+        yield conns
+    finally:
+        for conn in conns:
+            conn.close()
+            await conn.wait_closed()
+
+
+async def test_one_address_gets_at_most_its_limit_of_connections(server: Server) -> None:
+    server.app.settings.sftp.max_connections_per_address = 2
+    async with _held(server, 2):
+        assert server.app.sftp.connection_count == 2
+        with pytest.raises(asyncssh.DisconnectError) as refused:
+            await server.connect()
+        assert refused.value.code == asyncssh.DISC_TOO_MANY_CONNECTIONS
+        assert "too many connections from 127.0.0.1 (the limit is 2)" in refused.value.reason
+        # OpenSSH's client shows the reason to its user.
+        sftp = require_binary("sftp")
+        result = await run(
+            [sftp, "-b", "-", "-P", str(server.port), *server.ssh_options(), "alice@127.0.0.1"],
+            stdin=b"ls\n",
+        )
+        assert result.returncode != 0
+        assert "too many connections from 127.0.0.1" in result.stderr
+        # A refused connection holds no place.
+        assert server.app.sftp.connection_count == 2
+    await _count_settles(server, 0)
+    # Ended connections free their places: two at once again.
+    async with _held(server, 2) as conns:
+        sftp_client = await conns[0].start_sftp_client()  # type: ignore[attr-defined]
+        await sftp_client.mkdir("works")
+        sftp_client.exit()
+    assert (server.root / "works").is_dir()
+
+
+async def test_the_node_serves_at_most_its_limit_of_connections_in_all(server: Server) -> None:
+    server.app.settings.sftp.max_connections = 2
+    server.app.settings.sftp.max_connections_per_address = 0
+    sock = socket.create_connection(("127.0.0.1", server.port), source_address=("127.0.0.2", 0))
+    sock.setblocking(False)
+    async with _held(server, 1), await server.connect(sock=sock):
+        # Another address is refused too: the limit is the node's.
+        with pytest.raises(asyncssh.DisconnectError, match="its limit of 2 connections"):
+            other = socket.create_connection(
+                ("127.0.0.1", server.port), source_address=("127.0.0.3", 0)
+            )
+            other.setblocking(False)
+            await server.connect(sock=other)
+    await _count_settles(server, 0)
+    async with _held(server, 2):
+        pass
+
+
+async def test_a_connection_holds_at_most_its_limit_of_sessions(server: Server) -> None:
+    server.app.settings.sftp.max_sessions_per_connection = 2
+    (server.root / "f").write_bytes(b"data")
+    async with await server.connect() as conn:
+        first = await conn.start_sftp_client()
+        second = await conn.start_sftp_client()
+        with pytest.raises(asyncssh.ChannelOpenError) as refused:
+            await conn.start_sftp_client()
+        assert refused.value.code == asyncssh.OPEN_RESOURCE_SHORTAGE
+        assert "already has 2 sessions open" in refused.value.reason
+        # The sessions it has still work, and a closed one frees its place.
+        assert await (await first.open("f", "rb")).read() == b"data"
+        second.exit()
+        await second.wait_closed()
+        third = await _start_when_free(conn)
+        assert await third.listdir(".") is not None
+        # An SCP or a refused command is a session too, and frees its place when it ends.
+        third.exit()
+        await third.wait_closed()
+        with pytest.raises(asyncssh.ChannelOpenError, match="Session request failed"):
+            await conn.run("ls")
+        fourth = await _start_when_free(conn)
+        fourth.exit()
+        first.exit()
