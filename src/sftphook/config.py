@@ -61,6 +61,9 @@ class SFTPSettings(BaseModel):
     # Sessions (each one SFTP or SCP channel) one connection may have open at once.
     max_sessions_per_connection: int = Field(default=10, ge=1, le=1000)
     login_timeout: float = 60.0
+    # Seconds a logged-in connection may go without a byte of SFTP or SCP data either way
+    # before it is closed (0: never); keepalives do not count.
+    idle_timeout: float = Field(default=900.0, ge=0)
     keepalive_interval: float = 30.0
     # Brute-force protection: `ban_threshold` failed logins from one address within
     # `ban_window` seconds ban it for `ban_duration` seconds.

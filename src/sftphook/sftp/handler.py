@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any, cast
@@ -398,8 +399,12 @@ class StreamSession(SSHServerStreamSession[bytes]):
     _pressure: WritePressure | None = None
     # Called once when the channel closes (the connection counts its sessions).
     on_closed: Callable[[], None] | None = None
+    # When data last went either way on the channel (`time.monotonic()`): idle connections
+    # are closed (`sftp.idle_timeout`).
+    last_active = 0.0
 
     def session_started(self) -> None:
+        self.last_active = time.monotonic()
         chan = self._chan
         conn = self._conn
         if conn is not None:
@@ -419,6 +424,7 @@ class StreamSession(SSHServerStreamSession[bytes]):
         super().session_started()
 
     async def drain(self, datatype: asyncssh.DataType) -> None:
+        self.last_active = time.monotonic()
         # asyncssh's wait for the channel's window, then for the connection's socket (which
         # asyncssh does not watch): SFTP replies and SCP downloads both wait here.
         await super().drain(datatype)
@@ -427,6 +433,7 @@ class StreamSession(SSHServerStreamSession[bytes]):
             await pressure.writable()
 
     def data_received(self, data: bytes, datatype: asyncssh.DataType) -> None:
+        self.last_active = time.monotonic()
         packets = self._packets
         if packets is None:
             super().data_received(data, datatype)

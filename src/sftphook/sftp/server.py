@@ -93,6 +93,7 @@ class SFTPFront:
             else []
         )
         self._bans_task: asyncio.Task[None] | None = None
+        self._idle_task: asyncio.Task[None] | None = None
         # A network store spends its threads waiting, not working: more of them.
         workers = 32 if storage.blocking else 8
         self.io_executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sftp-io")
@@ -142,6 +143,10 @@ class SFTPFront:
         )
         log.info("SFTP on %s:%d", cfg.host, self.port)
         self._bans_task = asyncio.create_task(self.bans.run(), name="sftp-bans")
+        if cfg.idle_timeout:
+            self._idle_task = asyncio.create_task(
+                self._close_idle(cfg.idle_timeout), name="sftp-idle"
+            )
 
     @property
     def port(self) -> int:
@@ -166,11 +171,32 @@ class SFTPFront:
                 await self._no_sessions.wait()
         except TimeoutError:
             log.warning("%d SFTP session(s) did not end in time", len(self._sessions))
-        if self._bans_task is not None:
-            self._bans_task.cancel()
-            await asyncio.gather(self._bans_task, return_exceptions=True)
+        tasks = [t for t in (self._bans_task, self._idle_task) if t is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         await self.bans.close()
         self.io_executor.shutdown(wait=True, cancel_futures=True)
+
+    async def _close_idle(self, limit: float) -> None:
+        """Close the logged-in connections that moved no data for `limit` seconds (those
+        still logging in have `login_timeout`)."""
+        while True:
+            await asyncio.sleep(min(30.0, limit / 4))
+            now = time.monotonic()
+            for connection in list(self._connections):
+                idle = connection.idle_for(now)
+                if idle is not None and idle >= limit:
+                    log.info(
+                        "closed the connection of %s from %s: idle for %d s",
+                        connection.username,
+                        connection.client_ip,
+                        idle,
+                    )
+                    connection.disconnect(
+                        asyncssh.DISC_BY_APPLICATION,
+                        f"idle for {limit:g} s: connection closed",
+                    )
 
     def is_trusted_proxy(self, address: str) -> bool:
         """Whether connections from `address` start with a PROXY header (`sftp.proxy_protocol`)."""
@@ -252,7 +278,9 @@ class SFTPFront:
         for connection in list(self._connections):
             if connection.username == username:
                 log.info("ending the session of %s: the account changed", username)
-                connection.close()
+                connection.disconnect(
+                    asyncssh.DISC_BY_APPLICATION, "the account changed: session ended"
+                )
 
     async def open_storage(self, user: User) -> Storage:
         """The user's files, confined to their home (made if missing)."""
@@ -337,7 +365,9 @@ class _Connection(asyncssh.SSHServer):
         self._authenticated = False
         # The address counted against the connection limits, once admitted.
         self._admitted: str | None = None
-        self._sessions = 0
+        self._sessions: set[StreamSession] = set()
+        # When the connection last logged in or ended a session (`time.monotonic()`).
+        self._last_active = time.monotonic()
 
     def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
         self._conn = conn
@@ -412,6 +442,26 @@ class _Connection(asyncssh.SSHServer):
         if self._conn is not None:
             self._conn.close()
 
+    def disconnect(self, code: int, reason: str) -> None:
+        """End the connection with `reason`, which the client shows its user.
+
+        asyncssh's `disconnect()` closes the channels before it sends the reason, and an
+        OpenSSH client whose last channel closes exits without reading further: the reason
+        goes first here, then the connection closes as when a client drops it.
+        """
+        conn = self._conn
+        if conn is not None and not conn.is_closed():
+            conn._send_disconnect(code, reason, asyncssh.DEFAULT_LANG)
+            conn._force_close(None)
+
+    def idle_for(self, now: float) -> float | None:
+        """Seconds since data last went either way on one of its sessions (or since it logged
+        in or ended its last session); None while it is not logged in."""
+        if not self._authenticated:
+            return None
+        last = max([self._last_active, *(s.last_active for s in self._sessions)])
+        return now - last
+
     def _banned(self) -> bool:
         return self._front.defender.is_banned(self.client_ip, time.monotonic())
 
@@ -480,6 +530,7 @@ class _Connection(asyncssh.SSHServer):
 
     def auth_completed(self) -> None:
         self._authenticated = True
+        self._last_active = time.monotonic()
         assert self._user is not None
         log.info(
             "login %s from %s (session %s)", self._user.username, self.client_ip, self.session_id
@@ -489,7 +540,7 @@ class _Connection(asyncssh.SSHServer):
         assert self._user is not None
         front = self._front
         limit = front.settings.sftp.max_sessions_per_connection
-        if self._sessions >= limit:
+        if len(self._sessions) >= limit:
             raise asyncssh.ChannelOpenError(
                 asyncssh.OPEN_RESOURCE_SHORTAGE,
                 f"this connection already has {limit} sessions open: close one first",
@@ -500,10 +551,12 @@ class _Connection(asyncssh.SSHServer):
             storage = await front.open_storage(state.user)
             return SFTPSession(cast(asyncssh.SSHServerChannel[bytes], chan), front, state, storage)
 
-        self._sessions += 1
         session = StreamSession(None, sftp_factory, 3, front.settings.sftp.allow_scp)
-        session.on_closed = self._session_closed
-        return session
+        self._sessions.add(session)
 
-    def _session_closed(self) -> None:
-        self._sessions -= 1
+        def closed() -> None:
+            self._sessions.discard(session)
+            self._last_active = time.monotonic()
+
+        session.on_closed = closed
+        return session

@@ -1,0 +1,69 @@
+"""A logged-in connection that moves no SFTP or SCP data for `sftp.idle_timeout` seconds is
+closed, with a reason the client shows; one that keeps working is not, keepalives or not."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import asyncssh
+import pytest
+
+from sftphook.config import Settings
+from tests.conftest import require_binary
+from tests.sftp.conftest import Server, run
+from tests.sftp.test_transfers import wait_for
+
+TIMEOUT = 1.0
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    settings.sftp.idle_timeout = TIMEOUT
+    return settings
+
+
+async def test_an_idle_session_is_closed_and_its_place_freed(server: Server) -> None:
+    async with await server.connect() as conn:
+        sftp = await conn.start_sftp_client()
+        await sftp.listdir(".")
+        started = time.monotonic()
+        async with asyncio.timeout(10):
+            await conn.wait_closed()
+        # Closed after the timeout (checked every quarter of it), not before.
+        assert TIMEOUT <= time.monotonic() - started < 3 * TIMEOUT
+        with pytest.raises((asyncssh.SFTPError, asyncssh.Error, OSError)):
+            await sftp.listdir(".")
+    await wait_for(lambda: server.app.sftp.connection_count == 0)
+
+
+async def test_a_connection_without_a_session_is_closed_too(server: Server) -> None:
+    async with await server.connect() as conn:
+        async with asyncio.timeout(10):
+            await conn.wait_closed()
+
+
+async def test_a_working_session_stays_open(server: Server) -> None:
+    (server.root / "f").write_bytes(b"x")
+    async with await server.connect(keepalive_interval=0.2) as conn:
+        sftp = await conn.start_sftp_client()
+        # Three timeouts long, a request every third of one.
+        for _ in range(9):
+            await asyncio.sleep(TIMEOUT / 3)
+            assert (await sftp.stat("f")).size == 1
+        # Keepalives alone are not work.
+        async with asyncio.timeout(10):
+            await conn.wait_closed()
+
+
+async def test_openssh_shows_why(server: Server) -> None:
+    sftp = require_binary("sftp")
+    # The reason is shown at OpenSSH's default log level, which the other tests turn down.
+    options = ["LogLevel=INFO" if o == "LogLevel=ERROR" else o for o in server.ssh_options()]
+    # `sftp -b` sends nothing while a local command runs.
+    result = await run(
+        [sftp, "-b", "-", "-P", str(server.port), *options, "alice@127.0.0.1"],
+        stdin=b"ls\n!sleep 3\nls\n",
+    )
+    assert result.returncode != 0
+    assert "idle for 1 s: connection closed" in result.stderr
