@@ -186,17 +186,21 @@ class SFTPFront:
             now = time.monotonic()
             for connection in list(self._connections):
                 idle = connection.idle_for(now)
-                if idle is not None and idle >= limit:
-                    log.info(
-                        "closed the connection of %s from %s: idle for %d s",
-                        connection.username,
-                        connection.client_ip,
-                        idle,
-                    )
+                if idle is None or idle < limit:
+                    continue
+                address = connection.client_ip
+                log.info(
+                    "closed the connection of %s from %s: idle for %d s",
+                    connection.username,
+                    address,
+                    idle,
+                )
+                try:
                     connection.disconnect(
-                        asyncssh.DISC_BY_APPLICATION,
-                        f"idle for {limit:g} s: connection closed",
+                        asyncssh.DISC_BY_APPLICATION, f"idle for {limit:g} s: connection closed"
                     )
+                except Exception:  # one connection's trouble must not stop the sweep
+                    log.exception("could not close an idle connection from %s", address)
 
     def is_trusted_proxy(self, address: str) -> bool:
         """Whether connections from `address` start with a PROXY header (`sftp.proxy_protocol`)."""
