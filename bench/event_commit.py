@@ -2,11 +2,17 @@
 since the recorder writes through `Database.write`).
 
     PYTHONPATH=src .venv/bin/python bench/event_commit.py [--events 300]
+    PYTHONPATH=src .venv/bin/python bench/event_commit.py --postgres postgresql://postgres@127.0.0.1:5432/postgres
 
 Records events one after another (as one SFTP client uploading files does) into a fresh SQLite
 database in a temporary directory, with the recorder's writer task running as in the server; then,
 for comparison in the same minute, the same inserts committed with one hop to one dedicated
 thread: SQLAlchemy Core on a sync engine, and the stdlib `sqlite3`.
+
+With `--postgres ADMIN_DSN`, records them instead in a database it creates on that server (and
+drops), alternating two ways of checking pooled connections: SQLAlchemy's `pool_pre_ping` on
+every checkout (the version before) and the store's ping of idle connections only; it counts
+the round trips to the server per event.
 """
 
 from __future__ import annotations
@@ -86,6 +92,94 @@ async def measure(events: int) -> None:
         report("stdlib sqlite3, one thread", await one_hop(_sqlite3_committer(Path(tmp)), events))
 
 
+def count_postgres_round_trips() -> None:
+    """Count asyncpg's calls that each make one round trip: simple queries (BEGIN, COMMIT,
+    ROLLBACK), the ping's `;`, and prepared statements."""
+    from asyncpg.connection import Connection
+    from asyncpg.prepared_stmt import PreparedStatement
+
+    def counting(cls: Any, name: str) -> None:
+        original = getattr(cls, name)
+
+        async def counted(self: Any, *args: Any, **kwargs: Any) -> Any:
+            query = args[0] if cls is Connection and args else ""
+            label = str(query).split()[0].rstrip(";") if str(query).strip(" ;") else ";"
+            _calls[label if cls is Connection else "statement"] += 1
+            return await original(self, *args, **kwargs)
+
+        setattr(cls, name, counted)
+
+    for name in ("execute", "fetchrow"):
+        counting(Connection, name)
+    for name in ("fetch", "fetchrow", "executemany"):
+        counting(PreparedStatement, name)
+
+
+async def measure_postgres(admin_dsn: str, events: int, rounds: int = 2) -> None:
+    import asyncpg
+    from sqlalchemy.ext import asyncio as sa_asyncio
+
+    from sftphook.store import database
+
+    count_postgres_round_trips()
+    name = f"sftphook_bench_{uuid.uuid4().hex[:10]}"
+    admin = await asyncpg.connect(admin_dsn)
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    base = admin_dsn.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://", 1)
+    ping_idle = database._ping_when_idle
+    make_engine = sa_asyncio.create_async_engine
+    ways = {
+        "pool_pre_ping on every checkout": True,
+        "ping of idle connections (this version)": False,
+    }
+    try:
+        for _ in range(rounds):
+            for what, every_checkout in ways.items():
+                if every_checkout:
+                    database._ping_when_idle = lambda engine: None  # type: ignore[assignment]
+                    database.create_async_engine = lambda url, **kw: make_engine(
+                        url, **kw, pool_pre_ping=True
+                    )
+                try:
+                    latencies = await _record_events(f"{base}/{name}", events)
+                finally:
+                    database._ping_when_idle = ping_idle
+                    database.create_async_engine = make_engine
+                report(f"PostgreSQL, {what}", latencies)
+                per_event = {k: round(n / events, 2) for k, n in sorted(_calls.items())}
+                print(f"  round trips per event: {sum(per_event.values()):.1f} {per_event}")
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+async def _record_events(url: str, events: int) -> list[float]:
+    with tempfile.TemporaryDirectory(prefix="sftphook-event-commit-") as tmp:
+        app = App(Settings.load(data_dir=Path(tmp), database_url=url))
+        await app.prepare()
+        org = await app.accounts.ensure_default_organization()
+        started = asyncio.Event()
+        writer = asyncio.create_task(app.recorder.run(started))
+        await started.wait()
+        _calls.clear()
+        latencies = []
+        for i in range(events):
+            event = EventRecord(
+                organization_id=org.id,
+                topic=Topic.FILE_CREATED,
+                actor_id="bench",
+                path=f"inbound/pg-{i:05d}.dat",
+                size=4096,
+            )
+            began = time.perf_counter()
+            await app.recorder.record(event)
+            latencies.append(time.perf_counter() - began)
+        await app.recorder.close()
+        await writer
+        await app.db.close()
+    return latencies
+
+
 def report(what: str, latencies: list[float]) -> None:
     latencies = sorted(latencies)
     print(
@@ -162,7 +256,11 @@ async def one_hop(commit: Callable[[list[dict[str, Any]]], None], events: int) -
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--events", type=int, default=300)
+    p.add_argument("--postgres", metavar="ADMIN_DSN", help="measure on this PostgreSQL server")
     a = p.parse_args()
+    if a.postgres:
+        asyncio.run(measure_postgres(a.postgres, a.events))
+        return
     count_round_trips()
     asyncio.run(measure(a.events))
 
