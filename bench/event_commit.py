@@ -55,33 +55,7 @@ def count_round_trips() -> None:
 
 
 async def measure(events: int) -> None:
-    with tempfile.TemporaryDirectory(prefix="sftphook-event-commit-") as tmp:
-        app = App(Settings.load(data_dir=Path(tmp)))
-        await app.prepare()
-        org = await app.accounts.ensure_default_organization()
-        started = asyncio.Event()
-        writer = asyncio.create_task(app.recorder.run(started))
-        await started.wait()
-        _calls.clear()
-        latencies = []
-        for i in range(events):
-            event = EventRecord(
-                organization_id=org.id,
-                topic=Topic.FILE_CREATED,
-                actor_id="bench",
-                path=f"inbound/file-{i:05d}.dat",
-                size=4096,
-                sha256="0" * 64,
-                protocol="SFTP",
-                client_ip="127.0.0.1",
-                session_id="bench",
-            )
-            began = time.perf_counter()
-            await app.recorder.record(event)
-            latencies.append(time.perf_counter() - began)
-        await app.recorder.close()
-        await writer
-        await app.db.close()
+    latencies = await _record_events(events)
     report("EventRecorder.record() (with the fan-out listener)", latencies)
     per_event = {name: n / events for name, n in sorted(_calls.items())}
     print(f"  aiosqlite round trips per event: {sum(per_event.values()):.1f} {per_event}")
@@ -141,7 +115,7 @@ async def measure_postgres(admin_dsn: str, events: int, rounds: int = 2) -> None
                         url, **kw, pool_pre_ping=True
                     )
                 try:
-                    latencies = await _record_events(f"{base}/{name}", events)
+                    latencies = await _record_events(events, f"{base}/{name}")
                 finally:
                     database._ping_when_idle = ping_idle
                     database.create_async_engine = make_engine
@@ -153,9 +127,12 @@ async def measure_postgres(admin_dsn: str, events: int, rounds: int = 2) -> None
         await admin.close()
 
 
-async def _record_events(url: str, events: int) -> list[float]:
+async def _record_events(events: int, url: str | None = None) -> list[float]:
+    """Record `events` one after another through a running recorder; each one's latency. On
+    the SQLite database of a temporary data directory, or on `url`."""
     with tempfile.TemporaryDirectory(prefix="sftphook-event-commit-") as tmp:
-        app = App(Settings.load(data_dir=Path(tmp), database_url=url))
+        settings = Settings.load(data_dir=Path(tmp), **({"database_url": url} if url else {}))
+        app = App(settings)
         await app.prepare()
         org = await app.accounts.ensure_default_organization()
         started = asyncio.Event()
@@ -168,8 +145,12 @@ async def _record_events(url: str, events: int) -> list[float]:
                 organization_id=org.id,
                 topic=Topic.FILE_CREATED,
                 actor_id="bench",
-                path=f"inbound/pg-{i:05d}.dat",
+                path=f"inbound/file-{i:05d}.dat",
                 size=4096,
+                sha256="0" * 64,
+                protocol="SFTP",
+                client_ip="127.0.0.1",
+                session_id="bench",
             )
             began = time.perf_counter()
             await app.recorder.record(event)
