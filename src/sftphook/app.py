@@ -12,7 +12,7 @@ import contextlib
 import logging
 import signal
 from collections.abc import Callable, Coroutine, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import uvicorn
 
@@ -28,6 +28,9 @@ from sftphook.webhooks.engine import DeliveryEngine
 from sftphook.webhooks.fanout import FanOut
 from sftphook.webhooks.metrics import Metrics
 from sftphook.webhooks.service import WebhookService
+
+if TYPE_CHECKING:
+    from sftphook.sftp.server import SFTPFront
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +71,8 @@ class App:
         self.recorder.add_commit_hook(
             lambda events: self.metrics.count_events(e.topic for e in events)
         )
+        # The SFTP front, once the `sftp` role has started on this node.
+        self.sftp: SFTPFront | None = None
         self._stop = asyncio.Event()
         self._closers: list[tuple[str, Callable[[], Coroutine[Any, Any, None]]]] = []
 

@@ -130,11 +130,17 @@ def reuse_host_keys(settings: Settings, cache: Path) -> None:
 
 
 @pytest.fixture
+def roles() -> frozenset[str]:
+    """The roles `server` runs (a test adds `http` with `@pytest.mark.parametrize`)."""
+    return frozenset({"sftp"})
+
+
+@pytest.fixture
 async def server(
-    settings: Settings, client_key: tuple[Path, str], host_keys_cache: Path
+    settings: Settings, client_key: tuple[Path, str], host_keys_cache: Path, roles: frozenset[str]
 ) -> AsyncIterator[Server]:
     reuse_host_keys(settings, host_keys_cache)
-    async with serving(settings, frozenset({"sftp"})) as app:
+    async with serving(settings, roles) as app:
         org = await app.accounts.resolve_organization(None)
         await app.accounts.add_user(org.id, "alice", password=PASSWORD, public_keys=[client_key[1]])
         running = Server(app=app, port=app.sftp.port, org_id=org.id, key_file=client_key[0])

@@ -10,6 +10,7 @@ import socket
 from collections.abc import AsyncIterator
 
 import asyncssh
+import httpx
 import pytest
 
 from tests.conftest import require_binary
@@ -114,3 +115,31 @@ async def test_a_connection_holds_at_most_its_limit_of_sessions(server: Server) 
         fourth = await _start_when_free(conn)
         fourth.exit()
         first.exit()
+
+
+@pytest.mark.parametrize("roles", [frozenset({"sftp", "http"})])
+async def test_metrics_show_connections_sessions_and_refusals(server: Server) -> None:
+    server.app.settings.sftp.max_connections_per_address = 1
+    url = f"http://127.0.0.1:{server.app.http_port}/metrics"
+
+    async def scrape() -> dict[str, float]:
+        async with httpx.AsyncClient() as client:
+            text = (await client.get(url)).text
+        return {
+            name: float(value)
+            for name, value in (line.rsplit(" ", 1) for line in text.splitlines())
+            if name.startswith("sftphook_sftp_")
+        }
+
+    assert (await scrape())["sftphook_sftp_connections"] == 0
+    async with await server.connect() as conn, conn.start_sftp_client() as sftp:
+        await sftp.listdir(".")
+        with pytest.raises(asyncssh.DisconnectError):
+            await server.connect()
+        seen = await scrape()
+        assert seen["sftphook_sftp_connections"] == 1
+        assert seen["sftphook_sftp_sessions"] == 1
+        assert seen['sftphook_sftp_connections_refused_total{reason="address_limit"}'] == 1
+        assert seen['sftphook_sftp_connections_refused_total{reason="node_limit"}'] == 0
+    await _count_settles(server, 0)
+    assert (await scrape())["sftphook_sftp_connections"] == 0

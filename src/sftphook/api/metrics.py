@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from fastapi import APIRouter
 from fastapi.responses import PlainTextResponse
 
 from sftphook.api.deps import AppDep
 from sftphook.store import deliveries as delivery_store
 from sftphook.store.models import now_ms
+from sftphook.webhooks.metrics import Family
+
+if TYPE_CHECKING:
+    from sftphook.sftp.server import SFTPFront
 
 router = APIRouter(tags=["metrics"])
 
@@ -25,5 +31,40 @@ async def metrics(app: AppDep) -> PlainTextResponse:
         deliveries_by_status={s: counts.get(s, 0) for s in delivery_store.STATUSES},
         queue_depth=depth,
         oldest_pending_age_seconds=age,
+        others=_sftp_families(app.sftp) if app.sftp is not None else (),
     )
     return PlainTextResponse(text, media_type=CONTENT_TYPE)
+
+
+# Why a connection may be refused before its key exchange (`SFTPFront.refused`).
+_REFUSALS = ("address_limit", "banned", "node_limit")
+
+
+def _sftp_families(front: SFTPFront) -> list[Family]:
+    """This node's SFTP connections, when it runs the SFTP role."""
+    return [
+        Family(
+            "sftphook_sftp_connections",
+            "gauge",
+            "SFTP connections open on this node (logged in or logging in).",
+            [({}, front.connection_count)],
+        ),
+        Family(
+            "sftphook_sftp_sessions",
+            "gauge",
+            "SFTP and SCP sessions open on this node.",
+            [({}, len(front.sessions))],
+        ),
+        Family(
+            "sftphook_sftp_connections_refused_total",
+            "counter",
+            "Connections refused before their key exchange, by reason.",
+            [({"reason": reason}, front.refused[reason]) for reason in _REFUSALS],
+        ),
+        Family(
+            "sftphook_sftp_connections_closed_idle_total",
+            "counter",
+            "Connections closed after sftp.idle_timeout without data.",
+            [({}, front.closed_idle)],
+        ),
+    ]

@@ -105,6 +105,10 @@ class SFTPFront:
         # Admitted connections per client address (`sftp.max_connections_per_address`).
         self._per_address: collections.Counter[str] = collections.Counter()
         self._admitted = 0
+        # Connections refused before their key exchange, by reason, and those closed idle
+        # (for /metrics).
+        self.refused: collections.Counter[str] = collections.Counter()
+        self.closed_idle = 0
         self._sessions: set[SFTPSession] = set()
         self._no_sessions = asyncio.Event()
         self._no_sessions.set()
@@ -189,6 +193,7 @@ class SFTPFront:
                 if idle is None or idle < limit:
                     continue
                 address = connection.client_ip
+                self.closed_idle += 1
                 log.info(
                     "closed the connection of %s from %s: idle for %d s",
                     connection.username,
@@ -251,12 +256,14 @@ class SFTPFront:
         """Count a new connection from `address`, or say why the limits refuse it."""
         cfg = self.settings.sftp
         if cfg.max_connections and self._admitted >= cfg.max_connections:
+            self.refused["node_limit"] += 1
             return (
                 f"the server is serving its limit of {cfg.max_connections} connections: "
                 "try again later"
             )
         per_address = cfg.max_connections_per_address
         if per_address and self._per_address[address] >= per_address:
+            self.refused["address_limit"] += 1
             return (
                 f"too many connections from {address} (the limit is {per_address}): "
                 "close one and try again"
@@ -396,6 +403,7 @@ class _Connection(asyncssh.SSHServer):
         if self._banned():
             # Before the key exchange: a banned address costs no CPU.
             log.info("refused a connection from banned address %s", self.client_ip)
+            self._front.refused["banned"] += 1
             conn.close()
             return
         refusal = self._front.admit(self.client_ip)

@@ -8,6 +8,7 @@ same truth about the shared queue.
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
@@ -48,6 +49,16 @@ class Histogram:
         self.sum += value
 
 
+@dataclasses.dataclass(frozen=True)
+class Family:
+    """A metric family measured elsewhere (the SFTP front's), to render with these."""
+
+    name: str
+    kind: str  # "gauge" or "counter"
+    help: str
+    samples: Sequence[tuple[Mapping[str, str], float]]
+
+
 class Metrics:
     """In-process counters; `render` adds the store's figures given by the caller."""
 
@@ -70,6 +81,7 @@ class Metrics:
         deliveries_by_status: Mapping[str, int],
         queue_depth: int,
         oldest_pending_age_seconds: float,
+        others: Sequence[Family] = (),
     ) -> str:
         out: list[str] = []
 
@@ -119,4 +131,8 @@ class Metrics:
         out.append(
             f"sftphook_webhook_oldest_pending_age_seconds {_number(oldest_pending_age_seconds)}"
         )
+        for other in others:
+            family(other.name, other.kind, other.help)
+            for pairs, value in other.samples:
+                out.append(f"{other.name}{_labels(pairs)} {_number(value)}")
         return "\n".join(out) + "\n"
