@@ -130,16 +130,16 @@ def reuse_host_keys(settings: Settings, cache: Path) -> None:
 
 
 @pytest.fixture
-def roles() -> frozenset[str]:
-    """The roles `server` runs (a test adds `http` with `@pytest.mark.parametrize`)."""
-    return frozenset({"sftp"})
-
-
-@pytest.fixture
 async def server(
-    settings: Settings, client_key: tuple[Path, str], host_keys_cache: Path, roles: frozenset[str]
+    settings: Settings,
+    client_key: tuple[Path, str],
+    host_keys_cache: Path,
+    request: pytest.FixtureRequest,
 ) -> AsyncIterator[Server]:
+    """The `sftp` role, or the roles a test gives with
+    `@pytest.mark.parametrize("server", [frozenset({"sftp", "http"})], indirect=True)`."""
     reuse_host_keys(settings, host_keys_cache)
+    roles = getattr(request, "param", frozenset({"sftp"}))
     async with serving(settings, roles) as app:
         org = await app.accounts.resolve_organization(None)
         await app.accounts.add_user(org.id, "alice", password=PASSWORD, public_keys=[client_key[1]])

@@ -117,7 +117,7 @@ async def test_a_connection_holds_at_most_its_limit_of_sessions(server: Server) 
         first.exit()
 
 
-@pytest.mark.parametrize("roles", [frozenset({"sftp", "http"})])
+@pytest.mark.parametrize("server", [frozenset({"sftp", "http"})], indirect=True)
 async def test_metrics_show_connections_sessions_and_refusals(server: Server) -> None:
     server.app.settings.sftp.max_connections_per_address = 1
     url = f"http://127.0.0.1:{server.app.http_port}/metrics"
