@@ -128,6 +128,9 @@ rgw data = {root}/rgw
         root, f"http://127.0.0.1:{rgw_port}", "sftphooktest", "sftphooktestsecret", conf
     )
     try:
+        # The monitor takes commands a moment after it starts: before that a command fails
+        # with "EPERM: problem getting command descriptions from mon".
+        _wait(lambda: "quorum" in _run("ceph", "-c", c, "mon", "stat", timeout=10), 60, "monitor")
         osd_uuid = str(uuid.uuid4())
         _run("ceph", "-c", c, "osd", "create", osd_uuid, timeout=30)
         _run("ceph-osd", "-i", "0", "-c", c, "--mkfs", "--osd-uuid", osd_uuid)
