@@ -58,6 +58,9 @@ class SFTPSettings(BaseModel):
     # Past either, a new connection is told why and closed before its key exchange costs CPU.
     max_connections: int = Field(default=1000, ge=0)
     max_connections_per_address: int = Field(default=20, ge=0)
+    # Of those, connections still logging in (0: no limit), as OpenSSH's MaxStartups: a flood
+    # of connections that never log in cannot take every place while `login_timeout` runs.
+    max_logging_in: int = Field(default=100, ge=0)
     # Sessions (each one SFTP or SCP channel) one connection may have open at once.
     max_sessions_per_connection: int = Field(default=10, ge=1, le=1000)
     login_timeout: float = 60.0

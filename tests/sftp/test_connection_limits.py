@@ -117,6 +117,34 @@ async def test_a_connection_holds_at_most_its_limit_of_sessions(server: Server) 
         first.exit()
 
 
+async def test_connections_that_never_log_in_hold_at_most_their_own_limit(server: Server) -> None:
+    cfg = server.app.settings.sftp
+    cfg.max_logging_in = 2
+    front = server.app.sftp
+    # Logged-in connections do not count against it.
+    async with _held(server, 3):
+        assert front.logging_in_count == 0
+        # Two that say hello and then nothing more, as a flood would.
+        stalled = []
+        for _ in range(2):
+            reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+            writer.write(b"SSH-2.0-stalling\r\n")
+            assert (await reader.readline()).startswith(b"SSH-2.0-")
+            stalled.append(writer)
+        await wait_for(lambda: front.logging_in_count == 2)
+        with pytest.raises(asyncssh.DisconnectError, match="too many connections are logging in"):
+            await server.connect()
+        # The ones logged in go on.
+        assert front.connection_count == 5
+        for writer in stalled:
+            writer.close()
+            await writer.wait_closed()
+        await wait_for(lambda: front.logging_in_count == 0)
+        async with await server.connect():
+            assert front.logging_in_count == 0
+    await _count_settles(server, 0)
+
+
 @pytest.mark.parametrize("server", [frozenset({"sftp", "http"})], indirect=True)
 async def test_metrics_show_connections_sessions_and_refusals(server: Server) -> None:
     server.app.settings.sftp.max_connections_per_address = 1
@@ -141,5 +169,6 @@ async def test_metrics_show_connections_sessions_and_refusals(server: Server) ->
         assert seen["sftphook_sftp_sessions"] == 1
         assert seen['sftphook_sftp_connections_refused_total{reason="address_limit"}'] == 1
         assert seen['sftphook_sftp_connections_refused_total{reason="node_limit"}'] == 0
+        assert seen["sftphook_sftp_connections_logging_in"] == 0
     await _count_settles(server, 0)
     assert (await scrape())["sftphook_sftp_connections"] == 0

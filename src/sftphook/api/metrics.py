@@ -37,7 +37,7 @@ async def metrics(app: AppDep) -> PlainTextResponse:
 
 
 # Why a connection may be refused before its key exchange (`SFTPFront.refused`).
-_REFUSALS = ("address_limit", "banned", "node_limit")
+_REFUSALS = ("address_limit", "banned", "login_limit", "node_limit")
 
 
 def _sftp_families(front: SFTPFront) -> list[Family]:
@@ -48,6 +48,12 @@ def _sftp_families(front: SFTPFront) -> list[Family]:
             "gauge",
             "SFTP connections open on this node (logged in or logging in).",
             [({}, front.connection_count)],
+        ),
+        Family(
+            "sftphook_sftp_connections_logging_in",
+            "gauge",
+            "Of those, connections that have not logged in yet.",
+            [({}, front.logging_in_count)],
         ),
         Family(
             "sftphook_sftp_sessions",

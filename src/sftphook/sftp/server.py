@@ -105,6 +105,8 @@ class SFTPFront:
         # Admitted connections per client address (`sftp.max_connections_per_address`).
         self._per_address: collections.Counter[str] = collections.Counter()
         self._admitted = 0
+        # Of those, the ones not logged in yet (`sftp.max_logging_in`).
+        self._logging_in = 0
         # Connections refused before their key exchange, by reason, and those closed idle
         # (for /metrics).
         self.refused: collections.Counter[str] = collections.Counter()
@@ -268,13 +270,23 @@ class SFTPFront:
                 f"too many connections from {address} (the limit is {per_address}): "
                 "close one and try again"
             )
+        if cfg.max_logging_in and self._logging_in >= cfg.max_logging_in:
+            self.refused["login_limit"] += 1
+            return "too many connections are logging in: try again in a moment"
         self._per_address[address] += 1
         self._admitted += 1
+        self._logging_in += 1
         return None
 
-    def release(self, address: str) -> None:
-        """An admitted connection from `address` has ended."""
+    def logged_in(self) -> None:
+        """An admitted connection has logged in."""
+        self._logging_in -= 1
+
+    def release(self, address: str, logging_in: bool) -> None:
+        """An admitted connection from `address` has ended (before logging in or after)."""
         self._admitted -= 1
+        if logging_in:
+            self._logging_in -= 1
         self._per_address[address] -= 1
         if self._per_address[address] <= 0:
             del self._per_address[address]
@@ -283,6 +295,11 @@ class SFTPFront:
     def connection_count(self) -> int:
         """Connections admitted and not yet ended."""
         return self._admitted
+
+    @property
+    def logging_in_count(self) -> int:
+        """Of those, the ones that have not logged in yet."""
+        return self._logging_in
 
     def revoke_user(self, username: str) -> None:
         """End every open connection of `username` (disabled, removed, credentials changed)."""
@@ -446,7 +463,7 @@ class _Connection(asyncssh.SSHServer):
         if not self._authenticated and self._rejected_key:
             self._failed("publickey")
         if self._admitted is not None:
-            self._front.release(self._admitted)
+            self._front.release(self._admitted, logging_in=not self._authenticated)
             self._admitted = None
         self._front.connection_closed(self)
 
@@ -542,6 +559,8 @@ class _Connection(asyncssh.SSHServer):
 
     def auth_completed(self) -> None:
         self._authenticated = True
+        if self._admitted is not None:
+            self._front.logged_in()
         self._last_active = time.monotonic()
         assert self._user is not None
         log.info(
