@@ -7,6 +7,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -42,7 +43,8 @@ def test_bench_quick_prints_a_table_with_both_servers(tmp_path: Path) -> None:
     assert results.read_text().count('"operation"') == 5
 
 
-def test_the_steal_share_is_the_steal_counter_over_all_counters() -> None:
+def _load_bench() -> Any:
+    """bench/sftp.py as a module (it is a script, not in a package)."""
     spec = importlib.util.spec_from_file_location("bench_sftp", BENCH)
     assert spec is not None and spec.loader is not None
     bench = importlib.util.module_from_spec(spec)
@@ -53,6 +55,11 @@ def test_the_steal_share_is_the_steal_counter_over_all_counters() -> None:
     finally:
         sys.path.remove(str(BENCH.parent))
         del sys.modules[spec.name]
+    return bench
+
+
+def test_the_steal_share_is_the_steal_counter_over_all_counters() -> None:
+    bench = _load_bench()
     before = [100, 0, 50, 800, 10, 0, 5, 35, 0, 0]
     after = [160, 0, 70, 900, 10, 0, 5, 55, 7, 0]  # guest time (9th) is inside user: not added
     assert bench._steal_share(before, after) == pytest.approx(20 / 200)
@@ -78,3 +85,13 @@ def test_the_framing_bench_prints_its_three_rows() -> None:
         "1 MiB in reads of 256 KiB",
         "a read of one 100 B packet",
     ], proc.stdout
+
+
+def test_a_run_on_a_busy_host_says_its_ratios_do_not_compare() -> None:
+    bench = _load_bench()
+    assert bench._steal_lines(None) == []
+    (quiet,) = bench._steal_lines(0.01)
+    assert quiet == "CPU steal during the run: 1.0% of the machine's CPU time"
+    busy = bench._steal_lines(0.082)
+    assert busy[0] == "CPU steal during the run: 8.2% of the machine's CPU time"
+    assert "do not compare with a quiet run" in busy[1]
