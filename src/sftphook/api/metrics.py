@@ -36,10 +36,6 @@ async def metrics(app: AppDep) -> PlainTextResponse:
     return PlainTextResponse(text, media_type=CONTENT_TYPE)
 
 
-# Why a connection may be refused before its key exchange (`SFTPFront.refused`).
-_REFUSALS = ("address_limit", "banned", "login_limit", "node_limit")
-
-
 def _sftp_families(front: SFTPFront) -> list[Family]:
     """This node's SFTP connections, when it runs the SFTP role."""
     return [
@@ -65,7 +61,7 @@ def _sftp_families(front: SFTPFront) -> list[Family]:
             "sftphook_sftp_connections_refused_total",
             "counter",
             "Connections refused before their key exchange, by reason.",
-            [({"reason": reason}, front.refused[reason]) for reason in _REFUSALS],
+            [({"reason": reason}, count) for reason, count in sorted(front.refused.items())],
         ),
         Family(
             "sftphook_sftp_connections_closed_idle_total",

@@ -48,6 +48,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# Why a connection may be refused before its key exchange (`SFTPFront.refused`).
+REFUSALS = ("address_limit", "banned", "login_limit", "node_limit")
+
 # Uploads under a client-side temporary name, remembered until renamed to their final name.
 _REMEMBERED_UPLOADS = 10_000
 _UploadKey = tuple[str, tuple[str, ...]]
@@ -104,12 +107,11 @@ class SFTPFront:
         self._connections: set[_Connection] = set()
         # Admitted connections per client address (`sftp.max_connections_per_address`).
         self._per_address: collections.Counter[str] = collections.Counter()
-        self._admitted = 0
         # Of those, the ones not logged in yet (`sftp.max_logging_in`).
         self._logging_in = 0
         # Connections refused before their key exchange, by reason, and those closed idle
         # (for /metrics).
-        self.refused: collections.Counter[str] = collections.Counter()
+        self.refused: collections.Counter[str] = collections.Counter(dict.fromkeys(REFUSALS, 0))
         self.closed_idle = 0
         self._sessions: set[SFTPSession] = set()
         self._no_sessions = asyncio.Event()
@@ -257,7 +259,7 @@ class SFTPFront:
     def admit(self, address: str) -> str | None:
         """Count a new connection from `address`, or say why the limits refuse it."""
         cfg = self.settings.sftp
-        if cfg.max_connections and self._admitted >= cfg.max_connections:
+        if cfg.max_connections and self.connection_count >= cfg.max_connections:
             self.refused["node_limit"] += 1
             return (
                 f"the server is serving its limit of {cfg.max_connections} connections: "
@@ -274,7 +276,6 @@ class SFTPFront:
             self.refused["login_limit"] += 1
             return "too many connections are logging in: try again in a moment"
         self._per_address[address] += 1
-        self._admitted += 1
         self._logging_in += 1
         return None
 
@@ -284,7 +285,6 @@ class SFTPFront:
 
     def release(self, address: str, logging_in: bool) -> None:
         """An admitted connection from `address` has ended (before logging in or after)."""
-        self._admitted -= 1
         if logging_in:
             self._logging_in -= 1
         self._per_address[address] -= 1
@@ -294,7 +294,7 @@ class SFTPFront:
     @property
     def connection_count(self) -> int:
         """Connections admitted and not yet ended."""
-        return self._admitted
+        return self._per_address.total()
 
     @property
     def logging_in_count(self) -> int:
