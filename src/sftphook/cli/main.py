@@ -78,8 +78,8 @@ def serve(
     asyncio.run(_serve(App(settings), wanted))
 
 
-def raise_open_files_limit() -> int:
-    """Lift the soft limit on open descriptors to the hard one, and return it.
+def raise_open_files_limit() -> None:
+    """Lift the soft limit on open descriptors to the hard one.
 
     Each SFTP connection holds a socket and its sessions' open files (`sftp.max_connections`,
     `max_sessions_per_connection`, `max_open_handles`); service managers often start processes
@@ -91,7 +91,6 @@ def raise_open_files_limit() -> int:
     if soft != resource.RLIM_INFINITY and soft < wanted:
         with contextlib.suppress(ValueError, OSError):
             resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
-    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
 async def _serve(server: App, roles: frozenset[str]) -> None:
