@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import mmap
 import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -22,6 +23,7 @@ from sftphook.sftp.wire import CoalescingTransport, _no_packet_log
 from sftphook.storage.local import LocalStorage
 from tests.conftest import serving
 from tests.sftp.conftest import PASSWORD, Server, reuse_host_keys
+from tests.support.pagecache import cached_file, resident_pages
 
 
 async def test_coalesced_writes_arrive_whole_in_order_and_before_close() -> None:
@@ -119,6 +121,31 @@ async def test_streamed_upload_is_written_and_hashed_whole(server: Server) -> No
     (event,) = await server.events()
     assert event.size == len(data)
     assert event.sha256 == hashlib.sha256(data).hexdigest()
+
+
+async def test_an_upload_over_a_cached_file_drops_that_cache_while_it_streams(
+    server: Server,
+) -> None:
+    old = server.root / "big.bin"
+    cached_file(old, 8 * 1024 * 1024)
+    pages = resident_pages(old)
+    assert pages == 8 * 1024 * 1024 // mmap.PAGESIZE
+    data = os.urandom(INLINE_BYTES + 2 * 1024 * 1024)
+    async with (
+        await server.connect() as conn,
+        conn.start_sftp_client() as sftp,
+        sftp.open("big.bin", "wb") as fh,
+    ):
+        await fh.write(data[:INLINE_BYTES], 0)
+        assert resident_pages(old) == pages  # a small upload leaves it alone
+        await fh.write(data[INLINE_BYTES:], INLINE_BYTES)
+        # Streamed blocks go to an I/O thread; the old file is still in place until the close.
+        for _ in range(200):
+            if resident_pages(old) < pages // 10:
+                break
+            await asyncio.sleep(0.01)
+        assert resident_pages(old) < pages // 10
+    assert old.read_bytes() == data
 
 
 async def test_a_streamed_download_holds_at_most_two_blocks(tmp_path: Path) -> None:

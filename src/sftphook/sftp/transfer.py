@@ -236,6 +236,7 @@ class Upload:
         chunk = b"".join(pieces)
         self.handle.pwrite(offset, chunk)
         self._sha.update(chunk)
+        self.handle.streamed(offset, len(chunk))
 
     async def drain(self) -> None:
         """Write out everything received so far (before a read, a stat, or the close)."""

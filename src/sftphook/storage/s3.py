@@ -715,6 +715,11 @@ class S3WriteHandle:
                         self._send_in_background(self._sent, PART_SIZE)
         return len(data)
 
+    def streamed(self, offset: int, size: int) -> None:
+        # The spool file is read back soon for its part: nothing to hint; parts leave as they
+        # fill (`pwrite`).
+        return None
+
     def _extend(self, start: int, end: int) -> None:
         if start > self._contiguous:
             self._extents[start] = max(end, self._extents.get(start, 0))
