@@ -12,6 +12,10 @@ Selected with BENCH_EXPERIMENTS=name,name in the server's environment (`--experi
   and whoever else writes (what the hand-offs to the writer thread cost at most).
 - `uvloop`: the servers run on uvloop's event loop instead of asyncio's own (not a dependency
   of sftphook: `pip install uvloop` first).
+- `slow-spell`: sftphook's storage calls start as if a slow spell of the disk had just moved
+  every kind of call to the I/O threads (`sftp/offload.py`, an average cost of 10 ms each):
+  whether, and how soon, they come back to the loop once the disk is quick (with
+  `request-times`, the "(kind on the loop)" and "(kind on the thread)" counts say it).
 - `request-times`: not a change but a measurement. Each server times every SFTP request from its
   arrival to its reply, and the gap before the client's next request, split into the wait for
   the reply's socket write, the client's turn (with the network), and asyncssh's receive path up
@@ -280,6 +284,23 @@ def _thread_cpu(before: dict[str, tuple[float, float]]) -> list[str]:
     return lines
 
 
+def slow_spell() -> None:
+    from sftphook.sftp import offload
+
+    init = offload.Offload.__init__
+
+    class _SlowSoFar(dict[str, float]):
+        # Every kind not seen yet starts at 10 ms.
+        def get(self, kind: str, default: float | None = None) -> float:  # type: ignore[override]
+            return super().get(kind, 0.01)
+
+    def seeded(self: Any, *args: Any, **kwargs: Any) -> None:
+        init(self, *args, **kwargs)
+        self._cost = _SlowSoFar()
+
+    offload.Offload.__init__ = seeded  # type: ignore[method-assign]
+
+
 def use_uvloop() -> None:
     import asyncio
 
@@ -306,6 +327,7 @@ EXPERIMENTS: dict[str, Callable[[], None]] = {
     "request-times": request_times,
     "uvloop": use_uvloop,
     "switch-interval": short_switch_interval,
+    "slow-spell": slow_spell,
 }
 KNOWN = tuple(EXPERIMENTS)
 
