@@ -10,9 +10,11 @@ for comparison in the same minute, the same inserts committed with one hop to on
 thread: SQLAlchemy Core on a sync engine, and the stdlib `sqlite3`.
 
 With `--postgres ADMIN_DSN`, records them instead in a database it creates on that server (and
-drops), alternating two ways of checking pooled connections: SQLAlchemy's `pool_pre_ping` on
-every checkout (the version before) and the store's ping of idle connections only; it counts
-the round trips to the server per event.
+drops), alternating two ways of writing a group of events: in one transaction, statement by
+statement (the version before), and as one statement after the fan-out's query (this version,
+`Database.write(one_statement=True)`); each without a webhook and with one that every event
+matches (a delivery per event, and a NOTIFY). It counts the round trips to the server per
+event.
 """
 
 from __future__ import annotations
@@ -91,7 +93,6 @@ def count_postgres_round_trips() -> None:
 
 async def measure_postgres(admin_dsn: str, events: int, rounds: int = 2) -> None:
     import asyncpg
-    from sqlalchemy.ext import asyncio as sa_asyncio
 
     from sftphook.store import database
 
@@ -100,41 +101,53 @@ async def measure_postgres(admin_dsn: str, events: int, rounds: int = 2) -> None
     admin = await asyncpg.connect(admin_dsn)
     await admin.execute(f'CREATE DATABASE "{name}"')
     base = admin_dsn.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://", 1)
-    ping_idle = database._ping_when_idle
-    make_engine = sa_asyncio.create_async_engine
+    write = database.Database.write
+
+    async def in_a_transaction(self: Any, work: Any, **kwargs: Any) -> Any:
+        return await write(self, work, **{**kwargs, "one_statement": False})
+
     ways = {
-        "pool_pre_ping on every checkout": True,
-        "ping of idle connections (this version)": False,
+        "one transaction (the version before)": in_a_transaction,
+        "one statement (this version)": write,
     }
     try:
         for _ in range(rounds):
-            for what, every_checkout in ways.items():
-                if every_checkout:
-                    database._ping_when_idle = lambda engine: None  # type: ignore[assignment]
-                    database.create_async_engine = lambda url, **kw: make_engine(
-                        url, **kw, pool_pre_ping=True
-                    )
-                try:
-                    latencies = await _record_events(events, f"{base}/{name}")
-                finally:
-                    database._ping_when_idle = ping_idle
-                    database.create_async_engine = make_engine
-                report(f"PostgreSQL, {what}", latencies)
-                per_event = {k: round(n / events, 2) for k, n in sorted(_calls.items())}
-                print(f"  round trips per event: {sum(per_event.values()):.1f} {per_event}")
+            for webhook in (False, True):
+                for what, way in ways.items():
+                    database.Database.write = way  # type: ignore[method-assign]
+                    try:
+                        latencies = await _record_events(events, f"{base}/{name}", webhook)
+                    finally:
+                        database.Database.write = write  # type: ignore[method-assign]
+                    report(f"PostgreSQL, {what}, {'a' if webhook else 'no'} webhook", latencies)
+                    per_event = {k: round(n / events, 2) for k, n in sorted(_calls.items())}
+                    print(f"  round trips per event: {sum(per_event.values()):.1f} {per_event}")
     finally:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await admin.close()
 
 
-async def _record_events(events: int, url: str | None = None) -> list[float]:
+async def _record_events(events: int, url: str | None = None, webhook: bool = False) -> list[float]:
     """Record `events` one after another through a running recorder; each one's latency. On
-    the SQLite database of a temporary data directory, or on `url`."""
+    the SQLite database of a temporary data directory, or on `url`; with `webhook`, one that
+    takes every event (its deliveries are created, not sent)."""
     with tempfile.TemporaryDirectory(prefix="sftphook-event-commit-") as tmp:
-        settings = Settings.load(data_dir=Path(tmp), **({"database_url": url} if url else {}))
+        settings = Settings.load(
+            data_dir=Path(tmp),
+            # The webhook's address, never called (no delivery workers run here).
+            webhooks={"allow_http": True, "allowed_networks": ["127.0.0.0/8"]},
+            **({"database_url": url} if url else {}),
+        )
         app = App(settings)
         await app.prepare()
         org = await app.accounts.ensure_default_organization()
+        hooks = await app.webhooks.list_webhooks(org.id)
+        if webhook and not hooks:
+            await app.webhooks.create(
+                org.id, nickname="bench", url=WEBHOOK_URL, topics=[str(Topic.FILE_CREATED)]
+            )
+        for hook in hooks if not webhook else []:
+            await app.webhooks.remove(org.id, hook.id)
         started = asyncio.Event()
         writer = asyncio.create_task(app.recorder.run(started))
         await started.wait()
@@ -159,6 +172,10 @@ async def _record_events(events: int, url: str | None = None) -> list[float]:
         await writer
         await app.db.close()
     return latencies
+
+
+# Never called: the bench runs no delivery workers.
+WEBHOOK_URL = "http://127.0.0.1:9/sftphook"
 
 
 def report(what: str, latencies: list[float]) -> None:

@@ -5,7 +5,9 @@ commit is under way share the next one: one writer, one transaction per group. A
 finds nothing committing and nothing queued is committed by its caller at once, without the
 hand-offs to the writer task and back (one task's per turn of the event loop: the rest of a
 burst from many tasks is grouped as before). Listeners run in that same transaction, so
-whatever they write (a webhook's deliveries) commits with the event or not at all. A group
+whatever they write (a webhook's deliveries) commits with the event or not at all. On
+PostgreSQL the events and what the listeners write go as one statement after the listeners'
+reads (`Database.write(one_statement=True)`): two round trips per group. A group
 whose listeners are all synchronous (`add_sync_listener`, statements on the transaction's
 connection) is one `Database.write`: on SQLite run on the event loop when nothing else writes,
 or else a single hand-off to the store's writer thread, which is what keeps an event cheap next
@@ -75,7 +77,9 @@ class EventRecorder:
 
     def add_sync_listener(self, listener: SyncEventListener) -> None:
         """A listener that runs on the write transaction's connection (on SQLite in the store's
-        writer thread, so it must not touch the event loop)."""
+        writer thread, so it must not touch the event loop). It writes only through `PlainInsert`
+        and `notify`, and reads nothing the group writes: on PostgreSQL its reads run first and
+        its writes go with the events' in one statement (`Database.write(one_statement=True)`)."""
         self._sync_listeners.append(listener)
 
     def add_commit_hook(self, hook: CommitHook) -> None:
@@ -180,6 +184,7 @@ class EventRecorder:
                 await self._db.write(
                     lambda connection: self._write(connection, rows, events),
                     inline=len(events) <= INLINE_GROUP,
+                    one_statement=True,
                 )
                 return
             async with self._db.transaction() as session:

@@ -180,6 +180,7 @@ class PlainInsert:
         if unknown:
             raise ValueError(f"{table.name} has no column {', '.join(sorted(unknown))}")
         self.columns = tuple(columns)
+        self.table = table.name
         self.core = table.insert()
         self.sql = (
             f"INSERT INTO {table.name} ({', '.join(self.columns)})"
@@ -189,12 +190,125 @@ class PlainInsert:
     def execute(self, connection: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
         driver = sqlite_driver(connection)
         if driver is None:
+            gathered = _gathered(connection)
+            if gathered is not None:
+                gathered.inserts.append((self, list(rows)))
+                return
             connection.execute(self.core, list(rows))
             return
         columns = self.columns
         values = [tuple([row[name] for name in columns]) for row in rows]
         with driver_errors(self.sql):
             driver.executemany(self.sql, values)
+
+
+def notify(connection: Connection, channel: str) -> None:
+    """PostgreSQL NOTIFY on `channel`, delivered when the write that calls it commits; nothing on
+    other databases. `channel` is an identifier of this code's, never user input."""
+    if connection.dialect.name != "postgresql":
+        return
+    gathered = _gathered(connection)
+    if gathered is not None:
+        if channel not in gathered.channels:
+            gathered.channels.append(channel)
+        return
+    connection.execute(text(f"NOTIFY {channel}"))
+
+
+# `Database.write(one_statement=True)` on PostgreSQL: a write gathered in the connection's `info`
+# while its work runs.
+_GATHERED = "sftphook.gathered"
+# A gathered write of up to this many rows is sent as one statement; a larger one in a
+# transaction (a statement is compiled for each number of rows, and PostgreSQL takes at most
+# 32,767 parameters in one).
+ONE_STATEMENT_ROWS = 16
+
+
+class _Gathered:
+    """The INSERTs (`PlainInsert`) and notifications of one write, kept to be sent together."""
+
+    def __init__(self) -> None:
+        self.inserts: list[tuple[PlainInsert, list[Mapping[str, Any]]]] = []
+        self.channels: list[str] = []
+
+    @property
+    def rows(self) -> int:
+        return sum(len(rows) for _, rows in self.inserts)
+
+    def statement(self) -> tuple[str, tuple[Any, ...]] | None:
+        """All of it as one statement and its parameters, or None when there is nothing to send:
+        the INSERTs as data-modifying WITH clauses, the notifications as `pg_notify` calls."""
+        inserts = [(insert, rows) for insert, rows in self.inserts if rows]
+        if not inserts and not self.channels:
+            return None
+        shape = (tuple((insert.table, len(rows)) for insert, rows in inserts), tuple(self.channels))
+        sql = _ONE_STATEMENT_SQL.get(shape)
+        if sql is None:
+            sql = _ONE_STATEMENT_SQL[shape] = _one_statement_sql(inserts, self.channels)
+        params = tuple(
+            row[name] for insert, rows in inserts for row in rows for name in insert.columns
+        )
+        return sql, params
+
+    def send(self, connection: Connection) -> None:
+        """Statement by statement, in the caller's transaction."""
+        for insert, rows in self.inserts:
+            if rows:
+                connection.execute(insert.core, rows)
+        for channel in self.channels:
+            connection.execute(text(f"NOTIFY {channel}"))
+
+
+# The text of each shape of gathered write sent so far (tables, row counts, channels): asyncpg
+# then finds its prepared statement by that text.
+_ONE_STATEMENT_SQL: dict[tuple[Any, ...], str] = {}
+
+
+def _one_statement_sql(
+    inserts: Sequence[tuple[PlainInsert, Sequence[Mapping[str, Any]]]], channels: Sequence[str]
+) -> str:
+    number = 0
+    clauses = []
+    for insert, rows in inserts:
+        values = []
+        for _ in rows:
+            values.append(
+                "(" + ", ".join(f"${number + i + 1}" for i in range(len(insert.columns))) + ")"
+            )
+            number += len(insert.columns)
+        clauses.append(
+            f"INSERT INTO {insert.table} ({', '.join(insert.columns)}) VALUES {', '.join(values)}"
+        )
+    if len(clauses) == 1 and not channels:
+        return clauses[0]
+    notified = ", ".join(f"pg_notify('{channel}', '')" for channel in channels) or "1"
+    ctes = ", ".join(f"w{i} AS ({clause})" for i, clause in enumerate(clauses))
+    return f"WITH {ctes} SELECT {notified}" if ctes else f"SELECT {notified}"
+
+
+def _gathered(connection: Connection) -> _Gathered | None:
+    return cast("_Gathered | None", connection.info.get(_GATHERED))
+
+
+def _only_reads_while_gathering(
+    connection: Connection, _cursor: Any, statement: str, *_args: Any
+) -> None:
+    # A statement of a gathered write's own would be committed at once, alone (the connection
+    # is in autocommit): refused, so that the write stays whole or nothing.
+    if connection.info.get(_GATHERED) is not None and statement.lstrip()[:6].upper() != "SELECT":
+        raise RuntimeError(
+            "a write gathered into one statement (Database.write(one_statement=True)) may only"
+            f" read, and write through PlainInsert and notify: {statement.split()[0]} refused"
+        )
+
+
+def _gathering(connection: Connection, work: Callable[[Connection], T]) -> tuple[T, _Gathered]:
+    gathered = _Gathered()
+    connection.info[_GATHERED] = gathered
+    try:
+        return work(connection), gathered
+    finally:
+        del connection.info[_GATHERED]
 
 
 class _SqliteWriter:
@@ -406,23 +520,50 @@ class Database:
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
         else:
             _ping_when_idle(self.engine.sync_engine)
+            event.listen(
+                self.engine.sync_engine, "before_cursor_execute", _only_reads_while_gathering
+            )
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
         self._writer: _SqliteWriter | None = None
 
-    async def write(self, work: Callable[[Connection], T], *, inline: bool = False) -> T:
+    async def write(
+        self, work: Callable[[Connection], T], *, inline: bool = False, one_statement: bool = False
+    ) -> T:
         """Run `work(connection)` in one write transaction (committed when it returns, rolled back
         when it raises) and return its result. `work` is synchronous and uses Core statements.
 
         On SQLite it runs on the writer thread: one hand-off per transaction, whatever `work`
         does; with `inline` (for a transaction of well under a millisecond) on the event loop
         when nothing else is writing (see `_SqliteWriter`). On PostgreSQL (asyncpg has no thread
-        to hop to) it runs through `run_sync` on a pooled connection."""
+        to hop to) it runs through `run_sync` on a pooled connection.
+
+        `one_statement` (PostgreSQL): `work`'s reads run at once, outside a transaction, and
+        what it writes through `PlainInsert` and `notify` is gathered and sent when it returns,
+        as one statement, which PostgreSQL applies whole or not at all: a group of events and
+        its deliveries in two round trips (the fan-out's query, then this) instead of four to
+        six (BEGIN, the statements one by one, COMMIT). `work` must then write nothing else and
+        read nothing it writes. More than `ONE_STATEMENT_ROWS` rows go in one transaction."""
         if self.is_sqlite:
             if self._writer is None:
                 self._writer = _SqliteWriter(self.url)
             return await self._writer.run(work, inline=inline)
+        if one_statement:
+            return await self._write_gathered(work)
         async with self.engine.begin() as connection:
             return await connection.run_sync(work)
+
+    async def _write_gathered(self, work: Callable[[Connection], T]) -> T:
+        async with self.engine.connect() as connection:
+            await connection.execution_options(isolation_level="AUTOCOMMIT")
+            result, gathered = await connection.run_sync(_gathering, work)
+            if gathered.rows <= ONE_STATEMENT_ROWS:
+                statement = gathered.statement()
+                if statement is not None:
+                    await connection.exec_driver_sql(*statement)
+                return result
+        async with self.engine.begin() as connection:
+            await connection.run_sync(gathered.send)
+        return result
 
     @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:

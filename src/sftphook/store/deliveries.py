@@ -31,6 +31,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import BindParameter
 
+from sftphook.store.database import notify
 from sftphook.store.models import Attempt, Delivery, Webhook
 from sftphook.store.pages import newest_first
 
@@ -51,8 +52,7 @@ async def announce(session: AsyncSession) -> None:
 
 def announce_sync(connection: Connection) -> None:
     """`announce` inside a `Database.write` transaction."""
-    if connection.dialect.name == "postgresql":
-        connection.execute(text(f"NOTIFY {CHANNEL}"))
+    notify(connection, CHANNEL)
 
 
 CLAIMED_COLUMNS = (
