@@ -31,11 +31,33 @@ def test_ordered_ids_carry_the_time_and_sort_by_it():
         assert str(parsed) == text
         assert parsed.version == 7 and parsed.variant == uuid.RFC_4122
         assert before <= parsed.int >> 80 <= after
-    # Ids of different milliseconds sort in time order (within one, the random bits decide).
+    # They sort in the order they were made, within a millisecond too (the counter).
+    assert sorted(ids) == ids
     stamps = [uuid.UUID(t).int >> 80 for t in ids]
     assert stamps == sorted(stamps)
-    assert sorted(ids, key=lambda t: uuid.UUID(t).int >> 80) == ids
-    assert [t[:13] for t in sorted(ids)] == [t[:13] for t in ids]
+
+
+def test_ordered_ids_made_on_several_threads_are_unique_and_each_threads_in_order():
+    from concurrent.futures import ThreadPoolExecutor
+
+    def make(_: int) -> list[str]:
+        return [ordered_id() for _ in range(5_000)]
+
+    with ThreadPoolExecutor(4) as pool:
+        batches = list(pool.map(make, range(4)))
+    every = [i for batch in batches for i in batch]
+    assert len(set(every)) == len(every)
+    for batch in batches:
+        assert sorted(batch) == batch
+
+
+def test_more_ids_than_the_counter_holds_in_one_millisecond_borrow_the_next(monkeypatch):
+    ids = Ids()
+    monkeypatch.setattr(time, "time_ns", lambda: 1_700_000_000_000 * 1_000_000)
+    made = [ids.uuid7() for _ in range(5_000)]
+    assert sorted(made) == made and len(set(made)) == len(made)
+    stamps = {uuid.UUID(t).int >> 80 for t in made}
+    assert stamps == {1_700_000_000_000, 1_700_000_000_001}
 
 
 def test_every_generator_draws_its_own_seed_and_a_reseed_changes_it():
