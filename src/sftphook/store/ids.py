@@ -40,6 +40,8 @@ class Ids:
 
     def reseed(self) -> None:
         self._rng.seed(os.urandom(32))
+        # In a forked child another thread of the parent may have held the lock: a new one.
+        self._lock = threading.Lock()
 
     def uuid4(self) -> str:
         return _text(self._rng.getrandbits(128) & _V4_MASK | _V4_MARKS)
