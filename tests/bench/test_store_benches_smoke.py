@@ -1,0 +1,57 @@
+"""Tiny runs of bench/large_replace.py and bench/event_commit.py, so that they keep working as the
+storage and the store change."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import POSTGRES_ADMIN_DSN, postgres_database
+
+BENCH = Path(__file__).resolve().parents[2] / "bench"
+SRC = BENCH.parent / "src"
+
+
+def _run(script: str, *args: str) -> str:
+    env = {**os.environ, "PYTHONPATH": str(SRC)}
+    proc = subprocess.run(
+        [sys.executable, str(BENCH / script), *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stdout
+
+
+def test_large_replace_prints_both_ways_and_their_ratio(tmp_path: Path) -> None:
+    out = _run(
+        "large_replace.py", "--size-mb", "4", "--runs", "1", "--pause", "0", "--dir", str(tmp_path)
+    )
+    for way in ("no hints", "hints"):
+        assert re.search(rf"^{way}\s+[\d.]+\s+[\d.]+\s+[\d.]+\s+[\d.]+$", out, re.M), out
+    assert re.search(r"total time with hints / without: [\d.]+", out), out
+    assert list(tmp_path.iterdir()) == []  # its temporary directory is gone
+
+
+def test_event_commit_on_sqlite_reports_latencies() -> None:
+    out = _run("event_commit.py", "--events", "20")
+    assert re.search(r"EventRecorder.record\(\).*median [\d.]+ ms.* over 20 events", out), out
+
+
+async def test_event_commit_on_postgres_counts_two_round_trips_per_event() -> None:
+    async with postgres_database():  # skips, or fails in CI, when PostgreSQL is not there
+        pass
+    out = _run("event_commit.py", "--events", "20", "--postgres", POSTGRES_ADMIN_DSN)
+    lines = out.splitlines()
+    for webhook in ("no webhook", "a webhook"):
+        before = lines.index(
+            next(line for line in lines if f"the version before), {webhook}" in line)
+        )
+        now = lines.index(next(line for line in lines if f"(this version), {webhook}" in line))
+        assert "round trips per event: 2.0 " in lines[now + 1], out
+        assert "round trips per event: 2.0 " not in lines[before + 1], out
