@@ -614,7 +614,7 @@ def start_writeback(fd: int, offset: int, size: int) -> bool:
     waiting for it; whether it was asked (advice: a failure changes nothing but timing)."""
     if _SYNC_FILE_RANGE is None:
         return False
-    return bool(_SYNC_FILE_RANGE(fd, offset, size, _SYNC_FILE_RANGE_WRITE) == 0)
+    return int(_SYNC_FILE_RANGE(fd, offset, size, _SYNC_FILE_RANGE_WRITE)) == 0
 
 
 def release_cache(name: str, dir_fd: int) -> bool:
