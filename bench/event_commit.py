@@ -146,8 +146,9 @@ async def _record_events(events: int, url: str | None = None, webhook: bool = Fa
             await app.webhooks.create(
                 org.id, nickname="bench", url=WEBHOOK_URL, topics=[str(Topic.FILE_CREATED)]
             )
-        for hook in hooks if not webhook else []:
-            await app.webhooks.remove(org.id, hook.id)
+        elif not webhook:
+            for hook in hooks:
+                await app.webhooks.remove(org.id, hook.id)
         started = asyncio.Event()
         writer = asyncio.create_task(app.recorder.run(started))
         await started.wait()

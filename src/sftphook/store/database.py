@@ -251,12 +251,12 @@ class _Gathered:
         return sql, params
 
     def send(self, connection: Connection) -> None:
-        """Statement by statement, in the caller's transaction."""
+        """Statement by statement, in the caller's transaction (not gathering: each call runs)."""
         for insert, rows in self.inserts:
             if rows:
-                connection.execute(insert.core, rows)
+                insert.execute(connection, rows)
         for channel in self.channels:
-            connection.execute(text(f"NOTIFY {channel}"))
+            notify(connection, channel)
 
 
 # The text of each shape of gathered write sent so far (tables, row counts, channels): asyncpg
