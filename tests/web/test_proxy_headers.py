@@ -1,14 +1,18 @@
 """Behind a reverse proxy: the login throttle counts the browser's address (X-Forwarded-For)
-when the proxy is trusted, and the proxy's own address otherwise."""
+when the proxy is trusted, and the proxy's own address otherwise; pages load their assets from
+the address the browser used."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
+from urllib.parse import urljoin
 
 import httpx
 import pytest
 
 from sftphook.config import Settings
+from tests.conftest import serving
 from tests.web.conftest import CSRF, PASSWORD, Dashboard, _dashboard
 
 
@@ -40,3 +44,27 @@ async def test_one_browsers_failures_do_not_lock_out_another_behind_a_trusted_pr
     # Trusted: another browser's address, not throttled. Untrusted: every request comes from
     # the proxy's address, so the admin shares the attacker's lockout.
     assert status == (303 if trusted else 429)
+
+
+async def test_assets_load_from_the_pages_own_address_behind_a_tls_balancer(
+    settings: Settings,
+) -> None:
+    """A balancer on another machine ends TLS for https://files.example.com and passes its own
+    Host; it is no trusted proxy, so the node sees plain http. The stylesheet and script were
+    absolute http:// links to the Host the node saw: blocked as mixed content, or unreachable,
+    leaving a dashboard without styles or dialogs."""
+    settings.http.public_url = "https://files.example.com"
+    settings.http.trusted_proxies = []
+    async with (
+        serving(settings, frozenset({"http"})) as app,
+        httpx.AsyncClient(
+            base_url=f"http://127.0.0.1:{app.http_port}", headers={"Host": "10.0.0.11:8080"}
+        ) as client,
+    ):
+        page = await client.get("/login")
+        assets = re.findall(r'<(?:link rel="stylesheet" href|script src)="([^"]+)"', page.text)
+        assert len(assets) == 2, page.text
+        for asset in assets:
+            seen = urljoin("https://files.example.com/login", asset)
+            assert seen.startswith("https://files.example.com/static/"), asset
+            assert (await client.get(asset)).status_code == 200
