@@ -118,6 +118,22 @@ async def test_logout_ends_the_session_even_for_a_copied_cookie(dashboard: Dashb
         assert (await other.get("/webhooks")).status_code == 303
 
 
+async def test_a_new_admin_password_ends_the_sessions_of_the_old_one(
+    dashboard: Dashboard,
+) -> None:
+    """`sftphook admins passwd` after a cookie leaked: the copy must stop working."""
+    async with httpx.AsyncClient(base_url=dashboard.base) as client:
+        await login(client)
+        stolen = client.cookies.get(COOKIE_NAME)
+        await AdminService(dashboard.app.db).set_password("admin", "a brand new password")
+        resp = await client.get("/webhooks")
+        assert resp.status_code == 303 and resp.headers["location"].startswith("/login")
+        await login(client, password="a brand new password")
+        assert (await client.get("/webhooks")).status_code == 200
+    async with httpx.AsyncClient(base_url=dashboard.base, cookies={COOKIE_NAME: stolen}) as other:
+        assert (await other.get("/webhooks")).status_code == 303
+
+
 async def test_one_organization_never_sees_another(
     dashboard: Dashboard, receiver: Receiver
 ) -> None:

@@ -128,7 +128,10 @@ async def login(request: Request) -> Response:
             status_code=403,
         )
     response = RedirectResponse(_safe_next(field(form, "next")), status_code=303, headers=NO_STORE)
-    set_session_cookie(request, response, codec, session.logged_in(admin.id, current, now_ms()))
+    credential = codec.credential_tag(admin.password_hash)
+    set_session_cookie(
+        request, response, codec, session.logged_in(admin.id, current, now_ms(), credential)
+    )
     return response
 
 

@@ -207,7 +207,8 @@ async def _page(request: Request) -> Page:
     if session.issued_at < await sessions_valid_after(state.app.db, session.admin_id):
         raise LoginRequired()
     admin = await state.admins.get(session.admin_id)
-    if admin is None:
+    # A new password (`sftphook admins passwd`) ends the sessions opened with the old one.
+    if admin is None or not codec.same_credential(session, admin.password_hash):
         raise LoginRequired()
     organizations = await state.admins.organizations_of(admin.id)
     current = next((o for o in organizations if o.id == session.organization_id), None)

@@ -2,7 +2,8 @@
 
 The cookie holds no secret, only who is logged in and which organization is current, signed
 with HMAC-SHA256 under a key kept in the settings table (shared by every node). Logging out
-records the time in the settings table; sessions of that admin issued before it are refused.
+records the time in the settings table; sessions of that admin issued before it are refused. A
+session also carries a tag of the admin's password hash, so a new password ends it too.
 """
 
 from __future__ import annotations
@@ -43,14 +44,22 @@ class WebSession:
     issued_at: int
     admin_id: str | None = None
     organization_id: str | None = None
+    # `SessionCodec.credential_tag` of the password hash the admin logged in with.
+    credential: str | None = None
 
     @classmethod
     def anonymous(cls, now_ms: int) -> WebSession:
         return cls(nonce=secrets.token_urlsafe(18), issued_at=now_ms)
 
-    def logged_in(self, admin_id: str, organization_id: str | None, now_ms: int) -> WebSession:
+    def logged_in(
+        self,
+        admin_id: str,
+        organization_id: str | None,
+        now_ms: int,
+        credential: str | None = None,
+    ) -> WebSession:
         # A fresh nonce at login: a nonce planted before login is worthless afterwards.
-        return WebSession(secrets.token_urlsafe(18), now_ms, admin_id, organization_id)
+        return WebSession(secrets.token_urlsafe(18), now_ms, admin_id, organization_id, credential)
 
     def switched(self, organization_id: str) -> WebSession:
         return dataclasses.replace(self, organization_id=organization_id)
@@ -94,6 +103,15 @@ class SessionCodec:
 
     def check_csrf(self, session: WebSession, token: str | None) -> bool:
         return bool(token) and hmac.compare_digest(str(token), self.csrf_token(session))
+
+    def credential_tag(self, password_hash: str) -> str:
+        """Names one password hash without revealing it (the cookie is signed, not secret)."""
+        return _b64(self._mac("credential", password_hash.encode())[:16])
+
+    def same_credential(self, session: WebSession, password_hash: str) -> bool:
+        return session.credential is not None and hmac.compare_digest(
+            session.credential, self.credential_tag(password_hash)
+        )
 
 
 async def load_key(db: Database) -> bytes:
