@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+import asyncssh
 import httpx
 
 from sftphook.accounts import passwords
@@ -49,6 +50,23 @@ async def test_sftp_user_actions_go_through_the_accounts_service(dashboard: Dash
 
         await client.post("/users/acme/delete", data={"csrf_token": token})
         assert await accounts.list_users(org) == []
+
+
+async def test_an_empty_new_password_is_refused_not_taken_as_no_password(
+    dashboard: Dashboard,
+) -> None:
+    """Reset password with the field left empty said "Password of acme changed." and removed
+    the password of a user who also had a key: they could no longer log in with it."""
+    accounts, org = dashboard.app.accounts, dashboard.organization.id
+    key = asyncssh.generate_private_key("ssh-ed25519").export_public_key().decode()
+    await accounts.add_user(org, "acme", password="first password", public_keys=[key])
+    async with httpx.AsyncClient(base_url=dashboard.base) as client:
+        token = await login(client)
+        resp = await client.post("/users/acme/password", data={"csrf_token": token, "password": ""})
+        assert resp.status_code == 422
+        assert 'id="reset_password-error"' in resp.text and "too short" in resp.text
+    user = await accounts.get_user(org, "acme")
+    assert passwords.verify_password(user.password_hash, "first password")
 
 
 async def test_failed_deliveries_are_filtered_and_sent_again(

@@ -141,12 +141,10 @@ async def reset_password(username: str, posted: PostedPage) -> Response:
     page, form = posted
     password = form.get("password")
     try:
-        await page.app.accounts.update_user(
-            page.org_id,
-            username,
-            password=password if isinstance(password, str) else "",
-            actor=page.actor,
-        )
+        # Checked here: the service takes an empty password as "remove the password", and this
+        # form only ever sets one.
+        new = validation.check_password(password if isinstance(password, str) else "")
+        await page.app.accounts.update_user(page.org_id, username, password=new, actor=page.actor)
     except InvalidInput as exc:
         # Checked against the user first: another organization's user stays "not found".
         await page.app.accounts.get_user(page.org_id, username)
