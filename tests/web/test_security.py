@@ -189,6 +189,29 @@ async def test_an_admin_of_two_organizations_switches_between_them(dashboard: Da
         assert "initech-partner" in (await client.get("/users")).text
 
 
+async def test_switching_organization_on_a_delivery_page_lands_on_a_page(
+    dashboard: Dashboard, receiver: Receiver
+) -> None:
+    """From /deliveries/<id> the switch went to /deliveries, which is no page (404)."""
+    app = dashboard.app
+    other = await app.accounts.add_organization("initech")
+    await AdminService(app.db).add_membership("admin", other.id)
+    hook, _ = await app.webhooks.create(
+        dashboard.organization.id, nickname="Ledger", url=receiver.url, topics=["file.created"]
+    )
+    ping = await app.webhooks.ping(dashboard.organization.id, hook.id)
+    async with httpx.AsyncClient(base_url=dashboard.base) as client:
+        token = await login(client)
+        for path in (f"/deliveries/{ping.id}", f"/webhooks/{hook.id}/deliveries", "/nowhere"):
+            resp = await client.post(
+                "/organization",
+                data={"csrf_token": token, "organization_id": other.id, "next": path},
+            )
+            assert resp.status_code == 303
+            landed = await client.get(resp.headers["location"])
+            assert landed.status_code == 200, (path, resp.headers["location"])
+
+
 async def test_the_secret_is_shown_once_and_never_again(
     dashboard: Dashboard, receiver: Receiver
 ) -> None:

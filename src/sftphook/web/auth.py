@@ -19,6 +19,8 @@ from sftphook.web.pages import (
 from sftphook.web.sessions import COOKIE_NAME, WebSession, end_sessions
 
 router = APIRouter(include_in_schema=False)
+# The sections that have a list page of their own.
+_LIST_PAGES = ("webhooks", "users", "events", "audit")
 
 
 def _safe_next(value: str | None) -> str:
@@ -149,9 +151,10 @@ async def switch_organization(posted: PostedPage) -> Response:
     page, form = posted
     wanted = field(form, "organization_id")
     target = next((o for o in page.organizations if o.id == wanted), None)
-    back = _safe_next(field(form, "next"))
-    # Ids of one organization mean nothing in another: go to the section's list page.
-    back = "/" + back.strip("/").split("/")[0] if back != "/" else "/webhooks"
+    # Ids of one organization mean nothing in another: go to the section's list page. A
+    # delivery's page belongs to the webhooks (there is no list of every delivery).
+    section = _safe_next(field(form, "next")).strip("/").split("/")[0]
+    back = "/" + section if section in _LIST_PAGES else "/webhooks"
     response = RedirectResponse(back, status_code=303, headers=NO_STORE)
     if target is not None:
         set_session_cookie(page.request, response, page.codec, page.session.switched(target.id))
