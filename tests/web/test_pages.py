@@ -52,6 +52,28 @@ async def test_sftp_user_actions_go_through_the_accounts_service(dashboard: Dash
         assert await accounts.list_users(org) == []
 
 
+async def test_a_taken_username_is_explained_in_the_form_that_keeps_its_input(
+    dashboard: Dashboard,
+) -> None:
+    """Add user with a name already taken gave a bare "Already exists" page: the dialog and
+    what was typed in it were gone."""
+    accounts, org = dashboard.app.accounts, dashboard.organization.id
+    await accounts.add_user(org, "acme", password="first password")
+    async with httpx.AsyncClient(base_url=dashboard.base) as client:
+        token = await login(client)
+        resp = await client.post(
+            "/users",
+            data={"csrf_token": token, "username": "acme", "password": "second password",
+                  "home": "partners/acme-2", "permissions": ["read"]},
+        )  # fmt: skip
+        assert resp.status_code == 409
+        error = resp.text.split('id="username-error">')[1].split("</p>")[0]
+        assert "already exists" in error
+        assert 'value="partners/acme-2"' in resp.text
+        assert 'data-open-on-load="add-user"' in resp.text
+    assert (await accounts.get_user(org, "acme")).home == "/"
+
+
 async def test_an_empty_new_password_is_refused_not_taken_as_no_password(
     dashboard: Dashboard,
 ) -> None:

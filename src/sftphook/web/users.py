@@ -10,7 +10,7 @@ from fastapi import APIRouter
 from fastapi.responses import Response
 
 from sftphook.accounts import validation
-from sftphook.errors import InvalidInput
+from sftphook.errors import AlreadyExists, InvalidInput
 from sftphook.sftp import hostkeys
 from sftphook.web.pages import CurrentPage, Page, PostedPage, field
 
@@ -102,12 +102,14 @@ async def add_user(posted: PostedPage) -> Response:
             permissions=permissions,
             actor=page.actor,
         )
-    except InvalidInput as exc:
+    except (InvalidInput, AlreadyExists) as exc:
+        # A taken name is the username field's error too (usernames are SFTP logins, unique).
+        name = exc.field if isinstance(exc, InvalidInput) and exc.field else "username"
         return await _render(
             page,
-            errors={exc.field or "username": exc.message},
+            errors={name: exc.message},
             values=values,
-            status_code=422,
+            status_code=exc.http_status,
             open_dialog="add-user",
         )
     return await page.redirect("/users", notice=f"User {username} added.")
