@@ -147,6 +147,27 @@ async def test_rotation_with_a_grace_period_shows_until_when(
     assert len(ping.headers["webhook-signature"].split()) == 2  # both secrets sign
 
 
+async def test_an_odd_grace_period_is_refused_and_rotates_nothing(
+    dashboard: Dashboard, receiver: Receiver
+) -> None:
+    """A superscript two passed isdigit() and float() failed on it: a 500. Other odd values
+    rotated with no grace period at all, cutting off receivers that still had the old secret."""
+    app, org = dashboard.app, dashboard.organization.id
+    hook, _ = await app.webhooks.create(
+        org, nickname="Ledger", url=receiver.url, topics=["file.created"]
+    )
+    async with httpx.AsyncClient(base_url=dashboard.base) as client:
+        token = await login(client)
+        for grace in ("²", "1 hour", "-5"):
+            resp = await client.post(
+                f"/webhooks/{hook.id}/rotate", data={"csrf_token": token, "grace_seconds": grace}
+            )
+            assert resp.status_code == 422, (grace, resp.text)
+            assert "grace" in resp.text
+    rotations, _ = await app.audit.list(org, actions=["webhook.secret_rotated"])
+    assert rotations == []
+
+
 async def test_an_http_only_node_shows_the_sftp_nodes_host_key_fingerprints(
     dashboard: Dashboard, tmp_path
 ) -> None:

@@ -247,12 +247,13 @@ async def ping(webhook_id: str, posted: PostedPage) -> Response:
 @router.post("/webhooks/{webhook_id}/rotate")
 async def rotate(webhook_id: str, posted: PostedPage) -> Response:
     page, form = posted
-    grace = field(form, "grace_seconds")
+    grace = field(form, "grace_seconds") or "0"
+    # ASCII digits only: isdigit() alone takes "²", which float() refuses. Anything else is
+    # refused rather than read as "no grace period".
+    if not (grace.isascii() and grace.isdigit()):
+        raise InvalidInput("grace_seconds must be a whole number of seconds", field="grace_seconds")
     view, secret = await page.app.webhooks.rotate_secret(
-        page.org_id,
-        webhook_id,
-        grace_seconds=float(grace) if grace.isdigit() else 0,
-        actor=page.actor,
+        page.org_id, webhook_id, grace_seconds=float(grace), actor=page.actor
     )
     return await page.redirect(
         "/webhooks",
