@@ -49,6 +49,8 @@ class Receiver:
         self.requests: list[Received] = []
         # The status every request is answered with (tests of failed deliveries change it).
         self.status = 200
+        # The body every request is answered with, when set (else a small JSON object).
+        self.body: bytes | None = None
         self._arrived = asyncio.Condition()
         self._runner: web.AppRunner | None = None
         self.port = 0
@@ -62,6 +64,8 @@ class Receiver:
         async with self._arrived:
             self.requests.append(received)
             self._arrived.notify_all()
+        if self.body is not None:
+            return web.Response(body=self.body, status=self.status)
         return web.json_response({"received": self.status < 300}, status=self.status)
 
     async def start(self) -> None:

@@ -127,6 +127,31 @@ async def test_failed_deliveries_are_filtered_and_sent_again(
         assert receiver.requests[1].body != b""
 
 
+async def test_a_deeply_nested_response_body_is_shown_not_a_server_error(
+    dashboard: Dashboard, receiver: Receiver
+) -> None:
+    """Pretty-printing a receiver's body of a few thousand nested arrays raised RecursionError:
+    the delivery's page answered 500 for as long as the attempt was kept."""
+    app, org = dashboard.app, dashboard.organization.id
+    hook, _ = await app.webhooks.create(
+        org, nickname="Ledger", url=receiver.url, topics=["file.created"]
+    )
+    receiver.body = b"[" * 3000 + b"]" * 3000
+    ping = await app.webhooks.ping(org, hook.id)
+    await receiver.wait_for(1)
+    async with httpx.AsyncClient(base_url=dashboard.base) as client:
+        await login(client)
+        for _ in range(100):
+            _view, attempts = await app.webhooks.get_delivery(org, ping.id)
+            if attempts:
+                break
+            await asyncio.sleep(0.05)
+        for path in (f"/deliveries/{ping.id}", f"/deliveries/{ping.id}?part=attempts"):
+            page = await client.get(path)
+            assert page.status_code == 200, path
+            assert "[" * 3000 + "]" * 3000 in page.text
+
+
 async def test_rotation_with_a_grace_period_shows_until_when(
     dashboard: Dashboard, receiver: Receiver
 ) -> None:

@@ -88,7 +88,8 @@ def _pretty_json(raw: bytes | str | None) -> str:
     text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
     try:
         return json.dumps(json.loads(text), indent=2, ensure_ascii=False)
-    except ValueError:
+    except (ValueError, RecursionError):
+        # Not JSON, or nested deeper than Python recurses (a receiver's body can be anything).
         return text
 
 
