@@ -87,6 +87,18 @@ async def test_notice_address_form_needs_a_valid_csrf_token(dashboard: Dashboard
     assert org.notice_email is None
 
 
+async def test_a_refused_notice_address_stays_in_its_field(dashboard: Dashboard) -> None:
+    """The refused form showed the stored address (here none) instead of what was typed."""
+    async with httpx.AsyncClient(base_url=dashboard.base) as client:
+        csrf = await login(client)
+        refused = await client.post(
+            "/audit/notice-email", data={"csrf_token": csrf, "notice_email": "ops@@example"}
+        )
+        assert refused.status_code == 422
+        assert re.search(r'name="notice_email"[^>]*value="ops@@example"', refused.text)
+        assert 'id="notice-email-error"' in refused.text
+
+
 async def test_out_of_range_dates_and_links_are_no_server_error(dashboard: Dashboard) -> None:
     """The last day ISO 8601 can say, and `before` links with times no integer column holds,
     were 500s."""

@@ -52,8 +52,13 @@ def _day(value: str, *, field_name: str, end: bool = False) -> int | None:
 
 
 async def _render(
-    page: Page, *, errors: dict[str, str] | None = None, status: int = 200
+    page: Page,
+    *,
+    errors: dict[str, str] | None = None,
+    status: int = 200,
+    notice_email: str | None = None,
 ) -> Response:
+    """`notice_email` is what a refused form sent: shown again in place of the stored one."""
     params = page.request.query_params
     action = params.get("action", "")
     action = action if action in _KNOWN else ""
@@ -83,7 +88,9 @@ async def _render(
             "older": older,
             "filtered": bool(action or target or since or until),
             "errors": errors or {},
-            "notice_email": page.organization.notice_email or "",
+            "notice_email": (
+                notice_email if notice_email is not None else page.organization.notice_email or ""
+            ),
         },
         status_code=status,
     )
@@ -101,7 +108,9 @@ async def set_notice_email(posted: PostedPage) -> Response:
     try:
         org = await page.app.accounts.set_notice_email(page.org_id, address, actor=page.actor)
     except InvalidInput as exc:
-        return await _render(page, errors={"notice_email": exc.message}, status=422)
+        return await _render(
+            page, errors={"notice_email": exc.message}, status=422, notice_email=address
+        )
     notice = (
         f"Owner notices go to {org.notice_email}."
         if org.notice_email
