@@ -118,6 +118,21 @@ async def test_logout_ends_the_session_even_for_a_copied_cookie(dashboard: Dashb
         assert (await other.get("/webhooks")).status_code == 303
 
 
+async def test_log_out_in_a_second_tab_after_the_first_lands_on_the_login_page(
+    dashboard: Dashboard,
+) -> None:
+    """Log out ends every session, so the other tab's Log out button found none and answered
+    a bare "log in again" (401) instead of the login page."""
+    async with httpx.AsyncClient(base_url=dashboard.base) as client:
+        token = await login(client)
+        other_tab = client.cookies.get(COOKIE_NAME)
+        assert (await client.post("/logout", data={"csrf_token": token})).status_code == 303
+    async with httpx.AsyncClient(base_url=dashboard.base, cookies={COOKIE_NAME: other_tab}) as tab:
+        resp = await tab.post("/logout", data={"csrf_token": token})
+        assert resp.status_code == 303 and resp.headers["location"] == "/login"
+        assert (await tab.get("/webhooks")).status_code == 303
+
+
 async def test_a_new_admin_password_ends_the_sessions_of_the_old_one(
     dashboard: Dashboard,
 ) -> None:

@@ -10,9 +10,11 @@ from fastapi.responses import RedirectResponse, Response
 from sftphook.store.models import now_ms
 from sftphook.web.pages import (
     NO_STORE,
+    LoginRequired,
     PostedPage,
     field,
     get_state,
+    posted_page,
     read_session,
     set_session_cookie,
 )
@@ -138,9 +140,15 @@ async def login(request: Request) -> Response:
 
 
 @router.post("/logout")
-async def logout(posted: PostedPage) -> Response:
-    page, _ = posted
-    await end_sessions(page.app.db, page.admin.id, now_ms())
+async def logout(request: Request) -> Response:
+    try:
+        page, _ = await posted_page(request)
+    except LoginRequired:
+        # Already ended (Log out in another tab, a new password, expiry): nothing left to end,
+        # and the login page is where the button promised to go.
+        page = None
+    if page is not None:
+        await end_sessions(page.app.db, page.admin.id, now_ms())
     response = RedirectResponse("/login", status_code=303, headers=NO_STORE)
     response.delete_cookie(COOKIE_NAME, path="/")
     return response

@@ -221,7 +221,9 @@ async def _page(request: Request) -> Page:
     return Page(request, state, codec, session, admin, current, organizations)
 
 
-async def _posted_page(request: Request) -> tuple[Page, FormData]:
+async def posted_page(request: Request) -> tuple[Page, FormData]:
+    """The page of a form post: raises LoginRequired without a session, FormRefused without
+    its CSRF token."""
     page = await _page(request)
     form = await request.form()
     token = form.get("csrf_token")
@@ -231,7 +233,7 @@ async def _posted_page(request: Request) -> tuple[Page, FormData]:
 
 
 CurrentPage = Annotated[Page, Depends(_page)]
-PostedPage = Annotated[tuple[Page, FormData], Depends(_posted_page)]
+PostedPage = Annotated[tuple[Page, FormData], Depends(posted_page)]
 
 
 def field(form: FormData, name: str) -> str:
