@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 import httpx
 import pytest
 
 from sftphook.accounts.admins import AdminService
+from sftphook.config import Settings
 from sftphook.web.sessions import COOKIE_NAME
-from tests.web.conftest import CSRF, PASSWORD, Dashboard, Receiver, csrf_of, login
+from tests.web.conftest import CSRF, PASSWORD, Dashboard, Receiver, _dashboard, csrf_of, login
 
 PAGES = ["/webhooks", "/users", "/events"]
 
@@ -324,3 +327,37 @@ async def test_csrf_token_of_the_login_page_is_worthless_after_login(dashboard: 
             "/users", data={"csrf_token": before, "username": "bob", "password": "p" * 12}
         )
         assert resp.status_code == 403
+
+
+@pytest.fixture
+async def pg_dashboard(settings: Settings, postgres_url: str) -> AsyncIterator[Dashboard]:
+    """The dashboard on PostgreSQL, which cannot store a NUL character in text."""
+    settings.database_url = postgres_url
+    async for value in _dashboard(settings, frozenset({"http"})):
+        yield value
+
+
+async def test_a_nul_character_in_a_form_or_filter_is_refused_not_a_server_error(
+    pg_dashboard: Dashboard, receiver: Receiver
+) -> None:
+    """On PostgreSQL each of these was a 500; the login form one even before logging in."""
+    app, org = pg_dashboard.app, pg_dashboard.organization.id
+    async with httpx.AsyncClient(base_url=pg_dashboard.base) as client:
+        token = CSRF.search((await client.get("/login")).text).group(1)  # type: ignore[union-attr]
+        resp = await client.post(
+            "/login", data={"username": "ad\x00min", "password": PASSWORD, "csrf_token": token}
+        )
+        assert resp.status_code == 401 and "Wrong name or password" in resp.text
+        token = await login(client)
+        for path, params in (("/events", {"path": "inbound\x00"}), ("/audit", {"target": "a\x00"})):
+            resp = await client.get(path, params=params)
+            assert resp.status_code == 422 and "NUL" in resp.text, path
+        form = {"csrf_token": token, "url": receiver.url, "topics": ["file.created"]}
+        resp = await client.post("/webhooks", data={**form, "nickname": "Ledger\x00"})
+        assert resp.status_code == 422 and "NUL" in resp.text
+        resp = await client.post(
+            "/audit/notice-email", data={"csrf_token": token, "notice_email": "a\x00@example.com"}
+        )
+        assert resp.status_code == 422 and "NUL" in resp.text
+    assert await app.webhooks.list_webhooks(org) == []
+    assert (await app.accounts.get_organization(org)).notice_email is None

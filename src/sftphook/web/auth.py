@@ -108,12 +108,14 @@ async def login(request: Request) -> Response:
             status_code=429,
             retry_after=wait,
         )
-    admin = await state.admins.authenticate(username, password) if username else None
+    # No admin name holds a NUL character, and PostgreSQL cannot even be asked about one.
+    lookup = bool(username) and "\x00" not in username
+    admin = await state.admins.authenticate(username, password) if lookup else None
     if admin is None:
         state.throttle.failed(keys)
         # The organizations of a known admin see the failure; an unknown name belongs to none.
         state.app.security.login_failed(
-            await state.admins.organization_ids_of_name(username) if username else [],
+            await state.admins.organization_ids_of_name(username) if lookup else [],
             source="dashboard",
             address=client,
             username=username,

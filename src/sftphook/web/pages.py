@@ -7,6 +7,7 @@ import asyncio
 import dataclasses
 import datetime
 import json
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import urlencode
@@ -19,6 +20,7 @@ from starlette.datastructures import FormData
 
 from sftphook.accounts.admins import AdminService
 from sftphook.audit import Actor
+from sftphook.errors import InvalidInput
 from sftphook.store.models import Admin, Organization, now_ms
 from sftphook.web.flash import OneTimeStore
 from sftphook.web.sessions import (
@@ -218,6 +220,7 @@ async def _page(request: Request) -> Page:
             raise LoginRequired()
         current = organizations[0]
         session = session.switched(current.id)
+    refuse_nul(request.query_params.multi_items())
     return Page(request, state, codec, session, admin, current, organizations)
 
 
@@ -229,11 +232,22 @@ async def posted_page(request: Request) -> tuple[Page, FormData]:
     token = form.get("csrf_token")
     if not page.codec.check_csrf(page.session, token if isinstance(token, str) else None):
         raise FormRefused()
+    refuse_nul(form.multi_items())
     return page, form
 
 
 CurrentPage = Annotated[Page, Depends(_page)]
 PostedPage = Annotated[tuple[Page, FormData], Depends(posted_page)]
+
+
+def refuse_nul(values: Iterable[tuple[str, Any]]) -> None:
+    """A NUL character is refused before any query sees it: PostgreSQL cannot store one in text,
+    so it would be a server error there (and no name, path or address holds one)."""
+    for name, value in values:
+        if isinstance(value, str) and "\x00" in value:
+            raise InvalidInput(
+                f"{name.replace('_', ' ')} contains a NUL character; remove it", field=name
+            )
 
 
 def field(form: FormData, name: str) -> str:
