@@ -135,3 +135,35 @@ async def test_choosing_email_in_the_dialog_asks_for_recipients(
     assert hook.type == "email" and hook.rate_limit == 3
     assert hook.url == "Ops <ops@example.com>, dev@example.com"
     await context.close()
+
+
+@pytest.mark.e2e
+async def test_a_refused_authorization_header_on_an_email_endpoint_is_shown(
+    mail_dashboard: Dashboard, browser: Any
+) -> None:
+    """A header typed before choosing Email is still sent and refused, but its field and error
+    came back hidden with the email type: the dialog reopened with no visible reason."""
+    from playwright.async_api import expect
+
+    context = await browser.new_context(base_url=mail_dashboard.base)
+    page = await context.new_page()
+    page.set_default_timeout(15_000)
+    await page.goto("/login")
+    await page.get_by_label("Name").fill(mail_dashboard.admin)
+    await page.get_by_label("Password").fill(mail_dashboard.password)
+    await page.get_by_role("button", name="Log in").click()
+    await page.get_by_role("button", name="Add webhook").first.click()
+    dialog = page.get_by_role("dialog", name="Add webhook")
+    await dialog.get_by_label("Nickname").fill("Ops mail")
+    await dialog.get_by_label("Authorization header").fill("Bearer abc")
+    await dialog.get_by_label("Endpoint type").select_option("email")
+    await dialog.get_by_label("Recipients").fill("ops@example.com")
+    await dialog.get_by_role("button", name="Add webhook").click()
+    dialog = page.get_by_role("dialog", name="Add webhook")
+    await expect(dialog.locator("#authorization_header-error")).to_be_visible()
+    await dialog.get_by_label("Authorization header").fill("")
+    await dialog.get_by_role("button", name="Add webhook").click()
+    await expect(page.get_by_role("dialog", name="Signing secret")).to_be_visible()
+    (hook,) = await mail_dashboard.app.webhooks.list_webhooks(mail_dashboard.organization.id)
+    assert hook.type == "email" and hook.authorization_header is None
+    await context.close()
