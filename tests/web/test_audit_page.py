@@ -99,6 +99,26 @@ async def test_a_refused_notice_address_stays_in_its_field(dashboard: Dashboard)
         assert 'id="notice-email-error"' in refused.text
 
 
+async def test_dates_in_the_wrong_order_are_explained_in_the_filter_that_keeps_them(
+    dashboard: Dashboard,
+) -> None:
+    """From after To (easy to pick in the date fields) gave the bare error page "since must be
+    earlier than until": the filter was gone, and the form has no field called since."""
+    async with httpx.AsyncClient(base_url=dashboard.base) as client:
+        await login(client)
+        params = {"action": "user.*", "since": "2026-02-01", "until": "2026-01-01"}
+        page = await client.get("/audit", params=params)
+        assert page.status_code == 422
+        error = page.text.split('id="dates-error">')[1].split("</p>")[0]
+        assert "From" in error and "To" in error
+        assert re.search(r'name="since" type="date" value="2026-02-01"', page.text)
+        assert re.search(r'name="until" type="date" value="2026-01-01"', page.text)
+        assert '<option value="user.*" selected>' in page.text
+        # The same day in both is one whole day, not an error.
+        same = await client.get("/audit", params={"since": "2026-01-01", "until": "2026-01-01"})
+        assert same.status_code == 200
+
+
 async def test_out_of_range_dates_and_links_are_no_server_error(dashboard: Dashboard) -> None:
     """The last day ISO 8601 can say, and `before` links with times no integer column holds,
     were 500s."""

@@ -9,6 +9,7 @@ from fastapi import APIRouter
 from fastapi.responses import Response
 
 from sftphook.errors import InvalidInput
+from sftphook.store.models import AuditEntry
 from sftphook.web.pages import CurrentPage, Page, PostedPage, field
 
 router = APIRouter(include_in_schema=False)
@@ -66,15 +67,28 @@ async def _render(
     since = params.get("since", "").strip()
     until = params.get("until", "").strip()
     before = params.get("before", "") or None
-    rows, older = await page.app.audit.list(
-        page.org_id,
-        actions=[action] if action else [],
-        target_id=target or None,
-        since=_day(since, field_name="from"),
-        until=_day(until, field_name="to", end=True),
-        cursor=before,
-        limit=PAGE_SIZE,
-    )
+    errors = dict(errors or {})
+    rows: list[AuditEntry] = []
+    older = None
+    # A date the filter cannot use is explained next to the dates, with the filter kept.
+    try:
+        since_ms = _day(since, field_name="From")
+        until_ms = _day(until, field_name="To", end=True)
+        if since_ms is not None and until_ms is not None and since_ms >= until_ms:
+            raise InvalidInput("From must be on or before To")
+    except InvalidInput as exc:
+        errors["dates"] = exc.message
+        status = 422
+    else:
+        rows, older = await page.app.audit.list(
+            page.org_id,
+            actions=[action] if action else [],
+            target_id=target or None,
+            since=since_ms,
+            until=until_ms,
+            cursor=before,
+            limit=PAGE_SIZE,
+        )
     return await page.render(
         "audit.html",
         {
@@ -87,7 +101,7 @@ async def _render(
             "until": until,
             "older": older,
             "filtered": bool(action or target or since or until),
-            "errors": errors or {},
+            "errors": errors,
             "notice_email": (
                 notice_email if notice_email is not None else page.organization.notice_email or ""
             ),
