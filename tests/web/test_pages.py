@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import html
+import re
+from collections.abc import AsyncIterator
+from pathlib import Path
 
 import asyncssh
 import httpx
+import pytest
 
 from sftphook.accounts import passwords
-from tests.web.conftest import Dashboard, Receiver, login
+from sftphook.config import Settings
+from tests.conftest import require_binary
+from tests.web.conftest import Dashboard, Receiver, _dashboard, login
 
 
 async def test_sftp_user_actions_go_through_the_accounts_service(dashboard: Dashboard) -> None:
@@ -210,3 +217,43 @@ async def test_an_http_only_node_shows_the_sftp_nodes_host_key_fingerprints(
     assert not app.settings.host_keys_dir.exists()
     for _algorithm, fingerprint in hostkeys.fingerprints(keys):
         assert fingerprint in page.text
+
+
+@pytest.fixture
+async def ipv6_dashboard(settings: Settings) -> AsyncIterator[Dashboard]:
+    """SFTP on the IPv6 loopback address, the dashboard beside it."""
+    settings.sftp.host = "::1"
+    async for value in _dashboard(settings, frozenset({"http", "sftp"})):
+        yield value
+
+
+@pytest.mark.e2e
+async def test_the_connect_command_works_when_the_host_is_an_ipv6_address(
+    ipv6_dashboard: Dashboard, tmp_path: Path
+) -> None:
+    """The page showed `sftp -P 2222 user@::1`, which OpenSSH's sftp answers with its usage
+    text: an IPv6 address needs brackets there."""
+    sftp = require_binary("sftp")
+    key = asyncssh.generate_private_key("ssh-ed25519")
+    (tmp_path / "id").write_bytes(key.export_private_key())
+    (tmp_path / "id").chmod(0o600)
+    await ipv6_dashboard.app.accounts.add_user(
+        ipv6_dashboard.organization.id, "acme", public_keys=[key.export_public_key().decode()]
+    )
+    async with httpx.AsyncClient(base_url=ipv6_dashboard.base) as client:
+        await login(client)
+        page = await client.get("/users")
+    shown = re.search(r'<pre class="command"><code>(.*?)</code></pre>', page.text)
+    assert shown is not None
+    command = html.unescape(shown.group(1).replace("<var>user</var>", "acme")).split()
+    assert command[0] == "sftp"
+    (tmp_path / "batch").write_text("ls\n")
+    options = ["-i", str(tmp_path / "id"), "-o", "StrictHostKeyChecking=no",
+               "-o", "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes",
+               "-o", "IdentitiesOnly=yes", "-b", str(tmp_path / "batch")]  # fmt: skip
+    proc = await asyncio.create_subprocess_exec(
+        sftp, *options, *command[1:],
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 0, (command, (out + err).decode())

@@ -39,11 +39,14 @@ async def connection(page: Page) -> dict[str, Any]:
     settings = page.app.settings
     front = getattr(page.app, "sftp", None)
     port = getattr(front, "port", None) or settings.sftp.port
-    host: str | None = settings.sftp.host
+    host = settings.sftp.host
     if host in ("0.0.0.0", "::", ""):
         public = settings.http.public_url
-        host = urlsplit(public).hostname if public else None
-        host = host or page.request.url.hostname or "localhost"
+        named = urlsplit(public).hostname if public else None
+        host = named or page.request.url.hostname or "localhost"
+    if ":" in host and not host.startswith("["):
+        # An IPv6 address: sftp reads `user@host:path`, so it needs the brackets.
+        host = f"[{host}]"
     fingerprints = await host_key_fingerprints(page.app)
     return {"host": host, "port": port, "fingerprints": fingerprints}
 
