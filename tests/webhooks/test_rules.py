@@ -133,6 +133,30 @@ def test_bad_rules_are_refused_on_save(rule):
         filters.parse_rules([rule])
 
 
+@pytest.mark.timeout(20)
+def test_a_pattern_that_backtracks_matches_a_long_path_at_once():
+    # `^(a+)+$` backtracks exponentially in Python's `re`: a path of 40 `a` and one `!` took
+    # hours. The filter runs inside every event's commit, so it must not.
+    rules = filters.parse_rules([{"field": "Path", "operator": "matches", "value": r"^(a+)+$"}])
+    for path in ("a" * 40 + "!", "a" * 4000 + "!"):
+        assert not filters.matches(rules, file_event("org-1", path=path))
+    assert filters.matches(rules, file_event("org-1", path="a" * 4000))
+
+
+@pytest.mark.parametrize("pattern", [r"(a)\1", r"inbound/(?=2026)", r"(?<!tmp/)x"])
+def test_backreferences_and_lookaround_are_refused_on_save(pattern):
+    with pytest.raises(InvalidInput, match="backreferences and lookaround are not supported"):
+        filters.parse_rules([{"field": "Path", "operator": "matches", "value": pattern}])
+
+
+def test_an_unsupported_saved_pattern_matches_nothing_and_says_why(caplog):
+    # Saved before patterns were checked as they are now: the event's commit goes on.
+    rules = filters.stored_rules([{"field": "Path", "operator": "matches", "value": r"(x)\1"}])
+    with caplog.at_level("WARNING", logger="sftphook.webhooks.filters"):
+        assert not filters.matches(rules, file_event("org-1", path="xx"))
+    assert "matches nothing" in caplog.text
+
+
 def test_rule_text_of_the_cli():
     assert filters.parse_rule_text("Path starts_with in box/") == {
         "field": "Path",
