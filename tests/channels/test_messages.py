@@ -11,6 +11,7 @@ from aiohttp import web
 from sftphook.channels import describe_event, describe_ping, slack_body, teams_body
 from sftphook.channels.messages import human_size
 from sftphook.events import EventRecord, Topic
+from tests.support.teams import read_card
 
 UPLOAD = EventRecord(
     organization_id="org",
@@ -78,7 +79,7 @@ class _Receiver:
             body["type"] == "message"
             and attachment["contentType"] == "application/vnd.microsoft.card.adaptive"
             and card["type"] == "AdaptiveCard"
-            and card["body"][0]["type"] == "TextBlock"
+            and card["body"][0]["type"] == "RichTextBlock"
         )
         self.bodies.append(body)
         return web.Response(text="1" if ok else "bad card", status=200 if ok else 400)
@@ -128,9 +129,20 @@ async def test_teams_card_is_accepted_and_carries_the_facts(receiver):
     recv, base = receiver
     assert await _post(f"{base}/teams", teams_body(describe_event(UPLOAD))) == 200
     card = recv.bodies[0]["attachments"][0]["content"]
-    assert card["body"][0]["text"] == "partner-acme uploaded inbound/invoice 2026.csv (349 KB)"
-    facts = {f["title"]: f["value"] for f in card["body"][1]["facts"]}
+    headline, facts = read_card(card)
+    assert headline == "partner-acme uploaded inbound/invoice 2026.csv (349 KB)"
     assert facts["Actor"] == "partner-acme (User)"
+    assert facts["Path"] == "inbound/invoice 2026.csv"
+
+
+def test_teams_card_shows_a_file_name_as_written_never_as_markdown():
+    # Teams reads a TextBlock's and a fact set's text as Markdown: this name would be a link.
+    name = "inbound/[invoice](https://pay.example.com) **urgent** _x_.pdf"
+    odd = EventRecord(organization_id="o", topic=Topic.FILE_DELETED, actor_id="u", path=name)
+    card = json.loads(teams_body(describe_event(odd)))["attachments"][0]["content"]
+    headline, facts = read_card(card)
+    assert headline == f"u deleted {name}"
+    assert facts["Path"] == name
 
 
 async def test_ping_notices_reach_both(receiver):

@@ -17,6 +17,7 @@ from aiosmtpd.smtp import AuthResult, LoginPassword
 from sftphook.config import Settings, SMTPSettings
 from sftphook.errors import InvalidInput, UnsafeDestination
 from tests.conftest import serving
+from tests.support.teams import read_card
 from tests.webhooks.conftest import Receiver, file_event, org_id, wait_until
 
 WORKER = frozenset({"worker"})
@@ -147,10 +148,8 @@ async def test_teams_receives_an_adaptive_card(settings, receiver: Receiver):
         assert attachment["contentType"] == "application/vnd.microsoft.card.adaptive"
         card = attachment["content"]
         assert card["type"] == "AdaptiveCard" and card["version"] == "1.4"
-        text, factset = card["body"]
-        assert text["type"] == "TextBlock"
-        assert text["text"] == "partner-acme deleted inbound/invoice 2026+1.csv"
-        facts = {f["title"]: f["value"] for f in factset["facts"]}
+        headline, facts = read_card(card)
+        assert headline == "partner-acme deleted inbound/invoice 2026+1.csv"
         assert facts["Topic"] == "file.deleted" and facts["Actor"] == "partner-acme (User)"
         assert "Size" not in facts
         view, _ = await _delivery(app, org, hook.id)
@@ -271,7 +270,7 @@ async def test_pings_reach_every_endpoint_type(mail_settings, mail: MailServer, 
         assert got["webhook"].json()["Data"]["Alias"] == "ping webhook"
         slack = got["slack"].json()
         assert "ping slack" in slack["text"] and "Test notification" in slack["text"]
-        teams = got["teams"].json()["attachments"][0]["content"]["body"][0]["text"]
+        teams, _ = read_card(got["teams"].json()["attachments"][0]["content"])
         assert "ping teams" in teams
         for kind, hook in hooks.items():
             view, _ = await _delivery(app, org, hook.id)
