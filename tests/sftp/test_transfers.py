@@ -175,6 +175,26 @@ async def test_out_of_order_writes_are_hashed_at_close(server: Server) -> None:
     assert event.sha256 == hashlib.sha256(b"A" * 1000 + b"B" * 1000).hexdigest()
 
 
+@pytest.mark.parametrize("size", [1000, 2 * 1024 * 1024])
+async def test_upload_shrunk_then_written_past_the_cut_is_hashed_at_close(
+    server: Server, size: int
+) -> None:
+    # The bytes cut off by the resize were hashed already; the file now has zeros there.
+    async with (
+        await server.connect() as conn,
+        conn.start_sftp_client() as sftp,
+        sftp.open("cut.bin", "wb") as fh,
+    ):
+        await fh.write(b"A" * size, 0)
+        await fh.truncate(size // 2)
+        await fh.write(b"B" * 10, size)
+    data = (server.root / "cut.bin").read_bytes()
+    assert data == b"A" * (size // 2) + bytes(size - size // 2) + b"B" * 10
+    (event,) = await server.events()
+    assert event.size == len(data)
+    assert event.sha256 == hashlib.sha256(data).hexdigest()
+
+
 async def test_failed_rename_and_remove_record_nothing(server: Server) -> None:
     async with await server.connect() as conn, conn.start_sftp_client() as sftp:
         with pytest.raises(asyncssh.SFTPNoSuchFile):

@@ -215,6 +215,10 @@ class Upload:
         await self.drain()
         await self._call(self.handle.truncate, size)
         self._size = size
+        if self._hash_at is not None and size < self._hash_at:
+            # Bytes already hashed are cut off: a write where the hash stopped would extend it
+            # past zeros the hash never saw. The hash is taken again at close.
+            self._hash_at = None
 
     async def fsync(self) -> None:
         await self.drain()
