@@ -81,6 +81,59 @@ async def test_client_temporary_name_renamed_gives_one_created(server: Server) -
     assert uploads_in_progress(server) == []
 
 
+async def created_matches_file(server: Server, name: str) -> None:
+    data = (server.root / name).read_bytes()
+    events = await server.events()
+    assert topics(events)[-1] == ("file.created", name)
+    assert events[-1].size == len(data)
+    assert events[-1].sha256 == hashlib.sha256(data).hexdigest()
+
+
+async def test_temporary_name_replaced_by_a_rename_then_renamed_reports_its_content(
+    server: Server,
+) -> None:
+    async with await server.connect() as conn, conn.start_sftp_client() as sftp:
+        async with sftp.open("x.filepart", "wb") as fh:
+            await fh.write(b"first upload")
+        async with sftp.open("y", "wb") as fh:
+            await fh.write(b"other upload")  # the same size
+        await sftp.posix_rename("y", "x.filepart")
+        await sftp.rename("x.filepart", "x")
+    await created_matches_file(server, "x")
+
+
+async def test_temporary_name_truncated_then_renamed_reports_its_content(server: Server) -> None:
+    async with await server.connect() as conn, conn.start_sftp_client() as sftp:
+        async with sftp.open("x.filepart", "wb") as fh:
+            await fh.write(b"0123456789")
+        await sftp.truncate("x.filepart", 4)
+        await sftp.rename("x.filepart", "x")
+    await created_matches_file(server, "x")
+
+
+async def test_temporary_name_written_by_a_dropped_session_reports_its_content(
+    server: Server,
+) -> None:
+    # Opened without truncating, a file is written in place: what the dropped session wrote
+    # stays in it.
+    async with (
+        await server.connect() as conn,
+        conn.start_sftp_client() as sftp,
+        sftp.open("x.filepart", "wb") as fh,
+    ):
+        await fh.write(b"first upload")
+    conn = await server.connect()
+    sftp = await conn.start_sftp_client()
+    fh = await sftp.open("x.filepart", "r+b")
+    await fh.write(b"FIRST", 0)
+    conn.abort()
+    await wait_for(lambda: not server.app.sftp.sessions)
+    async with await server.connect() as conn, conn.start_sftp_client() as sftp:
+        await sftp.rename("x.filepart", "x")
+    assert (server.root / "x").read_bytes() == b"FIRST upload"
+    await created_matches_file(server, "x")
+
+
 @pytest.mark.parametrize(
     "name", ["with space.txt", "plus+sign.txt", "per%20cent.txt", "ünïcødé-日本.txt"]
 )

@@ -343,6 +343,10 @@ class SFTPSession(asyncssh.SFTPServer):
                 size=attrs.size,
                 follow=follow,
             )
+            if attrs.size is not None:
+                # Resized: no longer what an upload under a temporary name left there.
+                parts = await self._io(self._storage.org_parts, text)
+                self._front.take_upload(self._user.organization_id, parts)
 
     async def setstat(self, path: bytes, attrs: asyncssh.SFTPAttrs) -> None:
         await self._setstat(path, attrs, follow=True)
@@ -444,6 +448,9 @@ class SFTPSession(asyncssh.SFTPServer):
         if info.is_file and self._is_temp(before) and not self._is_temp(after):
             # A client-side temporary name becoming the real one: the upload is complete now.
             size, sha = self._front.take_upload(org, before) or (info.size, None)
+            if size != info.size:
+                # Not the file that upload left (changed since, outside this server's view).
+                size, sha = info.size, None
             if sha is None:
                 with _mapped(new):
                     handle = await self._io(self._storage.open_read, new)
@@ -452,6 +459,8 @@ class SFTPSession(asyncssh.SFTPServer):
             await self._record(Topic.FILE_CREATED, after, size=size, sha256=sha)
             return
         pending = self._front.take_upload(org, before)
+        # Whatever the new name held was replaced: an upload remembered for it is gone.
+        self._front.take_upload(org, after)
         if pending is not None:
             self._front.remember_upload(org, after, pending)
         await self._record(
@@ -498,6 +507,10 @@ class SFTPSession(asyncssh.SFTPServer):
                     read=reading,
                 )
                 offset = 0 if handle.atomic else handle.info().size
+                if not handle.atomic:
+                    # Written in place from now on: what an upload under a temporary name
+                    # left there is not known any more (its close remembers it again).
+                    self._front.take_upload(self._user.organization_id, handle.org_parts)
                 transfer = Upload(
                     handle,
                     self._front.offload,
