@@ -248,6 +248,34 @@ async def test_upload_shrunk_then_written_past_the_cut_is_hashed_at_close(
     assert event.sha256 == hashlib.sha256(data).hexdigest()
 
 
+async def test_exclusive_create_never_replaces_a_file_that_appeared_meanwhile(
+    server: Server,
+) -> None:
+    # An exclusive upload is invisible until its close: two can be open for one name at once,
+    # or a plain upload can land first. The first to close wins; an exclusive one closing
+    # after it is refused instead of replacing the file (SFTP v3 has no "already exists"
+    # status: a failure naming why).
+    async with await server.connect() as conn, conn.start_sftp_client() as sftp:
+        first = await sftp.open("once.txt", "xb")
+        await first.write(b"first")
+        async with sftp.open("once.txt", "xb") as second:
+            await second.write(b"second")
+        with pytest.raises(asyncssh.SFTPFailure, match="name was taken"):
+            await first.close()
+        exclusive = await sftp.open("other.txt", "xb")
+        await exclusive.write(b"exclusive")
+        async with sftp.open("other.txt", "wb") as plain:
+            await plain.write(b"plain")
+        with pytest.raises(asyncssh.SFTPFailure, match="name was taken"):
+            await exclusive.close()
+    assert (server.root / "once.txt").read_bytes() == b"second"
+    assert (server.root / "other.txt").read_bytes() == b"plain"
+    events = await server.events()
+    assert topics(events) == [("file.created", "once.txt"), ("file.created", "other.txt")]
+    assert events[0].sha256 == hashlib.sha256(b"second").hexdigest()
+    assert uploads_in_progress(server) == []
+
+
 async def test_failed_rename_and_remove_record_nothing(server: Server) -> None:
     async with await server.connect() as conn, conn.start_sftp_client() as sftp:
         with pytest.raises(asyncssh.SFTPNoSuchFile):

@@ -304,9 +304,11 @@ class LocalStorage:
                     temp_name,
                     spares=self._spares,
                     replaces=existing is not None,
+                    exclusive=exclusive,
                 )
             flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW
             flags |= os.O_CLOEXEC | (os.O_APPEND if append else 0)
+            flags |= os.O_EXCL if exclusive else 0
             if truncate:
                 flags |= os.O_TRUNC
             fd = os.open(t.name, flags, 0o644, dir_fd=t.dir_fd)
@@ -507,8 +509,11 @@ class LocalWriteHandle:
         *,
         spares: SpareFiles | None = None,
         replaces: bool = False,
+        exclusive: bool = False,
     ) -> None:
         self.fd = fd
+        # Opened to create the file (SSH_FXF_EXCL): its commit must not replace one.
+        self._exclusive = exclusive
         # Whether the name held a file when this upload began (whose cache `streamed` frees).
         self._replaces = replaces
         self._streaming = False
@@ -564,18 +569,42 @@ class LocalWriteHandle:
         try:
             info = self.info()
             if self._temp_name is not None and self._uploads_fd is not None:
-                # A file this upload replaces is freed after the reply, not in the rename.
-                with freed_after(self._spares, self._name, self._dir_fd):
-                    os.rename(
-                        self._temp_name,
-                        self._name,
-                        src_dir_fd=self._uploads_fd,
-                        dst_dir_fd=self._dir_fd,
-                    )
+                if self._exclusive:
+                    self._link_into_place()
+                else:
+                    # A file this upload replaces is freed after the reply, not in the rename.
+                    with freed_after(self._spares, self._name, self._dir_fd):
+                        os.rename(
+                            self._temp_name,
+                            self._name,
+                            src_dir_fd=self._uploads_fd,
+                            dst_dir_fd=self._dir_fd,
+                        )
                 self._temp_name = None
             return info
         finally:
             self.abort()
+
+    def _link_into_place(self) -> None:
+        """Put an exclusive upload in place only if its name is still free.
+
+        The name was free at the open, but the upload stays invisible until now: another
+        upload may have taken the name meanwhile, and a rename would replace that file. A
+        link fails instead (EEXIST), in one step."""
+        assert self._temp_name is not None and self._uploads_fd is not None
+        try:
+            os.link(
+                self._temp_name,
+                self._name,
+                src_dir_fd=self._uploads_fd,
+                dst_dir_fd=self._dir_fd,
+                follow_symlinks=False,
+            )
+        except FileExistsError:
+            raise FileExistsError(
+                errno.EEXIST, "the name was taken while this exclusive upload was open"
+            ) from None
+        os.unlink(self._temp_name, dir_fd=self._uploads_fd)
 
     def abort(self) -> None:
         """Close; an atomic upload that was not committed leaves nothing behind."""
