@@ -517,6 +517,7 @@ class SFTPSession(asyncssh.SFTPServer):
                     offset=offset,
                     max_size=self._front.settings.sftp.max_file_size,
                     append=bool(pflags & asyncssh.FXF_APPEND),
+                    readable=reading,
                 )
             else:
                 reader = await self._io(self._storage.open_read, text)
@@ -530,6 +531,8 @@ class SFTPSession(asyncssh.SFTPServer):
         # OpenSSH's server does. A client asking for gigabytes in one request gets 4 MiB.
         size = min(size, MAX_SFTP_READ_LEN)
         if isinstance(file_obj, Upload):
+            if not file_obj.readable:
+                raise asyncssh.SFTPPermissionDenied("file is open for writing only")
             with _mapped("file"):
                 return await file_obj.pread(offset, size)
         assert isinstance(file_obj, Download)
