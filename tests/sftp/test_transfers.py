@@ -58,6 +58,50 @@ async def test_upload_killed_mid_transfer_leaves_nothing(server: Server, tmp_pat
     assert await server.events() == []
 
 
+async def test_legacy_scp_killed_while_its_ssh_lives_on_leaves_nothing(
+    server: Server, tmp_path: Path
+) -> None:
+    # `scp -O` killed with SIGKILL (a job's timeout, the OOM killer) cannot stop its ssh
+    # child: ssh sends the end of its input, and the server's SCP sees the file end early.
+    scp = require_binary("scp")
+    local = tmp_path / "big.bin"
+    local.write_bytes(b"\x01" * (4 * 1024 * 1024))
+    proc = await asyncio.create_subprocess_exec(
+        scp, "-O", "-l", "2000", *server.ssh_options(), "-P", str(server.port), str(local),
+        f"{server.username}@127.0.0.1:big.bin",
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        files_root = server.app.settings.files_root
+
+        def receiving() -> bool:
+            temps = [files_root / UPLOADS_DIR, files_root / SPARES_DIR]
+            return any(p.stat().st_size > 0 for d in temps for p in d.rglob("*") if p.is_file())
+
+        await wait_for(receiving)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        await proc.wait()
+    await wait_for(lambda: not server.app.sftp.sessions)
+    assert uploads_in_progress(server) == []
+    assert not (server.root / "big.bin").exists()
+    assert await server.events() == []
+
+
+async def test_scp_file_cut_short_by_the_end_of_input_is_not_kept(server: Server) -> None:
+    async with await server.connect() as conn:
+        proc = await conn.create_process("scp -t /", encoding=None)
+        assert await proc.stdout.readexactly(1) == b"\0"
+        proc.stdin.write(b"C0644 1000 part.bin\n")
+        assert await proc.stdout.readexactly(1) == b"\0"
+        proc.stdin.write(b"x" * 100)
+        proc.stdin.write_eof()
+        await proc.wait()
+    assert not (server.root / "part.bin").exists()
+    assert uploads_in_progress(server) == []
+    assert await server.events() == []
+
+
 async def test_client_temporary_name_renamed_gives_one_created(server: Server) -> None:
     data = b"partial upload\n" * 5000
     async with await server.connect() as conn, conn.start_sftp_client() as sftp:

@@ -583,8 +583,10 @@ class SFTPSession(asyncssh.SFTPServer):
 
     async def _finish_upload(self, upload: Upload) -> None:
         parts = upload.handle.org_parts
-        if self.protocol == "SCP" and self._chan.is_closing():
-            # SCP closes its file even when the connection dropped mid-transfer.
+        if self.protocol == "SCP" and (self._chan.is_closing() or self._scp_input_ended()):
+            # SCP closes its file even when the transfer was cut short: the connection
+            # dropped, or the client's input ended mid-file (an `scp` killed while its `ssh`
+            # lived on sends the end of its input).
             await upload.abort()
             raise asyncssh.SFTPConnectionLost("connection lost")
         if upload.failure is not None:
@@ -609,6 +611,15 @@ class SFTPSession(asyncssh.SFTPServer):
             self._front.remember_upload(org, parts, (info.size, sha))
             return
         await self._record(Topic.FILE_CREATED, parts, size=info.size, sha256=sha)
+
+    def _scp_input_ended(self) -> bool:
+        """Whether the SCP client's input has ended and was all read. SCP closes the file it
+        receives once it has read the size its `C` line announced, or when a read finds the
+        end of input: only then is nothing left (the client's OK after the data is not read
+        yet when the file closes)."""
+        stream = getattr(self._chan, "_session", None)
+        at_eof = getattr(stream, "at_eof", None)
+        return bool(at_eof is not None and at_eof(None))
 
     async def _setstat_parts(self, parts: tuple[str, ...], attrs: asyncssh.SFTPAttrs) -> None:
         client = self._storage.client_path(parts)
