@@ -178,6 +178,26 @@ async def test_temporary_name_written_by_a_dropped_session_reports_its_content(
     await created_matches_file(server, "x")
 
 
+async def test_rename_to_its_own_name_changes_nothing(server: Server) -> None:
+    async with await server.connect() as conn, conn.start_sftp_client() as sftp:
+        async with sftp.open("x", "wb") as fh:
+            await fh.write(b"kept")
+        await sftp.mkdir("d")
+        async with sftp.open("y.filepart", "wb") as fh:
+            await fh.write(b"upload")
+        await sftp.posix_rename("x", "x")
+        await sftp.posix_rename("d", "./d")
+        await sftp.posix_rename("y.filepart", "y.filepart")
+        await sftp.rename("y.filepart", "y")
+    assert (server.root / "x").read_bytes() == b"kept"
+    assert topics(await server.events()) == [
+        ("file.created", "x"),
+        ("file.created", "d/"),
+        ("file.created", "y"),
+    ]
+    await created_matches_file(server, "y")
+
+
 @pytest.mark.parametrize(
     "name", ["with space.txt", "plus+sign.txt", "per%20cent.txt", "ünïcødé-日本.txt"]
 )

@@ -528,6 +528,11 @@ class S3Storage:
         dst_exists = self._head(dst) is not None or self._dir_exists(dst)
         if dst_exists and not replace:
             raise FileExistsError(17, "the new name already exists")
+        if src == dst:
+            # Renamed to itself: nothing changes (a copy onto itself and the delete after it
+            # would lose the file).
+            info = self._dir_info(src) if src_head is None else self._file_info(src, src_head)
+            return src, dst, info
         self._require_parent(dst)
         if src_head is not None:
             self._copy(self._key(src), self._key(dst), int(src_head["ContentLength"]))
