@@ -133,6 +133,19 @@ async def created_matches_file(server: Server, name: str) -> None:
     assert events[-1].sha256 == hashlib.sha256(data).hexdigest()
 
 
+async def test_rename_between_temporary_names_records_nothing(server: Server) -> None:
+    data = b"partial upload\n" * 5000
+    async with await server.connect() as conn, conn.start_sftp_client() as sftp:
+        async with sftp.open("x.filepart", "wb") as fh:
+            await fh.write(data)
+        await sftp.rename("x.filepart", "y.part")
+        await sftp.posix_rename("y.part", "z.tmp")
+        await sftp.rename("z.tmp", "z")
+    events = await server.events()
+    assert topics(events) == [("file.created", "z")]
+    await created_matches_file(server, "z")
+
+
 async def test_temporary_name_replaced_by_a_rename_then_renamed_reports_its_content(
     server: Server,
 ) -> None:

@@ -466,6 +466,10 @@ class SFTPSession(asyncssh.SFTPServer):
         self._front.take_upload(org, after)
         if pending is not None:
             self._front.remember_upload(org, after, pending)
+        if info.is_file and self._is_temp(before) and self._is_temp(after):
+            # From one client-side temporary name to another: receivers are told of the file
+            # when it gets its final name, with the upload remembered (above) for the new one.
+            return
         await self._record(
             Topic.FILE_RENAMED,
             after,
