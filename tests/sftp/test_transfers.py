@@ -211,6 +211,20 @@ async def test_rename_to_its_own_name_changes_nothing(server: Server) -> None:
     await created_matches_file(server, "y")
 
 
+async def test_renamed_link_has_no_size(server: Server) -> None:
+    async with await server.connect() as conn, conn.start_sftp_client() as sftp:
+        async with sftp.open("a-target-with-a-long-name.txt", "wb") as fh:
+            await fh.write(b"x")
+        await sftp.symlink("a-target-with-a-long-name.txt", "link")
+        await sftp.rename("link", "link2")
+        await sftp.remove("link2")
+    events = await server.events()
+    assert [(e.topic, e.path, e.size) for e in events[1:]] == [
+        ("file.renamed", "link2", None),
+        ("file.deleted", "link2", None),
+    ]
+
+
 @pytest.mark.parametrize(
     "name", ["with space.txt", "plus+sign.txt", "per%20cent.txt", "ünïcødé-日本.txt"]
 )

@@ -474,7 +474,8 @@ class SFTPSession(asyncssh.SFTPServer):
             Topic.FILE_RENAMED,
             after,
             directory=info.is_dir,
-            size=None if info.is_dir else info.size,
+            # A file's size; a directory or a link has none (lstat's is its target's length).
+            size=info.size if info.is_file else None,
             previous=before,
         )
 
