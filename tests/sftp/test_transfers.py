@@ -211,6 +211,33 @@ async def test_rename_to_its_own_name_changes_nothing(server: Server) -> None:
     await created_matches_file(server, "y")
 
 
+async def test_a_hard_link_is_a_created_file(server: Server) -> None:
+    data = b"partial upload\n" * 5000
+    async with await server.connect() as conn, conn.start_sftp_client() as sftp:
+        # A client putting its upload in place with a link, then removing the temporary name.
+        async with sftp.open("x.filepart", "wb") as fh:
+            await fh.write(data)
+        await sftp.link("x.filepart", "x")
+        await sftp.remove("x.filepart")
+        async with sftp.open("a", "wb") as fh:
+            await fh.write(b"another file")
+        await sftp.link("a", "b")
+        # A temporary name stays unseen until it becomes a final one.
+        await sftp.link("a", "c.filepart")
+        await sftp.rename("c.filepart", "c")
+    events = await server.events()
+    assert topics(events) == [
+        ("file.created", "x"),
+        ("file.created", "a"),
+        ("file.created", "b"),
+        ("file.created", "c"),
+    ]
+    for event in events:
+        content = (server.root / event.path).read_bytes()
+        assert (event.size, event.sha256) == (len(content), hashlib.sha256(content).hexdigest())
+    assert (server.root / "x").read_bytes() == data
+
+
 async def test_renamed_link_has_no_size(server: Server) -> None:
     async with await server.connect() as conn, conn.start_sftp_client() as sftp:
         async with sftp.open("a-target-with-a-long-name.txt", "wb") as fh:

@@ -450,16 +450,8 @@ class SFTPSession(asyncssh.SFTPServer):
         org = self._user.organization_id
         if info.is_file and self._is_temp(before) and not self._is_temp(after):
             # A client-side temporary name becoming the real one: the upload is complete now.
-            size, sha = self._front.take_upload(org, before) or (info.size, None)
-            if size != info.size:
-                # Not the file that upload left (changed since, outside this server's view).
-                size, sha = info.size, None
-            if sha is None:
-                with _mapped(new):
-                    handle = await self._io(self._storage.open_read, new)
-                upload_sha = await self._front.hash_file(handle)
-                sha = upload_sha
-            await self._record(Topic.FILE_CREATED, after, size=size, sha256=sha)
+            sha = await self._sha256(new, info.size, self._front.take_upload(org, before))
+            await self._record(Topic.FILE_CREATED, after, size=info.size, sha256=sha)
             return
         pending = self._front.take_upload(org, before)
         # Whatever the new name held was replaced: an upload remembered for it is gone.
@@ -490,7 +482,30 @@ class SFTPSession(asyncssh.SFTPServer):
         self._require("write", new)
         self._require("read", old)
         with _mapped(new):
-            await self._io(self._storage.link, old, new)
+            source, parts, info = await self._io(self._storage.link, old, new)
+        # A file that appears under a new name, as an upload that lands there. A client may put
+        # its upload in place this way (link x.filepart to x, then remove x.filepart).
+        org = self._user.organization_id
+        upload = self._front.remembered_upload(org, source)
+        if self._is_temp(parts):
+            # Unseen until renamed to a final name, as an upload under such a name. The name
+            # was free: anything remembered for it was of a file gone since.
+            self._front.take_upload(org, parts)
+            if upload is not None:
+                self._front.remember_upload(org, parts, upload)
+            return
+        sha = await self._sha256(new, info.size, upload)
+        await self._record(Topic.FILE_CREATED, parts, size=info.size, sha256=sha)
+
+    async def _sha256(self, path: str, size: int, upload: tuple[int, str] | None) -> str:
+        """The SHA-256 of the file at `path`, `size` bytes: that of the upload remembered for
+        it, unless the file is not that size any more (changed since, outside this server's
+        view); then read from disk."""
+        if upload is not None and upload[0] == size:
+            return upload[1]
+        with _mapped(path):
+            handle = await self._io(self._storage.open_read, path)
+        return await self._front.hash_file(handle)
 
     async def open(self, path: bytes, pflags: int, attrs: asyncssh.SFTPAttrs) -> object:
         text = _decode(path)

@@ -116,7 +116,10 @@ class Storage(Protocol):
 
     def symlink(self, target: str, path: str) -> None: ...
 
-    def link(self, old: str, new: str) -> None: ...
+    def link(self, old: str, new: str) -> tuple[tuple[str, ...], tuple[str, ...], FileInfo]:
+        """A hard link `new` to the file `old`: the organization paths of that file and of the
+        new name, and the file's info."""
+        ...
 
     def setstat(
         self,

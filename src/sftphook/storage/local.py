@@ -387,7 +387,7 @@ class LocalStorage:
             relative = [".."] * (len(link_dir) - common) + aim[common:]
             os.symlink("/".join(relative) or ".", t.name, dir_fd=t.dir_fd)
 
-    def link(self, old: str, new: str) -> None:
+    def link(self, old: str, new: str) -> tuple[tuple[str, ...], tuple[str, ...], FileInfo]:
         with self._target(old, follow=True) as src, self._target(new, follow=False) as dst:
             s = src.lstat()
             if s is None or src.name is None:
@@ -403,6 +403,8 @@ class LocalStorage:
                 dst_dir_fd=dst.dir_fd,
                 follow_symlinks=False,
             )
+            s = os.stat(dst.name, dir_fd=dst.dir_fd, follow_symlinks=False)
+            return src.parts, dst.parts, _info(dst.name, dst.parts, s)
 
     def setstat(
         self,

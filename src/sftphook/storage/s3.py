@@ -584,7 +584,7 @@ class S3Storage:
     def symlink(self, target: str, path: str) -> None:
         raise Unsupported("this server keeps files in an object store: no symbolic links")
 
-    def link(self, old: str, new: str) -> None:
+    def link(self, old: str, new: str) -> tuple[tuple[str, ...], tuple[str, ...], FileInfo]:
         raise Unsupported("this server keeps files in an object store: no hard links")
 
     @_store_errors
