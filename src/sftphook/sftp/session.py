@@ -528,6 +528,7 @@ class SFTPSession(asyncssh.SFTPServer):
                     exclusive=bool(pflags & asyncssh.FXF_EXCL),
                     append=bool(pflags & asyncssh.FXF_APPEND),
                     read=reading,
+                    mode=attrs.permissions,
                 )
                 offset = 0 if handle.atomic else handle.info().size
                 if not handle.atomic:

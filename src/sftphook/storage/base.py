@@ -99,8 +99,19 @@ class Storage(Protocol):
     def open_read(self, path: str) -> ReadHandle: ...
 
     def open_write(
-        self, path: str, *, truncate: bool, exclusive: bool, append: bool, read: bool
-    ) -> WriteHandle: ...
+        self,
+        path: str,
+        *,
+        truncate: bool,
+        exclusive: bool,
+        append: bool,
+        read: bool,
+        mode: int | None = None,
+    ) -> WriteHandle:
+        """`mode`: the permission bits the client sent with the open, for a file the upload
+        creates (an atomic upload always does); an existing file written in place keeps its
+        own."""
+        ...
 
     def remove(self, path: str) -> tuple[str, ...]: ...
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import ctypes
+import dataclasses
 import errno
 import logging
 import os
@@ -271,7 +272,14 @@ class LocalStorage:
     # Writing
 
     def open_write(
-        self, path: str, *, truncate: bool, exclusive: bool, append: bool, read: bool
+        self,
+        path: str,
+        *,
+        truncate: bool,
+        exclusive: bool,
+        append: bool,
+        read: bool,
+        mode: int | None = None,
     ) -> LocalWriteHandle:
         t = self._resolve(path, follow=True)
         try:
@@ -285,6 +293,8 @@ class LocalStorage:
                     raise IsADirectoryError(errno.EISDIR, "is a directory")
                 if not st.S_ISREG(existing.st_mode):
                     raise PermissionDenied("only regular files can be written")
+            # As setstat: no set-id or sticky bits for files users upload.
+            mode = mode & 0o777 if mode is not None else None
             atomic = (truncate or existing is None) and not append and not read
             if atomic:
                 spare = self._spares.take() if self._spares is not None else None
@@ -305,6 +315,7 @@ class LocalStorage:
                     spares=self._spares,
                     replaces=existing is not None,
                     exclusive=exclusive,
+                    mode=mode,
                 )
             flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW
             flags |= os.O_CLOEXEC | (os.O_APPEND if append else 0)
@@ -312,6 +323,12 @@ class LocalStorage:
             if truncate:
                 flags |= os.O_TRUNC
             fd = os.open(t.name, flags, 0o644, dir_fd=t.dir_fd)
+            if existing is None and mode is not None:
+                try:
+                    os.fchmod(fd, mode)
+                except BaseException:
+                    os.close(fd)
+                    raise
             return LocalWriteHandle(fd, t.dir_fd, t.name, t.parts, None, None)
         except BaseException:
             t.close()
@@ -512,8 +529,11 @@ class LocalWriteHandle:
         spares: SpareFiles | None = None,
         replaces: bool = False,
         exclusive: bool = False,
+        mode: int | None = None,
     ) -> None:
         self.fd = fd
+        # The permission bits the file gets at the commit (the client's at the open).
+        self._mode = mode
         # Opened to create the file (SSH_FXF_EXCL): its commit must not replace one.
         self._exclusive = exclusive
         # Whether the name held a file when this upload began (whose cache `streamed` frees).
@@ -571,6 +591,12 @@ class LocalWriteHandle:
         try:
             info = self.info()
             if self._temp_name is not None and self._uploads_fd is not None:
+                mode = self._mode
+                if mode is not None and st.S_IMODE(info.mode) != mode:
+                    # Made 0644 (less the process's umask), as most uploads want: changed only
+                    # when the client sent another mode with its open.
+                    os.fchmod(self.fd, mode)
+                    info = dataclasses.replace(info, mode=st.S_IFMT(info.mode) | mode)
                 if self._exclusive:
                     self._link_into_place()
                 else:

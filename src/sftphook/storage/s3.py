@@ -437,8 +437,16 @@ class S3Storage:
 
     @_store_errors
     def open_write(
-        self, path: str, *, truncate: bool, exclusive: bool, append: bool, read: bool
+        self,
+        path: str,
+        *,
+        truncate: bool,
+        exclusive: bool,
+        append: bool,
+        read: bool,
+        mode: int | None = None,
     ) -> S3WriteHandle:
+        # Objects have no mode: `mode` is accepted and not kept, as setstat's.
         parts = self._parts(path)
         if not parts or list(parts) == self.home_parts:
             raise IsADirectoryError("is a directory")
