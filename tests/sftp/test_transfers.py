@@ -133,6 +133,16 @@ async def created_matches_file(server: Server, name: str) -> None:
     assert events[-1].sha256 == hashlib.sha256(data).hexdigest()
 
 
+async def test_rename_between_two_names_of_one_file_changes_nothing(server: Server) -> None:
+    async with await server.connect() as conn, conn.start_sftp_client() as sftp:
+        async with sftp.open("a", "wb") as fh:
+            await fh.write(b"one file")
+        await sftp.link("a", "b")
+        await sftp.posix_rename("a", "b")  # rename(2) leaves both names
+    assert (server.root / "a").read_bytes() == (server.root / "b").read_bytes() == b"one file"
+    assert topics(await server.events()) == [("file.created", "a"), ("file.created", "b")]
+
+
 async def test_rename_between_temporary_names_records_nothing(server: Server) -> None:
     data = b"partial upload\n" * 5000
     async with await server.connect() as conn, conn.start_sftp_client() as sftp:

@@ -445,7 +445,8 @@ class SFTPSession(asyncssh.SFTPServer):
         with _mapped(old):
             before, after, info = await self._io(self._storage.rename, old, new, replace=replace)
         if before == after:
-            # A name renamed to itself (posix-rename): nothing changed, nothing to report.
+            # Renamed to itself, or to another name of the same file (posix-rename): nothing
+            # changed, nothing to report.
             return
         org = self._user.organization_id
         if info.is_file and self._is_temp(before) and not self._is_temp(after):

@@ -121,7 +121,11 @@ class Storage(Protocol):
 
     def rename(
         self, old: str, new: str, *, replace: bool
-    ) -> tuple[tuple[str, ...], tuple[str, ...], FileInfo]: ...
+    ) -> tuple[tuple[str, ...], tuple[str, ...], FileInfo]:
+        """The organization paths before and after, and the info of what is now at the new
+        path; the same path twice when nothing changed (a name renamed to itself, or to
+        another name of the same file, which rename(2) leaves in place)."""
+        ...
 
     def readlink(self, path: str) -> str: ...
 
