@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 
+import asyncssh
+
 from tests.sftp.conftest import Server, topics
 
 
@@ -35,6 +37,26 @@ async def test_put_get_ls_rename_remove_mkdir_rmdir(server: Server) -> None:
     assert created.client_ip == "127.0.0.1" and created.session_id
     assert events[3].previous_path == "inbound/a.txt"
     assert not (server.root / "inbound").exists()
+
+
+async def test_mode_sent_with_the_open_is_the_new_files(server: Server) -> None:
+    async with await server.connect() as conn, conn.start_sftp_client() as sftp:
+        for name, attrs in [
+            ("setuid", asyncssh.SFTPAttrs(permissions=0o4755)),
+            ("default", asyncssh.SFTPAttrs()),
+            ("replaced", asyncssh.SFTPAttrs(permissions=0o600)),
+            ("replaced", asyncssh.SFTPAttrs(permissions=0o640)),
+            # Created where it is written (appended to), then opened again: an existing file
+            # keeps its mode, as with open(2).
+            ("appended", asyncssh.SFTPAttrs(permissions=0o2700)),
+            ("appended", asyncssh.SFTPAttrs(permissions=0o666)),
+        ]:
+            pflags = "ab" if name == "appended" else "wb"
+            async with sftp.open(name, pflags, attrs=attrs) as fh:
+                await fh.write(b"data")
+        assert (await sftp.stat("setuid")).permissions == 0o100755
+    modes = {p.name: p.stat().st_mode & 0o7777 for p in server.root.iterdir()}
+    assert modes == {"setuid": 0o755, "default": 0o644, "replaced": 0o640, "appended": 0o700}
 
 
 async def test_write_with_bytes_after_the_data_is_accepted(server: Server) -> None:

@@ -159,6 +159,30 @@ async def test_permissions_are_enforced(server: Server) -> None:
     assert sorted(os.listdir(server.root)) == ["r.txt"]
 
 
+@pytest.mark.parametrize(
+    "pflags",
+    [asyncssh.FXF_WRITE, asyncssh.FXF_WRITE | asyncssh.FXF_APPEND],
+    ids=["write", "append"],
+)
+async def test_a_handle_opened_for_writing_reads_nothing(server: Server, pflags: int) -> None:
+    # A drop box: a user who may upload but not download reads no file through a handle
+    # opened to write it in place (resume, append).
+    await server.app.accounts.add_user(
+        server.org_id, "dropbox", password="dropbox password", permissions="write,list"
+    )
+    (server.root / "report.csv").write_bytes(b"not for the drop box")
+    connecting = server.connect(username="dropbox", password="dropbox password")
+    async with (
+        await connecting as conn,
+        conn.start_sftp_client() as sftp,
+        sftp.open("report.csv", pflags) as fh,
+    ):
+        with pytest.raises(asyncssh.SFTPError) as info:
+            await fh.read(100, 0)
+        assert info.value.code == asyncssh.FX_PERMISSION_DENIED
+    assert (server.root / "report.csv").read_bytes() == b"not for the drop box"
+
+
 async def test_organizations_do_not_share_files(server: Server) -> None:
     accounts = server.app.accounts
     other = await accounts.add_organization("other")

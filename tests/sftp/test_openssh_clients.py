@@ -138,6 +138,36 @@ async def test_put_preserving_mode_and_times(server: Server, tmp_path: Path) -> 
     assert topics(await server.events()) == [("file.created", "kept.sh")]
 
 
+async def test_put_without_p_gives_the_file_its_local_mode(server: Server, tmp_path: Path) -> None:
+    # Without -p, OpenSSH's sftp sends the local file's mode with the open (OpenSSH's server
+    # creates the file with it) and sets nothing after the upload.
+    sftp = require_binary("sftp")
+    script = tmp_path / "run.sh"
+    script.write_text("#!/bin/sh\n")
+    script.chmod(0o755)
+    large = tmp_path / "large.bin"
+    large.write_bytes(os.urandom(3 * 1024 * 1024))  # streamed and committed off the loop
+    large.chmod(0o750)
+    private = tmp_path / "private.txt"
+    private.write_text("private\n")
+    private.chmod(0o600)
+    batch = tmp_path / "batch"
+    batch.write_text(
+        f"put {script} run.sh\nput {large} large.bin\nput {private} private.txt\n"
+        f"put {script} private.txt\n"
+    )
+    result = await run(
+        [sftp, *server.ssh_options(), "-P", str(server.port), "-b", str(batch),
+         f"{server.username}@127.0.0.1"]
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    modes = {name: (server.root / name).stat().st_mode & 0o7777 for name in ("run.sh", "large.bin")}
+    assert modes == {"run.sh": 0o755, "large.bin": 0o750}
+    # An upload replaces the file: the new one has the mode sent with its open.
+    assert (server.root / "private.txt").stat().st_mode & 0o7777 == 0o755
+    assert len(await server.events()) == 4
+
+
 async def test_openssh_forcing_aes_ctr_works_when_gcm_only_is_off(
     server: Server, tmp_path: Path
 ) -> None:

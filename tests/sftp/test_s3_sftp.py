@@ -225,6 +225,24 @@ async def test_asyncssh_client_lists_pages_refuses_links_and_interrupted_uploads
     assert not [e for e in await s3_server.events() if e.path == "cut.bin"]
 
 
+async def test_rename_to_its_own_name_keeps_the_objects(
+    s3_server: Server, s3_client: Any, bucket: str
+) -> None:
+    # A rename is a copy and a delete here: onto itself, the delete would lose the file.
+    root = f"{PREFIX}{s3_server.org_id}/"
+    async with await s3_server.connect() as conn, conn.start_sftp_client() as sftp:
+        await sftp.mkdir("d")
+        async with sftp.open("d/x", "wb") as fh:
+            await fh.write(b"kept")
+        await sftp.posix_rename("d/x", "d/x")
+        await sftp.posix_rename("d", "d")
+    assert keys(s3_client, bucket) == [f"{root}d/", f"{root}d/x"]
+    assert [(e.topic, e.path) for e in await s3_server.events()] == [
+        ("file.created", "d/"),
+        ("file.created", "d/x"),
+    ]
+
+
 _LISTENING = re.compile(rb"SFTP on 127\.0\.0\.1:(\d+)")
 
 

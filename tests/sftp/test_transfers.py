@@ -58,6 +58,50 @@ async def test_upload_killed_mid_transfer_leaves_nothing(server: Server, tmp_pat
     assert await server.events() == []
 
 
+async def test_legacy_scp_killed_while_its_ssh_lives_on_leaves_nothing(
+    server: Server, tmp_path: Path
+) -> None:
+    # `scp -O` killed with SIGKILL (a job's timeout, the OOM killer) cannot stop its ssh
+    # child: ssh sends the end of its input, and the server's SCP sees the file end early.
+    scp = require_binary("scp")
+    local = tmp_path / "big.bin"
+    local.write_bytes(b"\x01" * (4 * 1024 * 1024))
+    proc = await asyncio.create_subprocess_exec(
+        scp, "-O", "-l", "2000", *server.ssh_options(), "-P", str(server.port), str(local),
+        f"{server.username}@127.0.0.1:big.bin",
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        files_root = server.app.settings.files_root
+
+        def receiving() -> bool:
+            temps = [files_root / UPLOADS_DIR, files_root / SPARES_DIR]
+            return any(p.stat().st_size > 0 for d in temps for p in d.rglob("*") if p.is_file())
+
+        await wait_for(receiving)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        await proc.wait()
+    await wait_for(lambda: not server.app.sftp.sessions)
+    assert uploads_in_progress(server) == []
+    assert not (server.root / "big.bin").exists()
+    assert await server.events() == []
+
+
+async def test_scp_file_cut_short_by_the_end_of_input_is_not_kept(server: Server) -> None:
+    async with await server.connect() as conn:
+        proc = await conn.create_process("scp -t /", encoding=None)
+        assert await proc.stdout.readexactly(1) == b"\0"
+        proc.stdin.write(b"C0644 1000 part.bin\n")
+        assert await proc.stdout.readexactly(1) == b"\0"
+        proc.stdin.write(b"x" * 100)
+        proc.stdin.write_eof()
+        await proc.wait()
+    assert not (server.root / "part.bin").exists()
+    assert uploads_in_progress(server) == []
+    assert await server.events() == []
+
+
 async def test_client_temporary_name_renamed_gives_one_created(server: Server) -> None:
     data = b"partial upload\n" * 5000
     async with await server.connect() as conn, conn.start_sftp_client() as sftp:
@@ -79,6 +123,143 @@ async def test_client_temporary_name_renamed_gives_one_created(server: Server) -
     assert events[0].sha256 == hashlib.sha256(data).hexdigest()
     assert events[1].sha256 == hashlib.sha256(b"host").hexdigest()
     assert uploads_in_progress(server) == []
+
+
+async def created_matches_file(server: Server, name: str) -> None:
+    data = (server.root / name).read_bytes()
+    events = await server.events()
+    assert topics(events)[-1] == ("file.created", name)
+    assert events[-1].size == len(data)
+    assert events[-1].sha256 == hashlib.sha256(data).hexdigest()
+
+
+async def test_rename_between_two_names_of_one_file_changes_nothing(server: Server) -> None:
+    async with await server.connect() as conn, conn.start_sftp_client() as sftp:
+        async with sftp.open("a", "wb") as fh:
+            await fh.write(b"one file")
+        await sftp.link("a", "b")
+        await sftp.posix_rename("a", "b")  # rename(2) leaves both names
+    assert (server.root / "a").read_bytes() == (server.root / "b").read_bytes() == b"one file"
+    assert topics(await server.events()) == [("file.created", "a"), ("file.created", "b")]
+
+
+async def test_rename_between_temporary_names_records_nothing(server: Server) -> None:
+    data = b"partial upload\n" * 5000
+    async with await server.connect() as conn, conn.start_sftp_client() as sftp:
+        async with sftp.open("x.filepart", "wb") as fh:
+            await fh.write(data)
+        await sftp.rename("x.filepart", "y.part")
+        await sftp.posix_rename("y.part", "z.tmp")
+        await sftp.rename("z.tmp", "z")
+    events = await server.events()
+    assert topics(events) == [("file.created", "z")]
+    await created_matches_file(server, "z")
+
+
+async def test_temporary_name_replaced_by_a_rename_then_renamed_reports_its_content(
+    server: Server,
+) -> None:
+    async with await server.connect() as conn, conn.start_sftp_client() as sftp:
+        async with sftp.open("x.filepart", "wb") as fh:
+            await fh.write(b"first upload")
+        async with sftp.open("y", "wb") as fh:
+            await fh.write(b"other upload")  # the same size
+        await sftp.posix_rename("y", "x.filepart")
+        await sftp.rename("x.filepart", "x")
+    await created_matches_file(server, "x")
+
+
+async def test_temporary_name_truncated_then_renamed_reports_its_content(server: Server) -> None:
+    async with await server.connect() as conn, conn.start_sftp_client() as sftp:
+        async with sftp.open("x.filepart", "wb") as fh:
+            await fh.write(b"0123456789")
+        await sftp.truncate("x.filepart", 4)
+        await sftp.rename("x.filepart", "x")
+    await created_matches_file(server, "x")
+
+
+async def test_temporary_name_written_by_a_dropped_session_reports_its_content(
+    server: Server,
+) -> None:
+    # Opened without truncating, a file is written in place: what the dropped session wrote
+    # stays in it.
+    async with (
+        await server.connect() as conn,
+        conn.start_sftp_client() as sftp,
+        sftp.open("x.filepart", "wb") as fh,
+    ):
+        await fh.write(b"first upload")
+    conn = await server.connect()
+    sftp = await conn.start_sftp_client()
+    fh = await sftp.open("x.filepart", "r+b")
+    await fh.write(b"FIRST", 0)
+    conn.abort()
+    await wait_for(lambda: not server.app.sftp.sessions)
+    async with await server.connect() as conn, conn.start_sftp_client() as sftp:
+        await sftp.rename("x.filepart", "x")
+    assert (server.root / "x").read_bytes() == b"FIRST upload"
+    await created_matches_file(server, "x")
+
+
+async def test_rename_to_its_own_name_changes_nothing(server: Server) -> None:
+    async with await server.connect() as conn, conn.start_sftp_client() as sftp:
+        async with sftp.open("x", "wb") as fh:
+            await fh.write(b"kept")
+        await sftp.mkdir("d")
+        async with sftp.open("y.filepart", "wb") as fh:
+            await fh.write(b"upload")
+        await sftp.posix_rename("x", "x")
+        await sftp.posix_rename("d", "./d")
+        await sftp.posix_rename("y.filepart", "y.filepart")
+        await sftp.rename("y.filepart", "y")
+    assert (server.root / "x").read_bytes() == b"kept"
+    assert topics(await server.events()) == [
+        ("file.created", "x"),
+        ("file.created", "d/"),
+        ("file.created", "y"),
+    ]
+    await created_matches_file(server, "y")
+
+
+async def test_a_hard_link_is_a_created_file(server: Server) -> None:
+    data = b"partial upload\n" * 5000
+    async with await server.connect() as conn, conn.start_sftp_client() as sftp:
+        # A client putting its upload in place with a link, then removing the temporary name.
+        async with sftp.open("x.filepart", "wb") as fh:
+            await fh.write(data)
+        await sftp.link("x.filepart", "x")
+        await sftp.remove("x.filepart")
+        async with sftp.open("a", "wb") as fh:
+            await fh.write(b"another file")
+        await sftp.link("a", "b")
+        # A temporary name stays unseen until it becomes a final one.
+        await sftp.link("a", "c.filepart")
+        await sftp.rename("c.filepart", "c")
+    events = await server.events()
+    assert topics(events) == [
+        ("file.created", "x"),
+        ("file.created", "a"),
+        ("file.created", "b"),
+        ("file.created", "c"),
+    ]
+    for event in events:
+        content = (server.root / event.path).read_bytes()
+        assert (event.size, event.sha256) == (len(content), hashlib.sha256(content).hexdigest())
+    assert (server.root / "x").read_bytes() == data
+
+
+async def test_renamed_link_has_no_size(server: Server) -> None:
+    async with await server.connect() as conn, conn.start_sftp_client() as sftp:
+        async with sftp.open("a-target-with-a-long-name.txt", "wb") as fh:
+            await fh.write(b"x")
+        await sftp.symlink("a-target-with-a-long-name.txt", "link")
+        await sftp.rename("link", "link2")
+        await sftp.remove("link2")
+    events = await server.events()
+    assert [(e.topic, e.path, e.size) for e in events[1:]] == [
+        ("file.renamed", "link2", None),
+        ("file.deleted", "link2", None),
+    ]
 
 
 @pytest.mark.parametrize(
@@ -173,6 +354,54 @@ async def test_out_of_order_writes_are_hashed_at_close(server: Server) -> None:
         await fh.write(b"A" * 1000, 0)
     (event,) = await server.events()
     assert event.sha256 == hashlib.sha256(b"A" * 1000 + b"B" * 1000).hexdigest()
+
+
+@pytest.mark.parametrize("size", [1000, 2 * 1024 * 1024])
+async def test_upload_shrunk_then_written_past_the_cut_is_hashed_at_close(
+    server: Server, size: int
+) -> None:
+    # The bytes cut off by the resize were hashed already; the file now has zeros there.
+    async with (
+        await server.connect() as conn,
+        conn.start_sftp_client() as sftp,
+        sftp.open("cut.bin", "wb") as fh,
+    ):
+        await fh.write(b"A" * size, 0)
+        await fh.truncate(size // 2)
+        await fh.write(b"B" * 10, size)
+    data = (server.root / "cut.bin").read_bytes()
+    assert data == b"A" * (size // 2) + bytes(size - size // 2) + b"B" * 10
+    (event,) = await server.events()
+    assert event.size == len(data)
+    assert event.sha256 == hashlib.sha256(data).hexdigest()
+
+
+async def test_exclusive_create_never_replaces_a_file_that_appeared_meanwhile(
+    server: Server,
+) -> None:
+    # An exclusive upload is invisible until its close: two can be open for one name at once,
+    # or a plain upload can land first. The first to close wins; an exclusive one closing
+    # after it is refused instead of replacing the file (SFTP v3 has no "already exists"
+    # status: a failure naming why).
+    async with await server.connect() as conn, conn.start_sftp_client() as sftp:
+        first = await sftp.open("once.txt", "xb")
+        await first.write(b"first")
+        async with sftp.open("once.txt", "xb") as second:
+            await second.write(b"second")
+        with pytest.raises(asyncssh.SFTPFailure, match="name was taken"):
+            await first.close()
+        exclusive = await sftp.open("other.txt", "xb")
+        await exclusive.write(b"exclusive")
+        async with sftp.open("other.txt", "wb") as plain:
+            await plain.write(b"plain")
+        with pytest.raises(asyncssh.SFTPFailure, match="name was taken"):
+            await exclusive.close()
+    assert (server.root / "once.txt").read_bytes() == b"second"
+    assert (server.root / "other.txt").read_bytes() == b"plain"
+    events = await server.events()
+    assert topics(events) == [("file.created", "once.txt"), ("file.created", "other.txt")]
+    assert events[0].sha256 == hashlib.sha256(b"second").hexdigest()
+    assert uploads_in_progress(server) == []
 
 
 async def test_failed_rename_and_remove_record_nothing(server: Server) -> None:

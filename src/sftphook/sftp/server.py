@@ -326,6 +326,9 @@ class SFTPFront:
     def take_upload(self, org: str, parts: tuple[str, ...]) -> tuple[int, str] | None:
         return self._uploads.pop((org, parts), None)
 
+    def remembered_upload(self, org: str, parts: tuple[str, ...]) -> tuple[int, str] | None:
+        return self._uploads.get((org, parts))
+
     async def hash_file(self, handle: ReadHandle) -> str:
         def digest() -> str:
             import hashlib

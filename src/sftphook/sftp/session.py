@@ -343,6 +343,10 @@ class SFTPSession(asyncssh.SFTPServer):
                 size=attrs.size,
                 follow=follow,
             )
+            if attrs.size is not None:
+                # Resized: no longer what an upload under a temporary name left there.
+                parts = await self._io(self._storage.org_parts, text)
+                self._front.take_upload(self._user.organization_id, parts)
 
     async def setstat(self, path: bytes, attrs: asyncssh.SFTPAttrs) -> None:
         await self._setstat(path, attrs, follow=True)
@@ -440,25 +444,31 @@ class SFTPSession(asyncssh.SFTPServer):
         self._require("write", new)
         with _mapped(old):
             before, after, info = await self._io(self._storage.rename, old, new, replace=replace)
+        if before == after:
+            # Renamed to itself, or to another name of the same file (posix-rename): nothing
+            # changed, nothing to report.
+            return
         org = self._user.organization_id
         if info.is_file and self._is_temp(before) and not self._is_temp(after):
             # A client-side temporary name becoming the real one: the upload is complete now.
-            size, sha = self._front.take_upload(org, before) or (info.size, None)
-            if sha is None:
-                with _mapped(new):
-                    handle = await self._io(self._storage.open_read, new)
-                upload_sha = await self._front.hash_file(handle)
-                sha = upload_sha
-            await self._record(Topic.FILE_CREATED, after, size=size, sha256=sha)
+            sha = await self._sha256(new, info.size, self._front.take_upload(org, before))
+            await self._record(Topic.FILE_CREATED, after, size=info.size, sha256=sha)
             return
         pending = self._front.take_upload(org, before)
+        # Whatever the new name held was replaced: an upload remembered for it is gone.
+        self._front.take_upload(org, after)
         if pending is not None:
             self._front.remember_upload(org, after, pending)
+        if info.is_file and self._is_temp(before) and self._is_temp(after):
+            # From one client-side temporary name to another: receivers are told of the file
+            # when it gets its final name, with the upload remembered (above) for the new one.
+            return
         await self._record(
             Topic.FILE_RENAMED,
             after,
             directory=info.is_dir,
-            size=None if info.is_dir else info.size,
+            # A file's size; a directory or a link has none (lstat's is its target's length).
+            size=info.size if info.is_file else None,
             previous=before,
         )
 
@@ -473,7 +483,30 @@ class SFTPSession(asyncssh.SFTPServer):
         self._require("write", new)
         self._require("read", old)
         with _mapped(new):
-            await self._io(self._storage.link, old, new)
+            source, parts, info = await self._io(self._storage.link, old, new)
+        # A file that appears under a new name, as an upload that lands there. A client may put
+        # its upload in place this way (link x.filepart to x, then remove x.filepart).
+        org = self._user.organization_id
+        upload = self._front.remembered_upload(org, source)
+        if self._is_temp(parts):
+            # Unseen until renamed to a final name, as an upload under such a name. The name
+            # was free: anything remembered for it was of a file gone since.
+            self._front.take_upload(org, parts)
+            if upload is not None:
+                self._front.remember_upload(org, parts, upload)
+            return
+        sha = await self._sha256(new, info.size, upload)
+        await self._record(Topic.FILE_CREATED, parts, size=info.size, sha256=sha)
+
+    async def _sha256(self, path: str, size: int, upload: tuple[int, str] | None) -> str:
+        """The SHA-256 of the file at `path`, `size` bytes: that of the upload remembered for
+        it, unless the file is not that size any more (changed since, outside this server's
+        view); then read from disk."""
+        if upload is not None and upload[0] == size:
+            return upload[1]
+        with _mapped(path):
+            handle = await self._io(self._storage.open_read, path)
+        return await self._front.hash_file(handle)
 
     async def open(self, path: bytes, pflags: int, attrs: asyncssh.SFTPAttrs) -> object:
         text = _decode(path)
@@ -496,14 +529,20 @@ class SFTPSession(asyncssh.SFTPServer):
                     exclusive=bool(pflags & asyncssh.FXF_EXCL),
                     append=bool(pflags & asyncssh.FXF_APPEND),
                     read=reading,
+                    mode=attrs.permissions,
                 )
                 offset = 0 if handle.atomic else handle.info().size
+                if not handle.atomic:
+                    # Written in place from now on: what an upload under a temporary name
+                    # left there is not known any more (its close remembers it again).
+                    self._front.take_upload(self._user.organization_id, handle.org_parts)
                 transfer = Upload(
                     handle,
                     self._front.offload,
                     offset=offset,
                     max_size=self._front.settings.sftp.max_file_size,
                     append=bool(pflags & asyncssh.FXF_APPEND),
+                    readable=reading,
                 )
             else:
                 reader = await self._io(self._storage.open_read, text)
@@ -517,6 +556,8 @@ class SFTPSession(asyncssh.SFTPServer):
         # OpenSSH's server does. A client asking for gigabytes in one request gets 4 MiB.
         size = min(size, MAX_SFTP_READ_LEN)
         if isinstance(file_obj, Upload):
+            if not file_obj.readable:
+                raise asyncssh.SFTPPermissionDenied("file is open for writing only")
             with _mapped("file"):
                 return await file_obj.pread(offset, size)
         assert isinstance(file_obj, Download)
@@ -567,8 +608,10 @@ class SFTPSession(asyncssh.SFTPServer):
 
     async def _finish_upload(self, upload: Upload) -> None:
         parts = upload.handle.org_parts
-        if self.protocol == "SCP" and self._chan.is_closing():
-            # SCP closes its file even when the connection dropped mid-transfer.
+        if self.protocol == "SCP" and (self._chan.is_closing() or self._scp_input_ended()):
+            # SCP closes its file even when the transfer was cut short: the connection
+            # dropped, or the client's input ended mid-file (an `scp` killed while its `ssh`
+            # lived on sends the end of its input).
             await upload.abort()
             raise asyncssh.SFTPConnectionLost("connection lost")
         if upload.failure is not None:
@@ -593,6 +636,15 @@ class SFTPSession(asyncssh.SFTPServer):
             self._front.remember_upload(org, parts, (info.size, sha))
             return
         await self._record(Topic.FILE_CREATED, parts, size=info.size, sha256=sha)
+
+    def _scp_input_ended(self) -> bool:
+        """Whether the SCP client's input has ended and was all read. SCP closes the file it
+        receives once it has read the size its `C` line announced, or when a read finds the
+        end of input: only then is nothing left (the client's OK after the data is not read
+        yet when the file closes)."""
+        stream = getattr(self._chan, "_session", None)
+        at_eof = getattr(stream, "at_eof", None)
+        return bool(at_eof is not None and at_eof(None))
 
     async def _setstat_parts(self, parts: tuple[str, ...], attrs: asyncssh.SFTPAttrs) -> None:
         client = self._storage.client_path(parts)

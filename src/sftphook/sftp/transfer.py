@@ -123,8 +123,12 @@ class Upload:
         offset: int = 0,
         max_size: int = 0,
         append: bool = False,
+        readable: bool = False,
     ) -> None:
         self.handle = handle
+        # Whether it was opened for reading too (SSH_FXF_READ, which needs the read
+        # permission): a handle written in place would otherwise read the file it holds.
+        self.readable = readable
         self.received = 0
         # The size the file may reach (0: no limit), and for appends the size it has: when
         # opened, then the end of the last write or resize.
@@ -215,6 +219,10 @@ class Upload:
         await self.drain()
         await self._call(self.handle.truncate, size)
         self._size = size
+        if self._hash_at is not None and size < self._hash_at:
+            # Bytes already hashed are cut off: a write where the hash stopped would extend it
+            # past zeros the hash never saw. The hash is taken again at close.
+            self._hash_at = None
 
     async def fsync(self) -> None:
         await self.drain()

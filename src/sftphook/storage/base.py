@@ -99,8 +99,19 @@ class Storage(Protocol):
     def open_read(self, path: str) -> ReadHandle: ...
 
     def open_write(
-        self, path: str, *, truncate: bool, exclusive: bool, append: bool, read: bool
-    ) -> WriteHandle: ...
+        self,
+        path: str,
+        *,
+        truncate: bool,
+        exclusive: bool,
+        append: bool,
+        read: bool,
+        mode: int | None = None,
+    ) -> WriteHandle:
+        """`mode`: the permission bits the client sent with the open, for a file the upload
+        creates (an atomic upload always does); an existing file written in place keeps its
+        own."""
+        ...
 
     def remove(self, path: str) -> tuple[str, ...]: ...
 
@@ -110,13 +121,20 @@ class Storage(Protocol):
 
     def rename(
         self, old: str, new: str, *, replace: bool
-    ) -> tuple[tuple[str, ...], tuple[str, ...], FileInfo]: ...
+    ) -> tuple[tuple[str, ...], tuple[str, ...], FileInfo]:
+        """The organization paths before and after, and the info of what is now at the new
+        path; the same path twice when nothing changed (a name renamed to itself, or to
+        another name of the same file, which rename(2) leaves in place)."""
+        ...
 
     def readlink(self, path: str) -> str: ...
 
     def symlink(self, target: str, path: str) -> None: ...
 
-    def link(self, old: str, new: str) -> None: ...
+    def link(self, old: str, new: str) -> tuple[tuple[str, ...], tuple[str, ...], FileInfo]:
+        """A hard link `new` to the file `old`: the organization paths of that file and of the
+        new name, and the file's info."""
+        ...
 
     def setstat(
         self,

@@ -14,6 +14,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import ctypes
+import dataclasses
 import errno
 import logging
 import os
@@ -271,7 +272,14 @@ class LocalStorage:
     # Writing
 
     def open_write(
-        self, path: str, *, truncate: bool, exclusive: bool, append: bool, read: bool
+        self,
+        path: str,
+        *,
+        truncate: bool,
+        exclusive: bool,
+        append: bool,
+        read: bool,
+        mode: int | None = None,
     ) -> LocalWriteHandle:
         t = self._resolve(path, follow=True)
         try:
@@ -285,6 +293,8 @@ class LocalStorage:
                     raise IsADirectoryError(errno.EISDIR, "is a directory")
                 if not st.S_ISREG(existing.st_mode):
                     raise PermissionDenied("only regular files can be written")
+            # As setstat: no set-id or sticky bits for files users upload.
+            mode = mode & 0o777 if mode is not None else None
             atomic = (truncate or existing is None) and not append and not read
             if atomic:
                 spare = self._spares.take() if self._spares is not None else None
@@ -304,12 +314,21 @@ class LocalStorage:
                     temp_name,
                     spares=self._spares,
                     replaces=existing is not None,
+                    exclusive=exclusive,
+                    mode=mode,
                 )
             flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW
             flags |= os.O_CLOEXEC | (os.O_APPEND if append else 0)
+            flags |= os.O_EXCL if exclusive else 0
             if truncate:
                 flags |= os.O_TRUNC
             fd = os.open(t.name, flags, 0o644, dir_fd=t.dir_fd)
+            if existing is None and mode is not None:
+                try:
+                    os.fchmod(fd, mode)
+                except BaseException:
+                    os.close(fd)
+                    raise
             return LocalWriteHandle(fd, t.dir_fd, t.name, t.parts, None, None)
         except BaseException:
             t.close()
@@ -349,10 +368,17 @@ class LocalStorage:
                 if t.name is None or list(t.parts) == self.home_parts:
                     raise PermissionDenied("the home directory cannot be renamed")
             assert src.name is not None and dst.name is not None
-            if src.lstat() is None:
+            s = src.lstat()
+            if s is None:
                 raise NotFound(f"no such file: {old}")
             if not replace and dst.lstat() is not None:
                 raise FileExistsError(errno.EEXIST, "the new name already exists")
+            if replace and s.st_nlink > 1 and not st.S_ISDIR(s.st_mode):
+                # Perhaps another name of the same file (a hard link), which rename(2) leaves
+                # as it is, both names in place. A file of one link (most) costs no look.
+                d = dst.lstat()
+                if d is not None and os.path.samestat(s, d):
+                    return src.parts, src.parts, _info(src.name, src.parts, s)
             os.rename(src.name, dst.name, src_dir_fd=src.dir_fd, dst_dir_fd=dst.dir_fd)
             s = os.stat(dst.name, dir_fd=dst.dir_fd, follow_symlinks=False)
             return src.parts, dst.parts, _info(dst.name, dst.parts, s)
@@ -385,7 +411,7 @@ class LocalStorage:
             relative = [".."] * (len(link_dir) - common) + aim[common:]
             os.symlink("/".join(relative) or ".", t.name, dir_fd=t.dir_fd)
 
-    def link(self, old: str, new: str) -> None:
+    def link(self, old: str, new: str) -> tuple[tuple[str, ...], tuple[str, ...], FileInfo]:
         with self._target(old, follow=True) as src, self._target(new, follow=False) as dst:
             s = src.lstat()
             if s is None or src.name is None:
@@ -401,6 +427,8 @@ class LocalStorage:
                 dst_dir_fd=dst.dir_fd,
                 follow_symlinks=False,
             )
+            s = os.stat(dst.name, dir_fd=dst.dir_fd, follow_symlinks=False)
+            return src.parts, dst.parts, _info(dst.name, dst.parts, s)
 
     def setstat(
         self,
@@ -507,8 +535,14 @@ class LocalWriteHandle:
         *,
         spares: SpareFiles | None = None,
         replaces: bool = False,
+        exclusive: bool = False,
+        mode: int | None = None,
     ) -> None:
         self.fd = fd
+        # The permission bits the file gets at the commit (the client's at the open).
+        self._mode = mode
+        # Opened to create the file (SSH_FXF_EXCL): its commit must not replace one.
+        self._exclusive = exclusive
         # Whether the name held a file when this upload began (whose cache `streamed` frees).
         self._replaces = replaces
         self._streaming = False
@@ -564,18 +598,48 @@ class LocalWriteHandle:
         try:
             info = self.info()
             if self._temp_name is not None and self._uploads_fd is not None:
-                # A file this upload replaces is freed after the reply, not in the rename.
-                with freed_after(self._spares, self._name, self._dir_fd):
-                    os.rename(
-                        self._temp_name,
-                        self._name,
-                        src_dir_fd=self._uploads_fd,
-                        dst_dir_fd=self._dir_fd,
-                    )
+                mode = self._mode
+                if mode is not None and st.S_IMODE(info.mode) != mode:
+                    # Made 0644 (less the process's umask), as most uploads want: changed only
+                    # when the client sent another mode with its open.
+                    os.fchmod(self.fd, mode)
+                    info = dataclasses.replace(info, mode=st.S_IFMT(info.mode) | mode)
+                if self._exclusive:
+                    self._link_into_place()
+                else:
+                    # A file this upload replaces is freed after the reply, not in the rename.
+                    with freed_after(self._spares, self._name, self._dir_fd):
+                        os.rename(
+                            self._temp_name,
+                            self._name,
+                            src_dir_fd=self._uploads_fd,
+                            dst_dir_fd=self._dir_fd,
+                        )
                 self._temp_name = None
             return info
         finally:
             self.abort()
+
+    def _link_into_place(self) -> None:
+        """Put an exclusive upload in place only if its name is still free.
+
+        The name was free at the open, but the upload stays invisible until now: another
+        upload may have taken the name meanwhile, and a rename would replace that file. A
+        link fails instead (EEXIST), in one step."""
+        assert self._temp_name is not None and self._uploads_fd is not None
+        try:
+            os.link(
+                self._temp_name,
+                self._name,
+                src_dir_fd=self._uploads_fd,
+                dst_dir_fd=self._dir_fd,
+                follow_symlinks=False,
+            )
+        except FileExistsError:
+            raise FileExistsError(
+                errno.EEXIST, "the name was taken while this exclusive upload was open"
+            ) from None
+        os.unlink(self._temp_name, dir_fd=self._uploads_fd)
 
     def abort(self) -> None:
         """Close; an atomic upload that was not committed leaves nothing behind."""

@@ -437,8 +437,16 @@ class S3Storage:
 
     @_store_errors
     def open_write(
-        self, path: str, *, truncate: bool, exclusive: bool, append: bool, read: bool
+        self,
+        path: str,
+        *,
+        truncate: bool,
+        exclusive: bool,
+        append: bool,
+        read: bool,
+        mode: int | None = None,
     ) -> S3WriteHandle:
+        # Objects have no mode: `mode` is accepted and not kept, as setstat's.
         parts = self._parts(path)
         if not parts or list(parts) == self.home_parts:
             raise IsADirectoryError("is a directory")
@@ -528,6 +536,11 @@ class S3Storage:
         dst_exists = self._head(dst) is not None or self._dir_exists(dst)
         if dst_exists and not replace:
             raise FileExistsError(17, "the new name already exists")
+        if src == dst:
+            # Renamed to itself: nothing changes (a copy onto itself and the delete after it
+            # would lose the file).
+            info = self._dir_info(src) if src_head is None else self._file_info(src, src_head)
+            return src, dst, info
         self._require_parent(dst)
         if src_head is not None:
             self._copy(self._key(src), self._key(dst), int(src_head["ContentLength"]))
@@ -579,7 +592,7 @@ class S3Storage:
     def symlink(self, target: str, path: str) -> None:
         raise Unsupported("this server keeps files in an object store: no symbolic links")
 
-    def link(self, old: str, new: str) -> None:
+    def link(self, old: str, new: str) -> tuple[tuple[str, ...], tuple[str, ...], FileInfo]:
         raise Unsupported("this server keeps files in an object store: no hard links")
 
     @_store_errors
