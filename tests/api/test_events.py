@@ -85,6 +85,7 @@ async def test_events_filter_by_topic_and_path_prefix(alpha, http_app):
     await _record(http_app, org, Topic.FILE_CREATED, "outbound/c.csv")
     await _record(http_app, org, Topic.FILE_CREATED, "inbound_x/d.csv")
     await _record(http_app, org, Topic.FILE_CREATED, "in%/e.csv")
+    await _record(http_app, org, Topic.FILE_CREATED, "Inbound/F.csv")
 
     async def paths(query: str) -> list[str]:
         resp = await alpha.client.get(f"/api/v1/events?{query}")
@@ -97,6 +98,9 @@ async def test_events_filter_by_topic_and_path_prefix(alpha, http_app):
     # LIKE wildcards in the prefix are literal characters.
     assert await paths("path_prefix=in%25") == ["in%/e.csv"]
     assert await paths("path_prefix=inbound_") == ["inbound_x/d.csv"]
+    # Paths are compared as they are, on every database (SQLite's LIKE ignores ASCII case).
+    assert await paths("path_prefix=Inbound/") == ["Inbound/F.csv"]
+    assert await paths("path_prefix=INBOUND/") == []
 
     resp = await alpha.client.get("/api/v1/events?topic=file.created&limit=1")
     follow = await alpha.client.get(resp.json()["next"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import aiohttp
@@ -30,6 +31,15 @@ UPLOAD = EventRecord(
 )
 def test_sizes_read_like_a_file_manager(size, text):
     assert human_size(size) == text
+
+
+@pytest.mark.parametrize(
+    ("size", "fact"),
+    [(1, "1 byte"), (10, "10 bytes"), (1023, "1023 bytes"), (1024, "1.0 KB (1,024 bytes)")],
+)
+def test_the_size_fact_says_each_figure_once(size, fact):
+    notice = describe_event(dataclasses.replace(UPLOAD, size=size))
+    assert dict(notice.facts)["Size"] == fact
 
 
 def test_upload_sentence_names_actor_path_and_size():

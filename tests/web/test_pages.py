@@ -16,6 +16,7 @@ from sftphook.accounts import passwords
 from sftphook.config import Settings
 from tests.conftest import require_binary
 from tests.web.conftest import Dashboard, Receiver, _dashboard, login
+from tests.webhooks.conftest import file_event
 
 
 async def test_sftp_user_actions_go_through_the_accounts_service(dashboard: Dashboard) -> None:
@@ -132,6 +133,26 @@ async def test_failed_deliveries_are_filtered_and_sent_again(
         assert "1 failed delivery queued again." in notice.text
         await receiver.wait_for(2)
         assert receiver.requests[1].body != b""
+
+
+async def test_a_held_delivery_shows_no_next_attempt(
+    dashboard: Dashboard, receiver: Receiver
+) -> None:
+    # Held: nothing is attempted until the webhook is resumed, whatever time it was due.
+    app, org = dashboard.app, dashboard.organization.id
+    hook, _ = await app.webhooks.create(
+        org, nickname="Held", url=receiver.url, topics=["file.created"]
+    )
+    await app.webhooks.pause(org, hook.id)
+    await app.recorder.record(file_event(org))
+    (held,), _ = await app.webhooks.list_deliveries(org, hook.id, statuses=["held"])
+    async with httpx.AsyncClient(base_url=dashboard.base) as client:
+        await login(client)
+        detail = await client.get(f"/deliveries/{held.id}")
+        assert detail.status_code == 200 and "Held" in detail.text
+        assert "Next attempt" not in detail.text
+        rows = await client.get(f"/webhooks/{hook.id}/deliveries/rows")
+        assert "Held" in rows.text and "next try" not in rows.text
 
 
 async def test_a_deeply_nested_response_body_is_shown_not_a_server_error(

@@ -37,7 +37,14 @@ async def test_pages_need_a_session(dashboard: Dashboard) -> None:
             assert resp.status_code == 303
             assert resp.headers["location"].startswith("/login")
         resp = await client.post("/users", data={"username": "mallory"})
-        assert resp.status_code == 401
+        # A page that says why, with the way back in (it was a bare "log in again").
+        assert resp.status_code == 401 and resp.headers["content-type"].startswith("text/html")
+        assert 'href="/login"' in resp.text and "Log in again" in resp.text
+        # The pages' own refreshes get the short answer they stop on.
+        fetched = await client.get(
+            "/webhooks/x/deliveries/rows", headers={"X-Requested-With": "fetch"}
+        )
+        assert fetched.status_code == 401
         # A cookie signed with another key is no session either.
         client.cookies.set(COOKIE_NAME, "eyJub25jZSI6IngifQ.AAAA")
         assert (await client.get("/users")).status_code == 303

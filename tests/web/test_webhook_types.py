@@ -70,6 +70,35 @@ async def test_add_and_edit_a_slack_endpoint_with_tuning(
         assert 'name="retry_schedule" maxlength="400" value="none"' in page.text
 
 
+async def test_the_edit_form_shows_tuning_set_through_the_api_exactly(
+    mail_dashboard: Dashboard, receiver: Receiver
+) -> None:
+    # Saving the form unchanged must not round what the API set (six digits, `1.23457e+06`).
+    app, org = mail_dashboard.app, mail_dashboard.organization.id
+    tuning = {"retry_schedule": [0.5, 604799.5], "timeout": 12.345678, "rate_limit": 1234.5678}
+    hook, _ = await app.webhooks.create(
+        org, nickname="Exact", url=receiver.url, topics=["file.created"], settings=tuning
+    )
+    async with httpx.AsyncClient(base_url=mail_dashboard.base) as client:
+        token = await login(client)
+        page = await client.get(f"/webhooks/{hook.id}/edit")
+        values = dict(re.findall(r'name="(\w+)"[^>]*? value="([^"]*)"', page.text))
+        assert values["retry_schedule"] == "0.5, 604799.5"
+        assert (values["timeout"], values["rate_limit"]) == ("12.345678", "1234.5678")
+        saved = await client.post(
+            f"/webhooks/{hook.id}/edit",
+            data=_form(token, nickname="Exact", type="webhook", url=receiver.url,
+                       **{k: values[k] for k in ("retry_schedule", "timeout", "rate_limit")}),
+        )  # fmt: skip
+        assert saved.status_code == 303, saved.text
+    after = await app.webhooks.get(org, hook.id)
+    assert (after.retry_schedule, after.timeout, after.rate_limit) == (
+        [0.5, 604799.5],
+        12.345678,
+        1234.5678,
+    )
+
+
 async def test_email_endpoint_takes_recipients(mail_dashboard: Dashboard) -> None:
     app, org = mail_dashboard.app, mail_dashboard.organization.id
     async with httpx.AsyncClient(base_url=mail_dashboard.base) as client:

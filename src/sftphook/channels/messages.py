@@ -63,8 +63,10 @@ def describe_event(event: EventRecord) -> Notice:
     facts: list[tuple[str, str]] = [("Topic", str(event.topic)), ("Path", event.path)]
     if event.previous_path is not None:
         facts.append(("Previous path", event.previous_path))
-    if size:
-        facts.append(("Size", f"{size} ({event.size:,} bytes)"))
+    if size and event.size is not None:
+        # Under 1 KiB the short form is already exact: "10 bytes", not "10 bytes (10 bytes)".
+        exact = event.size < 1024
+        facts.append(("Size", size if exact else f"{size} ({event.size:,} bytes)"))
     facts.append(("Actor", f"{event.actor_id} ({event.actor_type})"))
     facts.append(("Time", format_time(event.created_at)))
     if event.client_ip:

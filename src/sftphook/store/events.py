@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any, cast
 
-from sqlalchemy import Row, Select, Table, bindparam, select
+from sqlalchemy import Row, Select, Table, bindparam, func, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -32,8 +32,8 @@ async def list_for(
     if topic:
         query = query.where(Event.topic == topic)
     if path_prefix:
-        escaped = path_prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        query = query.where(Event.path.like(escaped + "%", escape="\\"))
+        # Not LIKE: SQLite's ignores ASCII case, PostgreSQL's does not. Both count characters.
+        query = query.where(func.substr(Event.path, 1, len(path_prefix)) == path_prefix)
     if after_created_at is not None:
         query = query.where(Event.created_at > after_created_at)
     if since is not None:

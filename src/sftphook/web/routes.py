@@ -34,8 +34,20 @@ def mount(api: FastAPI, app: App) -> None:
         target = request.url.path
         if request.url.query:
             target += "?" + request.url.query
-        if request.method != "GET" or request.headers.get("x-requested-with") == "fetch":
+        if request.headers.get("x-requested-with") == "fetch":
+            # The pages' own refresh: it stops, and the next click lands on the login page.
             return Response("log in again", status_code=401, headers=NO_STORE)
+        if request.method != "GET":
+            # A form sent after the session ended: say so, with the way back in.
+            return _error_page(
+                state,
+                request,
+                401,
+                "Log in again",
+                "Your session has ended (you logged out, your password changed, or it expired), "
+                "so this form was not sent. Log in, then send it again.",
+                link=("/login", "Log in"),
+            )
         return RedirectResponse(login_url(target), status_code=303, headers=NO_STORE)
 
     @api.exception_handler(FormRefused)
@@ -59,12 +71,18 @@ def mount(api: FastAPI, app: App) -> None:
 
 
 def _error_page(
-    state: WebState, request: Request, status: int, title: str, detail: str
+    state: WebState,
+    request: Request,
+    status: int,
+    title: str,
+    detail: str,
+    *,
+    link: tuple[str, str] = ("/webhooks", "Back to the dashboard"),
 ) -> HTMLResponse:
     return state.templates.TemplateResponse(
         request,
         "error.html",
-        {"title": title, "detail": detail, "status": status},
+        {"title": title, "detail": detail, "status": status, "link": link},
         status_code=status,
         headers=NO_STORE,
     )

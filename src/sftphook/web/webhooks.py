@@ -185,17 +185,24 @@ async def edit_form(webhook_id: str, page: CurrentPage) -> Response:
     return await page.render("webhook_edit.html", context)
 
 
+def _number(value: float) -> str:
+    """A number as it was set, for a form that saves it back: `12.345678`, `300` (`:g` keeps
+    six digits, so saving an unchanged form rounded what the API had set)."""
+    text = repr(float(value))
+    return text.removesuffix(".0")
+
+
 def _view_values(hook: WebhookView) -> dict[str, Any]:
     schedule = hook.retry_schedule
     return {
         "nickname": hook.nickname,
         "type": hook.type,
-        "retry_schedule": (", ".join(f"{v:g}" for v in schedule) or "none")
+        "retry_schedule": (", ".join(_number(v) for v in schedule) or "none")
         if schedule is not None
         else "",
-        "timeout": f"{hook.timeout:g}" if hook.timeout is not None else "",
+        "timeout": _number(hook.timeout) if hook.timeout is not None else "",
         "max_concurrency": str(hook.max_concurrency) if hook.max_concurrency else "",
-        "rate_limit": f"{hook.rate_limit:g}" if hook.rate_limit is not None else "",
+        "rate_limit": _number(hook.rate_limit) if hook.rate_limit is not None else "",
         "url": hook.url,
         "authorization_header": "",
         "topics": hook.topics,
