@@ -56,7 +56,7 @@ async def test_mode_sent_with_the_open_is_the_new_files(server: Server) -> None:
                 await fh.write(b"data")
         assert (await sftp.stat("setuid")).permissions == 0o100755
     modes = {p.name: p.stat().st_mode & 0o7777 for p in server.root.iterdir()}
-    assert modes == {"setuid": 0o755, "default": 0o644, "replaced": 0o640, "appended": 0o700}
+    assert modes == {"setuid": 0o755, "default": 0o644, "replaced": 0o600, "appended": 0o700}
 
 
 async def test_write_with_bytes_after_the_data_is_accepted(server: Server) -> None:

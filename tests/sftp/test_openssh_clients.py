@@ -163,8 +163,9 @@ async def test_put_without_p_gives_the_file_its_local_mode(server: Server, tmp_p
     assert result.returncode == 0, result.stderr
     modes = {name: (server.root / name).stat().st_mode & 0o7777 for name in ("run.sh", "large.bin")}
     assert modes == {"run.sh": 0o755, "large.bin": 0o750}
-    # An upload replaces the file: the new one has the mode sent with its open.
-    assert (server.root / "private.txt").stat().st_mode & 0o7777 == 0o755
+    # An upload over a file keeps that file's mode, as OpenSSH's server (which rewrites it).
+    assert (server.root / "private.txt").stat().st_mode & 0o7777 == 0o600
+    assert (server.root / "private.txt").read_text() == "#!/bin/sh\n"
     assert len(await server.events()) == 4
 
 

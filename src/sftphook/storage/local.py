@@ -295,6 +295,11 @@ class LocalStorage:
                     raise PermissionDenied("only regular files can be written")
             # As setstat: no set-id or sticky bits for files users upload.
             mode = mode & 0o777 if mode is not None else None
+            if existing is not None:
+                # A file uploaded over another keeps that one's permission bits, as with
+                # OpenSSH's server, which truncates and rewrites it (a mode sent with an open
+                # applies only to a file it creates; `put -p` sets one after the upload).
+                mode = st.S_IMODE(existing.st_mode) & 0o777
             atomic = (truncate or existing is None) and not append and not read
             if atomic:
                 spare = self._spares.take() if self._spares is not None else None
