@@ -404,6 +404,22 @@ async def test_exclusive_create_never_replaces_a_file_that_appeared_meanwhile(
     assert uploads_in_progress(server) == []
 
 
+async def test_a_plain_rename_never_replaces(server: Server) -> None:
+    # SSH_FXP_RENAME (not posix-rename) fails when the new name exists, file or directory.
+    (server.root / "a.txt").write_text("a")
+    (server.root / "b.txt").write_text("b")
+    (server.root / "empty").mkdir()
+    (server.root / "dir").mkdir()
+    async with await server.connect() as conn, conn.start_sftp_client() as sftp:
+        for old, new in (("a.txt", "b.txt"), ("dir", "empty"), ("a.txt", "empty")):
+            with pytest.raises(asyncssh.SFTPFailure, match="already exists"):
+                await sftp.rename(old, new)
+        await sftp.rename("a.txt", "c.txt")
+    assert (server.root / "b.txt").read_text() == "b" and (server.root / "empty").is_dir()
+    assert (server.root / "c.txt").read_text() == "a" and (server.root / "dir").is_dir()
+    assert topics(await server.events()) == [("file.renamed", "c.txt")]
+
+
 async def test_failed_rename_and_remove_record_nothing(server: Server) -> None:
     async with await server.connect() as conn, conn.start_sftp_client() as sftp:
         with pytest.raises(asyncssh.SFTPNoSuchFile):

@@ -376,9 +376,13 @@ class LocalStorage:
             s = src.lstat()
             if s is None:
                 raise NotFound(f"no such file: {old}")
-            if not replace and dst.lstat() is not None:
-                raise FileExistsError(errno.EEXIST, "the new name already exists")
-            if replace and s.st_nlink > 1 and not st.S_ISDIR(s.st_mode):
+            if not replace:
+                # In one step: a check, then a rename, would replace a file that took the new
+                # name between the two (another session, another node on shared storage).
+                rename_noreplace(src.name, dst.name, src.dir_fd, dst.dir_fd)
+                s = os.stat(dst.name, dir_fd=dst.dir_fd, follow_symlinks=False)
+                return src.parts, dst.parts, _info(dst.name, dst.parts, s)
+            if s.st_nlink > 1 and not st.S_ISDIR(s.st_mode):
                 # Perhaps another name of the same file (a hard link), which rename(2) leaves
                 # as it is, both names in place. A file of one link (most) costs no look.
                 d = dst.lstat()
@@ -629,22 +633,14 @@ class LocalWriteHandle:
         """Put an exclusive upload in place only if its name is still free.
 
         The name was free at the open, but the upload stays invisible until now: another
-        upload may have taken the name meanwhile, and a rename would replace that file. A
-        link fails instead (EEXIST), in one step."""
+        upload may have taken the name meanwhile, and a plain rename would replace that file."""
         assert self._temp_name is not None and self._uploads_fd is not None
         try:
-            os.link(
-                self._temp_name,
-                self._name,
-                src_dir_fd=self._uploads_fd,
-                dst_dir_fd=self._dir_fd,
-                follow_symlinks=False,
-            )
+            rename_noreplace(self._temp_name, self._name, self._uploads_fd, self._dir_fd)
         except FileExistsError:
             raise FileExistsError(
                 errno.EEXIST, "the name was taken while this exclusive upload was open"
             ) from None
-        os.unlink(self._temp_name, dir_fd=self._uploads_fd)
 
     def abort(self) -> None:
         """Close; an atomic upload that was not committed leaves nothing behind."""
@@ -661,6 +657,55 @@ class LocalWriteHandle:
                 with contextlib.suppress(OSError):
                     os.close(fd)
                 setattr(self, attr, -1)
+
+
+def _renameat2() -> Any:
+    """libc's `renameat2` (Linux, glibc 2.28), or None where there is none."""
+    try:
+        call = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return None
+    call.argtypes = (ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint)
+    call.restype = ctypes.c_int
+    return call
+
+
+_RENAMEAT2 = _renameat2()
+_RENAME_NOREPLACE = 1
+
+
+def rename_noreplace(old: str, new: str, old_dir_fd: int, new_dir_fd: int) -> None:
+    """Rename `old` to `new` unless `new` exists (FileExistsError), as one step where the
+    kernel and the file system can (`RENAME_NOREPLACE`). Elsewhere: a file by `link` and
+    `unlink`, which fail rather than replace too; a directory (which has no links) by a look,
+    then a rename."""
+    if _RENAMEAT2 is not None:
+        if (
+            _RENAMEAT2(
+                old_dir_fd, os.fsencode(old), new_dir_fd, os.fsencode(new), _RENAME_NOREPLACE
+            )
+            == 0
+        ):
+            return
+        code = ctypes.get_errno()
+        if code not in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+            if code == errno.EEXIST:
+                raise FileExistsError(code, "the new name already exists")
+            raise OSError(code, os.strerror(code))
+    s = os.stat(old, dir_fd=old_dir_fd, follow_symlinks=False)
+    if not st.S_ISDIR(s.st_mode):
+        try:
+            os.link(old, new, src_dir_fd=old_dir_fd, dst_dir_fd=new_dir_fd, follow_symlinks=False)
+        except FileExistsError:
+            raise FileExistsError(errno.EEXIST, "the new name already exists") from None
+        os.unlink(old, dir_fd=old_dir_fd)
+        return
+    try:
+        os.stat(new, dir_fd=new_dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        os.rename(old, new, src_dir_fd=old_dir_fd, dst_dir_fd=new_dir_fd)
+        return
+    raise FileExistsError(errno.EEXIST, "the new name already exists")
 
 
 def _sync_file_range() -> Any:
