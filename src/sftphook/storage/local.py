@@ -457,17 +457,16 @@ class LocalStorage:
                 if times is not None and t.name is not None:
                     os.utime(t.name, times, dir_fd=t.dir_fd, follow_symlinks=False)
                 return
-            if mode is not None or size is not None:
-                writable = size is not None and st.S_ISREG(s.st_mode)
+            if mode is not None:
+                # No set-id or sticky bits for files users upload.
+                _chmod(t.name, t.dir_fd, mode & 0o777)
+            if size is not None:
+                writable = st.S_ISREG(s.st_mode)
                 flags = (os.O_WRONLY if writable else os.O_RDONLY) | os.O_NOFOLLOW | os.O_CLOEXEC
                 flags |= os.O_NONBLOCK
                 fd = os.dup(t.dir_fd) if t.name is None else os.open(t.name, flags, dir_fd=t.dir_fd)
                 try:
-                    if mode is not None:
-                        # No set-id or sticky bits for files users upload.
-                        os.fchmod(fd, mode & 0o777)
-                    if size is not None:
-                        os.ftruncate(fd, size)
+                    os.ftruncate(fd, size)
                 finally:
                     os.close(fd)
             if times is not None:
@@ -657,6 +656,34 @@ class LocalWriteHandle:
                 with contextlib.suppress(OSError):
                     os.close(fd)
                 setattr(self, attr, -1)
+
+
+def _chmod(name: str | None, dir_fd: int, mode: int) -> None:
+    """Set the mode of `name` in `dir_fd` (of `dir_fd` itself for None), never through a link.
+
+    The file is opened with `O_PATH | O_NOFOLLOW`, which needs no permission on it, and changed
+    through its `/proc/self/fd` entry, which is that very file. An open for reading, and
+    `fchmod`, would need read permission: a file made 0200 or a directory made 000 could never
+    be given its mode back (the server does not run as root)."""
+    if name is None:
+        fd = os.dup(dir_fd)
+    else:
+        fd = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+    try:
+        if st.S_ISLNK(os.fstat(fd).st_mode):
+            return  # turned into a link since it was looked at: links have no mode of their own
+        try:
+            os.chmod(f"/proc/self/fd/{fd}", mode)
+        except FileNotFoundError:
+            # No /proc: the way that needs read permission.
+            flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
+            readable = os.dup(dir_fd) if name is None else os.open(name, flags, dir_fd=dir_fd)
+            try:
+                os.fchmod(readable, mode)
+            finally:
+                os.close(readable)
+    finally:
+        os.close(fd)
 
 
 def _renameat2() -> Any:
