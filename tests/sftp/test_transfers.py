@@ -404,6 +404,31 @@ async def test_exclusive_create_never_replaces_a_file_that_appeared_meanwhile(
     assert uploads_in_progress(server) == []
 
 
+async def test_an_upload_whose_directory_is_renamed_meanwhile_reports_where_it_landed(
+    server: Server,
+) -> None:
+    # The upload holds its directory: the file lands in it under its new name, as with
+    # OpenSSH's server, and the event names that path, not the one the upload was opened at.
+    (server.root / "in").mkdir()
+    (server.root / "other").mkdir()
+    async with await server.connect() as conn, conn.start_sftp_client() as sftp:
+        moved = await sftp.open("in/x.csv", "wb")
+        await moved.write(b"moved")
+        await sftp.rename("in", "inbound")
+        await sftp.rename("other", "inbound/2026")  # a second move, of a directory inside
+        await moved.close()
+        async with sftp.open("inbound/2026/y.csv", "wb") as fh:
+            stays = await sftp.open("inbound/2026/z.csv", "wb")
+            await fh.write(b"y")
+        await sftp.rename("inbound", "done")
+        await stays.write(b"z")
+        await stays.close()
+    assert (server.root / "done" / "x.csv").read_bytes() == b"moved"
+    assert (server.root / "done" / "2026" / "z.csv").read_bytes() == b"z"
+    created = [e.path for e in await server.events() if e.topic == "file.created"]
+    assert created == ["inbound/x.csv", "inbound/2026/y.csv", "done/2026/z.csv"]
+
+
 async def test_a_plain_rename_never_replaces(server: Server) -> None:
     # SSH_FXP_RENAME (not posix-rename) fails when the new name exists, file or directory.
     (server.root / "a.txt").write_text("a")

@@ -627,6 +627,8 @@ class SFTPSession(asyncssh.SFTPServer):
         except BaseException:
             await upload.abort()
             raise
+        # Where the file landed: its directory may have been renamed while it was open.
+        parts = upload.handle.org_parts
         attrs = getattr(upload, "attrs", None)
         if attrs is not None:
             with contextlib.suppress(asyncssh.SFTPError):

@@ -19,6 +19,7 @@ import errno
 import logging
 import os
 import stat as st
+import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -109,6 +110,8 @@ class LocalStorage:
     ) -> None:
         self._spares = spares
         self.org_root = files_root / organization_id
+        # As the kernel names it (`/proc/self/fd`): where an upload's directory is now.
+        self._org_root_text = os.path.realpath(self.org_root)
         self.home = home
         self.home_parts = split(home)
         uploads = uploads or files_root / UPLOADS_DIR
@@ -321,6 +324,7 @@ class LocalStorage:
                     replaces=existing is not None,
                     exclusive=exclusive,
                     mode=mode,
+                    org_root=self._org_root_text,
                 )
             flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW
             flags |= os.O_CLOEXEC | (os.O_APPEND if append else 0)
@@ -334,7 +338,9 @@ class LocalStorage:
                 except BaseException:
                     os.close(fd)
                     raise
-            return LocalWriteHandle(fd, t.dir_fd, t.name, t.parts, None, None)
+            return LocalWriteHandle(
+                fd, t.dir_fd, t.name, t.parts, None, None, org_root=self._org_root_text
+            )
         except BaseException:
             t.close()
             raise
@@ -376,6 +382,9 @@ class LocalStorage:
             s = src.lstat()
             if s is None:
                 raise NotFound(f"no such file: {old}")
+            if st.S_ISDIR(s.st_mode):
+                # Counted before it happens: an upload below that commits meanwhile looks again.
+                _MOVES.moved()
             if not replace:
                 # In one step: a check, then a rename, would replace a file that took the new
                 # name between the two (another session, another node on shared storage).
@@ -545,8 +554,13 @@ class LocalWriteHandle:
         replaces: bool = False,
         exclusive: bool = False,
         mode: int | None = None,
+        org_root: str | None = None,
     ) -> None:
         self.fd = fd
+        # The organization's root as the kernel names it, and the directories renamed when
+        # this began: one of them may have been this upload's (`commit` then looks again).
+        self._org_root = org_root
+        self._moves = _MOVES.count
         # The permission bits the file gets at the commit (the client's at the open).
         self._mode = mode
         # Opened to create the file (SSH_FXF_EXCL): its commit must not replace one.
@@ -624,9 +638,28 @@ class LocalWriteHandle:
                             dst_dir_fd=self._dir_fd,
                         )
                 self._temp_name = None
+            if self._moves != _MOVES.count:
+                self.org_parts = self._where_now()
+                info = dataclasses.replace(info, org_parts=self.org_parts)
             return info
         finally:
             self.abort()
+
+    def _where_now(self) -> tuple[str, ...]:
+        """This file's path in the organization as it is now: its directory (held open since
+        the upload began) may have been renamed meanwhile, and the file went with it."""
+        if self._org_root is None:
+            return self.org_parts
+        try:
+            here = os.readlink(f"/proc/self/fd/{self._dir_fd}")
+        except OSError:
+            return self.org_parts
+        root = self._org_root
+        if here == root:
+            return (self._name,)
+        if not here.startswith(root + "/"):
+            return self.org_parts
+        return (*here[len(root) + 1 :].split("/"), self._name)
 
     def _link_into_place(self) -> None:
         """Put an exclusive upload in place only if its name is still free.
@@ -656,6 +689,22 @@ class LocalWriteHandle:
                 with contextlib.suppress(OSError):
                     os.close(fd)
                 setattr(self, attr, -1)
+
+
+class _Moves:
+    """How many directories this process has renamed. An upload holds its directory open; one
+    that saw none renamed since it began knows its path without asking the kernel."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._lock = threading.Lock()
+
+    def moved(self) -> None:
+        with self._lock:
+            self.count += 1
+
+
+_MOVES = _Moves()
 
 
 def _chmod(name: str | None, dir_fd: int, mode: int) -> None:
