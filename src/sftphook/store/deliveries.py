@@ -9,7 +9,7 @@ in one write transaction (`Database.write`, BEGIN IMMEDIATE) is atomic by itself
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any, cast
 
 from sqlalchemy import (
@@ -370,6 +370,23 @@ def record_results(connection: Connection, changes: Sequence[dict[str, Any]]) ->
     `executemany`."""
     if changes:
         connection.execute(_RECORD_RESULT, list(changes))
+
+
+_EXTEND_LEASE = (
+    update(_D)
+    .where(_D.c.id == bindparam("delivery_id"), _D.c.lease_owner == bindparam("token"))
+    .values(lease_expires_at=bindparam("expires"))
+)
+
+
+def extend_leases(connection: Connection, token: str, expires: Mapping[str, int]) -> None:
+    """Make leases held by `token` last until `expires[delivery id]` (epoch ms), inside the
+    claim's `Database.write` transaction."""
+    if expires:
+        connection.execute(
+            _EXTEND_LEASE,
+            [{"delivery_id": d, "token": token, "expires": at} for d, at in expires.items()],
+        )
 
 
 _RELEASE_LEASE = (
