@@ -124,6 +124,24 @@ async def test_slack_escapes_control_characters():
     assert "a&lt;b&gt;&amp;c.txt" in body["blocks"][0]["text"]["text"]
 
 
+async def test_slack_notification_text_cannot_mention_or_link():
+    """The top-level `text` (the notification, and the message where blocks are not drawn) is
+    read as mrkdwn too: an uploader's file name must not ping the channel or make a link."""
+    odd = EventRecord(
+        organization_id="o",
+        topic=Topic.FILE_CREATED,
+        actor_id="u",
+        path="in/<!channel> <https:evil.example|invoice.pdf> & co.csv",
+        size=1,
+    )
+    body = json.loads(slack_body(describe_event(odd)))
+    assert body["text"] == (
+        "u uploaded in/&lt;!channel&gt; &lt;https:evil.example|invoice.pdf&gt; &amp; co.csv"
+        " (1 byte)"
+    )
+    assert "<" not in json.dumps(body)
+
+
 async def test_teams_card_is_accepted_and_carries_the_facts(receiver):
     recv, base = receiver
     assert await _post(f"{base}/teams", teams_body(describe_event(UPLOAD))) == 200

@@ -23,8 +23,9 @@ def slack_body(notice: Notice) -> bytes:
         for label, value in notice.facts
     ]
     message = {
-        # The plain text shows in notifications and where blocks cannot be drawn.
-        "text": sentence,
+        # Shown in notifications and where blocks cannot be drawn; Slack parses it as mrkdwn
+        # too, so a file name must not mention (`<!channel>`) or link there either.
+        "text": _escape(sentence),
         "blocks": [
             {"type": "section", "text": {"type": "mrkdwn", "text": headline}},
             # Slack takes at most ten fields in a section.
