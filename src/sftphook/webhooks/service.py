@@ -320,7 +320,7 @@ class WebhookService:
                 "webhook.created",
                 "webhook",
                 webhook.id,
-                {"nickname": nickname, "url": safe_url(url), "topics": topic_list},
+                {"nickname": nickname, "url": safe_url(url, kind), "topics": topic_list},
             )
         log.info("webhook added: %s (%s)", webhook.id, nickname)
         return self.view(webhook), secret
@@ -414,7 +414,7 @@ class WebhookService:
                 "webhook.deleted",
                 "webhook",
                 webhook.id,
-                {"nickname": webhook.nickname, "url": safe_url(webhook.url)},
+                {"nickname": webhook.nickname, "url": safe_url(webhook.url, webhook.type)},
             )
             await s.delete(webhook)
         log.info("webhook removed: %s", webhook_id)
