@@ -66,6 +66,9 @@ class _Receiver:
             and isinstance(body.get("text"), str)
             and all(b["type"] in ("section", "context") for b in body["blocks"])
             and all(len(b.get("fields", [])) <= 10 for b in body["blocks"])
+            # Slack's limits: a section's text, 3000 characters; each of its fields, 2000.
+            and all(len(b.get("text", {}).get("text", "")) <= 3000 for b in body["blocks"])
+            and all(len(f["text"]) <= 2000 for b in body["blocks"] for f in b.get("fields", []))
         )
         self.bodies.append(body)
         return web.Response(text="ok" if ok else "invalid_blocks", status=200 if ok else 400)
@@ -114,6 +117,26 @@ async def test_slack_message_is_accepted_and_readable(receiver):
     assert body["blocks"][0]["text"]["text"].startswith("*partner-acme* uploaded")
     fields = [f["text"] for f in body["blocks"][1]["fields"]]
     assert "*Path*\ninbound/invoice 2026.csv" in fields
+
+
+async def test_slack_takes_a_message_about_long_paths(receiver):
+    """Names of 255 characters nest deep; escaped (`&` is five characters) they can exceed
+    what Slack takes in a section or a field, which it refuses with a 400."""
+    recv, base = receiver
+    deep = "/".join(["&" * 250] * 8)
+    moved = EventRecord(
+        organization_id="o",
+        topic=Topic.FILE_RENAMED,
+        actor_id="u",
+        path=deep + "/b.csv",
+        previous_path=deep + "/a.csv",
+    )
+    assert await _post(f"{base}/slack", slack_body(describe_event(moved))) == 200
+    body = recv.bodies[0]
+    headline = body["blocks"][0]["text"]["text"]
+    assert headline.startswith("*u* renamed &amp;&amp;") and headline.endswith("&amp;…")
+    fields = {f["text"].split("\n")[0]: f["text"] for f in body["blocks"][1]["fields"]}
+    assert fields["*Path*"].endswith("&amp;…") and fields["*Actor*"] == "*Actor*\nu (User)"
 
 
 async def test_slack_escapes_control_characters():
