@@ -131,7 +131,8 @@ def _pg_due(excluding: bool) -> Any:
             _D.c.status.in_(ACTIVE),
             _D.c.next_attempt_at <= _NOW,
             _LEASE_FREE,
-            or_(_D.c.kind != "event", _W.c.ordered == false()),
+            # An event delivery of a paused webhook waits for the resume (see `_claim_postgres`).
+            or_(_D.c.kind != "event", and_(_W.c.ordered == false(), _W.c.state != "paused")),
             *([_D.c.webhook_id.not_in(bindparam("exclude", expanding=True))] if excluding else []),
         )
         .order_by(_D.c.next_attempt_at, _D.c.sequence)
@@ -159,6 +160,7 @@ def _pg_ordered_hooks(excluding: bool) -> Select[Any]:
         select(_W.c.id)
         .where(
             _W.c.ordered == true(),
+            _W.c.state != "paused",
             exists().where(
                 waiting.c.webhook_id == _W.c.id,
                 waiting.c.kind == "event",
@@ -267,6 +269,11 @@ def _claim_postgres(connection: Connection, parameters: dict[str, Any]) -> list[
        the node that held the lock before, and the head is taken only when no event delivery
        of the webhook holds a live lease: nodes' sequence numbers come from their own clocks,
        so a later-committed event may carry a smaller number than the one in flight.
+
+    Event deliveries of a paused webhook are left alone. The fan-out reads the webhook's state
+    outside the transaction that inserts its deliveries (`Database.write(one_statement=True)`),
+    so an event recorded while a pause commits can still arrive `pending`, after the pause
+    held the others; it waits here, and the resume holds it with them (`hold_active`).
     """
     excluding = bool(parameters["exclude"])
     claimed = list(connection.execute(_PG_CLAIM_UNORDERED[excluding], parameters).all())
