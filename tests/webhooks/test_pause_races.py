@@ -3,9 +3,13 @@ of sends in flight. Each race is made deterministic by holding one transaction o
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
+from aiohttp import web
 
 from sftphook.events import EventRecord
+from sftphook.store import deliveries as delivery_store
 from sftphook.store import events as event_store
 from sftphook.store.models import now_ms
 from sftphook.webhooks.engine import DeliveryEngine
@@ -50,3 +54,68 @@ async def test_event_recorded_while_a_pause_commits_is_held_until_resume(
     async with serving(pg_settings, WORKER):
         (got,) = await receiver.wait_for(1)
     assert got.json()["Id"] == event.id
+
+
+async def _paused_in_flight(app, settings, receiver):
+    """A delivery claimed and sent while its webhook is paused (so held), whose endpoint answers
+    503 (a retry): the organization, the webhook, the engine and the attempt's result."""
+    receiver.behaviour = _unavailable
+    org = await org_id(app)
+    hook, _ = await app.webhooks.create(
+        org, nickname="f", url=receiver.url, topics=["file.created"]
+    )
+    await app.recorder.record(file_event(org))
+    engine = DeliveryEngine(app.db, settings.webhooks, app.secret_box, app.metrics)
+    (job,) = await engine.claim(10, now_ms())
+    await app.webhooks.pause(org, hook.id)
+    result = await engine.attempt(job)
+    assert result.response is not None and result.response.status == 503
+    return org, hook, engine, result
+
+
+async def _unavailable(request, received):
+    return web.Response(status=503)
+
+
+async def _assert_stays_skipped(app, org, hook, engine, receiver, decisions) -> None:
+    assert decisions == [None]  # superseded: not this result's to decide
+    (row,) = (await app.webhooks.list_deliveries(org, hook.id))[0]
+    _, attempts = await app.webhooks.get_delivery(org, row.id)
+    assert row.status == "skipped"
+    assert [a.response_status for a in attempts] == [503]  # the attempt is still logged
+    await asyncio.sleep(0.3)  # past the retry the result asked for
+    assert await engine.claim(10, now_ms()) == []
+    assert len(receiver.requests) == 1
+
+
+async def test_a_result_does_not_bring_back_a_delivery_skipped_while_in_flight(
+    settings, receiver, app
+):
+    org, hook, engine, result = await _paused_in_flight(app, settings, receiver)
+    await app.webhooks.resume(org, hook.id, deliver_held=False)
+    decisions = await engine.record([result])
+    await _assert_stays_skipped(app, org, hook, engine, receiver, decisions)
+
+
+async def test_a_result_recorded_while_a_resume_skips_does_not_bring_the_delivery_back(
+    pg_settings, receiver, pg_app, monkeypatch
+):
+    org, hook, engine, result = await _paused_in_flight(pg_app, pg_settings, receiver)
+    skipped, proceed = asyncio.Event(), asyncio.Event()
+    skip_held = delivery_store.skip_held
+
+    async def skip_then_wait(session, webhook_id, now):
+        count = await skip_held(session, webhook_id, now)
+        skipped.set()
+        await proceed.wait()  # the resume's transaction stays open meanwhile
+        return count
+
+    monkeypatch.setattr(delivery_store, "skip_held", skip_then_wait)
+    resuming = asyncio.create_task(pg_app.webhooks.resume(org, hook.id, deliver_held=False))
+    await skipped.wait()
+    recording = asyncio.create_task(engine.record([result]))
+    await asyncio.sleep(0.3)  # the result's transaction reads and writes what it may now
+    proceed.set()
+    await resuming
+    decisions = await recording
+    await _assert_stays_skipped(pg_app, org, hook, engine, receiver, decisions)

@@ -331,8 +331,13 @@ async def by_ids(session: AsyncSession, delivery_ids: Collection[str]) -> dict[s
     return {d.id: d for d in result.scalars()}
 
 
-_LEASE_OWNERS = select(_D.c.id, _D.c.lease_owner).where(
-    _D.c.id.in_(bindparam("ids", expanding=True))
+# Locked (PostgreSQL; in id order) until the results are written: a resume that skips the
+# deliveries, or a claim of a lease that ran out, cannot come between this read and that write.
+_LEASE_OWNERS = (
+    select(_D.c.id, _D.c.lease_owner)
+    .where(_D.c.id.in_(bindparam("ids", expanding=True)))
+    .order_by(_D.c.id)
+    .with_for_update(key_share=True)
 )
 
 
@@ -340,7 +345,7 @@ def lease_owners_sync(
     connection: Connection, delivery_ids: Collection[str]
 ) -> dict[str, str | None]:
     """Who holds each delivery's lease (a missing id: the delivery no longer exists), inside a
-    write transaction."""
+    write transaction, which it keeps the deliveries' rows locked for."""
     rows = connection.execute(_LEASE_OWNERS, {"ids": list(delivery_ids)}).all()
     return {row[0]: row[1] for row in rows}
 
@@ -485,11 +490,15 @@ async def release_held(session: AsyncSession, webhook_id: str, now: int) -> int:
 
 
 async def skip_held(session: AsyncSession, webhook_id: str, now: int) -> int:
+    """Held deliveries become `skipped`. One held while in flight loses its lease too, so that
+    the result of that send is recorded as an attempt and changes nothing (`superseded`)."""
     result = await session.execute(
         update(Delivery)
         .where(Delivery.webhook_id == webhook_id, Delivery.status == "held")
         .values(
             status="skipped",
+            lease_owner=None,
+            lease_expires_at=None,
             completed_at=now,
             updated_at=now,
             last_error="skipped when the webhook was resumed",

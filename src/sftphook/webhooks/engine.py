@@ -959,7 +959,8 @@ def _walk(
             continue
         walk.attempts.append(_attempt_row(result))
         if owner != job.lease_token:
-            # Our lease ran out and another worker took the delivery: it decides.
+            # Our lease ran out and another worker took the delivery (it decides), or a resume
+            # skipped the delivery while it was in flight (`skip_held`).
             walk.decisions.append(None)
             walk.logged.append((result, None))
             continue
