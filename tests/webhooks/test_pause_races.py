@@ -119,3 +119,33 @@ async def test_a_result_recorded_while_a_resume_skips_does_not_bring_the_deliver
     await resuming
     decisions = await recording
     await _assert_stays_skipped(pg_app, org, hook, engine, receiver, decisions)
+
+
+async def test_a_result_recorded_while_a_resume_commits_does_not_stay_held(
+    pg_settings, receiver, pg_app, monkeypatch
+):
+    org, hook, engine, result = await _paused_in_flight(pg_app, pg_settings, receiver)
+    released, proceed = asyncio.Event(), asyncio.Event()
+    release_held = delivery_store.release_held
+
+    async def release_then_wait(session, webhook_id, now):
+        count = await release_held(session, webhook_id, now)
+        released.set()
+        await proceed.wait()  # the resume's transaction stays open meanwhile
+        return count
+
+    monkeypatch.setattr(delivery_store, "release_held", release_then_wait)
+    resuming = asyncio.create_task(pg_app.webhooks.resume(org, hook.id))
+    await released.wait()
+    recording = asyncio.create_task(engine.record([result]))
+    await asyncio.sleep(0.3)  # the result's transaction reads and writes what it may now
+    proceed.set()
+    await resuming
+    await recording
+    (row,) = (await pg_app.webhooks.list_deliveries(org, hook.id))[0]
+    assert row.status == "retrying"  # not held on an enabled webhook
+
+    receiver.behaviour = None  # answers 200
+    async with serving(pg_settings, WORKER):
+        await receiver.wait_for(2)
+    assert receiver.requests[1].json()["Id"] == receiver.requests[0].json()["Id"]
