@@ -1,9 +1,11 @@
-"""Pause and resume against what runs beside them on PostgreSQL: an event's fan-out, and results
-of sends in flight. Each race is made deterministic by holding one transaction open by hand."""
+"""Pause and resume against what runs beside them: an event's fan-out, and results of sends in
+flight. The races are PostgreSQL's (SQLite has one writer); each is made deterministic by
+holding one transaction open by hand."""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 
 import pytest
 from aiohttp import web
@@ -149,3 +151,34 @@ async def test_a_result_recorded_while_a_resume_commits_does_not_stay_held(
     async with serving(pg_settings, WORKER):
         await receiver.wait_for(2)
     assert receiver.requests[1].json()["Id"] == receiver.requests[0].json()["Id"]
+
+
+@pytest.mark.parametrize(("status", "state"), [(400, "enabled"), (410, "paused")])
+async def test_a_result_and_a_resume_wait_for_each_other_without_deadlock(
+    pg_settings, receiver, pg_app, monkeypatch, status, state
+):
+    """A failed delivery changes its webhook's failure streak (and a 410 pauses it): the
+    result's transaction writes the webhook's row as well as the delivery's, which a resume
+    does too (in that order)."""
+    org, hook, engine, result = await _paused_in_flight(pg_app, pg_settings, receiver)
+    result.response = dataclasses.replace(result.response, status=status)  # failed at once
+    enabled, proceed = asyncio.Event(), asyncio.Event()
+    hold_active = delivery_store.hold_active
+
+    async def wait_then_hold(session, webhook_id):
+        enabled.set()  # the webhook's row is written, not the deliveries' yet
+        await proceed.wait()
+        return await hold_active(session, webhook_id)
+
+    monkeypatch.setattr(delivery_store, "hold_active", wait_then_hold)
+    resuming = asyncio.create_task(pg_app.webhooks.resume(org, hook.id))
+    await enabled.wait()
+    recording = asyncio.create_task(engine.record([result]))
+    await asyncio.sleep(0.3)
+    proceed.set()
+    _, count = await resuming
+    (decision,) = await recording
+    assert decision is not None and decision.verdict.value == "failed"
+    (row,) = (await pg_app.webhooks.list_deliveries(org, hook.id))[0]
+    assert row.status == "failed" and count == 1  # released, then decided by its answer
+    assert (await pg_app.webhooks.get(org, hook.id)).state == state

@@ -795,8 +795,8 @@ class DeliveryEngine:
         """`record` for a batch that pauses a webhook, through an ORM session: returns what
         `_record_rows` does and the paused webhooks' reasons."""
         async with self._db.transaction() as s:
-            owners = await delivery_store.lease_owners(s, {r.job.delivery_id for r in results})
             hooks = await webhook_store.by_ids(s, {r.job.webhook_id for r in results})
+            owners = await delivery_store.lease_owners(s, {r.job.delivery_id for r in results})
             walk = _walk(results, decided, owners, hooks, now, self._settings.auto_pause_after)
             for webhook_id, streak in walk.streaks.items():
                 hooks[webhook_id].failure_streak = streak
@@ -909,8 +909,9 @@ def _record_rows(
     """Record a batch of results in one write transaction with Core statements: attempts and
     deliveries by `executemany`, the webhooks' failure streaks. None, having written nothing,
     when the batch pauses a webhook (`record` then takes the ORM path)."""
-    owners = delivery_store.lease_owners_sync(connection, {r.job.delivery_id for r in results})
+    # The webhooks' rows are locked first, then the deliveries', as pause and resume write them.
     hooks = webhook_store.streaks(connection, {r.job.webhook_id for r in results})
+    owners = delivery_store.lease_owners_sync(connection, {r.job.delivery_id for r in results})
     walk = _walk(results, decided, owners, hooks, now, auto_pause_after)
     if walk.pauses:
         return None
