@@ -69,14 +69,22 @@ def clean_details(details: dict[str, Any] | None) -> dict[str, Any]:
     return cleaned
 
 
-def safe_url(url: str) -> str:
+# Endpoint types whose URL path is the credential (a Slack or Teams incoming webhook: whoever
+# knows it can post to the channel).
+SECRET_PATH_TYPES = ("slack", "teams")
+
+
+def safe_url(url: str, kind: str = "webhook") -> str:
     """A URL as the audit log and notices show it: no user info, query or fragment (where
-    receivers sometimes put a token)."""
+    receivers sometimes put a token), and for an endpoint of `kind` slack or teams no path
+    either (`https://hooks.slack.com/…`)."""
     try:
         parts = urlsplit(url)
         host = parts.hostname or ""
         if parts.port:
             host = f"{host}:{parts.port}"
+        if kind in SECRET_PATH_TYPES:
+            return urlunsplit((parts.scheme, host, "/…", "", ""))
         return urlunsplit((parts.scheme, host, parts.path, "", ""))
     except ValueError:
         return "(unreadable URL)"

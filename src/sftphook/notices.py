@@ -58,7 +58,7 @@ def paused_notice(
     facts = (
         ("Webhook", webhook.nickname),
         ("Id", webhook.id),
-        ("Endpoint", safe_url(webhook.url)),
+        ("Endpoint", safe_url(webhook.url, webhook.type)),
         ("Why", reason),
         ("Paused at", format_time(paused_at)),
         ("Meanwhile", "new events are kept and are delivered when you resume it"),

@@ -77,6 +77,9 @@ class _Receiver:
             and isinstance(body.get("text"), str)
             and all(b["type"] in ("section", "context") for b in body["blocks"])
             and all(len(b.get("fields", [])) <= 10 for b in body["blocks"])
+            # Slack's limits: a section's text, 3000 characters; each of its fields, 2000.
+            and all(len(b.get("text", {}).get("text", "")) <= 3000 for b in body["blocks"])
+            and all(len(f["text"]) <= 2000 for b in body["blocks"] for f in b.get("fields", []))
         )
         self.bodies.append(body)
         return web.Response(text="ok" if ok else "invalid_blocks", status=200 if ok else 400)
@@ -127,12 +130,50 @@ async def test_slack_message_is_accepted_and_readable(receiver):
     assert "*Path*\ninbound/invoice 2026.csv" in fields
 
 
+async def test_slack_takes_a_message_about_long_paths(receiver):
+    """Names of 255 characters nest deep; escaped (`&` is five characters) they can exceed
+    what Slack takes in a section or a field, which it refuses with a 400."""
+    recv, base = receiver
+    deep = "/".join(["&" * 250] * 8)
+    moved = EventRecord(
+        organization_id="o",
+        topic=Topic.FILE_RENAMED,
+        actor_id="u",
+        path=deep + "/b.csv",
+        previous_path=deep + "/a.csv",
+    )
+    assert await _post(f"{base}/slack", slack_body(describe_event(moved))) == 200
+    body = recv.bodies[0]
+    headline = body["blocks"][0]["text"]["text"]
+    assert headline.startswith("*u* renamed &amp;&amp;") and headline.endswith("&amp;…")
+    fields = {f["text"].split("\n")[0]: f["text"] for f in body["blocks"][1]["fields"]}
+    assert fields["*Path*"].endswith("&amp;…") and fields["*Actor*"] == "*Actor*\nu (User)"
+
+
 async def test_slack_escapes_control_characters():
     odd = EventRecord(
         organization_id="o", topic=Topic.FILE_DELETED, actor_id="u", path="a<b>&c.txt"
     )
     body = json.loads(slack_body(describe_event(odd)))
     assert "a&lt;b&gt;&amp;c.txt" in body["blocks"][0]["text"]["text"]
+
+
+async def test_slack_notification_text_cannot_mention_or_link():
+    """The top-level `text` (the notification, and the message where blocks are not drawn) is
+    read as mrkdwn too: an uploader's file name must not ping the channel or make a link."""
+    odd = EventRecord(
+        organization_id="o",
+        topic=Topic.FILE_CREATED,
+        actor_id="u",
+        path="in/<!channel> <https:evil.example|invoice.pdf> & co.csv",
+        size=1,
+    )
+    body = json.loads(slack_body(describe_event(odd)))
+    assert body["text"] == (
+        "u uploaded in/&lt;!channel&gt; &lt;https:evil.example|invoice.pdf&gt; &amp; co.csv"
+        " (1 byte)"
+    )
+    assert "<" not in json.dumps(body)
 
 
 async def test_teams_card_is_accepted_and_carries_the_facts(receiver):

@@ -210,6 +210,30 @@ async def test_email_arrives_with_text_and_html_and_the_log_keeps_no_password(
         )
 
 
+async def test_email_of_a_file_name_with_a_line_break_is_delivered(mail_settings, mail: MailServer):
+    """SFTP allows any character but `/` and NUL in a name: a line break must neither fail the
+    message (a header cannot hold one) nor start a header of its own."""
+    async with serving(mail_settings, WORKER) as app:
+        org = await org_id(app)
+        hook, _ = await app.webhooks.create(
+            org, nickname="m", type="email", url="ops@example.com", topics=["file.created"]
+        )
+        path = "inbound/report\r\nBcc: someone@example.net\n.csv"
+        await app.recorder.record(file_event(org, path=path, size=10))
+        view, attempts = await _delivery(app, org, hook.id)
+        assert view.status == "succeeded", view.last_error
+        assert len(attempts) == 1
+        ((rcpts, message),) = mail.handler.messages
+        assert rcpts == ["ops@example.com"] and message["Bcc"] is None
+        assert message["Subject"] == (
+            "[sftphook] partner-acme uploaded inbound/report\\r\\nBcc: someone@example.net"
+            "\\n.csv (10 bytes)"
+        )
+        # The body is no header: the name is there as it is (its line breaks as the part's).
+        plain = message.get_body(("plain",)).get_content()
+        assert "inbound/report\r\nBcc: someone@example.net\r\n.csv" in plain
+
+
 async def test_email_451_is_retried_then_delivered(mail_settings, mail: MailServer):
     mail.handler.answers = ["451 4.3.0 mailbox busy, try again"]
     async with serving(mail_settings, WORKER) as app:

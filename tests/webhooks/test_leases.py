@@ -70,3 +70,39 @@ async def test_shutdown_gives_back_leases_of_cancelled_sends(settings, receiver)
 
         row = (await s.execute(select(Delivery))).scalar_one()
     assert row.status == "pending" and row.lease_owner is None and row.lease_expires_at is None
+
+
+async def test_a_webhook_timeout_longer_than_the_lease_is_not_sent_twice(settings, receiver):
+    """A webhook's own timeout may exceed `lease_seconds`: its claim lasts long enough for the
+    attempt, so a slow answer is not taken for a dead worker and sent again meanwhile."""
+    from aiohttp import web
+
+    async def slow(request, received):
+        await asyncio.sleep(2.5)
+        return web.Response()
+
+    receiver.behaviour = slow
+    hooks = settings.webhooks.model_copy(update={"timeout": 0.5, "lease_seconds": 1.0})
+    settings = settings.model_copy(update={"webhooks": hooks})
+    async with serving(settings, frozenset({"worker"})) as app:
+        org = await org_id(app)
+        hook, _ = await app.webhooks.create(
+            org,
+            nickname="slow",
+            url=receiver.url,
+            topics=["file.created"],
+            settings={"timeout": 5.0},
+        )
+        await app.recorder.record(file_event(org))
+        await receiver.wait_for(1)
+
+        async def done():
+            rows, _ = await app.webhooks.list_deliveries(org, hook.id)
+            return rows[0].status == "succeeded"
+
+        await wait_until(done)
+        await asyncio.sleep(0.5)
+        rows, _ = await app.webhooks.list_deliveries(org, hook.id)
+        _, attempts = await app.webhooks.get_delivery(org, rows[0].id)
+    assert len(receiver.requests) == 1
+    assert [a.response_status for a in attempts] == [200]

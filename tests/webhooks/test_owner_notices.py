@@ -213,3 +213,39 @@ async def _has(box: Mailbox, count: int) -> bool:
 
 async def _count(app: Any, action: str, count: int) -> bool:
     return len(await _audit(app, action)) >= count
+
+
+async def test_a_chat_webhook_url_is_shown_without_its_secret_path(
+    settings: Settings, receiver: Receiver, mailbox: tuple[Mailbox, int]
+) -> None:
+    """A Slack or Teams incoming-webhook URL carries its credential in the path: the audit log
+    and the owner notices show only where it goes."""
+    box, port = mailbox
+    token = "T0ORG/B0HOOK/xoxTokenThatPostsToTheChannel"
+
+    async def gone(request: web.Request, received: Any) -> web.StreamResponse:
+        return web.Response(status=410)
+
+    receiver.behaviour = gone
+    async with serving(_with_smtp(settings, port), frozenset({"worker"})) as app:
+        org = await org_id(app)
+        await app.accounts.set_notice_email(org, "owner@example.com")
+        view, _ = await app.webhooks.create(
+            org,
+            nickname="ops channel",
+            type="slack",
+            url=f"{receiver.url}/services/{token}",
+            topics=["file.created"],
+        )
+        await app.recorder.record(file_event(org))
+        await wait_until(lambda: _has(box, 1), within=20)
+        await app.webhooks.remove(org, view.id)
+        lines = await _audit(app, "webhook.*")
+    body = _text(box.messages[0][1])
+    assert f"http://127.0.0.1:{receiver.port}/…" in body
+    assert "xoxToken" not in box.messages[0][1].as_string()
+    shown = {line.action: line.details["url"] for line in lines if "url" in line.details}
+    assert shown == {
+        "webhook.created": f"http://127.0.0.1:{receiver.port}/…",
+        "webhook.deleted": f"http://127.0.0.1:{receiver.port}/…",
+    }

@@ -59,9 +59,18 @@ def parse_recipients(value: str) -> list[str]:
     return recipients
 
 
+def _header_text(text: str) -> str:
+    """`text` fit for a header: a character that cannot be shown there (a line break in a file
+    name) is written as its escape, `\\n`, so the name stays recognisable on one line."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def build_message(notice: Notice, *, sender: str, recipients: Sequence[str]) -> EmailMessage:
     message = EmailMessage()
-    message["Subject"] = f"[sftphook] {notice.sentence}"
+    # File names may hold any character but `/` and NUL; a header may not hold a line break.
+    message["Subject"] = _header_text(f"[sftphook] {notice.sentence}")
     message["From"] = sender
     message["To"] = ", ".join(recipients)
     message["Date"] = email.utils.formatdate(localtime=False)

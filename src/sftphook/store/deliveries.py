@@ -9,7 +9,7 @@ in one write transaction (`Database.write`, BEGIN IMMEDIATE) is atomic by itself
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any, cast
 
 from sqlalchemy import (
@@ -131,7 +131,8 @@ def _pg_due(excluding: bool) -> Any:
             _D.c.status.in_(ACTIVE),
             _D.c.next_attempt_at <= _NOW,
             _LEASE_FREE,
-            or_(_D.c.kind != "event", _W.c.ordered == false()),
+            # An event delivery of a paused webhook waits for the resume (see `_claim_postgres`).
+            or_(_D.c.kind != "event", and_(_W.c.ordered == false(), _W.c.state != "paused")),
             *([_D.c.webhook_id.not_in(bindparam("exclude", expanding=True))] if excluding else []),
         )
         .order_by(_D.c.next_attempt_at, _D.c.sequence)
@@ -159,6 +160,7 @@ def _pg_ordered_hooks(excluding: bool) -> Select[Any]:
         select(_W.c.id)
         .where(
             _W.c.ordered == true(),
+            _W.c.state != "paused",
             exists().where(
                 waiting.c.webhook_id == _W.c.id,
                 waiting.c.kind == "event",
@@ -267,6 +269,11 @@ def _claim_postgres(connection: Connection, parameters: dict[str, Any]) -> list[
        the node that held the lock before, and the head is taken only when no event delivery
        of the webhook holds a live lease: nodes' sequence numbers come from their own clocks,
        so a later-committed event may carry a smaller number than the one in flight.
+
+    Event deliveries of a paused webhook are left alone. The fan-out reads the webhook's state
+    outside the transaction that inserts its deliveries (`Database.write(one_statement=True)`),
+    so an event recorded while a pause commits can still arrive `pending`, after the pause
+    held the others; it waits here, and the resume holds it with them (`hold_active`).
     """
     excluding = bool(parameters["exclude"])
     claimed = list(connection.execute(_PG_CLAIM_UNORDERED[excluding], parameters).all())
@@ -324,8 +331,13 @@ async def by_ids(session: AsyncSession, delivery_ids: Collection[str]) -> dict[s
     return {d.id: d for d in result.scalars()}
 
 
-_LEASE_OWNERS = select(_D.c.id, _D.c.lease_owner).where(
-    _D.c.id.in_(bindparam("ids", expanding=True))
+# Locked (PostgreSQL; in id order) until the results are written: a resume that skips the
+# deliveries, or a claim of a lease that ran out, cannot come between this read and that write.
+_LEASE_OWNERS = (
+    select(_D.c.id, _D.c.lease_owner)
+    .where(_D.c.id.in_(bindparam("ids", expanding=True)))
+    .order_by(_D.c.id)
+    .with_for_update(key_share=True)
 )
 
 
@@ -333,7 +345,7 @@ def lease_owners_sync(
     connection: Connection, delivery_ids: Collection[str]
 ) -> dict[str, str | None]:
     """Who holds each delivery's lease (a missing id: the delivery no longer exists), inside a
-    write transaction."""
+    write transaction, which it keeps the deliveries' rows locked for."""
     rows = connection.execute(_LEASE_OWNERS, {"ids": list(delivery_ids)}).all()
     return {row[0]: row[1] for row in rows}
 
@@ -370,6 +382,23 @@ def record_results(connection: Connection, changes: Sequence[dict[str, Any]]) ->
     `executemany`."""
     if changes:
         connection.execute(_RECORD_RESULT, list(changes))
+
+
+_EXTEND_LEASE = (
+    update(_D)
+    .where(_D.c.id == bindparam("delivery_id"), _D.c.lease_owner == bindparam("token"))
+    .values(lease_expires_at=bindparam("expires"))
+)
+
+
+def extend_leases(connection: Connection, token: str, expires: Mapping[str, int]) -> None:
+    """Make leases held by `token` last until `expires[delivery id]` (epoch ms), inside the
+    claim's `Database.write` transaction."""
+    if expires:
+        connection.execute(
+            _EXTEND_LEASE,
+            [{"delivery_id": d, "token": token, "expires": at} for d, at in expires.items()],
+        )
 
 
 _RELEASE_LEASE = (
@@ -461,11 +490,15 @@ async def release_held(session: AsyncSession, webhook_id: str, now: int) -> int:
 
 
 async def skip_held(session: AsyncSession, webhook_id: str, now: int) -> int:
+    """Held deliveries become `skipped`. One held while in flight loses its lease too, so that
+    the result of that send is recorded as an attempt and changes nothing (`superseded`)."""
     result = await session.execute(
         update(Delivery)
         .where(Delivery.webhook_id == webhook_id, Delivery.status == "held")
         .values(
             status="skipped",
+            lease_owner=None,
+            lease_expires_at=None,
             completed_at=now,
             updated_at=now,
             last_error="skipped when the webhook was resumed",

@@ -85,7 +85,13 @@ def fan_out_candidates(
 
 
 async def by_ids(session: AsyncSession, webhook_ids: Collection[str]) -> dict[str, Webhook]:
-    result = await session.execute(select(Webhook).where(Webhook.id.in_(list(webhook_ids))))
+    """Locked like `streaks` (recording results that pause a webhook)."""
+    result = await session.execute(
+        select(Webhook)
+        .where(Webhook.id.in_(list(webhook_ids)))
+        .order_by(Webhook.id)
+        .with_for_update(key_share=True)
+    )
     return {w.id: w for w in result.scalars()}
 
 
@@ -105,7 +111,16 @@ _FOR_SENDING = select(
     _W.c.settings,
 ).where(_W.c.id.in_(_IDS))
 # What recording results reads: the state (a paused webhook's retries are held) and the streak.
-_STREAKS = select(_W.c.id, _W.c.state, _W.c.failure_streak).where(_W.c.id.in_(_IDS))
+# Locked (PostgreSQL; in id order) before the deliveries are, the order in which a pause or a
+# resume writes them (the webhook, then its deliveries): results are written with the state
+# a pause or resume committed, and recording them cannot deadlock with one. The fan-out's
+# foreign-key checks do not wait for this lock; an ordered claim skips the webhook meanwhile.
+_STREAKS = (
+    select(_W.c.id, _W.c.state, _W.c.failure_streak)
+    .where(_W.c.id.in_(_IDS))
+    .order_by(_W.c.id)
+    .with_for_update(key_share=True)
+)
 # `updated_at` follows by the column's `onupdate`, as it does through the ORM.
 _SET_STREAK = (
     update(_W).where(_W.c.id == bindparam("webhook_id")).values(failure_streak=bindparam("streak"))
@@ -119,7 +134,8 @@ def for_sending(connection: Connection, webhook_ids: Collection[str]) -> dict[st
 
 
 def streaks(connection: Connection, webhook_ids: Collection[str]) -> dict[str, Any]:
-    """(id, state, failure_streak) by webhook id, inside a `Database.write`."""
+    """(id, state, failure_streak) by webhook id, inside a `Database.write`, which it keeps the
+    webhooks' rows locked for."""
     rows = connection.execute(_STREAKS, {"ids": list(webhook_ids)}).all()
     return {row.id: row for row in rows}
 

@@ -85,6 +85,8 @@ LISTEN_CHECK_INTERVAL = 15.0
 LISTEN_RETRY_MAX = 5.0
 # Host names of webhook URLs kept for the attempt log (cleared when it grows past this).
 HOST_CACHE_SIZE = 4096
+# A claim lasts this much longer than its attempt may take, for the result to be recorded.
+LEASE_MARGIN = 10.0
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -418,7 +420,13 @@ class DeliveryEngine:
         exclude = list(self._throttle.busy())
         claimed, events, hooks, due = await self._db.write(
             lambda connection: _claim_rows(
-                connection, token=token, now=now, lease_ms=lease_ms, limit=limit, exclude=exclude
+                connection,
+                token=token,
+                now=now,
+                lease_ms=lease_ms,
+                limit=limit,
+                exclude=exclude,
+                lease_for=self._lease_ms_for,
             )
         )
         jobs: list[Job] = []
@@ -454,6 +462,21 @@ class DeliveryEngine:
                 )
             )
         return jobs, len(claimed) >= limit, due
+
+    def _lease_ms_for(self, webhook: Any) -> int:
+        """How long a claim on this webhook's deliveries lasts (ms). A webhook's own timeout
+        (up to 300 s, set through the API) may exceed the configured lease: its claims then
+        last for what one attempt may take (a wait for its limits, then the timeout) and a
+        margin, so that a slow answer is not taken for a dead worker's and sent again
+        meanwhile. The configured timeouts are the operator's to keep below the lease.
+        Pure: it runs on the store's writer thread."""
+        lease = self._settings.lease_seconds
+        tuned = tuning.effective(webhook.settings, self._settings)
+        if not tuned.timeout_overridden:
+            return round(lease * 1000)
+        limited = tuned.max_concurrency is not None or tuned.rate_limit is not None
+        longest = (lease / 2 if limited else 0.0) + tuned.timeout
+        return round((lease if lease > longest else longest + LEASE_MARGIN) * 1000)
 
     def _sending(self, webhook: Any, now: int) -> _Sending | None:
         try:
@@ -772,8 +795,8 @@ class DeliveryEngine:
         """`record` for a batch that pauses a webhook, through an ORM session: returns what
         `_record_rows` does and the paused webhooks' reasons."""
         async with self._db.transaction() as s:
-            owners = await delivery_store.lease_owners(s, {r.job.delivery_id for r in results})
             hooks = await webhook_store.by_ids(s, {r.job.webhook_id for r in results})
+            owners = await delivery_store.lease_owners(s, {r.job.delivery_id for r in results})
             walk = _walk(results, decided, owners, hooks, now, self._settings.auto_pause_after)
             for webhook_id, streak in walk.streaks.items():
                 hooks[webhook_id].failure_streak = streak
@@ -855,10 +878,12 @@ def _claim_rows(
     lease_ms: int,
     limit: int,
     exclude: list[str],
+    lease_for: Callable[[Any], int],
 ) -> tuple[list[Any], dict[str, Any], dict[str, Any], int | None]:
     """A claim in one write transaction (on SQLite, on the store's writer thread: nothing here
     touches the event loop): the claimed rows, their events and webhooks by id, and when the
-    claim comes back short the next time something may be due."""
+    claim comes back short the next time something may be due. A webhook whose attempts may
+    outlast `lease_ms` (`lease_for` its row) gets its deliveries' leases lengthened."""
     claimed = delivery_store.claim_sync(
         connection, token=token, now=now, lease_ms=lease_ms, limit=limit, exclude_webhooks=exclude
     )
@@ -868,6 +893,9 @@ def _claim_rows(
     event_ids = [d.event_id for d in claimed if d.event_id]
     events = event_store.by_ids(connection, event_ids, EventRecord.fields()) if event_ids else {}
     hooks = webhook_store.for_sending(connection, {d.webhook_id for d in claimed})
+    leases = {webhook_id: lease_for(row) for webhook_id, row in hooks.items()}
+    longer = {d.id: now + leases[d.webhook_id] for d in claimed if leases[d.webhook_id] > lease_ms}
+    delivery_store.extend_leases(connection, token, longer)
     return claimed, events, hooks, due
 
 
@@ -881,8 +909,9 @@ def _record_rows(
     """Record a batch of results in one write transaction with Core statements: attempts and
     deliveries by `executemany`, the webhooks' failure streaks. None, having written nothing,
     when the batch pauses a webhook (`record` then takes the ORM path)."""
-    owners = delivery_store.lease_owners_sync(connection, {r.job.delivery_id for r in results})
+    # The webhooks' rows are locked first, then the deliveries', as pause and resume write them.
     hooks = webhook_store.streaks(connection, {r.job.webhook_id for r in results})
+    owners = delivery_store.lease_owners_sync(connection, {r.job.delivery_id for r in results})
     walk = _walk(results, decided, owners, hooks, now, auto_pause_after)
     if walk.pauses:
         return None
@@ -931,7 +960,8 @@ def _walk(
             continue
         walk.attempts.append(_attempt_row(result))
         if owner != job.lease_token:
-            # Our lease ran out and another worker took the delivery: it decides.
+            # Our lease ran out and another worker took the delivery (it decides), or a resume
+            # skipped the delivery while it was in flight (`skip_held`).
             walk.decisions.append(None)
             walk.logged.append((result, None))
             continue

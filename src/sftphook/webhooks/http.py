@@ -8,7 +8,9 @@ this never uses, so this transport writes the request head itself, parses the re
 Safety lives at connect time: a host name is resolved through `resolve_safe` for every new
 connection and only the addresses it returned are dialled (no DNS rebinding); an IP-literal host
 is checked against the policy once per URL. No redirect is followed, nothing is decompressed,
-and at most `max_body` bytes of a response are kept before the connection is dropped.
+and at most `max_body` bytes of a response are kept before the connection is dropped; a response
+whose head (status line and headers) exceeds `MAX_HEAD` is an invalid response, and its
+connection is dropped as well.
 """
 
 from __future__ import annotations
@@ -36,6 +38,9 @@ from sftphook.webhooks.urlsafety import IPAddress, Lookup, UrlPolicy, resolve_sa
 # An idle kept-alive connection is closed after this long (servers drop theirs at 5 to 75 s).
 IDLE_SECONDS = 30.0
 MAX_ERROR_LENGTH = 500
+# The most a response's status line and headers may take (interim answers included): they are
+# kept whole in the attempt log, so a receiver must not be able to send them without end.
+MAX_HEAD = 64 * 1024
 # Characters a request target keeps as they are; anything else (spaces, non-ASCII) is escaped.
 _TARGET_SAFE = "/:@!$&'()*+,;=?%~-._"
 
@@ -132,6 +137,11 @@ class _Connection(asyncio.Protocol):
         self._waiter: asyncio.Future[Response] | None = None
         self._received = False
         self._final = False
+        # Two lower bounds of the current response's head size: the headers parsed, and the
+        # bytes received while it was not complete (a header still being read is in neither).
+        self._head_parsed = 0
+        self._head_size = 0
+        self._head_done = False
         self._status = 0
         self._headers: dict[str, str] = {}
         self._names: dict[bytes, str] = {}
@@ -147,6 +157,9 @@ class _Connection(asyncio.Protocol):
         self._waiter = waiter
         self._received = False
         self._final = False
+        self._head_parsed = 0
+        self._head_size = 0
+        self._head_done = False
         self.reusable = False
         self.transport.write(data)
         return waiter
@@ -195,6 +208,13 @@ class _Connection(asyncio.Protocol):
         except httptools.HttpParserError as exc:
             self._fail(f"invalid HTTP response: {_parser_reason(exc)}")
             self.abort()
+            return
+        if not self._head_done and self._waiter is not None:
+            # Counted after parsing, so a chunk that ends the head and holds the body is not.
+            self._head_size += len(data)
+            if self._head_size > MAX_HEAD:
+                self._head_too_large()
+                self.abort()
 
     def eof_received(self) -> bool | None:
         if self._waiter is not None and self._final and not self._framed():
@@ -224,6 +244,10 @@ class _Connection(asyncio.Protocol):
         self._truncated = False
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        self._head_parsed += len(name) + len(value) + 4
+        if self._head_parsed > MAX_HEAD:
+            self._head_too_large()
+            raise TransportError("response headers too large")  # stops the parser
         text = value.decode("utf-8", "replace")
         lower = name.lower()
         key = self._names.get(lower)
@@ -239,6 +263,7 @@ class _Connection(asyncio.Protocol):
         self._status = status
         # 1xx answers (100 Continue, 103 Early Hints) come before the real one; 101 is final.
         self._final = not (100 <= status < 200) or status == 101
+        self._head_done = self._final
 
     def on_body(self, body: bytes) -> None:
         if self._truncated:
@@ -273,6 +298,9 @@ class _Connection(asyncio.Protocol):
         if waiter is not None and not waiter.done():
             body = self._body[0] if len(self._body) == 1 else b"".join(self._body)
             waiter.set_result(Response(self._status, self._headers, body, self._truncated))
+
+    def _head_too_large(self) -> None:
+        self._fail(f"invalid HTTP response: its headers exceed {MAX_HEAD // 1024} KiB")
 
     def _fail(self, message: str, *, peer_closed: bool = False) -> None:
         waiter = self._waiter

@@ -320,7 +320,7 @@ class WebhookService:
                 "webhook.created",
                 "webhook",
                 webhook.id,
-                {"nickname": nickname, "url": safe_url(url), "topics": topic_list},
+                {"nickname": nickname, "url": safe_url(url, kind), "topics": topic_list},
             )
         log.info("webhook added: %s (%s)", webhook.id, nickname)
         return self.view(webhook), secret
@@ -414,7 +414,7 @@ class WebhookService:
                 "webhook.deleted",
                 "webhook",
                 webhook.id,
-                {"nickname": webhook.nickname, "url": safe_url(webhook.url)},
+                {"nickname": webhook.nickname, "url": safe_url(webhook.url, webhook.type)},
             )
             await s.delete(webhook)
         log.info("webhook removed: %s", webhook_id)
@@ -506,6 +506,7 @@ class WebhookService:
         view and how many held deliveries were released or skipped."""
         async with self._db.transaction() as s:
             webhook = await self._webhook(s, organization_id, webhook_id)
+            was_paused = webhook.state == "paused"
             now = now_ms()
             webhook.state = "enabled"
             webhook.paused_reason = None
@@ -513,6 +514,10 @@ class WebhookService:
             webhook.failure_streak = 0
             webhook.updated_at = now
             await s.flush()
+            if was_paused:
+                # On PostgreSQL an event recorded while the pause committed may have come in
+                # `pending` (claims leave it alone meanwhile): it is held with the others.
+                await delivery_store.hold_active(s, webhook.id)
             if deliver_held:
                 count = await delivery_store.release_held(s, webhook.id, now)
                 await delivery_store.announce(s)

@@ -259,6 +259,32 @@ async def test_repeated_response_headers_are_joined(serve, transport):
     assert response.headers["X-Seen"] == "a, b"
 
 
+@pytest.mark.parametrize("line", [b"X-Pad: %b\r\n" % (b"a" * 16000), b"a" * 16000])
+async def test_endless_response_headers_are_not_read(serve, transport, line):
+    """Ever more header lines, or one header value without end."""
+
+    async def reply(request: Request) -> bytes | None:
+        request.writer.write(b"HTTP/1.1 200 OK\r\nX-Pad: ")
+        while True:  # until the client hangs up
+            request.writer.write(line)
+            await request.writer.drain()
+
+    server = await serve(reply)
+    started = time.monotonic()
+    with pytest.raises(TransportError, match="^invalid HTTP response: .*headers exceed 64 KiB"):
+        await transport(timeout=10).send(url(server), HEADERS, b"{}")
+    assert time.monotonic() - started < 1
+    await asyncio.wait_for(server.hung_up.wait(), 1)
+
+
+async def test_response_headers_are_kept_up_to_64_kib(serve, transport):
+    pad = "".join(f"X-Pad-{n}: {'a' * 990}\r\n" for n in range(60))
+    (response,), _server = await exchange(serve, transport, answer(headers=pad))
+    assert response.status == 200 and len(response.headers) == 61
+    with pytest.raises(TransportError, match="headers exceed 64 KiB"):
+        await exchange(serve, transport, answer(headers=pad * 2))
+
+
 async def test_garbage_is_an_invalid_response(serve, transport):
     async def reply(request: Request) -> bytes:
         return b"SSH-2.0-OpenSSH_9.6\r\n\r\n"
