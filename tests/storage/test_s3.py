@@ -131,6 +131,32 @@ def test_rename_file_and_directory(storage, s3_client, bucket):
         storage.rename("/f.txt", "/e/two.txt", replace=False)
 
 
+def test_a_replacing_rename_takes_only_what_rename_2_would(storage, s3_client, bucket):
+    # A file replaces a file, a directory an empty directory; nothing else is merged.
+    storage.mkdir("/src")
+    _upload(storage, "/src/a.txt", b"a").commit()
+    storage.mkdir("/full")
+    _upload(storage, "/full/b.txt", b"b").commit()
+    storage.mkdir("/empty")
+    _upload(storage, "/file.txt", b"f").commit()
+    before = _keys(s3_client, bucket)
+    with pytest.raises(OSError, match="not empty"):
+        storage.rename("/src", "/full", replace=True)
+    with pytest.raises(NotADirectoryError):
+        storage.rename("/src", "/file.txt", replace=True)
+    with pytest.raises(IsADirectoryError):
+        storage.rename("/file.txt", "/empty", replace=True)
+    assert _keys(s3_client, bucket) == before
+    storage.rename("/src", "/empty", replace=True)
+    storage.rename("/file.txt", "/full/b.txt", replace=True)
+    assert _keys(s3_client, bucket) == [
+        "tenants/org1/empty/",
+        "tenants/org1/empty/a.txt",
+        "tenants/org1/full/",
+        "tenants/org1/full/b.txt",
+    ]
+
+
 def test_paths_stay_inside_the_home_and_links_are_refused(s3_client, bucket):
     partner = S3Storage(s3_client, S3Location(bucket, ""), "org1", "/partners/acme")
     assert partner.org_parts("/../../x") == ("partners", "acme", "x")

@@ -533,9 +533,23 @@ class S3Storage:
         src_head = self._head(src)
         if src_head is None and not self._dir_exists(src):
             raise NotFound(f"no such file: {old}")
-        dst_exists = self._head(dst) is not None or self._dir_exists(dst)
-        if dst_exists and not replace:
+        dst_head = self._head(dst)
+        dst_is_dir = dst_head is None and self._dir_exists(dst)
+        if (dst_head is not None or dst_is_dir) and not replace:
             raise FileExistsError(17, "the new name already exists")
+        if src != dst:
+            # As rename(2): a file replaces a file and a directory an empty directory, nothing
+            # else (copying the objects across would merge two trees, or give one name to both a
+            # file and a directory).
+            if src_head is not None and dst_is_dir:
+                raise IsADirectoryError(21, "the new name is a directory")
+            if src_head is None and dst_head is not None:
+                raise NotADirectoryError(20, "the new name is a file")
+            if src_head is None and dst_is_dir:
+                prefix = self._dir_prefix(dst)
+                listed = self._client.list_objects_v2(Bucket=self._bucket, Prefix=prefix, MaxKeys=2)
+                if [obj["Key"] for obj in listed.get("Contents", [])] not in ([], [prefix]):
+                    raise OSError(39, "directory not empty")
         if src == dst:
             # Renamed to itself: nothing changes (a copy onto itself and the delete after it
             # would lose the file).
