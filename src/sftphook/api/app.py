@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, Depends, FastAPI
 
 from sftphook import __version__
 from sftphook.api import (
     audit,
     deliveries,
+    deps,
     events,
     health,
     metrics,
@@ -45,12 +46,14 @@ def create_app(app: App) -> FastAPI:
     problems.document(api)
     api.include_router(health.router)
     api.include_router(metrics.router)
+    # Every route under /api/v1 refuses NUL characters before a value can reach the database.
+    checked = [Depends(deps.refuse_nul)]
     v1 = APIRouter(prefix="/api/v1")
     for router in (users.router, events.router, tokens.router, audit.router, organization.router):
         v1.include_router(router)
-    api.include_router(v1)
-    api.include_router(webhooks.router)
-    api.include_router(deliveries.router)
+    api.include_router(v1, dependencies=checked)
+    api.include_router(webhooks.router, dependencies=checked)
+    api.include_router(deliveries.router, dependencies=checked)
     # Last: the dashboard serves `/` and must not shadow the API's paths.
     mount_dashboard(api, app)
     return api

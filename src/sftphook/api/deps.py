@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated
+import json
+from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from sftphook.audit import Actor
-from sftphook.errors import Unauthorized
+from sftphook.errors import InvalidInput, Unauthorized
 from sftphook.store.models import ApiToken
 
 if TYPE_CHECKING:
@@ -43,6 +44,52 @@ async def get_organization_id(token: Annotated[ApiToken, Depends(get_token)]) ->
 async def get_actor(token: Annotated[ApiToken, Depends(get_token)]) -> Actor:
     """Who acts, for the audit log: the token, by its name."""
     return Actor.token(token.name)
+
+
+NUL_MESSAGE = "must not contain NUL characters"
+
+
+async def refuse_nul(request: Request, _: Annotated[ApiToken, Depends(get_token)]) -> None:
+    """Refuse a NUL character in the path, the query or a JSON body, naming where it is.
+
+    PostgreSQL can neither store nor compare text that holds one: left to the database, any
+    such value was a 500. Runs after the token check, so that a stranger still gets 401."""
+    for name, value in request.path_params.items():
+        if isinstance(value, str) and "\x00" in value:
+            raise InvalidInput(NUL_MESSAGE, field=name)
+    for name, value in request.query_params.multi_items():
+        if "\x00" in value or "\x00" in name:
+            raise InvalidInput(NUL_MESSAGE, field=name)
+    body = await request.body()  # read (and kept) by FastAPI already
+    # JSON can only spell a NUL as an escape: most bodies are passed without being parsed again.
+    if b"\\u0000" not in body:
+        return
+    try:
+        document = json.loads(body)
+    except ValueError:
+        return  # not JSON: the route's own validation says what is wrong
+    where = _nul_in(document, [])
+    if where is not None:
+        raise InvalidInput(NUL_MESSAGE, field=".".join(where) or "body")
+
+
+def _nul_in(value: Any, where: list[str]) -> list[str] | None:
+    """The path (`filter.0.value`) of the first string with a NUL in `value`, or None."""
+    if isinstance(value, str):
+        return where if "\x00" in value else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if "\x00" in key:
+                return where
+            found = _nul_in(item, [*where, key])
+            if found is not None:
+                return found
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            found = _nul_in(item, [*where, str(index)])
+            if found is not None:
+                return found
+    return None
 
 
 AppDep = Annotated["App", Depends(get_app)]
