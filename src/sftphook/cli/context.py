@@ -15,6 +15,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 
 from sftphook.app import App
 from sftphook.config import Settings
@@ -63,13 +65,58 @@ def when(ms: int | None) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
 
 
+def shown_url(url: str) -> str:
+    """A database URL with its password masked, to print."""
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def open_app(settings: Settings) -> App:
+    """An App for `settings`; a data directory, database URL or key that cannot work ends the
+    command with what is wrong, not a traceback."""
+    try:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        fail(f"cannot create the data directory {settings.data_dir}: {exc.strerror or exc}")
+    try:
+        shown = shown_url(settings.resolved_database_url)
+    except ArgumentError:
+        # Not even parsed: the value is not repeated, it may hold a password.
+        fail(
+            "invalid configuration: database_url is not a database URL; use "
+            "sqlite+aiosqlite:///PATH or postgresql+asyncpg://USER:PASSWORD@HOST/DATABASE"
+        )
+    try:
+        return App(settings)
+    except (SQLAlchemyError, ImportError) as exc:
+        # A sync driver (`sqlite://`, `postgresql://`), or one that is not installed.
+        fail(
+            f"invalid configuration: database_url {shown} cannot be used ({exc}); use "
+            "sqlite+aiosqlite:///PATH or postgresql+asyncpg://USER:PASSWORD@HOST/DATABASE"
+        )
+    except ValueError as exc:  # the encryption key
+        fail(f"invalid configuration: {exc}")
+    except OSError as exc:  # the key file
+        fail(f"cannot read or create the encryption key file: {exc}")
+
+
+async def prepare(app: App) -> None:
+    """Migrate the database (and make the default organization); a database that cannot be
+    reached or opened ends the command with the reason."""
+    try:
+        await app.prepare()
+    except (OSError, SQLAlchemyError) as exc:
+        reason = exc.orig if isinstance(exc, DBAPIError) else exc
+        fail(f"cannot open the database {shown_url(app.db.url)}: {reason}")
+
+
 def run(work: Callable[[App], Awaitable[T]]) -> T:
     """Run `work` against an App whose database is migrated; domain errors end the command."""
+    settings = load_settings()
 
     async def _go() -> T:
-        app = App(load_settings())
+        app = open_app(settings)
         try:
-            await app.prepare()
+            await prepare(app)
             # Owner notices a command causes (a rotation) are sent before it exits.
             async with app.notices.running():
                 return await work(app)

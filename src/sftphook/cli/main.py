@@ -75,7 +75,7 @@ def serve(
     if not wanted or wanted - ROLES:
         context.fail(f"--roles takes a comma-separated subset of {', '.join(sorted(ROLES))}")
     raise_open_files_limit()
-    asyncio.run(_serve(App(settings), wanted))
+    asyncio.run(_serve(context.open_app(settings), wanted))
 
 
 def raise_open_files_limit() -> None:
@@ -94,6 +94,13 @@ def raise_open_files_limit() -> None:
 
 
 async def _serve(server: App, roles: frozenset[str]) -> None:
+    try:
+        # Here first (serve() does it again, in milliseconds), so that a database that cannot be
+        # opened is one error line rather than a traceback.
+        await context.prepare(server)
+    except BaseException:
+        await server.db.close()
+        raise
     ready = asyncio.Event()
 
     async def announce() -> None:

@@ -1,0 +1,61 @@
+"""Settings that cannot work (a database that does not answer, a URL that is no database URL, a
+data directory that cannot be made, a malformed key) end a command with one `error:` line and
+status 1, as docs/cli.md promises; they used to print a Python traceback."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.cli.conftest import Cli, error_line
+
+
+@pytest.mark.parametrize(
+    ("setting", "value", "words"),
+    [
+        (
+            "SFTPHOOK_DATABASE_URL",
+            "postgresql+asyncpg://sftphook:hunter2@127.0.0.1:1/sftphook",
+            ["cannot open the database postgresql+asyncpg://sftphook:***@127.0.0.1:1/sftphook"],
+        ),
+        ("SFTPHOOK_DATABASE_URL", "not a url", ["database_url", "not a database URL"]),
+        ("SFTPHOOK_DATABASE_URL", "sqlite:///sftphook.db", ["database_url", "sqlite+aiosqlite"]),
+        ("SFTPHOOK_DATABASE_URL", "postgresql://db/sftphook", ["database_url", "asyncpg"]),
+        ("SFTPHOOK_ENCRYPTION_KEY", "not-a-key", ["encryption key must be base64 of 32 bytes"]),
+    ],
+)
+def test_unusable_settings_are_one_error_line(
+    cli: Cli, cli_env: dict[str, str], setting: str, value: str, words: list[str]
+) -> None:
+    cli_env[setting] = value
+    result = cli("users", "list")
+    assert result.returncode == 1, result.stderr
+    line = error_line(result)
+    for word in words:
+        assert word in line, (word, line)
+    assert "hunter2" not in result.stderr + result.stdout
+
+
+def test_a_data_directory_that_cannot_be_made_is_one_error_line(
+    cli: Cli, cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    cli_env["SFTPHOOK_DATA_DIR"] = str(blocker / "data")
+    result = cli("tokens", "list")
+    assert result.returncode == 1, result.stderr
+    assert f"cannot create the data directory {blocker / 'data'}" in error_line(result)
+
+
+def test_serve_with_an_unreachable_database_is_one_error_line(
+    cli: Cli, cli_env: dict[str, str]
+) -> None:
+    cli_env["SFTPHOOK_DATABASE_URL"] = "postgresql+asyncpg://sftphook:hunter2@127.0.0.1:1/x"
+    cli_env["SFTPHOOK_HTTP__PORT"] = "0"
+    result = cli("serve", "--roles", "http")
+    assert result.returncode == 1, result.stderr
+    assert "cannot open the database postgresql+asyncpg://sftphook:***@127.0.0.1:1/x" in (
+        error_line(result)
+    )
+    assert "hunter2" not in result.stderr + result.stdout
