@@ -7,7 +7,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -37,7 +37,17 @@ def _networks(name: str, value: list[str]) -> list[str]:
     return value
 
 
-class SFTPSettings(BaseModel):
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+class Group(BaseModel):
+    """A table of settings (`[sftp]`, `SFTPHOOK_SFTP__*`): a misspelt name in it is refused,
+    as at the top level, rather than silently left at its default."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class SFTPSettings(Group):
     host: str = "0.0.0.0"
     port: int = Field(default=2222, ge=0, le=65535)
     # Encryption algorithms in order of preference; empty means asyncssh's own default list.
@@ -94,7 +104,7 @@ class SFTPSettings(BaseModel):
         return self
 
 
-class HTTPSettings(BaseModel):
+class HTTPSettings(Group):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
     # The address users type to reach the dashboard; used in links printed at start.
@@ -109,7 +119,7 @@ class HTTPSettings(BaseModel):
         return _networks("trusted_proxies", value)
 
 
-class WebhookSettings(BaseModel):
+class WebhookSettings(Group):
     timeout: float = Field(default=10.0, gt=0, le=300)
     retry_schedule: list[float] = Field(
         default_factory=lambda: [5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0]
@@ -140,7 +150,7 @@ class WebhookSettings(BaseModel):
         return value
 
 
-class StorageSettings(BaseModel):
+class StorageSettings(Group):
     backend: Literal["local", "s3"] = "local"
     # Local backend: where organizations' files live; default `<data_dir>/files`.
     root: Path | None = None
@@ -164,7 +174,7 @@ class StorageSettings(BaseModel):
         return self
 
 
-class SMTPSettings(BaseModel):
+class SMTPSettings(Group):
     """The SMTP server that `email` notifications and owner notices go through."""
 
     host: str | None = None
@@ -176,10 +186,10 @@ class SMTPSettings(BaseModel):
     from_: str = Field(default="sftphook <sftphook@localhost>", alias="from")
     timeout: float = Field(default=30.0, gt=0)
 
-    model_config = {"populate_by_name": True}
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
 
-class RetentionSettings(BaseModel):
+class RetentionSettings(Group):
     deliveries_days: float = Field(default=30, gt=0)
     events_days: float = Field(default=90, gt=0)
 
@@ -204,6 +214,13 @@ class Settings(BaseSettings):
     storage: StorageSettings = Field(default_factory=StorageSettings)
     retention: RetentionSettings = Field(default_factory=RetentionSettings)
     smtp: SMTPSettings = Field(default_factory=SMTPSettings)
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        if value.upper() not in LOG_LEVELS:
+            raise ValueError(f"log_level must be one of {', '.join(LOG_LEVELS)}")
+        return value.upper()
 
     @classmethod
     def settings_customise_sources(

@@ -1,0 +1,64 @@
+"""Settings: a misspelt setting or a value that cannot work stops the command with a message that
+names it (docs/configuration.md), inside a group as at the top level."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from sftphook.config import Settings
+
+
+def _toml(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "sftphook.toml"
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("text", "name"),
+    [
+        ("dta_dir = 'x'\n", "dta_dir"),
+        ("[sftp]\nprot = 2022\n", "sftp.prot"),
+        ("[http]\npublic_ulr = 'https://files.example.com'\n", "http.public_ulr"),
+        ("[webhooks]\nretry_schedul = [5]\n", "webhooks.retry_schedul"),
+        ("[storage]\nbuckt = 'files'\n", "storage.buckt"),
+        ("[smtp]\nhots = 'mail.example.com'\n", "smtp.hots"),
+        ("[retention]\nevent_days = 7\n", "retention.event_days"),
+    ],
+)
+def test_a_misspelt_setting_in_a_file_is_refused_by_name(
+    tmp_path: Path, text: str, name: str
+) -> None:
+    with pytest.raises(ValidationError) as caught:
+        Settings.load(_toml(tmp_path, text))
+    assert name in str(caught.value)
+
+
+def test_a_misspelt_setting_in_the_environment_is_refused_by_name(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("SFTPHOOK_SFTP__PROT", "2022")
+    with pytest.raises(ValidationError) as caught:
+        Settings.load()
+    assert "sftp.prot" in str(caught.value)
+
+
+def test_every_documented_spelling_is_accepted(tmp_path: Path) -> None:
+    settings = Settings.load(
+        _toml(tmp_path, "[smtp]\nfrom = 'ops <ops@example.com>'\n[sftp]\nport = 2022\n")
+    )
+    assert settings.smtp.from_ == "ops <ops@example.com>" and settings.sftp.port == 2022
+
+
+@pytest.mark.parametrize("level", ["debug", "INFO", "Warning", "ERROR", "critical"])
+def test_log_levels_are_accepted_in_any_case(level: str) -> None:
+    assert Settings.load(log_level=level).log_level == level.upper()
+
+
+def test_an_unknown_log_level_is_refused_by_name() -> None:
+    with pytest.raises(ValidationError) as caught:
+        Settings.load(log_level="verbose")
+    assert "log_level" in str(caught.value) and "DEBUG, INFO, WARNING, ERROR" in str(caught.value)
