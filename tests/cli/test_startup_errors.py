@@ -59,3 +59,23 @@ def test_serve_with_an_unreachable_database_is_one_error_line(
         error_line(result)
     )
     assert "hunter2" not in result.stderr + result.stdout
+
+
+@pytest.mark.parametrize(
+    ("setting", "value", "words"),
+    [
+        ("SFTPHOOK_SFTP__PORT", "abc", ["sftp.port", "valid integer"]),
+        ("SFTPHOOK_SFTP__PROT", "2022", ["sftp.prot", "not permitted"]),
+        ("SFTPHOOK_LOG_LEVEL", "verbose", ["log_level must be one of DEBUG"]),
+    ],
+)
+def test_invalid_settings_are_one_line_naming_each_setting(
+    cli: Cli, cli_env: dict[str, str], setting: str, value: str, words: list[str]
+) -> None:
+    cli_env[setting] = value
+    result = cli("orgs", "list")
+    assert result.returncode == 1, result.stderr
+    line = error_line(result)
+    assert line.startswith("error: invalid configuration: ")
+    for word in words:
+        assert word in line, (word, line)

@@ -42,8 +42,21 @@ def set_config_file(path: Path | None) -> None:
 def load_settings() -> Settings:
     try:
         return Settings.load(_state["config"])
-    except (ValidationError, FileNotFoundError, ValueError) as exc:
+    except ValidationError as exc:
+        fail(f"invalid configuration: {settings_errors(exc)}")
+    except (FileNotFoundError, ValueError) as exc:
         fail(f"invalid configuration: {exc}")
+
+
+def settings_errors(exc: ValidationError) -> str:
+    """`sftp.port: Input should be a valid integer; log_level: …`, one line for every setting
+    that is wrong (pydantic's own text spans lines and ends in a link)."""
+    parts = []
+    for error in exc.errors():
+        name = ".".join(str(p) for p in error["loc"]) or "settings"
+        message = error["msg"].removeprefix("Value error, ")
+        parts.append(f"{name}: {message}")
+    return "; ".join(parts)
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
