@@ -7,9 +7,12 @@ from typing import Any
 
 from fastapi import APIRouter, status
 
+from sftphook.api import problems
 from sftphook.api.deps import AppDep, OrganizationId
 
-router = APIRouter(prefix="/api/v1/deliveries", tags=["deliveries"])
+router = APIRouter(
+    prefix="/api/v1/deliveries", tags=["deliveries"], responses=problems.responses(401, 404)
+)
 
 
 @router.get("/{delivery_id}")

@@ -8,13 +8,16 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Body, Query, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 
+from sftphook.api import problems
 from sftphook.api.deps import AppDep, CurrentActor, OrganizationId
 from sftphook.api.params import Since, Until
 from sftphook.epoch import ACCEPTED, parse_time
 from sftphook.webhooks import tuning
 from sftphook.webhooks.service import DeliveryView, WebhookView
 
-router = APIRouter(prefix="/api/v1/webhooks", tags=["webhooks"])
+router = APIRouter(prefix="/api/v1/webhooks", tags=["webhooks"], responses=problems.responses(401))
+# Routes with a webhook id answer 404 for an id of no webhook of the token's organization.
+NOT_FOUND = problems.responses(404)
 
 TopicName = Literal["file.created", "file.deleted", "file.downloaded", "file.renamed"]
 EndpointType = Literal["webhook", "slack", "teams", "email"]
@@ -154,12 +157,12 @@ async def list_webhooks(app: AppDep, org: OrganizationId) -> dict[str, Any]:
     return {"items": [webhook_json(v) for v in await app.webhooks.list_webhooks(org)]}
 
 
-@router.get("/{webhook_id}")
+@router.get("/{webhook_id}", responses=NOT_FOUND)
 async def get_webhook(app: AppDep, org: OrganizationId, webhook_id: str) -> dict[str, Any]:
     return webhook_json(await app.webhooks.get(org, webhook_id))
 
 
-@router.patch("/{webhook_id}")
+@router.patch("/{webhook_id}", responses=NOT_FOUND)
 async def update_webhook(
     app: AppDep, org: OrganizationId, actor: CurrentActor, webhook_id: str, body: WebhookUpdate
 ) -> dict[str, Any]:
@@ -177,7 +180,7 @@ async def update_webhook(
     return webhook_json(await app.webhooks.update(org, webhook_id, actor=actor, **changes))
 
 
-@router.delete("/{webhook_id}", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete("/{webhook_id}", status_code=status.HTTP_204_NO_CONTENT, responses=NOT_FOUND)
 async def remove_webhook(
     app: AppDep, org: OrganizationId, actor: CurrentActor, webhook_id: str
 ) -> Response:
@@ -185,7 +188,7 @@ async def remove_webhook(
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.post("/{webhook_id}/ping", status_code=status.HTTP_202_ACCEPTED)
+@router.post("/{webhook_id}/ping", status_code=status.HTTP_202_ACCEPTED, responses=NOT_FOUND)
 async def ping_webhook(
     app: AppDep, org: OrganizationId, actor: CurrentActor, webhook_id: str
 ) -> dict[str, Any]:
@@ -193,7 +196,7 @@ async def ping_webhook(
     return delivery_json(await app.webhooks.ping(org, webhook_id, actor_id="api", actor=actor))
 
 
-@router.post("/{webhook_id}/rotate-secret")
+@router.post("/{webhook_id}/rotate-secret", responses=NOT_FOUND)
 async def rotate_secret(
     app: AppDep,
     org: OrganizationId,
@@ -210,7 +213,7 @@ async def rotate_secret(
     return {**webhook_json(view), "signing_secret": secret}
 
 
-@router.post("/{webhook_id}/pause")
+@router.post("/{webhook_id}/pause", responses=NOT_FOUND)
 async def pause_webhook(
     app: AppDep,
     org: OrganizationId,
@@ -222,7 +225,7 @@ async def pause_webhook(
     return webhook_json(await app.webhooks.pause(org, webhook_id, reason=reason, actor=actor))
 
 
-@router.post("/{webhook_id}/resume")
+@router.post("/{webhook_id}/resume", responses=NOT_FOUND)
 async def resume_webhook(
     app: AppDep,
     org: OrganizationId,
@@ -235,7 +238,7 @@ async def resume_webhook(
     return {**webhook_json(view), "held_deliveries": count, "delivered_held": deliver}
 
 
-@router.get("/{webhook_id}/deliveries")
+@router.get("/{webhook_id}/deliveries", responses=NOT_FOUND)
 async def list_deliveries(
     app: AppDep,
     org: OrganizationId,
@@ -262,7 +265,9 @@ async def list_deliveries(
     return {"items": [delivery_json(d) for d in rows], "next_cursor": next_cursor}
 
 
-@router.post("/{webhook_id}/deliveries/redeliver", status_code=status.HTTP_202_ACCEPTED)
+@router.post(
+    "/{webhook_id}/deliveries/redeliver", status_code=status.HTTP_202_ACCEPTED, responses=NOT_FOUND
+)
 async def redeliver_failed(
     app: AppDep,
     org: OrganizationId,
