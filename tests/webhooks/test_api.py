@@ -134,6 +134,23 @@ async def test_bad_input_is_refused_and_changes_nothing(api, receiver, changes):
     assert await _count(app, Webhook) == 0
 
 
+@pytest.mark.parametrize("field", ["nickname", "type", "url", "topics", "filter", "ordered"])
+async def test_patch_with_null_for_a_field_that_cannot_be_empty_is_422(api, receiver, field):
+    """`null` removes the authorization header and returns tuning to its default; for the other
+    fields it used to be a 200 that silently kept the old value (`"filter": null` kept every
+    rule)."""
+    app, client = api
+    rule = {"field": "Path", "operator": "starts_with", "value": "inbound/"}
+    status, _, created = await client.call("POST", "/webhooks", _good(receiver.url, filter=[rule]))
+    assert status == 201, created
+    status, ctype, body = await client.call("PATCH", f"/webhooks/{created['id']}", {field: None})
+    assert status == 422 and ctype.startswith("application/problem+json"), body
+    assert [e["field"] for e in body["errors"]] == [field]
+    assert "leave the field out" in body["detail"]
+    status, _, current = await client.call("GET", f"/webhooks/{created['id']}")
+    assert current["filter"] == [rule] and current["updated_at"] == created["updated_at"]
+
+
 @pytest.fixture
 def strict_settings(settings: Settings) -> Settings:
     hooks = settings.webhooks.model_copy(update={"allow_http": False, "allowed_networks": []})

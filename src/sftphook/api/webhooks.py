@@ -6,7 +6,7 @@ import dataclasses
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Query, Response, status
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from sftphook.api import problems
 from sftphook.api.deps import AppDep, CurrentActor, OrganizationId
@@ -96,6 +96,14 @@ class WebhookUpdate(TuningFields):
     authorization_header: str | None = Field(default=None, max_length=4096)
     filter: list[FilterRule] | None = Field(default=None, max_length=20)
     ordered: bool | None = None
+
+    # Null has a meaning for the header (remove it) and the tuning (the default), none here.
+    @field_validator("nickname", "type", "url", "topics", "filter", "ordered", mode="before")
+    @classmethod
+    def _not_null(cls, value: Any) -> Any:
+        if value is None:
+            raise ValueError("must not be null; leave the field out to keep its value")
+        return value
 
 
 class RotateSecret(BaseModel):
