@@ -19,8 +19,13 @@ admins_app = typer.Typer(
 def _read_password(from_stdin: bool) -> str:
     if from_stdin:
         password = sys.stdin.readline().rstrip("\r\n")
+    elif not sys.stdin.isatty():
+        # A prompt would echo what it reads, then abort at the end of input.
+        context.fail(
+            "no password given: pipe one with --password-stdin, or run in a terminal", code=2
+        )
     else:
-        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True, err=True)
     if not password:
         context.fail("the password is empty")
     return password
@@ -101,7 +106,10 @@ def list_() -> None:
         rows = await AdminService(app.db).list_admins()
         context.table(
             ["name", "organizations", "created"],
-            [(a.username, ", ".join(o.name for o in orgs), a.created_at) for a, orgs in rows],
+            [
+                (a.username, ", ".join(o.name for o in orgs), context.when(a.created_at))
+                for a, orgs in rows
+            ],
         )
 
     context.run(work)
