@@ -108,3 +108,25 @@ def test_update_refuses_an_out_of_range_value_and_keeps_the_old_one(run):
     assert result.returncode != 0 and "rate_limit" in result.stderr
     out = run("webhooks", "show", hook).stdout
     assert "7/s" in out and "keep" in out and "changed" not in out
+
+
+ISO_UTC = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z"
+
+
+def test_times_are_iso_8601_and_stdout_holds_only_the_result(run):
+    """As docs/cli.md says of every list: `2026-11-28T12:54:29.123Z`. The webhook commands
+    printed `2026-11-28 12:54:29Z` (no milliseconds, so a time copied into `--since` took in
+    the rows of the whole second), and the bulk re-send's progress bar left a blank line on
+    stdout."""
+    hook = _added(
+        run("webhooks", "add", "--url", "http://127.0.0.1:9/h", "-n", "t", "-t", "file.created")
+    )
+    created = re.search(r"^created\t(.*)$", run("webhooks", "show", hook).stdout, re.M)
+    assert created is not None and re.fullmatch(ISO_UTC, created.group(1)), created
+    assert run("webhooks", "ping", hook, "--wait", "0").returncode == 0
+    header, row = run("webhooks", "deliveries", hook).stdout.splitlines()
+    cells = dict(zip(header.split("\t"), row.split("\t"), strict=True))
+    assert re.fullmatch(ISO_UTC, cells["created"]), cells
+    bulk = run("webhooks", "redeliver", "--webhook", hook)
+    assert bulk.returncode == 0, bulk.stderr
+    assert bulk.stdout == "0 failed deliveries queued again\n"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import datetime
 import json
 import time
 from typing import Annotated, Any
@@ -98,12 +97,6 @@ def _tuning_rows(view: WebhookView, defaults: tuning.Tuning) -> list[tuple[str, 
     ]
 
 
-def _when(ms: int | None) -> str:
-    if ms is None:
-        return ""
-    return datetime.datetime.fromtimestamp(ms / 1000, datetime.UTC).strftime("%Y-%m-%d %H:%M:%SZ")
-
-
 async def _org(a: App, org: str | None) -> str:
     return (await a.accounts.resolve_organization(org)).id
 
@@ -120,9 +113,9 @@ def _print_webhook(view: WebhookView, defaults: tuning.Tuning) -> None:
         ("authorization", view.authorization_header or ""),
         ("state", view.state + (f" ({view.paused_reason})" if view.paused_reason else "")),
         ("failure streak", view.failure_streak),
-        ("old secret valid until", _when(view.previous_secret_expires_at)),
+        ("old secret valid until", context.when(view.previous_secret_expires_at)),
         *_tuning_rows(view, defaults),
-        ("created", _when(view.created_at)),
+        ("created", context.when(view.created_at)),
     ]
     context.table(["field", "value"], rows)
 
@@ -136,7 +129,7 @@ def _delivery_rows(rows: list[DeliveryView]) -> list[list[Any]]:
             d.status,
             d.attempt_count,
             d.last_response_status or "",
-            _when(d.created_at),
+            context.when(d.created_at),
             (d.last_error or "")[:60],
         ]
         for d in rows
@@ -316,7 +309,7 @@ def rotate_secret(
     view, secret = context.run(work)
     print(f"new signing secret: {secret}")
     if view.previous_secret_expires_at:
-        print(f"the old secret also signs until {_when(view.previous_secret_expires_at)}")
+        print(f"the old secret also signs until {context.when(view.previous_secret_expires_at)}")
 
 
 @app.command("pause")
@@ -438,8 +431,13 @@ def redeliver(
     webhook_ref = webhook or ""
 
     async def bulk(a: App) -> list[str]:
+        # On stderr: stdout holds the result alone, for scripts.
         with Progress(
-            TextColumn("redelivering"), BarColumn(), MofNCompleteColumn(), transient=True
+            TextColumn("redelivering"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            transient=True,
+            console=context.err_console,
         ) as bar:
             task = bar.add_task("redeliver", total=None)
 
