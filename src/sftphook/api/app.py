@@ -46,8 +46,9 @@ def create_app(app: App) -> FastAPI:
     problems.document(api)
     api.include_router(health.router)
     api.include_router(metrics.router)
-    # Every route under /api/v1 refuses NUL characters before a value can reach the database.
-    checked = [Depends(deps.refuse_nul)]
+    # Every route under /api/v1 refuses query parameters it does not take, and NUL characters
+    # before a value can reach the database.
+    checked = [Depends(deps.refuse_unknown_query), Depends(deps.refuse_nul)]
     v1 = APIRouter(prefix="/api/v1")
     for router in (users.router, events.router, tokens.router, audit.router, organization.router):
         v1.include_router(router)

@@ -6,6 +6,8 @@ import json
 from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import Depends, Request
+from fastapi.dependencies.models import Dependant
+from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from sftphook.audit import Actor
@@ -90,6 +92,38 @@ def _nul_in(value: Any, where: list[str]) -> list[str] | None:
             if found is not None:
                 return found
     return None
+
+
+async def refuse_unknown_query(
+    request: Request, _: Annotated[ApiToken, Depends(get_token)]
+) -> None:
+    """Refuse a query parameter the route does not take, as an unknown body field is refused: a
+    misspelt filter (`?topics=`) would otherwise answer the whole, unfiltered list."""
+    route = request.scope.get("route")
+    if not isinstance(route, APIRoute):
+        return
+    accepted = _query_names(route.dependant)
+    unknown = sorted({name for name in request.query_params if name not in accepted})
+    if not unknown:
+        return
+    takes = (
+        "this route takes " + ", ".join(accepted)
+        if accepted
+        else "this route takes no query parameters"
+    )
+    message = f"unknown query parameter; {takes}"
+    raise InvalidInput(
+        f"unknown query parameter {', '.join(unknown)}: {takes}",
+        errors=[{"field": name, "message": message} for name in unknown],
+    )
+
+
+def _query_names(dependant: Dependant) -> list[str]:
+    """The query parameters a route takes, its dependencies' included, in declaration order."""
+    names = [param.alias for param in dependant.query_params]
+    for sub in dependant.dependencies:
+        names += [name for name in _query_names(sub) if name not in names]
+    return names
 
 
 AppDep = Annotated["App", Depends(get_app)]
