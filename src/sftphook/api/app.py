@@ -13,6 +13,7 @@ from sftphook.api import (
     deps,
     events,
     health,
+    limits,
     metrics,
     organization,
     problems,
@@ -42,6 +43,7 @@ def create_app(app: App) -> FastAPI:
         redoc_url=None,
     )
     api.state.sftphook = app
+    api.add_middleware(limits.BoundedBody, prefix="/api/", limit=limits.MAX_BODY)
     problems.install(api)
     problems.document(api)
     api.include_router(health.router)
