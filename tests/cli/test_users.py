@@ -107,3 +107,13 @@ async def test_on_a_terminal_the_password_is_asked_twice_hidden_and_lists_are_ta
     assert listing.wait() == 0
     text = listing.output.decode()
     assert "typed" in text and "┃" in text and "\t" not in text
+
+
+def test_an_invalid_username_is_refused_before_the_password_is_asked(terminal):
+    """As a bad --home or --permissions already was: a typo should not cost typing a password
+    twice."""
+    term = terminal("users", "add", "bad name")
+    output = term.expect("error:")
+    assert term.wait() == 1
+    assert "username 'bad name' is not valid" in term.output.decode()
+    assert "Password" not in output

@@ -68,6 +68,7 @@ def add(
 ) -> None:
     """Add an SFTP user. Without --key or --password-stdin, asks for a password."""
     try:  # before asking for a password, so that a typo does not cost one
+        validation.check_name(name, what="username", field="username")
         validation.normalize_permissions(permissions)
         validation.normalize_home(home)
     except InvalidInput as exc:
