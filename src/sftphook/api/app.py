@@ -49,14 +49,14 @@ def create_app(app: App) -> FastAPI:
     api.include_router(health.router)
     api.include_router(metrics.router)
     # Every route under /api/v1 refuses query parameters it does not take, and NUL characters
-    # before a value can reach the database.
+    # before a value can reach the database; with the body bound, any can answer 413 and 422.
     checked = [Depends(deps.refuse_unknown_query), Depends(deps.refuse_nul)]
+    answers = problems.responses(413, 422)
     v1 = APIRouter(prefix="/api/v1")
     for router in (users.router, events.router, tokens.router, audit.router, organization.router):
         v1.include_router(router)
-    api.include_router(v1, dependencies=checked)
-    api.include_router(webhooks.router, dependencies=checked)
-    api.include_router(deliveries.router, dependencies=checked)
+    for router in (v1, webhooks.router, deliveries.router):
+        api.include_router(router, dependencies=checked, responses=answers)
     # Last: the dashboard serves `/` and must not shadow the API's paths.
     mount_dashboard(api, app)
     return api

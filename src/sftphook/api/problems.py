@@ -150,7 +150,9 @@ _DESCRIPTIONS = {
     401: "Missing, invalid or revoked API token.",
     404: "No such object in this token's organization.",
     409: "An object with this name already exists.",
-    422: "Invalid input: `errors` names each field to fix. Nothing was changed.",
+    413: "The request body is larger than any valid request (2 MiB). Nothing was changed.",
+    422: "Invalid input: `errors` names each field (or query parameter) to fix. Nothing was "
+    "changed.",
 }
 
 
