@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import os
 from pathlib import Path
 
 import asyncssh
@@ -10,6 +12,7 @@ import pytest
 
 from sftphook.config import Settings
 from sftphook.sftp.defender import Defender
+from tests.cli.conftest import SRC, command
 from tests.conftest import require_binary
 from tests.sftp.conftest import Server, run, write_client_key
 
@@ -92,6 +95,67 @@ async def test_revoked_user_loses_open_sessions(server: Server, change: str) -> 
                 await sftp.listdir(".")
     with pytest.raises(asyncssh.PermissionDenied):
         await server.connect()
+
+
+async def _session_ends(sftp: asyncssh.SFTPClient, within: float = 15.0) -> bool:
+    deadline = asyncio.get_running_loop().time() + within
+    while asyncio.get_running_loop().time() < deadline:
+        try:
+            await sftp.listdir(".")
+        except (asyncssh.SFTPError, asyncssh.Error, OSError):
+            return True
+        await asyncio.sleep(0.2)
+    return False
+
+
+@pytest.mark.parametrize(
+    ("args", "stdin"),
+    [
+        (["users", "disable", "alice"], b""),
+        (["users", "remove", "alice"], b""),
+        (["users", "passwd", "alice", "--password-stdin"], b"a brand new password\n"),
+    ],
+)
+async def test_a_change_made_with_the_command_line_ends_open_sessions(
+    server: Server, args: list[str], stdin: bytes
+) -> None:
+    """docs/cli.md: changes take effect in a running server at once. The command runs in its
+    own process (as it does for an operator, or on another node), so the server must learn of
+    the change from the database; it used to keep such sessions open until they ended."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SFTPHOOK_")}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(SRC), env.get("PYTHONPATH")]))
+    env["SFTPHOOK_DATA_DIR"] = str(server.app.settings.data_dir)
+    async with await server.connect() as conn, conn.start_sftp_client() as sftp:
+        await sftp.listdir(".")
+        proc = await asyncio.create_subprocess_exec(
+            *command(*args),
+            env=env,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        _, err = await proc.communicate(stdin)
+        assert proc.returncode == 0, err
+        assert await _session_ends(sftp)
+
+
+@pytest.mark.parametrize(
+    "change", [{"permissions": "read,list"}, {"home": "/elsewhere"}], ids=["permissions", "home"]
+)
+async def test_narrowing_permissions_or_home_ends_open_sessions(
+    server: Server, change: dict[str, str]
+) -> None:
+    """A session keeps the permissions and home it logged in with: one that went on after they
+    were narrowed could still write, delete or reach what the user no longer may."""
+    async with await server.connect() as conn, conn.start_sftp_client() as sftp:
+        await sftp.listdir(".")
+        await server.app.accounts.update_user(server.org_id, "alice", **change)
+        assert await _session_ends(sftp, within=5.0)
+    async with await server.connect() as conn, conn.start_sftp_client() as sftp:
+        if "permissions" in change:
+            with pytest.raises(asyncssh.SFTPError):
+                async with sftp.open("new.txt", "w") as f:
+                    await f.write("x")
 
 
 async def test_host_keys_are_kept_across_starts(server: Server) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
@@ -234,6 +234,12 @@ class AccountService:
             user = await users.get(s, organization_id, username)
             if user is None:
                 raise NotFound(f"no user named {username!r}")
+            # A session keeps the access it logged in with: narrowing it must end the session.
+            access_changed = any(
+                getattr(user, key) != changes[key]
+                for key in ("home", "permissions")
+                if key in changes
+            )
             for key, value in changes.items():
                 setattr(user, key, value)
             if user.password_hash is None and not user.public_keys:
@@ -252,7 +258,12 @@ class AccountService:
             await AuditLog.record_by(
                 s, organization_id, actor, action, "user", username, {"changed": changed}
             )
-        if enabled is False or "password_hash" in changes or "public_keys" in changes:
+        if (
+            enabled is False
+            or "password_hash" in changes
+            or "public_keys" in changes
+            or access_changed
+        ):
             self._revoked(username)
         return user
 
@@ -273,6 +284,12 @@ class AccountService:
         async with self._db.session() as s:
             user = await users.by_username(s, username)
         return user if user is not None and user.enabled else None
+
+    async def current_users(self, usernames: Collection[str]) -> dict[str, User]:
+        """The users with these names as stored now, by name: what the SFTP front compares its
+        open sessions with, to learn of changes made by another process or node."""
+        async with self._db.session() as s:
+            return {u.username: u for u in await users.by_usernames(s, usernames)}
 
     def _revoked(self, username: str) -> None:
         for hook in self.user_revoked_hooks:

@@ -53,6 +53,9 @@ REFUSALS = ("address_limit", "banned", "login_limit", "node_limit")
 
 # Uploads under a client-side temporary name, remembered until renamed to their final name.
 _REMEMBERED_UPLOADS = 10_000
+# How often open sessions are compared with their users as stored: a change made by another
+# process (the command line) or node reaches its sessions within this many seconds.
+ACCOUNT_CHECK_SECONDS = 2.0
 _UploadKey = tuple[str, tuple[str, ...]]
 
 
@@ -97,6 +100,7 @@ class SFTPFront:
         )
         self._bans_task: asyncio.Task[None] | None = None
         self._idle_task: asyncio.Task[None] | None = None
+        self._accounts_task: asyncio.Task[None] | None = None
         # A network store spends its threads waiting, not working: more of them.
         workers = 32 if storage.blocking else 8
         self.io_executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sftp-io")
@@ -155,6 +159,7 @@ class SFTPFront:
             self._idle_task = asyncio.create_task(
                 self._close_idle(cfg.idle_timeout), name="sftp-idle"
             )
+        self._accounts_task = asyncio.create_task(self._watch_accounts(), name="sftp-accounts")
 
     @property
     def port(self) -> int:
@@ -179,7 +184,9 @@ class SFTPFront:
                 await self._no_sessions.wait()
         except TimeoutError:
             log.warning("%d SFTP session(s) did not end in time", len(self._sessions))
-        tasks = [t for t in (self._bans_task, self._idle_task) if t is not None]
+        tasks = [
+            t for t in (self._bans_task, self._idle_task, self._accounts_task) if t is not None
+        ]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -210,6 +217,31 @@ class SFTPFront:
                     )
                 except Exception:  # one connection's trouble must not stop the sweep
                     log.exception("could not close an idle connection from %s", address)
+
+    async def _watch_accounts(self) -> None:
+        """End the sessions of users changed elsewhere: `revoke_user` hears of changes made in
+        this process only, not of those made by the command line or on another node."""
+        while True:
+            await asyncio.sleep(ACCOUNT_CHECK_SECONDS)
+            logged_in = [(c, c.user) for c in list(self._connections) if c.user is not None]
+            if not logged_in:
+                continue
+            try:
+                current = await self.accounts.current_users({u.username for _, u in logged_in})
+            except Exception as error:  # the database may be restarting: try again later
+                log.warning("could not check the accounts of open sessions: %s", error)
+                continue
+            for connection, user in logged_in:
+                now = current.get(user.username)
+                if now is not None and now.enabled and _access(now) == _access(user):
+                    continue
+                log.info("ending the session of %s: the account changed", user.username)
+                try:
+                    connection.disconnect(
+                        asyncssh.DISC_BY_APPLICATION, "the account changed: session ended"
+                    )
+                except Exception:  # one connection's trouble must not stop the check
+                    log.exception("could not end a session of %s", user.username)
 
     def is_trusted_proxy(self, address: str) -> bool:
         """Whether connections from `address` start with a PROXY header (`sftp.proxy_protocol`)."""
@@ -379,6 +411,18 @@ def _refuse_at_kexinit(conn: asyncssh.SSHServerConnection, reason: str) -> None:
         conn.disconnect(asyncssh.DISC_TOO_MANY_CONNECTIONS, reason)
 
     conn._send_kexinit = refuse  # type: ignore[method-assign]
+
+
+def _access(user: User) -> tuple[object, ...]:
+    """What a session was let in with and may do: a change to any of it ends the session."""
+    return (
+        user.id,
+        user.organization_id,
+        user.password_hash,
+        user.public_keys,
+        user.home,
+        user.permissions,
+    )
 
 
 class _Connection(asyncssh.SSHServer):
@@ -559,6 +603,11 @@ class _Connection(asyncssh.SSHServer):
                     return True
         self._rejected_key = True
         return False
+
+    @property
+    def user(self) -> User | None:
+        """The user this connection logged in as (None until it has)."""
+        return self._user if self._authenticated else None
 
     def auth_completed(self) -> None:
         self._authenticated = True

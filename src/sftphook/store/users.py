@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -12,6 +14,12 @@ async def by_username(session: AsyncSession, username: str) -> User | None:
     """The login lookup: usernames are unique across organizations."""
     result = await session.execute(select(User).where(User.username == username))
     return result.scalar_one_or_none()
+
+
+async def by_usernames(session: AsyncSession, usernames: Collection[str]) -> list[User]:
+    """The users with these login names, of any organization (the SFTP front's session check)."""
+    result = await session.execute(select(User).where(User.username.in_(list(usernames))))
+    return list(result.scalars())
 
 
 async def get(session: AsyncSession, organization_id: str, username: str) -> User | None:
