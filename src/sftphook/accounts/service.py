@@ -149,7 +149,7 @@ class AccountService:
             )
         password_hash = (
             await passwords.hash_password_async(validation.check_password(password))
-            if password
+            if password is not None
             else None
         )
         user = User(
@@ -214,12 +214,13 @@ class AccountService:
         enabled: bool | None = None,
         actor: Actor = SYSTEM,
     ) -> User:
-        """Change what is given; `password=None` removes the password."""
+        """Change what is given; `password=None` removes the password (an empty one is too
+        short, not a removal)."""
         changes: dict[str, Any] = {}
         if password is not UNSET:
             changes["password_hash"] = (
                 await passwords.hash_password_async(validation.check_password(password))
-                if password
+                if password is not None
                 else None
             )
         if public_keys is not None:
