@@ -78,3 +78,20 @@ async def test_an_organization_sees_nothing_of_another(alpha, beta, http_app):
     assert (await beta.client.get("/api/v1/tokens")).json()["data"] == beta_tokens
     events = (await beta.client.get("/api/v1/events")).json()["data"]
     assert [e["id"] for e in events] == [beta_event.id]
+
+
+async def test_an_unexpected_error_is_a_500_problem_that_tells_nothing_of_it(
+    alpha, http_app, monkeypatch, caplog
+):
+    """Errors are problem+json, the unexpected one too (it was Starlette's text/plain), and its
+    answer says nothing of the exception: that goes to the log."""
+
+    async def broken(organization_id):
+        raise RuntimeError("secret detail of the failure")
+
+    monkeypatch.setattr(http_app.accounts, "list_users", broken)
+    resp = await alpha.client.get("/api/v1/users")
+    body = assert_problem(resp, 500)
+    assert "secret detail" not in resp.text
+    assert body["instance"] == "/api/v1/users"
+    assert "secret detail of the failure" in caplog.text  # in the log, with its traceback
