@@ -117,3 +117,11 @@ def test_an_invalid_username_is_refused_before_the_password_is_asked(terminal):
     assert term.wait() == 1
     assert "username 'bad name' is not valid" in term.output.decode()
     assert "Password" not in output
+
+
+def test_passwd_of_an_unknown_user_is_refused_before_the_password_is_asked(terminal):
+    term = terminal("users", "passwd", "ghost")
+    output = term.expect("error:")
+    assert term.wait() == 1
+    assert "no user named 'ghost'" in term.output.decode()
+    assert "Password" not in output

@@ -140,10 +140,12 @@ def remove(name: str, org: OrgOption = None) -> None:
 @users_app.command("passwd")
 def passwd(name: str, org: OrgOption = None, password_stdin: PasswordStdin = False) -> None:
     """Set a user's password (their open sessions end)."""
-    password = read_password(password_stdin, required=True)
 
     async def work(app: App) -> None:
         organization = await app.accounts.resolve_organization(org)
+        # The user first: a typo in the name should not cost typing a password twice.
+        await app.accounts.get_user(organization.id, name)
+        password = read_password(password_stdin, required=True)
         await app.accounts.update_user(organization.id, name, password=password, actor=CLI)
 
     context.run(work)
