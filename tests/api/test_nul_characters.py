@@ -103,3 +103,17 @@ async def test_escaped_backslash_before_u0000_is_not_a_nul(tenant: Tenant) -> No
 async def test_nul_without_a_token_is_still_401(tenant: Tenant) -> None:
     resp = await tenant.client.get("/api/v1/users/a%00b", headers={"Authorization": ""})
     assert_problem(resp, 401)
+
+
+async def test_a_nul_deep_in_nested_lists_is_never_a_500(tenant: Tenant) -> None:
+    """The check walked the body by recursion: near the depth the JSON parser still takes, it
+    ran out of stack (a 500) where the parser had not."""
+    statuses = set()
+    for depth in range(850, 1000):
+        body = '{"name": ' + "[" * depth + '"\\u0000"' + "]" * depth + "}"
+        resp = await tenant.client.post(
+            "/api/v1/tokens", content=body.encode(), headers={"Content-Type": "application/json"}
+        )
+        statuses.add(resp.status_code)
+        assert resp.status_code < 500, (depth, resp.text)
+    assert 422 in statuses

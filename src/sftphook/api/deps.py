@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import Depends, Request
@@ -63,34 +62,33 @@ async def refuse_nul(request: Request, _: Annotated[ApiToken, Depends(get_token)
         if "\x00" in value or "\x00" in name:
             raise InvalidInput(NUL_MESSAGE, field=name)
     body = await request.body()  # read (and kept) by FastAPI already
-    # JSON can only spell a NUL as an escape: most bodies are passed without being parsed again.
+    # JSON can only spell a NUL as an escape: most bodies are not looked into.
     if b"\\u0000" not in body:
         return
     try:
-        document = json.loads(body)
-    except ValueError:
+        document = await request.json()  # as FastAPI parsed it (Starlette keeps it)
+    except (ValueError, RecursionError):
         return  # not JSON: the route's own validation says what is wrong
-    where = _nul_in(document, [])
+    where = _nul_in(document)
     if where is not None:
         raise InvalidInput(NUL_MESSAGE, field=".".join(where) or "body")
 
 
-def _nul_in(value: Any, where: list[str]) -> list[str] | None:
-    """The path (`filter.0.value`) of the first string with a NUL in `value`, or None."""
-    if isinstance(value, str):
-        return where if "\x00" in value else None
-    if isinstance(value, dict):
-        for key, item in value.items():
-            if "\x00" in key:
+def _nul_in(document: Any) -> list[str] | None:
+    """The path (`filter.0.value`) of the first string with a NUL in `document`, or None.
+    Walked with a list, not by recursion: JSON nests deeper than the stack allows."""
+    pending: list[tuple[Any, list[str]]] = [(document, [])]
+    while pending:
+        value, where = pending.pop()
+        if isinstance(value, str):
+            if "\x00" in value:
                 return where
-            found = _nul_in(item, [*where, key])
-            if found is not None:
-                return found
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            found = _nul_in(item, [*where, str(index)])
-            if found is not None:
-                return found
+        elif isinstance(value, dict):
+            if any("\x00" in key for key in value):
+                return where
+            pending.extend((item, [*where, key]) for key, item in reversed(value.items()))
+        elif isinstance(value, list):
+            pending.extend((item, [*where, str(i)]) for i, item in reversed(list(enumerate(value))))
     return None
 
 
