@@ -89,6 +89,7 @@ def test_add_email_shows_recipients(run):
         ["--max-concurrency", "0"],
         ["--retry-schedule", "5, soon"],
         ["--type", "slack", "--url", "https://10.0.0.1/services/x"],
+        ["--filter", "Path"],  # not FIELD OPERATOR VALUE: it was a traceback
     ],
 )
 def test_bad_values_are_refused_and_nothing_is_added(run, extra):

@@ -169,9 +169,10 @@ def add(
 ) -> None:
     """Add a webhook (or a Slack, Teams or email endpoint) and print its signing secret
     (shown this once)."""
-    rules = [parse_rule_text(f) for f in filter_ or []]
 
     async def work(a: App) -> tuple[WebhookView, str]:
+        # In here: a rule that does not parse is a domain error, which `run` reports.
+        rules = [parse_rule_text(f) for f in filter_ or []]
         settings = _tuning_changes(timeout, retry_schedule, max_concurrency, rate_limit)
         return await a.webhooks.create(
             await _org(a, org),
