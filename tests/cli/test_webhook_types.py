@@ -131,3 +131,16 @@ def test_times_are_iso_8601_and_stdout_holds_only_the_result(run):
     bulk = run("webhooks", "redeliver", "--webhook", hook)
     assert bulk.returncode == 0, bulk.stderr
     assert bulk.stdout == "0 failed deliveries queued again\n"
+
+
+@pytest.mark.parametrize("grace", ["nan", "-1", "inf"])
+def test_rotate_secret_refuses_a_grace_that_is_not_a_number_of_seconds(run, grace):
+    """`--grace nan` passed both bound checks (NaN compares false) and rotated at once, with
+    no grace, while saying nothing."""
+    hook = _added(
+        run("webhooks", "add", "--url", "http://127.0.0.1:9/h", "-n", "g", "-t", "file.created")
+    )
+    result = run("webhooks", "rotate-secret", hook, "--grace", grace)
+    assert result.returncode == 1, result.stdout
+    assert "grace_seconds must be between 0 and 604800" in result.stderr
+    assert "signing secret" not in result.stdout

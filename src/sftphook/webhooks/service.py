@@ -428,7 +428,8 @@ class WebhookService:
         actor: Actor = SYSTEM,
     ) -> tuple[WebhookView, str]:
         """A new signing secret at once; the old one keeps signing for `grace_seconds`."""
-        if grace_seconds < 0 or grace_seconds > MAX_GRACE_SECONDS:
+        # Written so that NaN, which compares false either way, is refused too.
+        if not 0 <= grace_seconds <= MAX_GRACE_SECONDS:
             raise InvalidInput(
                 f"grace_seconds must be between 0 and {MAX_GRACE_SECONDS}", field="grace_seconds"
             )
