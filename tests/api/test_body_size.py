@@ -56,6 +56,15 @@ async def test_a_chunked_body_is_refused_once_it_passes_the_bound(http_app) -> N
     _check_413(*await _raw(http_app.http_port, head, parts))
 
 
+async def test_the_dashboards_forms_are_bounded_too(http_app) -> None:
+    # The login form takes no token at all: the first thing anyone can post to.
+    head = (
+        b"POST /login HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\n"
+        b"Content-Length: %d\r\nConnection: close\r\n\r\n" % (200 * 1024 * 1024)
+    )
+    _check_413(*await _raw(http_app.http_port, head, []))
+
+
 async def test_the_largest_valid_bodies_are_not_refused_for_their_size(alpha: Tenant) -> None:
     """A user may have 100 keys of up to 16,384 characters: such a body reaches validation."""
     body = {"username": "many-keys", "public_keys": ["x" * 16384] * 100}

@@ -43,7 +43,8 @@ def create_app(app: App) -> FastAPI:
         redoc_url=None,
     )
     api.state.sftphook = app
-    api.add_middleware(limits.BoundedBody, prefix="/api/", limit=limits.MAX_BODY)
+    # Every body, the dashboard's forms too: none of them is valid at this size.
+    api.add_middleware(limits.BoundedBody, prefix="/", limit=limits.MAX_BODY)
     problems.install(api)
     problems.document(api)
     api.include_router(health.router)

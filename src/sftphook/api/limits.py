@@ -1,4 +1,4 @@
-"""A bound on the size of API request bodies, enforced while they arrive."""
+"""A bound on the size of request bodies (API and dashboard), enforced while they arrive."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ class BoundedBody:
     and before the route (and its token check) runs. FastAPI reads a body whole before a
     route's dependencies: without this, anyone could make the server hold any amount of it."""
 
-    def __init__(self, app: ASGIApp, *, prefix: str = "/api/", limit: int = MAX_BODY) -> None:
+    def __init__(self, app: ASGIApp, *, prefix: str = "/", limit: int = MAX_BODY) -> None:
         self.app = app
         self.prefix = prefix
         self.limit = limit
