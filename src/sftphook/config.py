@@ -215,6 +215,15 @@ class Settings(BaseSettings):
     retention: RetentionSettings = Field(default_factory=RetentionSettings)
     smtp: SMTPSettings = Field(default_factory=SMTPSettings)
 
+    @field_validator("data_dir", mode="before")
+    @classmethod
+    def _named_dir(cls, value: Any) -> Any:
+        # An empty SFTPHOOK_DATA_DIR (a variable set from an unset one) would be ".": the
+        # database and the key would land wherever the command happened to run.
+        if isinstance(value, str) and not value.strip():
+            raise ValueError("data_dir is empty: name a directory, or leave it unset")
+        return value
+
     @field_validator("log_level")
     @classmethod
     def _known_level(cls, value: str) -> str:

@@ -62,3 +62,17 @@ def test_an_unknown_log_level_is_refused_by_name() -> None:
     with pytest.raises(ValidationError) as caught:
         Settings.load(log_level="verbose")
     assert "log_level" in str(caught.value) and "DEBUG, INFO, WARNING, ERROR" in str(caught.value)
+
+
+@pytest.mark.parametrize("value", ["", "  "])
+def test_an_empty_data_dir_is_refused_not_read_as_here(
+    monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    # `SFTPHOOK_DATA_DIR=$UNSET_VARIABLE sftphook serve` would keep the database and the key in
+    # whatever directory the command ran in.
+    monkeypatch.setenv("SFTPHOOK_DATA_DIR", value)
+    with pytest.raises(ValidationError) as caught:
+        Settings.load()
+    assert "data_dir is empty" in str(caught.value)
+    monkeypatch.delenv("SFTPHOOK_DATA_DIR")
+    assert Settings.load().data_dir == Path("sftphook-data")
