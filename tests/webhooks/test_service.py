@@ -132,3 +132,18 @@ async def test_completed_deliveries_past_retention_are_pruned(app, receiver):
     assert removed.deliveries == 2
     left, _ = await app.webhooks.list_deliveries(org, hook.id)
     assert [d.id for d in left] == [rows[2].id]
+
+
+async def test_an_update_that_changes_nothing_leaves_no_trace(app, receiver):
+    # `PATCH {}`, or a form saved as it was: no new updated_at, no "changed: []" audit line.
+    org = await org_id(app)
+    hook, _ = await app.webhooks.create(
+        org, nickname="same", url=receiver.url, topics=["file.created"]
+    )
+    for unchanged in ({}, {"nickname": "same", "topics": ["file.created"], "ordered": False}):
+        after = await app.webhooks.update(org, hook.id, **unchanged)
+        assert after.updated_at == hook.updated_at
+    renamed = await app.webhooks.update(org, hook.id, nickname="renamed")
+    assert renamed.updated_at >= hook.updated_at and renamed.nickname == "renamed"
+    entries, _ = await app.audit.list(org, actions=["webhook.updated"])
+    assert [e.details["changed"] for e in entries] == [["nickname"]]

@@ -389,6 +389,9 @@ class WebhookService:
             changed = sorted(
                 k.removesuffix("_encrypted") for k, v in changes.items() if getattr(webhook, k) != v
             )
+            if not changed:
+                # Nothing differs (`PATCH {}`, a form saved as it was): nothing to record.
+                return self.view(webhook)
             for key, value in changes.items():
                 setattr(webhook, key, value)
             webhook.updated_at = now_ms()
