@@ -29,8 +29,8 @@ def run(cli_env: dict[str, str]):
         "COLUMNS": "200",
     }
 
-    def invoke(*args: str) -> Ran:
-        result = CliRunner().invoke(cli_app, list(args), env=env)
+    def invoke(*args: str, input: str | None = None) -> Ran:
+        result = CliRunner().invoke(cli_app, list(args), env=env, input=input)
         return Ran(result.exit_code, result.stdout, result.stderr)
 
     return invoke
@@ -144,3 +144,15 @@ def test_rotate_secret_refuses_a_grace_that_is_not_a_number_of_seconds(run, grac
     assert result.returncode == 1, result.stdout
     assert "grace_seconds must be between 0 and 604800" in result.stderr
     assert "signing secret" not in result.stdout
+
+
+def test_the_authorization_value_can_come_from_standard_input(run):
+    # An argument ends up in shell history and `ps`; standard input does not.
+    base = ("webhooks", "add", "--url", "http://127.0.0.1:9/h", "-n", "auth", "-t", "file.created")
+    hook = _added(run(*base, "--authorization-stdin", input="Bearer s3cret-value\n"))
+    shown = run("webhooks", "show", hook).stdout
+    assert re.search(r"authorization\s+│?\s*Bearer \*+", shown) and "s3cret" not in shown, shown
+    both = run(*base, "--authorization", "x", "--authorization-stdin", input="Bearer y\n")
+    assert both.returncode == 2 and "not both" in both.stderr
+    empty = run(*base, "--authorization-stdin", input="")
+    assert empty.returncode == 1 and "no value on its first line" in empty.stderr

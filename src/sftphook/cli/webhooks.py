@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import sys
 import time
 from typing import Annotated, Any
 
@@ -151,8 +152,19 @@ def add(
         typer.Option("--topic", "-t", help="file.created, file.deleted, file.downloaded, …"),
     ],
     authorization: Annotated[
-        str | None, typer.Option(help="Sent as the Authorization header of every request.")
+        str | None,
+        typer.Option(
+            help="Sent as the Authorization header of every request (--authorization-stdin "
+            "keeps it out of shell history and `ps`)."
+        ),
     ] = None,
+    authorization_stdin: Annotated[
+        bool,
+        typer.Option(
+            "--authorization-stdin",
+            help="Read the Authorization value from the first line of standard input.",
+        ),
+    ] = False,
     filter_: Annotated[
         list[str] | None,
         typer.Option(
@@ -169,6 +181,12 @@ def add(
 ) -> None:
     """Add a webhook (or a Slack, Teams or email endpoint) and print its signing secret
     (shown this once)."""
+    if authorization_stdin:
+        if authorization is not None:
+            context.fail("give --authorization or --authorization-stdin, not both", code=2)
+        authorization = sys.stdin.readline().rstrip("\r\n")
+        if not authorization:
+            context.fail("--authorization-stdin: standard input had no value on its first line")
 
     async def work(a: App) -> tuple[WebhookView, str]:
         # In here: a rule that does not parse is a domain error, which `run` reports.
