@@ -29,18 +29,12 @@ async def wait_for(condition: Callable[[], bool]) -> None:
             await asyncio.sleep(0.05)
 
 
-async def test_upload_killed_mid_transfer_leaves_nothing(server: Server, tmp_path: Path) -> None:
-    sftp = require_binary("sftp")
-    local = tmp_path / "big.bin"
-    with local.open("wb") as fh:
-        fh.truncate(16 * 1024 * 1024)
-    batch = tmp_path / "batch"
-    batch.write_text(f"put {local} big.bin\n")
+async def _killed_mid_upload(server: Server, *argv: str) -> None:
+    """Run a client that uploads `big.bin`, kill it with SIGKILL once the server is receiving,
+    and check that nothing of the upload is left: no file, no temporary file, no event."""
     proc = await asyncio.create_subprocess_exec(
-        sftp, *server.ssh_options(), "-l", "4000", "-P", str(server.port), "-b", str(batch),
-        f"{server.username}@127.0.0.1",
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
-    )  # fmt: skip
+        *argv, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL
+    )
     try:
         files_root = server.app.settings.files_root
 
@@ -56,6 +50,19 @@ async def test_upload_killed_mid_transfer_leaves_nothing(server: Server, tmp_pat
     assert uploads_in_progress(server) == []
     assert not (server.root / "big.bin").exists()
     assert await server.events() == []
+
+
+async def test_upload_killed_mid_transfer_leaves_nothing(server: Server, tmp_path: Path) -> None:
+    sftp = require_binary("sftp")
+    local = tmp_path / "big.bin"
+    with local.open("wb") as fh:
+        fh.truncate(16 * 1024 * 1024)
+    batch = tmp_path / "batch"
+    batch.write_text(f"put {local} big.bin\n")
+    await _killed_mid_upload(
+        server, sftp, *server.ssh_options(), "-l", "4000", "-P", str(server.port),
+        "-b", str(batch), f"{server.username}@127.0.0.1",
+    )  # fmt: skip
 
 
 async def test_legacy_scp_killed_while_its_ssh_lives_on_leaves_nothing(
@@ -66,26 +73,10 @@ async def test_legacy_scp_killed_while_its_ssh_lives_on_leaves_nothing(
     scp = require_binary("scp")
     local = tmp_path / "big.bin"
     local.write_bytes(b"\x01" * (4 * 1024 * 1024))
-    proc = await asyncio.create_subprocess_exec(
-        scp, "-O", "-l", "2000", *server.ssh_options(), "-P", str(server.port), str(local),
-        f"{server.username}@127.0.0.1:big.bin",
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+    await _killed_mid_upload(
+        server, scp, "-O", "-l", "2000", *server.ssh_options(), "-P", str(server.port),
+        str(local), f"{server.username}@127.0.0.1:big.bin",
     )  # fmt: skip
-    try:
-        files_root = server.app.settings.files_root
-
-        def receiving() -> bool:
-            temps = [files_root / UPLOADS_DIR, files_root / SPARES_DIR]
-            return any(p.stat().st_size > 0 for d in temps for p in d.rglob("*") if p.is_file())
-
-        await wait_for(receiving)
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        await proc.wait()
-    await wait_for(lambda: not server.app.sftp.sessions)
-    assert uploads_in_progress(server) == []
-    assert not (server.root / "big.bin").exists()
-    assert await server.events() == []
 
 
 async def test_scp_file_cut_short_by_the_end_of_input_is_not_kept(server: Server) -> None:
