@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+from collections.abc import Awaitable
+from typing import Any
 
 import pytest
 from aiohttp import web
@@ -90,6 +92,42 @@ async def _assert_stays_skipped(app, org, hook, engine, receiver, decisions) -> 
     assert len(receiver.requests) == 1
 
 
+def _stop_in(
+    monkeypatch: pytest.MonkeyPatch, name: str, *, before: bool = False
+) -> tuple[asyncio.Event, asyncio.Event]:
+    """Make `delivery_store.<name>` stop inside its caller's transaction, after its work (or
+    before it), until the second event is set; the first is set when it stops there."""
+    reached, proceed = asyncio.Event(), asyncio.Event()
+    original = getattr(delivery_store, name)
+
+    async def stopping(*args: Any) -> Any:
+        if before:
+            reached.set()
+            await proceed.wait()
+            return await original(*args)
+        value = await original(*args)
+        reached.set()
+        await proceed.wait()  # the transaction stays open meanwhile
+        return value
+
+    monkeypatch.setattr(delivery_store, name, stopping)
+    return reached, proceed
+
+
+async def _record_during(
+    stopped: tuple[asyncio.Event, asyncio.Event], change: Awaitable[Any], record: Awaitable[Any]
+) -> tuple[Any, Any]:
+    """Start `change` (a resume) until it stops (`_stop_in`), record a result meanwhile, let the
+    change go on; both outcomes."""
+    reached, proceed = stopped
+    changing = asyncio.ensure_future(change)
+    await reached.wait()
+    recording = asyncio.ensure_future(record)
+    await asyncio.sleep(0.3)  # the result's transaction reads and writes what it may now
+    proceed.set()
+    return await changing, await recording
+
+
 async def test_a_result_does_not_bring_back_a_delivery_skipped_while_in_flight(
     settings, receiver, app
 ):
@@ -103,23 +141,9 @@ async def test_a_result_recorded_while_a_resume_skips_does_not_bring_the_deliver
     pg_settings, receiver, pg_app, monkeypatch
 ):
     org, hook, engine, result = await _paused_in_flight(pg_app, pg_settings, receiver)
-    skipped, proceed = asyncio.Event(), asyncio.Event()
-    skip_held = delivery_store.skip_held
-
-    async def skip_then_wait(session, webhook_id, now):
-        count = await skip_held(session, webhook_id, now)
-        skipped.set()
-        await proceed.wait()  # the resume's transaction stays open meanwhile
-        return count
-
-    monkeypatch.setattr(delivery_store, "skip_held", skip_then_wait)
-    resuming = asyncio.create_task(pg_app.webhooks.resume(org, hook.id, deliver_held=False))
-    await skipped.wait()
-    recording = asyncio.create_task(engine.record([result]))
-    await asyncio.sleep(0.3)  # the result's transaction reads and writes what it may now
-    proceed.set()
-    await resuming
-    decisions = await recording
+    stopped = _stop_in(monkeypatch, "skip_held")
+    resume = pg_app.webhooks.resume(org, hook.id, deliver_held=False)
+    _, decisions = await _record_during(stopped, resume, engine.record([result]))
     await _assert_stays_skipped(pg_app, org, hook, engine, receiver, decisions)
 
 
@@ -127,23 +151,8 @@ async def test_a_result_recorded_while_a_resume_commits_does_not_stay_held(
     pg_settings, receiver, pg_app, monkeypatch
 ):
     org, hook, engine, result = await _paused_in_flight(pg_app, pg_settings, receiver)
-    released, proceed = asyncio.Event(), asyncio.Event()
-    release_held = delivery_store.release_held
-
-    async def release_then_wait(session, webhook_id, now):
-        count = await release_held(session, webhook_id, now)
-        released.set()
-        await proceed.wait()  # the resume's transaction stays open meanwhile
-        return count
-
-    monkeypatch.setattr(delivery_store, "release_held", release_then_wait)
-    resuming = asyncio.create_task(pg_app.webhooks.resume(org, hook.id))
-    await released.wait()
-    recording = asyncio.create_task(engine.record([result]))
-    await asyncio.sleep(0.3)  # the result's transaction reads and writes what it may now
-    proceed.set()
-    await resuming
-    await recording
+    stopped = _stop_in(monkeypatch, "release_held")
+    await _record_during(stopped, pg_app.webhooks.resume(org, hook.id), engine.record([result]))
     (row,) = (await pg_app.webhooks.list_deliveries(org, hook.id))[0]
     assert row.status == "retrying"  # not held on an enabled webhook
 
@@ -162,22 +171,12 @@ async def test_a_result_and_a_resume_wait_for_each_other_without_deadlock(
     does too (in that order)."""
     org, hook, engine, result = await _paused_in_flight(pg_app, pg_settings, receiver)
     result.response = dataclasses.replace(result.response, status=status)  # failed at once
-    enabled, proceed = asyncio.Event(), asyncio.Event()
-    hold_active = delivery_store.hold_active
-
-    async def wait_then_hold(session, webhook_id):
-        enabled.set()  # the webhook's row is written, not the deliveries' yet
-        await proceed.wait()
-        return await hold_active(session, webhook_id)
-
-    monkeypatch.setattr(delivery_store, "hold_active", wait_then_hold)
-    resuming = asyncio.create_task(pg_app.webhooks.resume(org, hook.id))
-    await enabled.wait()
-    recording = asyncio.create_task(engine.record([result]))
-    await asyncio.sleep(0.3)
-    proceed.set()
-    _, count = await resuming
-    (decision,) = await recording
+    # Stopped where the webhook's row is written, the deliveries' not yet.
+    stopped = _stop_in(monkeypatch, "hold_active", before=True)
+    resumed, (decision,) = await _record_during(
+        stopped, pg_app.webhooks.resume(org, hook.id), engine.record([result])
+    )
+    _, count = resumed
     assert decision is not None and decision.verdict.value == "failed"
     (row,) = (await pg_app.webhooks.list_deliveries(org, hook.id))[0]
     assert row.status == "failed" and count == 1  # released, then decided by its answer
