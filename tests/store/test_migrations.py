@@ -66,3 +66,25 @@ async def test_grouped_event_commits_work_on_both_databases(database):
     async with database.session() as s:
         assert await s.scalar(select(func.count()).select_from(Event)) == 100
         assert await s.scalar(select(func.max(Event.size))) == 99
+
+
+def _unindexed_foreign_keys(sync_conn, tables):
+    inspector = inspect(sync_conn)
+    missing = []
+    for table in tables:
+        leading = [index["column_names"] for index in inspector.get_indexes(table)]
+        leading.append(inspector.get_pk_constraint(table)["constrained_columns"])
+        for key in inspector.get_foreign_keys(table):
+            columns = key["constrained_columns"]
+            if not any(index[: len(columns)] == columns for index in leading):
+                missing.append(f"{table}.{','.join(columns)}")
+    return missing
+
+
+async def test_the_foreign_keys_of_the_event_tables_are_indexed(database):
+    # Removing a row (pruning an event) looks up the rows that refer to it, for the foreign key:
+    # without an index on the referring column, each removed row reads that whole table.
+    await database.upgrade()
+    tables = ("events", "deliveries", "attempts", "audit_log")
+    async with database.engine.connect() as conn:
+        assert await conn.run_sync(_unindexed_foreign_keys, tables) == []

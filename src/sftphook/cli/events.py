@@ -86,9 +86,8 @@ async def _follow(
 ) -> None:
     organization = await app.accounts.resolve_organization(org)
 
-    async def since(created_after: int) -> list[Event]:
+    async def since(created_after: int, before: tuple[int, str] | None = None) -> list[Event]:
         found: list[Event] = []
-        before: tuple[int, str] | None = None
         while True:
             async with app.db.session() as s:
                 page = await events.list_for(
@@ -110,8 +109,12 @@ async def _follow(
             s, organization.id, topic=topic, path_prefix=prefix, limit=limit
         )
     watermark = max((e.created_at for e in latest), default=now_ms())
-    seen = {e.id: e.created_at for e in await since(watermark - LOOKBACK_MS)}
-    seen.update((e.id, e.created_at) for e in latest)
+    seen = {e.id: e.created_at for e in latest}
+    if len(latest) == limit:
+        # The window's events older than the `limit` shown are not new: never printed. Only
+        # those, read after `latest`: one committed meanwhile is new, and the first poll shows it.
+        oldest = (latest[-1].created_at, latest[-1].id)
+        seen.update((e.id, e.created_at) for e in await since(watermark - LOOKBACK_MS, oldest))
     printer = _Printer()
     printer.emit(reversed(latest))
     while True:

@@ -171,6 +171,9 @@ class Delivery(Base):
         Index("ix_deliveries_webhook_created", "webhook_id", "created_at"),
         # Strict ordering looks up the first active event delivery of a webhook, per status.
         Index("ix_deliveries_webhook_head", "webhook_id", "kind", "status", "sequence"),
+        # Removing an event (pruning) looks up its deliveries for the foreign key: without this,
+        # each event removed read the whole table while holding SQLite's write lock.
+        Index("ix_deliveries_event", "event_id"),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=ordered_id)

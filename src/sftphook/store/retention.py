@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 
-from sqlalchemy import and_, delete, exists, func, select
+from sqlalchemy import and_, delete, exists, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
 from sftphook.store.deliveries import FINAL as FINISHED
+from sftphook.store.deliveries import STATUSES
 from sftphook.store.models import Attempt, Delivery, Event
 
 
@@ -29,21 +30,35 @@ class PruneCounts:
         return self.deliveries + self.attempts + self.events
 
 
+# Pending, retrying and held.
+OWED = tuple(status for status in STATUSES if status not in FINISHED)
+
+
 def _old_deliveries(cutoff_ms: int) -> ColumnElement[bool]:
     # Only finished deliveries go: one that is pending, retrying or held is still owed.
     return and_(Delivery.status.in_(FINISHED), Delivery.updated_at < cutoff_ms)
 
 
 def _old_events(cutoff_ms: int) -> ColumnElement[bool]:
-    unfinished = exists().where(Delivery.event_id == Event.id, Delivery.status.not_in(FINISHED))
+    # The statuses named, not "not finished": those are found through ix_deliveries_due, and
+    # this runs again for every batch.
+    unfinished = exists().where(Delivery.event_id == Event.id, Delivery.status.in_(OWED))
     return and_(Event.created_at < cutoff_ms, ~unfinished)
+
+
+def _of_old_events(cutoff_ms: int) -> ColumnElement[bool]:
+    """Deliveries (all finished) of events past their window that owe nothing: they go before
+    their event, a batch at a time like any other."""
+    return Delivery.event_id.in_(select(Event.id).where(_old_events(cutoff_ms)))
 
 
 async def count(
     session: AsyncSession, *, deliveries_before: int, events_before: int
 ) -> PruneCounts:
     """What a prune with these cutoffs (epoch ms) would remove."""
-    old = select(Delivery.id).where(_old_deliveries(deliveries_before))
+    old = select(Delivery.id).where(
+        or_(_old_deliveries(deliveries_before), _of_old_events(events_before))
+    )
     deliveries = await session.scalar(select(func.count()).select_from(old.subquery()))
     attempts = await session.scalar(
         select(func.count()).select_from(Attempt).where(Attempt.delivery_id.in_(old))
@@ -57,30 +72,39 @@ async def count(
 async def prune_batch(
     session: AsyncSession, *, deliveries_before: int, events_before: int, batch: int
 ) -> PruneCounts:
-    """Remove up to `batch` old deliveries (with their attempts) and `batch` old events."""
+    """Remove up to `batch` old deliveries (with their attempts) and `batch` old events.
+
+    An old event's deliveries count toward the `batch` deliveries, and the event goes once it
+    has none left: an event delivered to many webhooks does not make one long transaction
+    (SQLite's write lock held, event commits waiting) or more ids than one statement takes."""
     counts = PruneCounts()
     ids = list(
         await session.scalars(
             select(Delivery.id).where(_old_deliveries(deliveries_before)).limit(batch)
         )
     )
+    if len(ids) < batch:
+        ids += await session.scalars(
+            select(Delivery.id)
+            .where(Delivery.id.not_in(ids), _of_old_events(events_before))
+            .limit(batch - len(ids))
+        )
     if ids:
         result = await session.execute(delete(Attempt).where(Attempt.delivery_id.in_(ids)))
         counts.attempts = result.rowcount or 0  # type: ignore[attr-defined]
         result = await session.execute(delete(Delivery).where(Delivery.id.in_(ids)))
         counts.deliveries = result.rowcount or 0  # type: ignore[attr-defined]
-    event_ids = list(
+    event_ids = set(
         await session.scalars(select(Event.id).where(_old_events(events_before)).limit(batch))
     )
     if event_ids:
-        # Their finished deliveries go with them (the foreign key cascades); count them first.
-        gone = await session.scalars(select(Delivery.id).where(Delivery.event_id.in_(event_ids)))
-        gone_ids = list(gone)
-        if gone_ids:
-            result = await session.execute(delete(Attempt).where(Attempt.delivery_id.in_(gone_ids)))
-            counts.attempts += result.rowcount or 0  # type: ignore[attr-defined]
-            result = await session.execute(delete(Delivery).where(Delivery.id.in_(gone_ids)))
-            counts.deliveries += result.rowcount or 0  # type: ignore[attr-defined]
+        # One that still has deliveries waits for a later batch to remove them.
+        event_ids -= set(
+            await session.scalars(
+                select(Delivery.event_id).where(Delivery.event_id.in_(event_ids)).distinct()
+            )
+        )
+    if event_ids:
         result = await session.execute(delete(Event).where(Event.id.in_(event_ids)))
         counts.events = result.rowcount or 0  # type: ignore[attr-defined]
     return counts
