@@ -134,6 +134,20 @@ async def test_bad_input_is_refused_and_changes_nothing(api, receiver, changes):
     assert await _count(app, Webhook) == 0
 
 
+async def test_a_bad_pattern_is_named_as_every_other_field(api, receiver):
+    """`errors[].field` is dotted (`filter.1.value`, as a NUL or an unknown field there is);
+    a pattern that did not compile was `filter[1].value`."""
+    app, client = api
+    rules = [
+        {"field": "Path", "operator": "starts_with", "value": "inbound/"},
+        {"field": "Path", "operator": "matches", "value": r"(a)\1"},
+    ]
+    status, _, body = await client.call("POST", "/webhooks", _good(receiver.url, filter=rules))
+    assert status == 422, body
+    assert [e["field"] for e in body["errors"]] == ["filter.1.value"]
+    assert body["detail"].startswith("filter.1.value is not a valid regular expression")
+
+
 @pytest.mark.parametrize("field", ["nickname", "type", "url", "topics", "filter", "ordered"])
 async def test_patch_with_null_for_a_field_that_cannot_be_empty_is_422(api, receiver, field):
     """`null` removes the authorization header and returns tuning to its default; for the other

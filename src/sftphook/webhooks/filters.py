@@ -72,7 +72,7 @@ def parse_rules(raw: Iterable[Mapping[str, Any]] | None) -> list[Rule]:
     """Validate rules given by a user; a regex that does not compile is refused here, on save."""
     rules: list[Rule] = []
     for index, item in enumerate(raw or ()):
-        where = f"filter[{index}]"
+        where = f"filter.{index}"
         if not isinstance(item, Mapping):
             raise InvalidInput(f"{where} must be an object with field, operator and value")
         field, operator, value = item.get("field"), item.get("operator"), item.get("value")
