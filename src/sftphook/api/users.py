@@ -59,7 +59,7 @@ async def get_user(username: str, app: AppDep, organization_id: OrganizationId) 
     summary="Change an SFTP user",
     description='Only the fields present change. `"password": null` removes the password; a '
     "user keeps at least a password or a public key. Disabling a user, or changing their "
-    "password or keys, ends their open sessions.",
+    "password, keys, home or permissions, ends their open sessions.",
 )
 async def update_user(
     username: str,
