@@ -26,7 +26,8 @@ app = typer.Typer(
 )
 
 OrgOption = Annotated[
-    str | None, typer.Option("--org", help="Organization name (default: the only one).")
+    str | None,
+    typer.Option("--org", help="Organization name or id; default: the default organization."),
 ]
 FINAL = ("succeeded", "failed", "skipped")
 
