@@ -47,6 +47,9 @@ async def test_events_list_newest_first_with_filters(cli, app):
     assert [r.split("\t")[3] for r in filtered.stdout.splitlines()[1:]] == ["inbound/a.csv"]
     bad = await asyncio.to_thread(cli, "events", "list", "--topic", "file.exploded")
     assert bad.returncode == 2
+    # A ping is a delivery, never an event: no --topic can list one.
+    ping = await asyncio.to_thread(cli, "events", "list", "--topic", "webhook.ping")
+    assert ping.returncode == 2
 
 
 async def test_follow_prints_each_new_event_once_and_ends_cleanly_on_ctrl_c(app, cli_env):

@@ -14,7 +14,7 @@ from sftphook.api.params import Since, Until
 from sftphook.api.schemas import EventOut, EventPage
 from sftphook.epoch import check_order, parse_time
 from sftphook.errors import NotFound
-from sftphook.events import Topic
+from sftphook.events.model import FileTopicName
 from sftphook.store import events
 
 router = APIRouter(prefix="/events", tags=["events"], responses=problems.responses(401))
@@ -34,7 +34,7 @@ async def list_events(
     response: Response,
     app: AppDep,
     organization_id: OrganizationId,
-    topic: Annotated[Topic | None, Query(description="Only events of this topic.")] = None,
+    topic: Annotated[FileTopicName | None, Query(description="Only events of this topic.")] = None,
     path_prefix: Annotated[
         str | None,
         Query(max_length=4096, description="Only events whose path starts with this."),
@@ -56,7 +56,7 @@ async def list_events(
         rows = await events.list_for(
             s,
             organization_id,
-            topic=str(topic) if topic else None,
+            topic=topic,
             path_prefix=prefix,
             before=before,
             since=since_ms,

@@ -13,7 +13,7 @@ import typer
 from sftphook.app import App
 from sftphook.cli import context
 from sftphook.cli.context import OrgOption
-from sftphook.events import Topic
+from sftphook.events.model import FileTopicName
 from sftphook.store import events
 from sftphook.store.models import Event, now_ms
 
@@ -48,7 +48,7 @@ def _row(event: Event) -> list[object]:
 @events_app.command("list")
 def list_events(
     org: OrgOption = None,
-    topic: Annotated[Topic | None, typer.Option(help="Only events of this topic.")] = None,
+    topic: Annotated[FileTopicName | None, typer.Option(help="Only events of this topic.")] = None,
     path_prefix: Annotated[
         str | None, typer.Option(help="Only events whose path starts with this.")
     ] = None,
@@ -60,10 +60,9 @@ def list_events(
 ) -> None:
     """List recent events, newest first; with --follow, oldest first and then each new one."""
     prefix = path_prefix.lstrip("/") if path_prefix else None
-    topic_name = str(topic) if topic else None
     if follow:
         try:
-            context.run(lambda app: _follow(app, org, topic_name, prefix, limit))
+            context.run(lambda app: _follow(app, org, topic, prefix, limit))
         except KeyboardInterrupt:
             pass  # Ctrl-C is how following ends: not an error, no traceback
         except BrokenPipeError:
@@ -75,7 +74,7 @@ def list_events(
         organization = await app.accounts.resolve_organization(org)
         async with app.db.session() as s:
             return await events.list_for(
-                s, organization.id, topic=topic_name, path_prefix=prefix, limit=limit
+                s, organization.id, topic=topic, path_prefix=prefix, limit=limit
             )
 
     context.table(COLUMNS, [_row(e) for e in context.run(work)])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-from typing import Any
+from typing import Any, Literal
 
 from sftphook.store.ids import ordered_id
 from sftphook.store.models import now_ms
@@ -21,6 +21,9 @@ class Topic(enum.StrEnum):
 FILE_TOPICS = frozenset(
     {Topic.FILE_CREATED, Topic.FILE_DELETED, Topic.FILE_DOWNLOADED, Topic.FILE_RENAMED}
 )
+
+# The topics an event can have, for a choice that users make (a ping is a delivery, no event).
+FileTopicName = Literal["file.created", "file.deleted", "file.downloaded", "file.renamed"]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
