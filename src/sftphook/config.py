@@ -73,11 +73,11 @@ class SFTPSettings(Group):
     max_logging_in: int = Field(default=100, ge=0)
     # Sessions (each one SFTP or SCP channel) one connection may have open at once.
     max_sessions_per_connection: int = Field(default=10, ge=1, le=1000)
-    login_timeout: float = 60.0
+    login_timeout: float = Field(default=60.0, gt=0)
     # Seconds a logged-in connection may go without a byte of SFTP or SCP data either way
     # before it is closed (0: never); keepalives do not count.
     idle_timeout: float = Field(default=900.0, ge=0)
-    keepalive_interval: float = 30.0
+    keepalive_interval: float = Field(default=30.0, ge=0)
     # Brute-force protection: `ban_threshold` failed logins from one address within
     # `ban_window` seconds ban it for `ban_duration` seconds.
     ban_threshold: int = Field(default=10, ge=1)
@@ -131,7 +131,7 @@ class WebhookSettings(Group):
     ca_bundle: Path | None = None
     workers: int = Field(default=64, ge=1, le=4096)
     lease_seconds: float = Field(default=60.0, gt=0)
-    max_response_body: int = 64 * 1024
+    max_response_body: int = Field(default=64 * 1024, ge=0)
     # Defaults for every webhook (each can override them): requests in flight at once to one
     # webhook, and requests started per second; None is no limit beyond `workers`.
     max_concurrency: int | None = Field(default=None, ge=1, le=1000)

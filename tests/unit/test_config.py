@@ -76,3 +76,27 @@ def test_an_empty_data_dir_is_refused_not_read_as_here(
     assert "data_dir is empty" in str(caught.value)
     monkeypatch.delenv("SFTPHOOK_DATA_DIR")
     assert Settings.load().data_dir == Path("sftphook-data")
+
+
+@pytest.mark.parametrize(
+    ("group", "values", "name"),
+    [
+        ("sftp", {"login_timeout": 0}, "login_timeout"),
+        ("sftp", {"login_timeout": -1}, "login_timeout"),
+        ("sftp", {"keepalive_interval": -5}, "keepalive_interval"),
+        ("webhooks", {"max_response_body": -1}, "max_response_body"),
+    ],
+)
+def test_values_that_cannot_work_are_refused_by_name(
+    group: str, values: dict[str, float], name: str
+) -> None:
+    with pytest.raises(ValidationError) as caught:
+        Settings.load(**{group: values})
+    assert f"{group}.{name}" in str(caught.value)
+
+
+def test_the_lowest_sensible_values_are_accepted() -> None:
+    settings = Settings.load(
+        sftp={"login_timeout": 0.5, "keepalive_interval": 0}, webhooks={"max_response_body": 0}
+    )
+    assert settings.sftp.keepalive_interval == 0 and settings.webhooks.max_response_body == 0
