@@ -103,7 +103,8 @@ _NUMBER_ERRORS = frozenset(
 
 
 def _message(request: Request, error: Any) -> str:
-    default = str(error.get("msg", "invalid value"))
+    # A validator's own message, without the prefix pydantic puts before it.
+    default = str(error.get("msg", "invalid value")).removeprefix("Value error, ")
     if error.get("type") not in _NUMBER_ERRORS:
         return default
     declared = _declared_field(request.scope.get("route"), tuple(error.get("loc", ())))
