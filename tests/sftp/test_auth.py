@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import threading
 from pathlib import Path
 
 import asyncssh
@@ -174,3 +175,71 @@ async def test_host_keys_are_kept_across_starts(server: Server) -> None:
             conn.get_server_host_key().get_fingerprint()
             in dict(front.host_key_fingerprints).values()
         )
+
+
+async def test_password_tries_sent_without_waiting_are_checked_one_at_a_time_and_counted(
+    server: Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """asyncssh cancels a password check when the client's next request arrives, but not the
+    argon2 hash it started. A client that sent its tries without waiting for the answers had
+    each one hashed at once (64 MiB of memory each) and only the last counted as a failure:
+    a spray sent that way was never banned."""
+    from asyncssh.connection import SSHClientConnection
+    from asyncssh.constants import MSG_USERAUTH_REQUEST
+
+    from sftphook.accounts import passwords
+
+    send = SSHClientConnection.send_userauth_request
+
+    async def send_five(
+        conn: SSHClientConnection, method: bytes, *args: bytes, **kwargs: object
+    ) -> None:
+        for _ in range(4 if method == b"password" else 0):
+            packet = conn._get_userauth_request_packet(method, args)
+            conn.send_userauth_packet(MSG_USERAUTH_REQUEST, packet[1:])
+            await asyncio.sleep(0.03)  # each check has started when the next try arrives
+        await send(conn, method, *args, **kwargs)  # type: ignore[arg-type]
+
+    verify = passwords.verify_password
+    lock = threading.Lock()
+    running = most = checked = 0
+
+    def counted(password_hash: str | None, password: str) -> bool:
+        nonlocal running, most, checked
+        with lock:
+            running += 1
+            checked += 1
+            most = max(most, running)
+        try:
+            return verify(password_hash, password)
+        finally:
+            with lock:
+                running -= 1
+
+    defender = server.app.sftp.defender
+    failed = defender.failed
+    failures = 0
+
+    def count_failure(address: str, now: float) -> bool:
+        nonlocal failures
+        failures += 1
+        return failed(address, now)
+
+    monkeypatch.setattr(SSHClientConnection, "send_userauth_request", send_five)
+    monkeypatch.setattr(passwords, "verify_password", counted)
+    monkeypatch.setattr(defender, "failed", count_failure)
+    with pytest.raises(asyncssh.PermissionDenied):
+        await server.connect(password="wrong password", preferred_auth="password")
+    assert most == 1
+    assert checked >= 2
+    assert failures == checked
+
+
+async def test_the_failure_that_bans_an_address_ends_its_connection(server: Server) -> None:
+    with pytest.raises(asyncssh.PermissionDenied):
+        await server.connect(password="wrong password", preferred_auth="password")
+    with pytest.raises(asyncssh.PermissionDenied):
+        await server.connect(password="wrong password", preferred_auth="password")
+    with pytest.raises(asyncssh.DisconnectError) as third:
+        await server.connect(password="wrong password", preferred_auth="password")
+    assert third.value.reason == "too many failed logins: try again later"
