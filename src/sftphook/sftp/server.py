@@ -51,6 +51,10 @@ log = logging.getLogger(__name__)
 # Why a connection may be refused before its key exchange (`SFTPFront.refused`).
 REFUSALS = ("address_limit", "banned", "login_limit", "node_limit")
 
+# Seconds a refused connection may take to send its version line and hear why it is refused;
+# no limit counts it meanwhile, so it is not left to `login_timeout`.
+REFUSED_GRACE = 5.0
+
 # Uploads under a client-side temporary name, remembered until renamed to their final name.
 _REMEMBERED_UPLOADS = 10_000
 # How often open sessions are compared with their users as stored: a change made by another
@@ -404,13 +408,19 @@ def _refuse_at_kexinit(conn: asyncssh.SSHServerConnection, reason: str) -> None:
 
     A DISCONNECT may be sent before the key exchange (in clear, RFC 4253 §11.1): the client
     shows the reason ("Received disconnect from …: too many connections…") and the server
-    spends no key exchange on a connection it will not serve.
+    spends no key exchange on a connection it will not serve. A client that sends no version
+    line within `REFUSED_GRACE` seconds is dropped without it.
     """
 
     def refuse() -> None:
         conn.disconnect(asyncssh.DISC_TOO_MANY_CONNECTIONS, reason)
 
+    def drop() -> None:
+        if not conn.is_closed():
+            conn.abort()
+
     conn._send_kexinit = refuse  # type: ignore[method-assign]
+    asyncio.get_running_loop().call_later(REFUSED_GRACE, drop)
 
 
 def _access(user: User) -> tuple[object, ...]:
