@@ -243,3 +243,29 @@ async def test_the_failure_that_bans_an_address_ends_its_connection(server: Serv
     with pytest.raises(asyncssh.DisconnectError) as third:
         await server.connect(password="wrong password", preferred_auth="password")
     assert third.value.reason == "too many failed logins: try again later"
+
+
+@pytest.mark.parametrize(
+    "password",
+    ["correct\u00a0horse battery", "cafe\u0301 au lait", "\uff50\uff41\uff53\uff53word!"],
+    ids=["no-break space", "decomposed accent", "full-width letters"],
+)
+async def test_a_password_that_ssh_normalizes_still_logs_in(server: Server, password: str) -> None:
+    """SSH servers get a password after SASLprep (RFC 4013; asyncssh applies it): a no-break
+    space becomes a space, `e` and a combining accent become `é`. A password set with such
+    characters was stored as typed and could never log in."""
+    await server.app.accounts.update_user(server.org_id, "alice", password=password)
+    async with await server.connect(password=password, preferred_auth="password"):
+        pass
+
+
+async def test_a_password_that_ssh_cannot_carry_is_refused(server: Server) -> None:
+    from sftphook.errors import InvalidInput
+
+    for password in ("tab\tin the password", "mixed \u05e9\u05dc\u05d5\u05dd text"):
+        with pytest.raises(InvalidInput, match="characters SSH clients cannot send") as refused:
+            await server.app.accounts.update_user(server.org_id, "alice", password=password)
+        assert refused.value.field == "password"
+        assert password not in refused.value.message
+    async with await server.connect():
+        pass  # the password is unchanged
