@@ -80,6 +80,19 @@ def test_defender_forgets_old_failures_and_lifts_bans() -> None:
     assert not defender.is_banned("a", 122)
 
 
+def test_defender_forgets_bans_that_ended() -> None:
+    """An address banned once stayed in memory for good unless it came back: a year of
+    scanners, each from a new address, grew the process without end."""
+    defender = Defender(threshold=1, window=10, duration=100)
+    for wave in range(30):  # 1,000 new addresses banned every 200 s, each ban over in 100 s
+        for i in range(1_000):
+            assert defender.failed(f"10.{wave}.{i // 256}.{i % 256}", wave * 200)
+    assert len(defender._banned_until) <= 11_000
+    assert defender.is_banned("10.29.0.1", 5_850)  # the running bans are kept
+    assert defender.ban("192.0.2.1", 10_000, 6_000)  # another node's ban
+    assert defender.is_banned("192.0.2.1", 6_000)
+
+
 @pytest.mark.parametrize("change", ["disable", "remove", "new password"])
 async def test_revoked_user_loses_open_sessions(server: Server, change: str) -> None:
     accounts = server.app.accounts
