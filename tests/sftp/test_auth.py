@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import threading
 from pathlib import Path
 
 import asyncssh
@@ -77,6 +78,19 @@ def test_defender_forgets_old_failures_and_lifts_bans() -> None:
     assert defender.failed("a", 22)
     assert defender.is_banned("a", 50) and not defender.is_banned("b", 50)
     assert not defender.is_banned("a", 122)
+
+
+def test_defender_forgets_bans_that_ended() -> None:
+    """An address banned once stayed in memory for good unless it came back: a year of
+    scanners, each from a new address, grew the process without end."""
+    defender = Defender(threshold=1, window=10, duration=100)
+    for wave in range(30):  # 1,000 new addresses banned every 200 s, each ban over in 100 s
+        for i in range(1_000):
+            assert defender.failed(f"10.{wave}.{i // 256}.{i % 256}", wave * 200)
+    assert len(defender._banned_until) <= 11_000
+    assert defender.is_banned("10.29.0.1", 5_850)  # the running bans are kept
+    assert defender.ban("192.0.2.1", 10_000, 6_000)  # another node's ban
+    assert defender.is_banned("192.0.2.1", 6_000)
 
 
 @pytest.mark.parametrize("change", ["disable", "remove", "new password"])
@@ -174,3 +188,97 @@ async def test_host_keys_are_kept_across_starts(server: Server) -> None:
             conn.get_server_host_key().get_fingerprint()
             in dict(front.host_key_fingerprints).values()
         )
+
+
+async def test_password_tries_sent_without_waiting_are_checked_one_at_a_time_and_counted(
+    server: Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """asyncssh cancels a password check when the client's next request arrives, but not the
+    argon2 hash it started. A client that sent its tries without waiting for the answers had
+    each one hashed at once (64 MiB of memory each) and only the last counted as a failure:
+    a spray sent that way was never banned."""
+    from asyncssh.connection import SSHClientConnection
+    from asyncssh.constants import MSG_USERAUTH_REQUEST
+
+    from sftphook.accounts import passwords
+
+    send = SSHClientConnection.send_userauth_request
+
+    async def send_five(
+        conn: SSHClientConnection, method: bytes, *args: bytes, **kwargs: object
+    ) -> None:
+        for _ in range(4 if method == b"password" else 0):
+            packet = conn._get_userauth_request_packet(method, args)
+            conn.send_userauth_packet(MSG_USERAUTH_REQUEST, packet[1:])
+            await asyncio.sleep(0.03)  # each check has started when the next try arrives
+        await send(conn, method, *args, **kwargs)  # type: ignore[arg-type]
+
+    verify = passwords.verify_password
+    lock = threading.Lock()
+    running = most = checked = 0
+
+    def counted(password_hash: str | None, password: str) -> bool:
+        nonlocal running, most, checked
+        with lock:
+            running += 1
+            checked += 1
+            most = max(most, running)
+        try:
+            return verify(password_hash, password)
+        finally:
+            with lock:
+                running -= 1
+
+    defender = server.app.sftp.defender
+    failed = defender.failed
+    failures = 0
+
+    def count_failure(address: str, now: float) -> bool:
+        nonlocal failures
+        failures += 1
+        return failed(address, now)
+
+    monkeypatch.setattr(SSHClientConnection, "send_userauth_request", send_five)
+    monkeypatch.setattr(passwords, "verify_password", counted)
+    monkeypatch.setattr(defender, "failed", count_failure)
+    with pytest.raises(asyncssh.PermissionDenied):
+        await server.connect(password="wrong password", preferred_auth="password")
+    assert most == 1
+    assert checked >= 2
+    assert failures == checked
+
+
+async def test_the_failure_that_bans_an_address_ends_its_connection(server: Server) -> None:
+    with pytest.raises(asyncssh.PermissionDenied):
+        await server.connect(password="wrong password", preferred_auth="password")
+    with pytest.raises(asyncssh.PermissionDenied):
+        await server.connect(password="wrong password", preferred_auth="password")
+    with pytest.raises(asyncssh.DisconnectError) as third:
+        await server.connect(password="wrong password", preferred_auth="password")
+    assert third.value.reason == "too many failed logins: try again later"
+
+
+@pytest.mark.parametrize(
+    "password",
+    ["correct\u00a0horse battery", "cafe\u0301 au lait", "\uff50\uff41\uff53\uff53word!"],
+    ids=["no-break space", "decomposed accent", "full-width letters"],
+)
+async def test_a_password_that_ssh_normalizes_still_logs_in(server: Server, password: str) -> None:
+    """SSH servers get a password after SASLprep (RFC 4013; asyncssh applies it): a no-break
+    space becomes a space, `e` and a combining accent become `é`. A password set with such
+    characters was stored as typed and could never log in."""
+    await server.app.accounts.update_user(server.org_id, "alice", password=password)
+    async with await server.connect(password=password, preferred_auth="password"):
+        pass
+
+
+async def test_a_password_that_ssh_cannot_carry_is_refused(server: Server) -> None:
+    from sftphook.errors import InvalidInput
+
+    for password in ("tab\tin the password", "mixed \u05e9\u05dc\u05d5\u05dd text"):
+        with pytest.raises(InvalidInput, match="characters SSH clients cannot send") as refused:
+            await server.app.accounts.update_user(server.org_id, "alice", password=password)
+        assert refused.value.field == "password"
+        assert password not in refused.value.message
+    async with await server.connect():
+        pass  # the password is unchanged

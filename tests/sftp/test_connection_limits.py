@@ -145,6 +145,35 @@ async def test_connections_that_never_log_in_hold_at_most_their_own_limit(server
     await _count_settles(server, 0)
 
 
+async def test_refused_connections_that_never_say_hello_are_dropped_soon(
+    server: Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A refused connection waits for the client's version line to say why: one that never
+    sent it was kept, uncounted by any limit, until `login_timeout`, so one address past its
+    limit could still hold any number of connections open."""
+    from sftphook.sftp import server as sftp_server
+
+    monkeypatch.setattr(sftp_server, "REFUSED_GRACE", 0.5, raising=False)
+    server.app.settings.sftp.max_connections_per_address = 1
+    front = server.app.sftp
+    async with _held(server, 1):
+        silent = []
+        for _ in range(20):
+            reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+            assert (await reader.readline()).startswith(b"SSH-2.0-")
+            silent.append((reader, writer))
+        async with asyncio.timeout(5):
+            for reader, _writer in silent:
+                assert await reader.read() == b""  # closed by the server
+        await wait_for(lambda: len(front._connections) == 1)
+        for _reader, writer in silent:
+            writer.close()
+        # A client that says hello at once still hears why.
+        with pytest.raises(asyncssh.DisconnectError, match="too many connections from"):
+            await server.connect()
+    await _count_settles(server, 0)
+
+
 @pytest.mark.parametrize("server", [frozenset({"sftp", "http"})], indirect=True)
 async def test_metrics_show_connections_sessions_and_refusals(server: Server) -> None:
     server.app.settings.sftp.max_connections_per_address = 1

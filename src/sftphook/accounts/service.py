@@ -148,7 +148,7 @@ class AccountService:
                 "give the user a password or a public key (or both)", field="password"
             )
         password_hash = (
-            await passwords.hash_password_async(validation.check_password(password))
+            await passwords.hash_password_async(validation.check_user_password(password))
             if password is not None
             else None
         )
@@ -219,7 +219,7 @@ class AccountService:
         changes: dict[str, Any] = {}
         if password is not UNSET:
             changes["password_hash"] = (
-                await passwords.hash_password_async(validation.check_password(password))
+                await passwords.hash_password_async(validation.check_user_password(password))
                 if password is not None
                 else None
             )

@@ -7,6 +7,7 @@ import re
 from typing import Any, cast
 
 import asyncssh
+from asyncssh.saslprep import SASLPrepError, saslprep
 
 from sftphook.accounts.passwords import MAX_LENGTH, MIN_LENGTH
 from sftphook.errors import InvalidInput
@@ -58,6 +59,26 @@ def check_password(password: str) -> str:
     if len(password) > MAX_LENGTH:
         raise InvalidInput(f"password is longer than {MAX_LENGTH} characters", field="password")
     return password
+
+
+def check_user_password(password: str) -> str:
+    """An SFTP user's password in the form SSH delivers it, to be hashed.
+
+    An SSH server gets the typed password after SASLprep (RFC 4013, asked by RFC 4252; asyncssh
+    applies it before `validate_password`): a no-break space arrives as a space, `e` and a
+    combining accent as `é`. Stored as typed, such a password could never log in; one SASLprep
+    refuses (control characters, right-to-left text mixed with left-to-right) cannot be sent.
+    """
+    try:
+        prepared = saslprep(password)
+    except SASLPrepError:
+        # The reason names the character: it stays out of the message, as the password does.
+        raise InvalidInput(
+            "password has characters SSH clients cannot send (control characters, or "
+            "right-to-left text mixed with left-to-right): choose another",
+            field="password",
+        ) from None
+    return check_password(prepared)
 
 
 MIN_RSA_BITS = 2048

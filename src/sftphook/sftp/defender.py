@@ -18,6 +18,7 @@ class Defender:
         self.duration = duration
         self._failures: dict[str, collections.deque[float]] = {}
         self._banned_until: dict[str, float] = {}
+        self._bans_bound = 10_000
 
     def is_banned(self, address: str, now: float) -> bool:
         until = self._banned_until.get(address)
@@ -30,6 +31,7 @@ class Defender:
 
     def ban(self, address: str, until: float, now: float) -> bool:
         """Ban `address` until `until` (another node's ban); True when it was not banned here."""
+        self._prune(now)
         was_banned = self.is_banned(address, now)
         if until > self._banned_until.get(address, 0.0):
             self._banned_until[address] = until
@@ -37,6 +39,7 @@ class Defender:
 
     def failed(self, address: str, now: float) -> bool:
         """Count a failed login; True when this failure got the address banned."""
+        self._prune(now)
         failures = self._failures.setdefault(address, collections.deque())
         failures.append(now)
         while failures and failures[0] <= now - self.window:
@@ -52,11 +55,17 @@ class Defender:
                 self.window,
             )
             return True
-        self._prune(now)
         return False
 
     def _prune(self, now: float) -> None:
-        # Bounded memory under a scan from many addresses.
+        # Bounded memory under a scan from many addresses: an ended ban is otherwise forgotten
+        # only when its address comes back.
+        if len(self._banned_until) > self._bans_bound:
+            for address in [a for a, until in self._banned_until.items() if until <= now]:
+                del self._banned_until[address]
+            # Swept again once it doubles: a sweep that finds every ban running is not redone
+            # at each failure, or at each ban that `SharedBans.sync` applies.
+            self._bans_bound = max(10_000, 2 * len(self._banned_until))
         if len(self._failures) > 10_000:
             for address in [
                 a for a, f in self._failures.items() if not f or f[-1] <= now - self.window

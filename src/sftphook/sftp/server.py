@@ -51,6 +51,10 @@ log = logging.getLogger(__name__)
 # Why a connection may be refused before its key exchange (`SFTPFront.refused`).
 REFUSALS = ("address_limit", "banned", "login_limit", "node_limit")
 
+# Seconds a refused connection may take to send its version line and hear why it is refused;
+# no limit counts it meanwhile, so it is not left to `login_timeout`.
+REFUSED_GRACE = 5.0
+
 # Uploads under a client-side temporary name, remembered until renamed to their final name.
 _REMEMBERED_UPLOADS = 10_000
 # How often open sessions are compared with their users as stored: a change made by another
@@ -404,13 +408,19 @@ def _refuse_at_kexinit(conn: asyncssh.SSHServerConnection, reason: str) -> None:
 
     A DISCONNECT may be sent before the key exchange (in clear, RFC 4253 §11.1): the client
     shows the reason ("Received disconnect from …: too many connections…") and the server
-    spends no key exchange on a connection it will not serve.
+    spends no key exchange on a connection it will not serve. A client that sends no version
+    line within `REFUSED_GRACE` seconds is dropped without it.
     """
 
     def refuse() -> None:
         conn.disconnect(asyncssh.DISC_TOO_MANY_CONNECTIONS, reason)
 
+    def drop() -> None:
+        if not conn.is_closed():
+            conn.abort()
+
     conn._send_kexinit = refuse  # type: ignore[method-assign]
+    asyncio.get_running_loop().call_later(REFUSED_GRACE, drop)
 
 
 def _access(user: User) -> tuple[object, ...]:
@@ -437,6 +447,8 @@ class _Connection(asyncssh.SSHServer):
         self._candidate: User | None = None
         self._user: User | None = None
         self._rejected_key = False
+        # The password check running on this connection (`validate_password`).
+        self._checking: asyncio.Future[bool] | None = None
         self._authenticated = False
         # The address counted against the connection limits, once admitted.
         self._admitted: str | None = None
@@ -559,14 +571,17 @@ class _Connection(asyncssh.SSHServer):
         if banned:
             front.address_banned(self.client_ip)
 
+    def _refuse_banned(self) -> None:
+        log.info("refused a login from banned address %s", self.client_ip)
+        if self._conn is not None and not self._conn.is_closed():
+            self._conn.disconnect(
+                asyncssh.DISC_NO_MORE_AUTH_METHODS_AVAILABLE,
+                "too many failed logins: try again later",
+            )
+
     async def begin_auth(self, username: str) -> bool:
         if self._banned():
-            log.info("refused a login from banned address %s", self.client_ip)
-            if self._conn is not None:
-                self._conn.disconnect(
-                    asyncssh.DISC_NO_MORE_AUTH_METHODS_AVAILABLE,
-                    "too many failed logins: try again later",
-                )
+            self._refuse_banned()
             return True
         self.username = username
         self._candidate = await self._front.accounts.login_candidate(username)
@@ -576,14 +591,36 @@ class _Connection(asyncssh.SSHServer):
         return True
 
     async def validate_password(self, username: str, password: str) -> bool:
+        # asyncssh cancels this when the client's next request arrives, but a hash it started
+        # runs on in its thread: one check at a time per connection, the next waiting for the
+        # one running, and each check made counts (`_check_password`), answered or not.
+        while self._checking is not None:
+            await asyncio.wait([self._checking])  # a cancelled wait leaves the check running
         user = self._candidate if username == self.username else None
+        check = asyncio.ensure_future(self._check_password(username, user, password))
+        self._checking = check
+        check.add_done_callback(self._password_checked)
+        await asyncio.wait([check])
+        if check.result() and user is not None:
+            self._user = user
+            return True
+        return False
+
+    async def _check_password(self, username: str, user: User | None, password: str) -> bool:
         ok = await verify_password_async(user.password_hash if user else None, password)
         if ok and user is not None and not self._banned():
-            self._user = user
             return True
         log.info("failed password login for %r from %s", username, self.client_ip)
         self._failed("password")
+        if self._banned():
+            self._refuse_banned()
         return False
+
+    def _password_checked(self, check: asyncio.Future[bool]) -> None:
+        if self._checking is check:
+            self._checking = None
+        if not check.cancelled():
+            check.exception()  # retrieved: an error reaches the waiter, if one is left
 
     def public_key_auth_supported(self) -> bool:
         return True
