@@ -41,16 +41,42 @@ def load_or_create(directory: Path) -> list[asyncssh.SSHKey]:
     keys = []
     for file_name, algorithm, size in HOST_KEYS:
         path = directory / file_name
+        if path.exists() and path.stat().st_size == 0:
+            # Never held a key (a version before this one could leave it so, stopped between
+            # creating the file and writing it): nothing is lost by making one.
+            log.warning("host key %s is empty: making a new one", path)
+            path.unlink()
         if not path.exists():
             options: dict[str, Any] = {"key_size": size} if size else {}
             key = asyncssh.generate_private_key(algorithm, **options)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(key.export_private_key())
+            _write_private(path, key.export_private_key(), replace=False)
             (directory / f"{file_name}.pub").write_bytes(key.export_public_key())
             log.info("created host key %s", path)
         keys.append(asyncssh.read_private_key(path))
     return keys
+
+
+def _write_private(path: Path, data: bytes, *, replace: bool) -> None:
+    """Put `data` at `path`, mode 0600, whole or not at all: written to a temporary file first
+    (made anew, whatever a stopped run left under that name), then moved into place. Without
+    `replace`, a file that appeared at `path` meanwhile is kept."""
+    temp = path.with_name(f".{path.name}.new")
+    with contextlib.suppress(FileNotFoundError):
+        temp.unlink()
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        if replace:
+            temp.replace(path)
+        else:
+            with contextlib.suppress(FileExistsError):
+                os.link(temp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            temp.unlink()
 
 
 def fingerprints(keys: list[asyncssh.SSHKey]) -> list[tuple[str, str]]:
@@ -133,9 +159,5 @@ def _write_copies(directory: Path, keys: dict[str, str]) -> None:
                     continue
             path.replace(directory / f"{name}.previous")
             log.warning("host key %s replaced by the one every node shares", path)
-        temp = directory / f".{name}.new"
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        temp.replace(path)
+        _write_private(path, data, replace=True)
         (directory / f"{name}.pub").write_bytes(key.export_public_key())
