@@ -175,3 +175,22 @@ def test_organizations_do_not_see_each_other(s3_client, bucket):
     with pytest.raises(NotFound):
         two.stat("/secret.txt")
     assert [e.name for e in two.listdir("/")[1]] == []
+
+
+def _multipart_uploads(client, bucket):
+    return client.list_multipart_uploads(Bucket=bucket).get("Uploads", [])
+
+
+@pytest.mark.parametrize("size", [100, PART_SIZE + 100], ids=["put", "multipart"])
+def test_an_exclusive_upload_does_not_replace_a_file_that_appeared_while_it_was_open(
+    storage, s3_client, bucket, size
+):
+    mine = storage.open_write("/x.bin", truncate=True, exclusive=True, append=False, read=False)
+    mine.pwrite(0, b"m" * size)
+    _upload(storage, "/x.bin", b"theirs").commit()
+    with pytest.raises(FileExistsError, match="taken while this exclusive upload was open"):
+        mine.commit()
+    reader = storage.open_read("/x.bin")
+    assert reader.pread(0, 100) == b"theirs"
+    reader.close()
+    assert _multipart_uploads(s3_client, bucket) == []

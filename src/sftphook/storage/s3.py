@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime
+import errno
 import functools
 import logging
 import os
@@ -112,6 +113,10 @@ def _error_code(exc: Exception) -> str:
 
 def _missing(exc: Exception) -> bool:
     return _error_code(exc) in ("404", "NoSuchKey", "NotFound", "NoSuchUpload")
+
+
+def _name_taken() -> FileExistsError:
+    return FileExistsError(errno.EEXIST, "the name was taken while this exclusive upload was open")
 
 
 def _domain_error(exc: Exception) -> SftphookError:
@@ -465,6 +470,7 @@ class S3Storage:
             parts,
             spool_dir=self._spool_dir,
             part_senders=self._part_senders,
+            exclusive=exclusive,
         )
         if head is not None and not truncate:
             # Appending or patching an object means rewriting it: start from its bytes.
@@ -696,10 +702,15 @@ class S3WriteHandle:
         *,
         spool_dir: Path | None = None,
         part_senders: Executor | None = None,
+        exclusive: bool = False,
     ) -> None:
         self._client = client
         self._bucket = bucket
         self._key = key
+        # An exclusive create must not replace an object that appeared while it was open: the
+        # store checks that itself (If-None-Match: *) when it writes the object.
+        self._exclusive = exclusive
+        self._if_free: dict[str, str] = {"IfNoneMatch": "*"} if exclusive else {}
         self._part_senders = part_senders
         self._in_flight: Future[dict[str, Any]] | None = None
         self.org_parts = parts
@@ -829,13 +840,21 @@ class S3WriteHandle:
                     self._contiguous = self._size
                 if self._upload_id is None and self._size - self._sent <= PART_SIZE:
                     self._spool.seek(0)
-                    self._client.put_object(
-                        Bucket=self._bucket, Key=self._key, Body=self._spool.read()
+                    self._conditional(
+                        self._client.put_object,
+                        Bucket=self._bucket,
+                        Key=self._key,
+                        Body=self._spool.read(),
                     )
                 else:
                     while self._size - self._sent > 0:
                         self._send_part(self._sent, min(PART_SIZE, self._size - self._sent))
-                    self._client.complete_multipart_upload(
+                    if self._exclusive and self._object_exists():
+                        # Some stores (Ceph radosgw 16) ignore the condition on completing a
+                        # multipart upload: ask just before, which narrows the race to moments.
+                        raise _name_taken()
+                    self._conditional(
+                        self._client.complete_multipart_upload,
                         Bucket=self._bucket,
                         Key=self._key,
                         UploadId=self._upload_id,
@@ -854,6 +873,23 @@ class S3WriteHandle:
             )
         finally:
             self.abort()
+
+    def _conditional(self, request: Callable[..., Any], **params: Any) -> None:
+        try:
+            request(**params, **self._if_free)
+        except ClientError as exc:
+            if self._exclusive and _error_code(exc) == "PreconditionFailed":
+                raise _name_taken() from None
+            raise
+
+    def _object_exists(self) -> bool:
+        try:
+            self._client.head_object(Bucket=self._bucket, Key=self._key)
+        except ClientError as exc:
+            if _missing(exc):
+                return False
+            raise
+        return True
 
     def _abort_upload(self) -> None:
         if self._in_flight is not None:
