@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import uuid
@@ -194,3 +195,23 @@ def test_an_exclusive_upload_does_not_replace_a_file_that_appeared_while_it_was_
     assert reader.pread(0, 100) == b"theirs"
     reader.close()
     assert _multipart_uploads(s3_client, bucket) == []
+
+
+def test_a_download_never_joins_a_file_to_the_one_that_replaced_it(storage):
+    old, new = os.urandom(3 << 20), os.urandom(3 << 20)
+    _upload(storage, "/r.bin", old).commit()
+    reader = storage.open_read("/r.bin")
+    assert reader.pread(0, 1 << 20) == old[: 1 << 20]
+    _upload(storage, "/r.bin", new).commit()
+    # A read elsewhere reopens the range: on the new object it would hand out the new bytes
+    # as the rest of the old file.
+    with pytest.raises(OSError, match="replaced or removed while it was being read") as raised:
+        reader.pread(2 << 20, 1 << 20)
+    assert raised.value.errno == errno.ESTALE
+    reader.close()
+    reader = storage.open_read("/r.bin")
+    storage.remove("/r.bin")
+    with pytest.raises(OSError, match="replaced or removed") as raised:
+        reader.pread(0, 1 << 20)
+    assert raised.value.errno == errno.ESTALE
+    reader.close()

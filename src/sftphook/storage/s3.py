@@ -5,7 +5,8 @@ The same SFTP semantics as local disk, within what object stores can do:
   soon as the written prefix covers it, so no file is ever held in memory and a close only sends
   the tail. The object exists only once the multipart upload completes (atomic upload); an
   aborted upload is aborted on the server too.
-- Reads are ranged GETs streamed sequentially; a seek reopens the range.
+- Reads are ranged GETs streamed sequentially; a seek reopens the range, of the same object
+  (If-Match), or the read fails.
 - Directories are prefixes. `mkdir` writes an empty marker object `dir/` so that empty
   directories survive; listings page through `ListObjectsV2` with a delimiter.
 - Rename is copy then delete (prefix by prefix for a directory).
@@ -426,7 +427,12 @@ class S3Storage:
                 raise IsADirectoryError("is a directory")
             raise NotFound(f"no such file: {path}")
         return S3ReadHandle(
-            self._client, self._bucket, self._key(parts), parts, self._file_info(parts, head)
+            self._client,
+            self._bucket,
+            self._key(parts),
+            parts,
+            self._file_info(parts, head),
+            etag=head.get("ETag"),
         )
 
     def readlink(self, path: str) -> str:
@@ -633,14 +639,25 @@ class S3Storage:
 
 
 class S3ReadHandle:
-    """Sequential ranged GETs; a read elsewhere than where the last one ended reopens."""
+    """Sequential ranged GETs; a read elsewhere than where the last one ended reopens.
+
+    Every GET asks for the object that was opened (If-Match its ETag): an object replaced or
+    removed meanwhile fails the read (ESTALE) rather than continuing with another file's bytes."""
 
     def __init__(
-        self, client: Any, bucket: str, key: str, parts: tuple[str, ...], info: FileInfo
+        self,
+        client: Any,
+        bucket: str,
+        key: str,
+        parts: tuple[str, ...],
+        info: FileInfo,
+        *,
+        etag: str | None = None,
     ) -> None:
         self._client = client
         self._bucket = bucket
         self._key = key
+        self._if_same: dict[str, str] = {"IfMatch": etag} if etag else {}
         self.org_parts = parts
         self._info = info
         self._body: Any = None
@@ -665,9 +682,16 @@ class S3ReadHandle:
 
     def _open(self, offset: int) -> None:
         self._close_body()
-        response = self._client.get_object(
-            Bucket=self._bucket, Key=self._key, Range=f"bytes={offset}-"
-        )
+        try:
+            response = self._client.get_object(
+                Bucket=self._bucket, Key=self._key, Range=f"bytes={offset}-", **self._if_same
+            )
+        except ClientError as exc:
+            if _error_code(exc) == "PreconditionFailed" or _missing(exc):
+                raise OSError(
+                    errno.ESTALE, "the file was replaced or removed while it was being read"
+                ) from None
+            raise
         self._body = response["Body"]
         self._position = offset
 
