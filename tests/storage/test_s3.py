@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from sftphook.errors import NotFound, Unsupported
+from sftphook.errors import InvalidInput, NotFound, Unsupported
 from sftphook.storage.s3 import PART_SIZE, S3Location, S3Storage, make_client
 
 
@@ -215,3 +215,22 @@ def test_a_download_never_joins_a_file_to_the_one_that_replaced_it(storage):
         reader.pread(0, 1 << 20)
     assert raised.value.errno == errno.ESTALE
     reader.close()
+
+
+def test_a_path_too_long_for_the_store_is_refused_at_the_open(storage, s3_client, bucket):
+    # Four 250-byte directories fit in S3's 1,024-byte keys ("tenants/org1/" and four
+    # "<name>/" make 1,017 bytes); a file of 20 bytes' name in the last one does not.
+    path = ""
+    for letter in "abcd":
+        path += "/" + letter * 250
+        storage.mkdir(path)
+    with pytest.raises(InvalidInput, match="1,024 bytes"):
+        storage.open_write(
+            path + "/" + "f" * 20, truncate=True, exclusive=False, append=False, read=False
+        )
+    with pytest.raises(InvalidInput, match="1,024 bytes"):
+        storage.mkdir(path + "/" + "e" * 20)
+    # What fits still works, to the last byte of a key.
+    _upload(storage, path + "/" + "f" * 7, b"fits").commit()
+    assert storage.stat(path + "/" + "f" * 7).size == 4
+    assert len(_keys(s3_client, bucket)[-1].encode()) == 1024

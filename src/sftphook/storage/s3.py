@@ -64,6 +64,9 @@ PART_SIZE = 8 * 1024 * 1024
 # Largest object a single CopyObject may copy; beyond it, copy in parts.
 COPY_LIMIT = 5 * 1024**3
 READ_AHEAD = 4 * 1024 * 1024
+# S3's longest object key, in UTF-8 bytes: the store refuses a longer one only when it is
+# written, which would fail an upload at its close as if the store were down.
+KEY_LIMIT = 1024
 # How long a session trusts that a directory it saw still exists: a listing costs tens of
 # milliseconds, and an upload of many files into one directory asks again for each.
 KNOWN_DIR_SECONDS = 5.0
@@ -319,7 +322,15 @@ class S3Storage:
         for part in parts:
             if len(part.encode()) > 255:
                 raise InvalidInput("a file name is longer than 255 bytes")
+        self._check_length(self._key(parts))
         return parts
+
+    def _check_length(self, key: str) -> None:
+        if len(key.encode()) > KEY_LIMIT:
+            raise InvalidInput(
+                "the path is too long for the file store: an object's name, with the "
+                f"organization's prefix, is at most {KEY_LIMIT:,} bytes"
+            )
 
     def _key(self, parts: tuple[str, ...]) -> str:
         return self._root + "/".join(parts)
@@ -509,6 +520,8 @@ class S3Storage:
     @_store_errors
     def mkdir(self, path: str, mode: int | None = None) -> tuple[str, ...]:
         parts = self._parts(path)
+        # A directory's marker is its key and a "/".
+        self._check_length(self._dir_prefix(parts))
         if self._head(parts) is not None or (parts and self._dir_exists(parts)):
             raise FileExistsError(17, "directory already exists")
         self._require_parent(parts)
