@@ -234,3 +234,20 @@ def test_a_path_too_long_for_the_store_is_refused_at_the_open(storage, s3_client
     _upload(storage, path + "/" + "f" * 7, b"fits").commit()
     assert storage.stat(path + "/" + "f" * 7).size == 4
     assert len(_keys(s3_client, bucket)[-1].encode()) == 1024
+
+
+def test_a_shrink_drops_out_of_order_writes_beyond_the_new_end(storage):
+    mib = 1 << 20
+    early, head, tail = os.urandom(8 * mib), os.urandom(4 * mib), os.urandom(8 * mib)
+    handle = storage.open_write("/t.bin", truncate=True, exclusive=False, append=False, read=False)
+    handle.pwrite(4 * mib, early)  # arrives before the bytes ahead of it
+    handle.truncate(6 * mib)  # keeps early[: 2 MiB]
+    handle.pwrite(0, head)
+    handle.pwrite(8 * mib, tail)  # 6-8 MiB is a hole: zeros
+    expected = head + early[: 2 * mib] + bytes(2 * mib) + tail
+    assert handle.commit().size == len(expected)
+    reader = storage.open_read("/t.bin")
+    got = b"".join(reader.pread(o, mib) for o in range(0, len(expected) + mib, mib))
+    reader.close()
+    assert len(got) == len(expected)
+    assert hashlib.sha256(got).digest() == hashlib.sha256(expected).digest()

@@ -860,6 +860,9 @@ class S3WriteHandle:
                 self._dirty = True
             self._size = size
             self._contiguous = min(self._contiguous, size)
+            # Early writes past the new end are cut off with it: joined to the written prefix
+            # later, they would count bytes the spool no longer has as sent.
+            self._extents = {s: min(e, size) for s, e in self._extents.items() if s < size}
 
     def fsync(self) -> None:
         return None
