@@ -9,8 +9,9 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from botocore.exceptions import ReadTimeoutError
 
-from sftphook.errors import InvalidInput, NotFound, Unsupported
+from sftphook.errors import InvalidInput, NotFound, StorageUnavailable, Unsupported
 from sftphook.storage.s3 import PART_SIZE, S3Location, S3Storage, make_client
 
 
@@ -251,3 +252,33 @@ def test_a_shrink_drops_out_of_order_writes_beyond_the_new_end(storage):
     reader.close()
     assert len(got) == len(expected)
     assert hashlib.sha256(got).digest() == hashlib.sha256(expected).digest()
+
+
+class _ReadsCutAfterOnePart:
+    """The real client, but a GET's body fails (as a dropped connection does) after one part."""
+
+    def __init__(self, client):
+        self._client = client
+
+    def __getattr__(self, name):
+        return getattr(self._client, name)
+
+    def get_object(self, **params):
+        response = self._client.get_object(**params)
+        body, reads = response["Body"], []
+
+        def read(size=None):
+            if reads:
+                raise ReadTimeoutError(endpoint_url="http://127.0.0.1")
+            reads.append(size)
+            return body.read(size)
+
+        return {**response, "Body": type("CutBody", (), {"read": staticmethod(read)})()}
+
+
+def test_a_resume_whose_read_back_fails_leaves_no_upload_behind(storage, s3_client, bucket):
+    _upload(storage, "/big.bin", os.urandom(PART_SIZE + 10)).commit()
+    cut = S3Storage(_ReadsCutAfterOnePart(s3_client), S3Location(bucket, "tenants/"), "org1")
+    with pytest.raises(StorageUnavailable):
+        cut.open_write("/big.bin", truncate=False, exclusive=False, append=True, read=False)
+    assert _multipart_uploads(s3_client, bucket) == []

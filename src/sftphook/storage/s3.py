@@ -490,8 +490,13 @@ class S3Storage:
             exclusive=exclusive,
         )
         if head is not None and not truncate:
-            # Appending or patching an object means rewriting it: start from its bytes.
-            handle.preload()
+            # Appending or patching an object means rewriting it: start from its bytes. The
+            # handle is nobody's until returned: a failed read-back must abort the parts it sent.
+            try:
+                handle.preload()
+            except BaseException:
+                handle.abort()
+                raise
         return handle
 
     def _require_parent(self, parts: tuple[str, ...]) -> None:
