@@ -5,13 +5,20 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
+import subprocess
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from botocore.exceptions import ReadTimeoutError
 
-from sftphook.errors import InvalidInput, NotFound, StorageUnavailable, Unsupported
+from sftphook.errors import (
+    InvalidInput,
+    NotFound,
+    StorageFull,
+    StorageUnavailable,
+    Unsupported,
+)
 from sftphook.storage.s3 import PART_SIZE, S3Location, S3Storage, make_client
 
 
@@ -282,3 +289,16 @@ def test_a_resume_whose_read_back_fails_leaves_no_upload_behind(storage, s3_clie
     with pytest.raises(StorageUnavailable):
         cut.open_write("/big.bin", truncate=False, exclusive=False, append=True, read=False)
     assert _multipart_uploads(s3_client, bucket) == []
+
+
+def test_a_bucket_over_its_quota_is_reported_as_full_not_as_down(radosgw, storage, bucket):
+    for args in (
+        ("quota", "set", "--quota-scope=bucket", f"--bucket={bucket}", "--max-size=4096"),
+        ("quota", "enable", "--quota-scope=bucket", f"--bucket={bucket}"),
+    ):
+        subprocess.run(
+            ["radosgw-admin", "-c", str(radosgw.conf), *args], check=True, capture_output=True
+        )
+    handle = _upload(storage, "/big.bin", os.urandom(8192))
+    with pytest.raises(StorageFull, match="file store is full"):
+        handle.commit()

@@ -15,7 +15,7 @@ The same SFTP semantics as local disk, within what object stores can do:
 
 Every method blocks on the network: callers run them off the event loop (`blocking = True`).
 Errors of the store become domain errors: `StorageUnavailable` when it does not answer,
-`PermissionDenied` when it refuses access.
+`PermissionDenied` when it refuses access, `StorageFull` when a quota is reached.
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ from sftphook.errors import (
     NotFound,
     PermissionDenied,
     SftphookError,
+    StorageFull,
     StorageUnavailable,
     Unsupported,
 )
@@ -129,6 +130,9 @@ def _domain_error(exc: Exception) -> SftphookError:
     log.warning("object store request failed: %s", exc)
     if code in ("AccessDenied", "403", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
         return PermissionDenied("the file store refused access: ask the operator")
+    if code in ("QuotaExceeded",):
+        # A quota of the bucket or of the store's user (Ceph radosgw): waiting will not help.
+        return StorageFull("the file store is full (a quota is reached): ask the operator")
     if code in ("NoSuchBucket",):
         return StorageUnavailable("the file store's bucket is missing: ask the operator")
     return StorageUnavailable("the file store did not answer: try again in a moment")
