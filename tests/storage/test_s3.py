@@ -10,7 +10,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from botocore.exceptions import ReadTimeoutError
+from botocore.exceptions import ClientError, ReadTimeoutError
 
 from sftphook.errors import (
     InvalidInput,
@@ -302,3 +302,42 @@ def test_a_bucket_over_its_quota_is_reported_as_full_not_as_down(radosgw, storag
     handle = _upload(storage, "/big.bin", os.urandom(8192))
     with pytest.raises(StorageFull, match="file store is full"):
         handle.commit()
+
+
+class _SecondPartFails:
+    """The real client, but the second UploadPart fails (the store's retries ran out)."""
+
+    def __init__(self, client):
+        self._client = client
+        self.sent = 0
+
+    def __getattr__(self, name):
+        return getattr(self._client, name)
+
+    def upload_part(self, **params):
+        self.sent += 1
+        if self.sent == 2:
+            raise ClientError({"Error": {"Code": "InternalError"}}, "UploadPart")
+        return self._client.upload_part(**params)
+
+
+def test_a_commit_after_a_lost_part_sends_it_again_rather_than_leave_a_gap(s3_client, bucket):
+    flaky = _SecondPartFails(s3_client)
+    with ThreadPoolExecutor(max_workers=2) as senders:
+        storage = S3Storage(flaky, S3Location(bucket, ""), "org1", part_senders=senders)
+        data = os.urandom(3 * PART_SIZE + 10)
+        handle = storage.open_write(
+            "/g.bin", truncate=True, exclusive=False, append=False, read=False
+        )
+        failed = []
+        for offset in range(0, len(data), 1 << 20):
+            try:
+                handle.pwrite(offset, data[offset : offset + (1 << 20)])
+            except StorageUnavailable:
+                failed.append(offset)  # the bytes are in the spool all the same
+        assert failed
+        assert handle.commit().size == len(data)
+    reader = storage.open_read("/g.bin")
+    got = b"".join(reader.pread(o, 1 << 20) for o in range(0, len(data), 1 << 20))
+    reader.close()
+    assert hashlib.sha256(got).digest() == hashlib.sha256(data).digest()

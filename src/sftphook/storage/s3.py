@@ -832,10 +832,16 @@ class S3WriteHandle:
         self._sent = start + length
 
     def _settle_in_flight(self) -> None:
-        """Wait for the part in flight; its failure is this call's."""
+        """Wait for the part in flight; its failure is this call's, and a commit after it
+        sends everything again from the spool (completing without that part would leave a
+        gap in the object)."""
         if self._in_flight is not None:
             in_flight, self._in_flight = self._in_flight, None
-            self._parts.append(in_flight.result())
+            try:
+                self._parts.append(in_flight.result())
+            except BaseException:
+                self._dirty = True
+                raise
 
     def _start_upload(self) -> None:
         if self._upload_id is None:
