@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import os
 import subprocess
+import threading
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
@@ -341,3 +344,38 @@ def test_a_commit_after_a_lost_part_sends_it_again_rather_than_leave_a_gap(s3_cl
     got = b"".join(reader.pread(o, 1 << 20) for o in range(0, len(data), 1 << 20))
     reader.close()
     assert hashlib.sha256(got).digest() == hashlib.sha256(data).digest()
+
+
+class _SlowToStartUploads:
+    """The real client, but creating a multipart upload waits until `go` is set (or 2 s)."""
+
+    def __init__(self, client):
+        self._client = client
+        self.creating = threading.Event()
+        self.go = threading.Event()
+
+    def __getattr__(self, name):
+        return getattr(self._client, name)
+
+    def create_multipart_upload(self, **params):
+        self.creating.set()
+        self.go.wait(2)
+        return self._client.create_multipart_upload(**params)
+
+
+def test_an_abort_during_a_write_that_starts_the_upload_leaves_no_upload_behind(s3_client, bucket):
+    # A session ending (the client went away) aborts its uploads while a write of theirs may
+    # still be running in an I/O thread.
+    slow = _SlowToStartUploads(s3_client)
+    storage = S3Storage(slow, S3Location(bucket, ""), "org1")
+    handle = storage.open_write("/w.bin", truncate=True, exclusive=False, append=False, read=False)
+    with ThreadPoolExecutor(max_workers=2) as threads:
+        writing = threads.submit(handle.pwrite, 0, os.urandom(PART_SIZE))
+        assert slow.creating.wait(5)
+        aborting = threads.submit(handle.abort)
+        time.sleep(0.3)
+        slow.go.set()
+        aborting.result(timeout=10)
+        with contextlib.suppress(Exception):
+            writing.result(timeout=10)
+    assert _multipart_uploads(s3_client, bucket) == []

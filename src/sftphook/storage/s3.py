@@ -961,9 +961,12 @@ class S3WriteHandle:
 
     def abort(self) -> None:
         """Nothing of an upload that was not committed stays, locally or on the server."""
-        self._abort_upload()
-        with contextlib.suppress(Exception):
-            self._spool.close()
+        # A session that ends aborts its uploads while a write may still run in an I/O thread:
+        # one starting the multipart upload after this would leave it on the store.
+        with self._lock:
+            self._abort_upload()
+            with contextlib.suppress(Exception):
+                self._spool.close()
 
 
 __all__ = ["S3Backend", "S3Location", "S3ReadHandle", "S3Storage", "S3WriteHandle", "make_client"]
