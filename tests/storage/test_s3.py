@@ -379,3 +379,18 @@ def test_an_abort_during_a_write_that_starts_the_upload_leaves_no_upload_behind(
         with contextlib.suppress(Exception):
             writing.result(timeout=10)
     assert _multipart_uploads(s3_client, bucket) == []
+
+
+def test_a_directory_rename_that_would_make_a_key_too_long_moves_nothing(
+    storage, s3_client, bucket
+):
+    storage.mkdir("/s")
+    storage.mkdir("/s/" + "a" * 250)
+    storage.mkdir("/s/" + "a" * 250 + "/" + "b" * 250)
+    storage.mkdir("/s/" + "a" * 250 + "/" + "b" * 250 + "/" + "c" * 250)
+    deep = "/s/" + "a" * 250 + "/" + "b" * 250 + "/" + "c" * 250 + "/" + "f" * 240
+    _upload(storage, deep, b"deep").commit()  # a key of 1,007 bytes
+    before = _keys(s3_client, bucket)
+    with pytest.raises(InvalidInput, match="1,024 bytes"):
+        storage.rename("/s", "/" + "t" * 30, replace=False)
+    assert _keys(s3_client, bucket) == before

@@ -594,9 +594,15 @@ class S3Storage:
             self._copy(self._key(src), self._key(dst), int(src_head["ContentLength"]))
             self._client.delete_object(Bucket=self._bucket, Key=self._key(src))
             return src, dst, self.stat(self.client_path(dst))
-        self._forget_dirs(src)
         src_prefix, dst_prefix = self._dir_prefix(src), self._dir_prefix(dst)
         paginator = self._client.get_paginator("list_objects_v2")
+        if len(dst_prefix.encode()) > len(src_prefix.encode()):
+            # A longer name makes every key below it longer: refuse before copying anything,
+            # not halfway with part of the tree under each name (a listing per 1,000 copies).
+            for page in paginator.paginate(Bucket=self._bucket, Prefix=src_prefix):
+                for obj in page.get("Contents", []):
+                    self._check_length(dst_prefix + obj["Key"][len(src_prefix) :])
+        self._forget_dirs(src)
         for page in paginator.paginate(Bucket=self._bucket, Prefix=src_prefix):
             for obj in page.get("Contents", []):
                 target = dst_prefix + obj["Key"][len(src_prefix) :]
