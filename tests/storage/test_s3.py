@@ -394,3 +394,31 @@ def test_a_directory_rename_that_would_make_a_key_too_long_moves_nothing(
     with pytest.raises(InvalidInput, match="1,024 bytes"):
         storage.rename("/s", "/" + "t" * 30, replace=False)
     assert _keys(s3_client, bucket) == before
+
+
+class _FirstDownloadCut(_ReadsCutAfterOnePart):
+    """The real client, but the first GET's body fails after one read; later GETs are whole."""
+
+    def __init__(self, client):
+        super().__init__(client)
+        self.gets = 0
+
+    def get_object(self, **params):
+        self.gets += 1
+        if self.gets == 1:
+            return super().get_object(**params)
+        return self._client.get_object(**params)
+
+
+def test_a_read_after_a_dropped_connection_starts_a_new_range(s3_client, bucket):
+    data = os.urandom(3 << 20)
+    plain = S3Storage(s3_client, S3Location(bucket, ""), "org1")
+    _upload(plain, "/d.bin", data).commit()
+    cut = S3Storage(_FirstDownloadCut(s3_client), S3Location(bucket, ""), "org1")
+    reader = cut.open_read("/d.bin")
+    assert reader.pread(0, 1 << 20) == data[: 1 << 20]
+    with pytest.raises(StorageUnavailable):
+        reader.pread(1 << 20, 1 << 20)
+    # The client asks again: a new GET, from where it asks.
+    assert reader.pread(1 << 20, 1 << 20) == data[1 << 20 : 2 << 20]
+    reader.close()

@@ -699,12 +699,18 @@ class S3ReadHandle:
         with self._lock:
             if self._body is None or offset != self._position:
                 self._open(offset)
-            data = self._body.read(size)
-            while len(data) < size and self._position + len(data) < self._info.size:
-                more = self._body.read(size - len(data))
-                if not more:
-                    break
-                data += more
+            try:
+                data = self._body.read(size)
+                while len(data) < size and self._position + len(data) < self._info.size:
+                    more = self._body.read(size - len(data))
+                    if not more:
+                        break
+                    data += more
+            except BaseException:
+                # The stream broke (and may have lost bytes it read): the next read opens a new
+                # range where it asks, rather than fail again on this one.
+                self._close_body()
+                raise
             self._position = offset + len(data)
             return bytes(data)
 
