@@ -18,6 +18,7 @@ from typing import Any
 
 import asyncssh
 import pytest
+from botocore.exceptions import ClientError
 from sqlalchemy import select
 
 from sftphook.app import App
@@ -344,3 +345,33 @@ async def test_a_64_mib_upload_streams_through_with_bounded_memory(
         ("file.downloaded", "big.bin", 64 * 1024 * 1024, None),
     ]
     assert pending_uploads(s3_client, bucket) == []
+
+
+async def test_an_upload_that_lost_a_part_on_the_way_to_the_store_is_not_kept(
+    s3_server: Server, s3_client: Any, bucket: str
+) -> None:
+    root = f"{PREFIX}{s3_server.org_id}/"
+    client = s3_server.app.sftp.storage.client  # type: ignore[attr-defined]
+    send = client.upload_part
+    sent: list[int] = []
+
+    def second_part_fails(**params: Any) -> Any:
+        sent.append(params["PartNumber"])
+        if len(sent) == 2:  # the store's retries ran out on this one
+            raise ClientError({"Error": {"Code": "InternalError"}}, "UploadPart")
+        return send(**params)
+
+    client.upload_part = second_part_fails
+    data = os.urandom(4 * PART_SIZE)
+    step = 256 * 1024
+    async with await s3_server.connect() as conn, conn.start_sftp_client() as sftp:
+        fh = await sftp.open("gap.bin", "wb")
+        with pytest.raises(asyncssh.SFTPFailure, match="did not answer"):
+            for offset in range(0, len(data), step):
+                await fh.write(data[offset : offset + step], offset)
+        # The client gives up on the file and closes it, as `sftp` does after a failed write.
+        with pytest.raises(asyncssh.SFTPFailure, match="not kept"):
+            await fh.close()
+    assert f"{root}gap.bin" not in keys(s3_client, bucket)
+    assert not [e for e in await s3_server.events() if e.path == "gap.bin"]
+    await eventually(lambda: not pending_uploads(s3_client, bucket))

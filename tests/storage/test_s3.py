@@ -2,14 +2,26 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import os
+import subprocess
+import threading
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from botocore.exceptions import ClientError, ReadTimeoutError
 
-from sftphook.errors import NotFound, Unsupported
+from sftphook.errors import (
+    InvalidInput,
+    NotFound,
+    StorageFull,
+    StorageUnavailable,
+    Unsupported,
+)
 from sftphook.storage.s3 import PART_SIZE, S3Location, S3Storage, make_client
 
 
@@ -175,3 +187,238 @@ def test_organizations_do_not_see_each_other(s3_client, bucket):
     with pytest.raises(NotFound):
         two.stat("/secret.txt")
     assert [e.name for e in two.listdir("/")[1]] == []
+
+
+def _multipart_uploads(client, bucket):
+    return client.list_multipart_uploads(Bucket=bucket).get("Uploads", [])
+
+
+@pytest.mark.parametrize("size", [100, PART_SIZE + 100], ids=["put", "multipart"])
+def test_an_exclusive_upload_does_not_replace_a_file_that_appeared_while_it_was_open(
+    storage, s3_client, bucket, size
+):
+    mine = storage.open_write("/x.bin", truncate=True, exclusive=True, append=False, read=False)
+    mine.pwrite(0, b"m" * size)
+    _upload(storage, "/x.bin", b"theirs").commit()
+    with pytest.raises(FileExistsError, match="taken while this exclusive upload was open"):
+        mine.commit()
+    reader = storage.open_read("/x.bin")
+    assert reader.pread(0, 100) == b"theirs"
+    reader.close()
+    assert _multipart_uploads(s3_client, bucket) == []
+
+
+def test_a_download_never_joins_a_file_to_the_one_that_replaced_it(storage):
+    old, new = os.urandom(3 << 20), os.urandom(3 << 20)
+    _upload(storage, "/r.bin", old).commit()
+    reader = storage.open_read("/r.bin")
+    assert reader.pread(0, 1 << 20) == old[: 1 << 20]
+    _upload(storage, "/r.bin", new).commit()
+    # A read elsewhere reopens the range: on the new object it would hand out the new bytes
+    # as the rest of the old file.
+    with pytest.raises(OSError, match="replaced or removed while it was being read") as raised:
+        reader.pread(2 << 20, 1 << 20)
+    assert raised.value.errno == errno.ESTALE
+    reader.close()
+    reader = storage.open_read("/r.bin")
+    storage.remove("/r.bin")
+    with pytest.raises(OSError, match="replaced or removed") as raised:
+        reader.pread(0, 1 << 20)
+    assert raised.value.errno == errno.ESTALE
+    reader.close()
+
+
+def test_a_path_too_long_for_the_store_is_refused_at_the_open(storage, s3_client, bucket):
+    # Four 250-byte directories fit in S3's 1,024-byte keys ("tenants/org1/" and four
+    # "<name>/" make 1,017 bytes); a file of 20 bytes' name in the last one does not.
+    path = ""
+    for letter in "abcd":
+        path += "/" + letter * 250
+        storage.mkdir(path)
+    with pytest.raises(InvalidInput, match="1,024 bytes"):
+        storage.open_write(
+            path + "/" + "f" * 20, truncate=True, exclusive=False, append=False, read=False
+        )
+    with pytest.raises(InvalidInput, match="1,024 bytes"):
+        storage.mkdir(path + "/" + "e" * 20)
+    # What fits still works, to the last byte of a key.
+    _upload(storage, path + "/" + "f" * 7, b"fits").commit()
+    assert storage.stat(path + "/" + "f" * 7).size == 4
+    assert len(_keys(s3_client, bucket)[-1].encode()) == 1024
+
+
+def test_a_shrink_drops_out_of_order_writes_beyond_the_new_end(storage):
+    mib = 1 << 20
+    early, head, tail = os.urandom(8 * mib), os.urandom(4 * mib), os.urandom(8 * mib)
+    handle = storage.open_write("/t.bin", truncate=True, exclusive=False, append=False, read=False)
+    handle.pwrite(4 * mib, early)  # arrives before the bytes ahead of it
+    handle.truncate(6 * mib)  # keeps early[: 2 MiB]
+    handle.pwrite(0, head)
+    handle.pwrite(8 * mib, tail)  # 6-8 MiB is a hole: zeros
+    expected = head + early[: 2 * mib] + bytes(2 * mib) + tail
+    assert handle.commit().size == len(expected)
+    reader = storage.open_read("/t.bin")
+    got = b"".join(reader.pread(o, mib) for o in range(0, len(expected) + mib, mib))
+    reader.close()
+    assert len(got) == len(expected)
+    assert hashlib.sha256(got).digest() == hashlib.sha256(expected).digest()
+
+
+class _ReadsCutAfterOnePart:
+    """The real client, but a GET's body fails (as a dropped connection does) after one part."""
+
+    def __init__(self, client):
+        self._client = client
+
+    def __getattr__(self, name):
+        return getattr(self._client, name)
+
+    def get_object(self, **params):
+        response = self._client.get_object(**params)
+        body, reads = response["Body"], []
+
+        def read(size=None):
+            if reads:
+                raise ReadTimeoutError(endpoint_url="http://127.0.0.1")
+            reads.append(size)
+            return body.read(size)
+
+        return {**response, "Body": type("CutBody", (), {"read": staticmethod(read)})()}
+
+
+def test_a_resume_whose_read_back_fails_leaves_no_upload_behind(storage, s3_client, bucket):
+    _upload(storage, "/big.bin", os.urandom(PART_SIZE + 10)).commit()
+    cut = S3Storage(_ReadsCutAfterOnePart(s3_client), S3Location(bucket, "tenants/"), "org1")
+    with pytest.raises(StorageUnavailable):
+        cut.open_write("/big.bin", truncate=False, exclusive=False, append=True, read=False)
+    assert _multipart_uploads(s3_client, bucket) == []
+
+
+def test_a_bucket_over_its_quota_is_reported_as_full_not_as_down(radosgw, storage, bucket):
+    for args in (
+        ("quota", "set", "--quota-scope=bucket", f"--bucket={bucket}", "--max-size=4096"),
+        ("quota", "enable", "--quota-scope=bucket", f"--bucket={bucket}"),
+    ):
+        subprocess.run(
+            ["radosgw-admin", "-c", str(radosgw.conf), *args], check=True, capture_output=True
+        )
+    handle = _upload(storage, "/big.bin", os.urandom(8192))
+    with pytest.raises(StorageFull, match="file store is full"):
+        handle.commit()
+
+
+class _SecondPartFails:
+    """The real client, but the second UploadPart fails (the store's retries ran out)."""
+
+    def __init__(self, client):
+        self._client = client
+        self.sent = 0
+
+    def __getattr__(self, name):
+        return getattr(self._client, name)
+
+    def upload_part(self, **params):
+        self.sent += 1
+        if self.sent == 2:
+            raise ClientError({"Error": {"Code": "InternalError"}}, "UploadPart")
+        return self._client.upload_part(**params)
+
+
+def test_a_commit_after_a_lost_part_sends_it_again_rather_than_leave_a_gap(s3_client, bucket):
+    flaky = _SecondPartFails(s3_client)
+    with ThreadPoolExecutor(max_workers=2) as senders:
+        storage = S3Storage(flaky, S3Location(bucket, ""), "org1", part_senders=senders)
+        data = os.urandom(3 * PART_SIZE + 10)
+        handle = storage.open_write(
+            "/g.bin", truncate=True, exclusive=False, append=False, read=False
+        )
+        failed = []
+        for offset in range(0, len(data), 1 << 20):
+            try:
+                handle.pwrite(offset, data[offset : offset + (1 << 20)])
+            except StorageUnavailable:
+                failed.append(offset)  # the bytes are in the spool all the same
+        assert failed
+        assert handle.commit().size == len(data)
+    reader = storage.open_read("/g.bin")
+    got = b"".join(reader.pread(o, 1 << 20) for o in range(0, len(data), 1 << 20))
+    reader.close()
+    assert hashlib.sha256(got).digest() == hashlib.sha256(data).digest()
+
+
+class _SlowToStartUploads:
+    """The real client, but creating a multipart upload waits until `go` is set (or 2 s)."""
+
+    def __init__(self, client):
+        self._client = client
+        self.creating = threading.Event()
+        self.go = threading.Event()
+
+    def __getattr__(self, name):
+        return getattr(self._client, name)
+
+    def create_multipart_upload(self, **params):
+        self.creating.set()
+        self.go.wait(2)
+        return self._client.create_multipart_upload(**params)
+
+
+def test_an_abort_during_a_write_that_starts_the_upload_leaves_no_upload_behind(s3_client, bucket):
+    # A session ending (the client went away) aborts its uploads while a write of theirs may
+    # still be running in an I/O thread.
+    slow = _SlowToStartUploads(s3_client)
+    storage = S3Storage(slow, S3Location(bucket, ""), "org1")
+    handle = storage.open_write("/w.bin", truncate=True, exclusive=False, append=False, read=False)
+    with ThreadPoolExecutor(max_workers=2) as threads:
+        writing = threads.submit(handle.pwrite, 0, os.urandom(PART_SIZE))
+        assert slow.creating.wait(5)
+        aborting = threads.submit(handle.abort)
+        time.sleep(0.3)
+        slow.go.set()
+        aborting.result(timeout=10)
+        with contextlib.suppress(Exception):
+            writing.result(timeout=10)
+    assert _multipart_uploads(s3_client, bucket) == []
+
+
+def test_a_directory_rename_that_would_make_a_key_too_long_moves_nothing(
+    storage, s3_client, bucket
+):
+    storage.mkdir("/s")
+    storage.mkdir("/s/" + "a" * 250)
+    storage.mkdir("/s/" + "a" * 250 + "/" + "b" * 250)
+    storage.mkdir("/s/" + "a" * 250 + "/" + "b" * 250 + "/" + "c" * 250)
+    deep = "/s/" + "a" * 250 + "/" + "b" * 250 + "/" + "c" * 250 + "/" + "f" * 240
+    _upload(storage, deep, b"deep").commit()  # a key of 1,007 bytes
+    before = _keys(s3_client, bucket)
+    with pytest.raises(InvalidInput, match="1,024 bytes"):
+        storage.rename("/s", "/" + "t" * 30, replace=False)
+    assert _keys(s3_client, bucket) == before
+
+
+class _FirstDownloadCut(_ReadsCutAfterOnePart):
+    """The real client, but the first GET's body fails after one read; later GETs are whole."""
+
+    def __init__(self, client):
+        super().__init__(client)
+        self.gets = 0
+
+    def get_object(self, **params):
+        self.gets += 1
+        if self.gets == 1:
+            return super().get_object(**params)
+        return self._client.get_object(**params)
+
+
+def test_a_read_after_a_dropped_connection_starts_a_new_range(s3_client, bucket):
+    data = os.urandom(3 << 20)
+    plain = S3Storage(s3_client, S3Location(bucket, ""), "org1")
+    _upload(plain, "/d.bin", data).commit()
+    cut = S3Storage(_FirstDownloadCut(s3_client), S3Location(bucket, ""), "org1")
+    reader = cut.open_read("/d.bin")
+    assert reader.pread(0, 1 << 20) == data[: 1 << 20]
+    with pytest.raises(StorageUnavailable):
+        reader.pread(1 << 20, 1 << 20)
+    # The client asks again: a new GET, from where it asks.
+    assert reader.pread(1 << 20, 1 << 20) == data[1 << 20 : 2 << 20]
+    reader.close()

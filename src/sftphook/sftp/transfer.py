@@ -16,7 +16,7 @@ import hashlib
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from sftphook.errors import FileTooLarge
+from sftphook.errors import FileTooLarge, SftphookError
 from sftphook.sftp.offload import Offload
 from sftphook.storage.base import FileInfo, ReadHandle, WriteHandle
 
@@ -147,8 +147,9 @@ class Upload:
         self._flushing: asyncio.Future[None] | None = None
         # Attributes set on the open handle (fsetstat), applied to the final name at close.
         self.attrs: Any = None
-        # Why a write failed (no space left, an I/O error): the upload is then missing bytes,
-        # and its close must discard it rather than put a partial file in place.
+        # Why a write failed (no space left, an I/O error, a part the object store did not
+        # take): the upload is then missing bytes, and its close must discard it rather than
+        # put a partial file in place.
         self.failure: str | None = None
 
     async def write(self, offset: int, data: Data) -> int:
@@ -165,8 +166,8 @@ class Upload:
             raise self._too_large(end, "write")
         try:
             written = await self._write(offset, data)
-        except OSError as exc:
-            self.failure = exc.strerror or type(exc).__name__
+        except (OSError, SftphookError) as exc:
+            self.failure = _failure_text(exc)
             raise
         self._size = max(self._size, end)
         return written
@@ -254,8 +255,8 @@ class Upload:
             if self._flushing is not None:
                 flushing, self._flushing = self._flushing, None
                 await flushing
-        except OSError as exc:
-            self.failure = exc.strerror or type(exc).__name__
+        except (OSError, SftphookError) as exc:
+            self.failure = _failure_text(exc)
             raise
 
     async def sha256(self) -> str:
@@ -296,6 +297,12 @@ def _size_text(size: int) -> str:
         if size >= unit:
             return f"{exact} ({size / unit:.4g} {name})"
     return exact
+
+
+def _failure_text(exc: OSError | SftphookError) -> str:
+    if isinstance(exc, SftphookError):
+        return exc.message
+    return exc.strerror or type(exc).__name__
 
 
 def _hash_handle(handle: WriteHandle) -> str:

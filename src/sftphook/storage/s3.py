@@ -5,7 +5,8 @@ The same SFTP semantics as local disk, within what object stores can do:
   soon as the written prefix covers it, so no file is ever held in memory and a close only sends
   the tail. The object exists only once the multipart upload completes (atomic upload); an
   aborted upload is aborted on the server too.
-- Reads are ranged GETs streamed sequentially; a seek reopens the range.
+- Reads are ranged GETs streamed sequentially; a seek reopens the range, of the same object
+  (If-Match), or the read fails.
 - Directories are prefixes. `mkdir` writes an empty marker object `dir/` so that empty
   directories survive; listings page through `ListObjectsV2` with a delimiter.
 - Rename is copy then delete (prefix by prefix for a directory).
@@ -14,7 +15,7 @@ The same SFTP semantics as local disk, within what object stores can do:
 
 Every method blocks on the network: callers run them off the event loop (`blocking = True`).
 Errors of the store become domain errors: `StorageUnavailable` when it does not answer,
-`PermissionDenied` when it refuses access.
+`PermissionDenied` when it refuses access, `StorageFull` when a quota is reached.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime
+import errno
 import functools
 import logging
 import os
@@ -41,6 +43,7 @@ from sftphook.errors import (
     NotFound,
     PermissionDenied,
     SftphookError,
+    StorageFull,
     StorageUnavailable,
     Unsupported,
 )
@@ -62,6 +65,9 @@ PART_SIZE = 8 * 1024 * 1024
 # Largest object a single CopyObject may copy; beyond it, copy in parts.
 COPY_LIMIT = 5 * 1024**3
 READ_AHEAD = 4 * 1024 * 1024
+# S3's longest object key, in UTF-8 bytes: the store refuses a longer one only when it is
+# written, which would fail an upload at its close as if the store were down.
+KEY_LIMIT = 1024
 # How long a session trusts that a directory it saw still exists: a listing costs tens of
 # milliseconds, and an upload of many files into one directory asks again for each.
 KNOWN_DIR_SECONDS = 5.0
@@ -114,12 +120,19 @@ def _missing(exc: Exception) -> bool:
     return _error_code(exc) in ("404", "NoSuchKey", "NotFound", "NoSuchUpload")
 
 
+def _name_taken() -> FileExistsError:
+    return FileExistsError(errno.EEXIST, "the name was taken while this exclusive upload was open")
+
+
 def _domain_error(exc: Exception) -> SftphookError:
     """What a failed request means to the user; the details go to the log only."""
     code = _error_code(exc)
     log.warning("object store request failed: %s", exc)
     if code in ("AccessDenied", "403", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
         return PermissionDenied("the file store refused access: ask the operator")
+    if code in ("QuotaExceeded",):
+        # A quota of the bucket or of the store's user (Ceph radosgw): waiting will not help.
+        return StorageFull("the file store is full (a quota is reached): ask the operator")
     if code in ("NoSuchBucket",):
         return StorageUnavailable("the file store's bucket is missing: ask the operator")
     return StorageUnavailable("the file store did not answer: try again in a moment")
@@ -313,7 +326,15 @@ class S3Storage:
         for part in parts:
             if len(part.encode()) > 255:
                 raise InvalidInput("a file name is longer than 255 bytes")
+        self._check_length(self._key(parts))
         return parts
+
+    def _check_length(self, key: str) -> None:
+        if len(key.encode()) > KEY_LIMIT:
+            raise InvalidInput(
+                "the path is too long for the file store: an object's name, with the "
+                f"organization's prefix, is at most {KEY_LIMIT:,} bytes"
+            )
 
     def _key(self, parts: tuple[str, ...]) -> str:
         return self._root + "/".join(parts)
@@ -421,7 +442,12 @@ class S3Storage:
                 raise IsADirectoryError("is a directory")
             raise NotFound(f"no such file: {path}")
         return S3ReadHandle(
-            self._client, self._bucket, self._key(parts), parts, self._file_info(parts, head)
+            self._client,
+            self._bucket,
+            self._key(parts),
+            parts,
+            self._file_info(parts, head),
+            etag=head.get("ETag"),
         )
 
     def readlink(self, path: str) -> str:
@@ -465,10 +491,16 @@ class S3Storage:
             parts,
             spool_dir=self._spool_dir,
             part_senders=self._part_senders,
+            exclusive=exclusive,
         )
         if head is not None and not truncate:
-            # Appending or patching an object means rewriting it: start from its bytes.
-            handle.preload()
+            # Appending or patching an object means rewriting it: start from its bytes. The
+            # handle is nobody's until returned: a failed read-back must abort the parts it sent.
+            try:
+                handle.preload()
+            except BaseException:
+                handle.abort()
+                raise
         return handle
 
     def _require_parent(self, parts: tuple[str, ...]) -> None:
@@ -497,6 +529,8 @@ class S3Storage:
     @_store_errors
     def mkdir(self, path: str, mode: int | None = None) -> tuple[str, ...]:
         parts = self._parts(path)
+        # A directory's marker is its key and a "/".
+        self._check_length(self._dir_prefix(parts))
         if self._head(parts) is not None or (parts and self._dir_exists(parts)):
             raise FileExistsError(17, "directory already exists")
         self._require_parent(parts)
@@ -560,9 +594,15 @@ class S3Storage:
             self._copy(self._key(src), self._key(dst), int(src_head["ContentLength"]))
             self._client.delete_object(Bucket=self._bucket, Key=self._key(src))
             return src, dst, self.stat(self.client_path(dst))
-        self._forget_dirs(src)
         src_prefix, dst_prefix = self._dir_prefix(src), self._dir_prefix(dst)
         paginator = self._client.get_paginator("list_objects_v2")
+        if len(dst_prefix.encode()) > len(src_prefix.encode()):
+            # A longer name makes every key below it longer: refuse before copying anything,
+            # not halfway with part of the tree under each name (a listing per 1,000 copies).
+            for page in paginator.paginate(Bucket=self._bucket, Prefix=src_prefix):
+                for obj in page.get("Contents", []):
+                    self._check_length(dst_prefix + obj["Key"][len(src_prefix) :])
+        self._forget_dirs(src)
         for page in paginator.paginate(Bucket=self._bucket, Prefix=src_prefix):
             for obj in page.get("Contents", []):
                 target = dst_prefix + obj["Key"][len(src_prefix) :]
@@ -627,14 +667,25 @@ class S3Storage:
 
 
 class S3ReadHandle:
-    """Sequential ranged GETs; a read elsewhere than where the last one ended reopens."""
+    """Sequential ranged GETs; a read elsewhere than where the last one ended reopens.
+
+    Every GET asks for the object that was opened (If-Match its ETag): an object replaced or
+    removed meanwhile fails the read (ESTALE) rather than continuing with another file's bytes."""
 
     def __init__(
-        self, client: Any, bucket: str, key: str, parts: tuple[str, ...], info: FileInfo
+        self,
+        client: Any,
+        bucket: str,
+        key: str,
+        parts: tuple[str, ...],
+        info: FileInfo,
+        *,
+        etag: str | None = None,
     ) -> None:
         self._client = client
         self._bucket = bucket
         self._key = key
+        self._if_same: dict[str, str] = {"IfMatch": etag} if etag else {}
         self.org_parts = parts
         self._info = info
         self._body: Any = None
@@ -648,20 +699,33 @@ class S3ReadHandle:
         with self._lock:
             if self._body is None or offset != self._position:
                 self._open(offset)
-            data = self._body.read(size)
-            while len(data) < size and self._position + len(data) < self._info.size:
-                more = self._body.read(size - len(data))
-                if not more:
-                    break
-                data += more
+            try:
+                data = self._body.read(size)
+                while len(data) < size and self._position + len(data) < self._info.size:
+                    more = self._body.read(size - len(data))
+                    if not more:
+                        break
+                    data += more
+            except BaseException:
+                # The stream broke (and may have lost bytes it read): the next read opens a new
+                # range where it asks, rather than fail again on this one.
+                self._close_body()
+                raise
             self._position = offset + len(data)
             return bytes(data)
 
     def _open(self, offset: int) -> None:
         self._close_body()
-        response = self._client.get_object(
-            Bucket=self._bucket, Key=self._key, Range=f"bytes={offset}-"
-        )
+        try:
+            response = self._client.get_object(
+                Bucket=self._bucket, Key=self._key, Range=f"bytes={offset}-", **self._if_same
+            )
+        except ClientError as exc:
+            if _error_code(exc) == "PreconditionFailed" or _missing(exc):
+                raise OSError(
+                    errno.ESTALE, "the file was replaced or removed while it was being read"
+                ) from None
+            raise
         self._body = response["Body"]
         self._position = offset
 
@@ -696,10 +760,15 @@ class S3WriteHandle:
         *,
         spool_dir: Path | None = None,
         part_senders: Executor | None = None,
+        exclusive: bool = False,
     ) -> None:
         self._client = client
         self._bucket = bucket
         self._key = key
+        # An exclusive create must not replace an object that appeared while it was open: the
+        # store checks that itself (If-None-Match: *) when it writes the object.
+        self._exclusive = exclusive
+        self._if_free: dict[str, str] = {"IfNoneMatch": "*"} if exclusive else {}
         self._part_senders = part_senders
         self._in_flight: Future[dict[str, Any]] | None = None
         self.org_parts = parts
@@ -775,10 +844,16 @@ class S3WriteHandle:
         self._sent = start + length
 
     def _settle_in_flight(self) -> None:
-        """Wait for the part in flight; its failure is this call's."""
+        """Wait for the part in flight; its failure is this call's, and a commit after it
+        sends everything again from the spool (completing without that part would leave a
+        gap in the object)."""
         if self._in_flight is not None:
             in_flight, self._in_flight = self._in_flight, None
-            self._parts.append(in_flight.result())
+            try:
+                self._parts.append(in_flight.result())
+            except BaseException:
+                self._dirty = True
+                raise
 
     def _start_upload(self) -> None:
         if self._upload_id is None:
@@ -812,6 +887,9 @@ class S3WriteHandle:
                 self._dirty = True
             self._size = size
             self._contiguous = min(self._contiguous, size)
+            # Early writes past the new end are cut off with it: joined to the written prefix
+            # later, they would count bytes the spool no longer has as sent.
+            self._extents = {s: min(e, size) for s, e in self._extents.items() if s < size}
 
     def fsync(self) -> None:
         return None
@@ -829,13 +907,21 @@ class S3WriteHandle:
                     self._contiguous = self._size
                 if self._upload_id is None and self._size - self._sent <= PART_SIZE:
                     self._spool.seek(0)
-                    self._client.put_object(
-                        Bucket=self._bucket, Key=self._key, Body=self._spool.read()
+                    self._conditional(
+                        self._client.put_object,
+                        Bucket=self._bucket,
+                        Key=self._key,
+                        Body=self._spool.read(),
                     )
                 else:
                     while self._size - self._sent > 0:
                         self._send_part(self._sent, min(PART_SIZE, self._size - self._sent))
-                    self._client.complete_multipart_upload(
+                    if self._exclusive and self._object_exists():
+                        # Some stores (Ceph radosgw 16) ignore the condition on completing a
+                        # multipart upload: ask just before, which narrows the race to moments.
+                        raise _name_taken()
+                    self._conditional(
+                        self._client.complete_multipart_upload,
                         Bucket=self._bucket,
                         Key=self._key,
                         UploadId=self._upload_id,
@@ -855,6 +941,23 @@ class S3WriteHandle:
         finally:
             self.abort()
 
+    def _conditional(self, request: Callable[..., Any], **params: Any) -> None:
+        try:
+            request(**params, **self._if_free)
+        except ClientError as exc:
+            if self._exclusive and _error_code(exc) == "PreconditionFailed":
+                raise _name_taken() from None
+            raise
+
+    def _object_exists(self) -> bool:
+        try:
+            self._client.head_object(Bucket=self._bucket, Key=self._key)
+        except ClientError as exc:
+            if _missing(exc):
+                return False
+            raise
+        return True
+
     def _abort_upload(self) -> None:
         if self._in_flight is not None:
             in_flight, self._in_flight = self._in_flight, None
@@ -870,9 +973,12 @@ class S3WriteHandle:
 
     def abort(self) -> None:
         """Nothing of an upload that was not committed stays, locally or on the server."""
-        self._abort_upload()
-        with contextlib.suppress(Exception):
-            self._spool.close()
+        # A session that ends aborts its uploads while a write may still run in an I/O thread:
+        # one starting the multipart upload after this would leave it on the store.
+        with self._lock:
+            self._abort_upload()
+            with contextlib.suppress(Exception):
+                self._spool.close()
 
 
 __all__ = ["S3Backend", "S3Location", "S3ReadHandle", "S3Storage", "S3WriteHandle", "make_client"]
