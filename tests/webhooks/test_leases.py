@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import time
 
+import pytest
+
 from sftphook.store.models import now_ms
 from tests.conftest import serving
 from tests.webhooks.conftest import file_event, org_id, wait_until
@@ -106,3 +108,17 @@ async def test_a_webhook_timeout_longer_than_the_lease_is_not_sent_twice(setting
         _, attempts = await app.webhooks.get_delivery(org, rows[0].id)
     assert len(receiver.requests) == 1
     assert [a.response_status for a in attempts] == [200]
+
+
+@pytest.mark.parametrize(("lease", "warned"), [(5.0, True), (10.0, True), (60.0, False)])
+async def test_a_lease_not_longer_than_the_timeout_is_warned_of_at_start(
+    settings, caplog, lease, warned
+):
+    # Documented as "keep it above timeout"; allowed, but said once, where operators look.
+    hooks = settings.webhooks.model_copy(update={"timeout": 10.0, "lease_seconds": lease})
+    settings = settings.model_copy(update={"webhooks": hooks})
+    with caplog.at_level("WARNING", logger="sftphook.webhooks.engine"):
+        async with serving(settings, frozenset({"worker"})):
+            pass
+    said = [r.getMessage() for r in caplog.records if "lease_seconds" in r.getMessage()]
+    assert bool(said) is warned, said

@@ -251,6 +251,15 @@ class DeliveryEngine:
     async def run(self, started: asyncio.Event | None = None) -> None:
         """Dispatch until `stop()`; returns once in-flight work is drained and recorded."""
         self._transport  # noqa: B018 - a bad CA bundle stops the start, not every send
+        if self._settings.lease_seconds <= self._settings.timeout:
+            # Allowed (tests shorten leases on purpose), but a slow answer then outlives its
+            # claim, and another worker sends the delivery again meanwhile.
+            log.warning(
+                "webhooks.lease_seconds (%g s) is not longer than webhooks.timeout (%g s): a "
+                "receiver that answers slowly gets its deliveries again from other workers",
+                self._settings.lease_seconds,
+                self._settings.timeout,
+            )
         self._running = True
         self._finished.clear()
         self._stop_signal.clear()
