@@ -126,6 +126,26 @@ def test_listing_pages_through_many_entries(storage, s3_client, bucket):
     assert len(list(entries)) == 1003
 
 
+def test_a_file_removed_during_a_rename_is_not_found_not_an_outage(
+    storage, s3_client, bucket, monkeypatch
+):
+    # Another session removes the file between the rename's look at it and its copy: the
+    # store answers NoSuchKey, which means "no such file", not "try again in a moment".
+    _upload(storage, "/gone.txt", b"x").commit()
+    head = storage._head
+
+    def head_then_remove(parts):
+        found = head(parts)
+        if parts == ("gone.txt",):
+            s3_client.delete_object(Bucket=bucket, Key="tenants/org1/gone.txt")
+        return found
+
+    monkeypatch.setattr(storage, "_head", head_then_remove)
+    with pytest.raises(NotFound):
+        storage.rename("/gone.txt", "/new.txt", replace=False)
+    assert _keys(s3_client, bucket) == []
+
+
 def test_rename_file_and_directory(storage, s3_client, bucket):
     storage.mkdir("/d")
     _upload(storage, "/d/one.txt", b"1").commit()

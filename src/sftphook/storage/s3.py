@@ -135,6 +135,10 @@ def _domain_error(exc: Exception) -> SftphookError:
         return StorageFull("the file store is full (a quota is reached): ask the operator")
     if code in ("NoSuchBucket",):
         return StorageUnavailable("the file store's bucket is missing: ask the operator")
+    if code in ("NoSuchKey",):
+        # Removed by another session between a look at it and its use (a rename's copy, a
+        # resume's read): the file is gone, which waiting will not change.
+        return NotFound("no such file: it was removed meanwhile")
     return StorageUnavailable("the file store did not answer: try again in a moment")
 
 
