@@ -75,3 +75,33 @@ def test_a_taken_name_is_never_replaced(tmp_path: Path, way: str, old: str, new:
 def test_a_missing_name_is_not_found(tmp_path: Path, way: str) -> None:
     with pytest.raises(FileNotFoundError):
         _rename(tmp_path, "missing", "new")
+
+
+def test_an_upload_whose_directory_moves_while_its_path_is_walked_knows_where_it_lands(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Another session renames the directory just after this upload's walk reached it: the
+    # upload's file lands in it under the new name, and the upload must say so at its commit.
+    storage = local.LocalStorage(tmp_path / "files", "org")
+    storage.mkdir("/in")
+    resolve = storage._resolve
+    moved = []
+
+    def resolve_then_move(path: str, *, follow: bool) -> object:
+        target = resolve(path, follow=follow)
+        if not moved:
+            moved.append(path)
+            storage.rename("/in", "/inbound", replace=False)
+        return target
+
+    monkeypatch.setattr(storage, "_resolve", resolve_then_move)
+    handle = storage.open_write(
+        "/in/x.csv", truncate=True, exclusive=False, append=False, read=False
+    )
+    monkeypatch.undo()
+    handle.pwrite(0, b"x")
+    info = handle.commit()
+    assert moved == ["/in/x.csv"]
+    assert handle.org_parts == ("inbound", "x.csv") and info.org_parts == ("inbound", "x.csv")
+    assert (tmp_path / "files" / "org" / "inbound" / "x.csv").read_bytes() == b"x"
+    storage.close()

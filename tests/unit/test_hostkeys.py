@@ -44,3 +44,16 @@ def test_a_shared_key_is_written_0600_whatever_a_stopped_copy_left(tmp_path: Pat
     assert _mode(path) == 0o600
     assert asyncssh.read_private_key(path).public_data == key.public_data
     assert not leftover.exists()
+
+
+def test_a_key_made_meanwhile_by_another_process_is_kept_with_its_own_pub(tmp_path: Path) -> None:
+    # Two processes making the same missing key: the second keeps the first's, and writes no
+    # `.pub` of its own key beside it.
+    path = tmp_path / "ssh_host_ed25519_key"
+    first = asyncssh.generate_private_key("ssh-ed25519")
+    path.write_bytes(first.export_private_key())
+    second = asyncssh.generate_private_key("ssh-ed25519")
+    assert not hostkeys._write_private(path, second.export_private_key(), replace=False)
+    assert asyncssh.read_private_key(path).public_data == first.public_data
+    assert hostkeys._write_private(path, second.export_private_key(), replace=True)
+    assert asyncssh.read_private_key(path).public_data == second.public_data

@@ -49,17 +49,17 @@ def load_or_create(directory: Path) -> list[asyncssh.SSHKey]:
         if not path.exists():
             options: dict[str, Any] = {"key_size": size} if size else {}
             key = asyncssh.generate_private_key(algorithm, **options)
-            _write_private(path, key.export_private_key(), replace=False)
-            (directory / f"{file_name}.pub").write_bytes(key.export_public_key())
-            log.info("created host key %s", path)
+            if _write_private(path, key.export_private_key(), replace=False):
+                (directory / f"{file_name}.pub").write_bytes(key.export_public_key())
+                log.info("created host key %s", path)
         keys.append(asyncssh.read_private_key(path))
     return keys
 
 
-def _write_private(path: Path, data: bytes, *, replace: bool) -> None:
+def _write_private(path: Path, data: bytes, *, replace: bool) -> bool:
     """Put `data` at `path`, mode 0600, whole or not at all: written to a temporary file first
     (made anew, whatever a stopped run left under that name), then moved into place. Without
-    `replace`, a file that appeared at `path` meanwhile is kept."""
+    `replace`, a file that appeared at `path` meanwhile is kept; whether `data` is there now."""
     temp = path.with_name(f".{path.name}.new")
     with contextlib.suppress(FileNotFoundError):
         temp.unlink()
@@ -71,9 +71,12 @@ def _write_private(path: Path, data: bytes, *, replace: bool) -> None:
             os.fsync(fh.fileno())
         if replace:
             temp.replace(path)
-        else:
-            with contextlib.suppress(FileExistsError):
-                os.link(temp, path)
+            return True
+        try:
+            os.link(temp, path)
+        except FileExistsError:
+            return False  # another process made this key first: its `.pub` goes with it
+        return True
     finally:
         with contextlib.suppress(FileNotFoundError):
             temp.unlink()

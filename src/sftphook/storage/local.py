@@ -284,6 +284,8 @@ class LocalStorage:
         read: bool,
         mode: int | None = None,
     ) -> LocalWriteHandle:
+        # Read before the walk: a directory renamed during it is then seen at the commit.
+        moves = _MOVES.count
         t = self._resolve(path, follow=True)
         try:
             if t.name is None:
@@ -325,6 +327,7 @@ class LocalStorage:
                     exclusive=exclusive,
                     mode=mode,
                     org_root=self._org_root_text,
+                    moves=moves,
                 )
             flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW
             flags |= os.O_CLOEXEC | (os.O_APPEND if append else 0)
@@ -339,7 +342,7 @@ class LocalStorage:
                     os.close(fd)
                     raise
             return LocalWriteHandle(
-                fd, t.dir_fd, t.name, t.parts, None, None, org_root=self._org_root_text
+                fd, t.dir_fd, t.name, t.parts, None, None, org_root=self._org_root_text, moves=moves
             )
         except BaseException:
             t.close()
@@ -555,12 +558,14 @@ class LocalWriteHandle:
         exclusive: bool = False,
         mode: int | None = None,
         org_root: str | None = None,
+        moves: int | None = None,
     ) -> None:
         self.fd = fd
-        # The organization's root as the kernel names it, and the directories renamed when
-        # this began: one of them may have been this upload's (`commit` then looks again).
+        # The organization's root as the kernel names it, and the count of directories renamed
+        # before this upload's path was walked: a rename since may have been of one of its
+        # directories (`commit` then looks again).
         self._org_root = org_root
-        self._moves = _MOVES.count
+        self._moves = _MOVES.count if moves is None else moves
         # The permission bits the file gets at the commit (the client's at the open).
         self._mode = mode
         # Opened to create the file (SSH_FXF_EXCL): its commit must not replace one.
