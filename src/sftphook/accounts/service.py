@@ -235,14 +235,11 @@ class AccountService:
             user = await users.get(s, organization_id, username)
             if user is None:
                 raise NotFound(f"no user named {username!r}")
-            # A session keeps the access it logged in with: narrowing it must end the session.
-            access_changed = any(
-                getattr(user, key) != changes[key]
-                for key in ("home", "permissions")
-                if key in changes
-            )
+            # A session keeps the access it logged in with: changing it must end the session.
+            access_before = user.session_access()
             for key, value in changes.items():
                 setattr(user, key, value)
+            access_changed = user.session_access() != access_before
             if user.password_hash is None and not user.public_keys:
                 raise InvalidInput(
                     "a user needs a password or a public key; this change would leave neither",
@@ -259,12 +256,7 @@ class AccountService:
             await AuditLog.record_by(
                 s, organization_id, actor, action, "user", username, {"changed": changed}
             )
-        if (
-            enabled is False
-            or "password_hash" in changes
-            or "public_keys" in changes
-            or access_changed
-        ):
+        if enabled is False or access_changed:
             self._revoked(username)
         return user
 

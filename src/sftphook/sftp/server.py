@@ -237,7 +237,11 @@ class SFTPFront:
                 continue
             for connection, user in logged_in:
                 now = current.get(user.username)
-                if now is not None and now.enabled and _access(now) == _access(user):
+                if (
+                    now is not None
+                    and now.enabled
+                    and now.session_access() == user.session_access()
+                ):
                     continue
                 log.info("ending the session of %s: the account changed", user.username)
                 try:
@@ -421,18 +425,6 @@ def _refuse_at_kexinit(conn: asyncssh.SSHServerConnection, reason: str) -> None:
 
     conn._send_kexinit = refuse  # type: ignore[method-assign]
     asyncio.get_running_loop().call_later(REFUSED_GRACE, drop)
-
-
-def _access(user: User) -> tuple[object, ...]:
-    """What a session was let in with and may do: a change to any of it ends the session."""
-    return (
-        user.id,
-        user.organization_id,
-        user.password_hash,
-        user.public_keys,
-        user.home,
-        user.permissions,
-    )
 
 
 class _Connection(asyncssh.SSHServer):

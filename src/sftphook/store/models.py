@@ -71,6 +71,18 @@ class User(Base):
     created_at: Mapped[int] = mapped_column(default=now_ms)
     updated_at: Mapped[int] = mapped_column(default=now_ms, onupdate=now_ms)
 
+    def session_access(self) -> tuple[object, ...]:
+        """What an SFTP session was let in with and may do: a change to any of it (in this
+        process, from the command line, or on another node) ends the user's open sessions."""
+        return (
+            self.id,
+            self.organization_id,
+            self.password_hash,
+            self.public_keys,
+            self.home,
+            self.permissions,
+        )
+
 
 class ApiToken(Base):
     __tablename__ = "api_tokens"
