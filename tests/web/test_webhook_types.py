@@ -135,21 +135,26 @@ async def test_email_without_smtp_is_refused_on_the_type_field(dashboard: Dashbo
         assert "SFTPHOOK_SMTP__HOST" in bad.text
 
 
+async def _add_webhook_dialog(dashboard: Dashboard, browser: Any) -> tuple[Any, Any, Any]:
+    """A browser logged in to the dashboard, its Add webhook dialog open."""
+    context = await browser.new_context(base_url=dashboard.base)
+    page = await context.new_page()
+    page.set_default_timeout(15_000)
+    await page.goto("/login")
+    await page.get_by_label("Name").fill(dashboard.admin)
+    await page.get_by_label("Password").fill(dashboard.password)
+    await page.get_by_role("button", name="Log in").click()
+    await page.get_by_role("button", name="Add webhook").first.click()
+    return context, page, page.get_by_role("dialog", name="Add webhook")
+
+
 @pytest.mark.e2e
 async def test_choosing_email_in_the_dialog_asks_for_recipients(
     mail_dashboard: Dashboard, browser: Any
 ) -> None:
     from playwright.async_api import expect
 
-    context = await browser.new_context(base_url=mail_dashboard.base)
-    page = await context.new_page()
-    page.set_default_timeout(15_000)
-    await page.goto("/login")
-    await page.get_by_label("Name").fill(mail_dashboard.admin)
-    await page.get_by_label("Password").fill(mail_dashboard.password)
-    await page.get_by_role("button", name="Log in").click()
-    await page.get_by_role("button", name="Add webhook").first.click()
-    dialog = page.get_by_role("dialog", name="Add webhook")
+    context, page, dialog = await _add_webhook_dialog(mail_dashboard, browser)
     await expect(dialog.get_by_label("Endpoint URL")).to_be_visible()
     await dialog.get_by_label("Endpoint type").select_option("email")
     await expect(dialog.get_by_label("Recipients")).to_be_visible()
@@ -174,15 +179,7 @@ async def test_a_refused_authorization_header_on_an_email_endpoint_is_shown(
     came back hidden with the email type: the dialog reopened with no visible reason."""
     from playwright.async_api import expect
 
-    context = await browser.new_context(base_url=mail_dashboard.base)
-    page = await context.new_page()
-    page.set_default_timeout(15_000)
-    await page.goto("/login")
-    await page.get_by_label("Name").fill(mail_dashboard.admin)
-    await page.get_by_label("Password").fill(mail_dashboard.password)
-    await page.get_by_role("button", name="Log in").click()
-    await page.get_by_role("button", name="Add webhook").first.click()
-    dialog = page.get_by_role("dialog", name="Add webhook")
+    context, page, dialog = await _add_webhook_dialog(mail_dashboard, browser)
     await dialog.get_by_label("Nickname").fill("Ops mail")
     await dialog.get_by_label("Authorization header").fill("Bearer abc")
     await dialog.get_by_label("Endpoint type").select_option("email")

@@ -12,9 +12,13 @@ from tests.conftest import serving
 from tests.webhooks.conftest import file_event, org_id, wait_until
 
 
+def _webhooks(settings, changes):
+    """`settings` with these `webhooks.*` settings changed."""
+    return settings.model_copy(update={"webhooks": settings.webhooks.model_copy(update=changes)})
+
+
 async def test_abandoned_claim_is_taken_again_after_the_lease_expires(settings, receiver, app):
-    hooks = settings.webhooks.model_copy(update={"lease_seconds": 1.0, "timeout": 0.5})
-    settings = settings.model_copy(update={"webhooks": hooks})
+    settings = _webhooks(settings, {"lease_seconds": 1.0, "timeout": 0.5})
     org = await org_id(app)
     hook, _ = await app.webhooks.create(
         org, nickname="l", url=receiver.url, topics=["file.created"]
@@ -25,7 +29,7 @@ async def test_abandoned_claim_is_taken_again_after_the_lease_expires(settings, 
     # A worker claims it and dies before sending anything.
     from sftphook.webhooks.engine import DeliveryEngine
 
-    doomed = DeliveryEngine(app.db, hooks, app.secret_box, app.metrics)
+    doomed = DeliveryEngine(app.db, settings.webhooks, app.secret_box, app.metrics)
     claimed = await doomed.claim(10, now_ms())
     claimed_at = time.monotonic()
     assert [j.event.id for j in claimed if j.event] == [event.id]
@@ -53,8 +57,7 @@ async def test_shutdown_gives_back_leases_of_cancelled_sends(settings, receiver)
         return web.Response()
 
     receiver.behaviour = slow
-    hooks = settings.webhooks.model_copy(update={"timeout": 10.0, "lease_seconds": 60.0})
-    settings = settings.model_copy(update={"webhooks": hooks})
+    settings = _webhooks(settings, {"timeout": 10.0, "lease_seconds": 60.0})
     async with serving(settings, frozenset({"worker"})) as app:
         org = await org_id(app)
         hook, _ = await app.webhooks.create(
@@ -84,8 +87,7 @@ async def test_a_webhook_timeout_longer_than_the_lease_is_not_sent_twice(setting
         return web.Response()
 
     receiver.behaviour = slow
-    hooks = settings.webhooks.model_copy(update={"timeout": 0.5, "lease_seconds": 1.0})
-    settings = settings.model_copy(update={"webhooks": hooks})
+    settings = _webhooks(settings, {"timeout": 0.5, "lease_seconds": 1.0})
     async with serving(settings, frozenset({"worker"})) as app:
         org = await org_id(app)
         hook, _ = await app.webhooks.create(
@@ -115,8 +117,7 @@ async def test_a_lease_not_longer_than_the_timeout_is_warned_of_at_start(
     settings, caplog, lease, warned
 ):
     # Documented as "keep it above timeout"; allowed, but said once, where operators look.
-    hooks = settings.webhooks.model_copy(update={"timeout": 10.0, "lease_seconds": lease})
-    settings = settings.model_copy(update={"webhooks": hooks})
+    settings = _webhooks(settings, {"timeout": 10.0, "lease_seconds": lease})
     with caplog.at_level("WARNING", logger="sftphook.webhooks.engine"):
         async with serving(settings, frozenset({"worker"})):
             pass
