@@ -93,6 +93,33 @@ async def test_scp_file_cut_short_by_the_end_of_input_is_not_kept(server: Server
     assert await server.events() == []
 
 
+async def test_scp_file_the_client_reports_unreadable_is_not_kept(server: Server) -> None:
+    # OpenSSH's `scp -O` whose local file shrank while it was read sends the size it announced
+    # (padded with zeros) and then an error in place of the zero byte that ends a good file.
+    async with await server.connect() as conn:
+        proc = await conn.create_process("scp -t /", encoding=None)
+        assert await proc.stdout.readexactly(1) == b"\0"
+        proc.stdin.write(b"C0644 1000 shrunk.bin\n")
+        assert await proc.stdout.readexactly(1) == b"\0"
+        proc.stdin.write(b"x" * 400 + b"\0" * 600)
+        proc.stdin.write(b"\x01scp: shrunk.bin: Input/output error\n")
+        proc.stdin.write_eof()
+        await proc.wait()
+        # Then a good one on another session: the server is still there and keeps it.
+        proc = await conn.create_process("scp -t /", encoding=None)
+        assert await proc.stdout.readexactly(1) == b"\0"
+        proc.stdin.write(b"C0644 5 good.bin\n")
+        assert await proc.stdout.readexactly(1) == b"\0"
+        proc.stdin.write(b"hello\0")
+        assert await proc.stdout.readexactly(1) == b"\0"
+        proc.stdin.write_eof()
+        await proc.wait()
+    assert not (server.root / "shrunk.bin").exists()
+    assert (server.root / "good.bin").read_bytes() == b"hello"
+    assert uploads_in_progress(server) == []
+    assert topics(await server.events()) == [("file.created", "good.bin")]
+
+
 async def test_client_temporary_name_renamed_gives_one_created(server: Server) -> None:
     data = b"partial upload\n" * 5000
     async with await server.connect() as conn, conn.start_sftp_client() as sftp:

@@ -16,7 +16,7 @@ import logging
 import stat as st
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, NoReturn, TypeVar
 
 import asyncssh
 from asyncssh.sftp import MAX_SFTP_READ_LEN
@@ -608,12 +608,6 @@ class SFTPSession(asyncssh.SFTPServer):
 
     async def _finish_upload(self, upload: Upload) -> None:
         parts = upload.handle.org_parts
-        if self.protocol == "SCP" and (self._chan.is_closing() or self._scp_input_ended()):
-            # SCP closes its file even when the transfer was cut short: the connection
-            # dropped, or the client's input ended mid-file (an `scp` killed while its `ssh`
-            # lived on sends the end of its input).
-            await upload.abort()
-            raise asyncssh.SFTPConnectionLost("connection lost")
         if upload.failure is not None:
             # A write of this upload failed: what is on disk has holes. Nothing is kept.
             await upload.abort()
@@ -639,14 +633,31 @@ class SFTPSession(asyncssh.SFTPServer):
             return
         await self._record(Topic.FILE_CREATED, parts, size=info.size, sha256=sha)
 
-    def _scp_input_ended(self) -> bool:
-        """Whether the SCP client's input has ended and was all read. SCP closes the file it
-        receives once it has read the size its `C` line announced, or when a read finds the
-        end of input: only then is nothing left (the client's OK after the data is not read
-        yet when the file closes)."""
+    async def _scp_file_end(self) -> Literal["whole", "error", "cut"]:
+        """How the SCP client ended the file it sent, looked at without taking it from the
+        stream: the zero byte that says it read it all, an error, or nothing (cut short).
+
+        asyncssh's SCP closes (here: commits) the file it receives once it has read the size
+        the `C` line announced, and reads the byte after the data only then. OpenSSH's `scp`
+        whose local file shrank or could not be read sends that size anyway, padded with
+        zeros, and then an error in place of the zero; one cut short (the connection dropped,
+        or its input ended: an `scp` killed while its `ssh` lived on) sends nothing more.
+        """
         stream = getattr(self._chan, "_session", None)
-        at_eof = getattr(stream, "at_eof", None)
-        return bool(at_eof is not None and at_eof(None))
+        received = getattr(stream, "_recv_buf", {}).get(None)
+        if stream is None or received is None:
+            # Not the stream session this was written against: only a closing channel tells.
+            return "cut" if self._chan.is_closing() else "whole"
+        while True:
+            for item in received:
+                if isinstance(item, Exception):
+                    return "cut"
+                if item:
+                    return "whole" if item[:1] == b"\0" else "error"
+            if stream._eof_received or self._chan.is_closing():
+                return "cut"
+            # The byte usually came with the data: this waits only when it did not.
+            await stream._block_read(None)
 
     async def _setstat_parts(self, parts: tuple[str, ...], attrs: asyncssh.SFTPAttrs) -> None:
         client = self._storage.client_path(parts)
@@ -656,7 +667,17 @@ class SFTPSession(asyncssh.SFTPServer):
         """A handle still open when the session ends: nothing of it is kept or reported."""
         assert isinstance(file_obj, Upload | Download)
         if self.protocol == "SCP" and not self._chan.is_closing():
-            # SCP has no close request of its own: its file closes are the completions.
+            # SCP has no close request of its own: its file closes are the completions, of an
+            # upload only once its client has said that what it sent is the whole file.
+            if isinstance(file_obj, Upload):
+                end = await self._scp_file_end()
+                if end != "whole":
+                    self._open.discard(file_obj)
+                    await file_obj.abort()
+                    if end == "cut":
+                        raise asyncssh.SFTPConnectionLost("connection lost")
+                    # The client's error comes next: asyncssh reads it and ends the transfer.
+                    return
             await self.finish(file_obj)
             return
         self._open.discard(file_obj)
