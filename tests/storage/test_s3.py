@@ -442,3 +442,67 @@ def test_a_read_after_a_dropped_connection_starts_a_new_range(s3_client, bucket)
     # The client asks again: a new GET, from where it asks.
     assert reader.pread(1 << 20, 1 << 20) == data[1 << 20 : 2 << 20]
     reader.close()
+
+
+class _CompletionAnswerLost:
+    """The real client, but the answer to CompleteMultipartUpload is lost after the store did
+    it: as botocore's retry then sees it (`NoSuchUpload`), or as a timeout past its retries."""
+
+    def __init__(self, client, error):
+        self._client = client
+        self._error = error
+        self.completed = 0
+
+    def __getattr__(self, name):
+        return getattr(self._client, name)
+
+    def complete_multipart_upload(self, **params):
+        self._client.complete_multipart_upload(**params)
+        self.completed += 1
+        raise self._error
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        ClientError({"Error": {"Code": "NoSuchUpload"}}, "CompleteMultipartUpload"),
+        ReadTimeoutError(endpoint_url="http://127.0.0.1"),
+    ],
+    ids=["retried", "timed-out"],
+)
+def test_a_completion_whose_answer_was_lost_is_recognised_as_done(s3_client, bucket, error):
+    lost = _CompletionAnswerLost(s3_client, error)
+    storage = S3Storage(lost, S3Location(bucket, ""), "org1")
+    data = os.urandom(2 * PART_SIZE + 10)
+    info = _upload(storage, "/c.bin", data, chunk=1 << 20).commit()
+    assert lost.completed == 1
+    assert info.size == len(data)
+    reader = storage.open_read("/c.bin")
+    got = b"".join(reader.pread(o, 1 << 20) for o in range(0, len(data), 1 << 20))
+    reader.close()
+    assert got == data
+
+
+class _UploadGoneBeforeCompletion:
+    """The real client, but the multipart upload is aborted (by a cleanup of stale uploads,
+    say) just before it is completed: the store answers `NoSuchUpload`, and has no object."""
+
+    def __init__(self, client):
+        self._client = client
+
+    def __getattr__(self, name):
+        return getattr(self._client, name)
+
+    def complete_multipart_upload(self, **params):
+        self._client.abort_multipart_upload(
+            Bucket=params["Bucket"], Key=params["Key"], UploadId=params["UploadId"]
+        )
+        return self._client.complete_multipart_upload(**params)
+
+
+def test_a_completion_the_store_did_not_do_is_still_a_failure(s3_client, bucket):
+    storage = S3Storage(_UploadGoneBeforeCompletion(s3_client), S3Location(bucket, ""), "org1")
+    handle = _upload(storage, "/f.bin", os.urandom(2 * PART_SIZE + 10), chunk=1 << 20)
+    with pytest.raises(StorageUnavailable):
+        handle.commit()
+    assert _keys(s3_client, bucket) == []

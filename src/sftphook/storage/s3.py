@@ -25,6 +25,7 @@ import dataclasses
 import datetime
 import errno
 import functools
+import hashlib
 import logging
 import os
 import stat as st
@@ -924,13 +925,17 @@ class S3WriteHandle:
                         # Some stores (Ceph radosgw 16) ignore the condition on completing a
                         # multipart upload: ask just before, which narrows the race to moments.
                         raise _name_taken()
-                    self._conditional(
-                        self._client.complete_multipart_upload,
-                        Bucket=self._bucket,
-                        Key=self._key,
-                        UploadId=self._upload_id,
-                        MultipartUpload={"Parts": self._parts},
-                    )
+                    try:
+                        self._conditional(
+                            self._client.complete_multipart_upload,
+                            Bucket=self._bucket,
+                            Key=self._key,
+                            UploadId=self._upload_id,
+                            MultipartUpload={"Parts": self._parts},
+                        )
+                    except (BotoCoreError, ClientError) as exc:
+                        if not self._completed_before(exc):
+                            raise
                     self._upload_id = None
             # The store answered for every byte: no HEAD needed to know the size.
             now = time.time()
@@ -944,6 +949,28 @@ class S3WriteHandle:
             )
         finally:
             self.abort()
+
+    def _completed_before(self, exc: BotoCoreError | ClientError) -> bool:
+        """Whether a completion that failed with `exc` was done all the same: its answer was
+        lost (a timeout, a dropped connection), or lost and asked again by the client's retry,
+        which finds the upload gone (`NoSuchUpload`). The object is then there with the ETag
+        of exactly these parts (the MD5 of their MD5s, and their count)."""
+        if isinstance(exc, ClientError) and _error_code(exc) != "NoSuchUpload":
+            return False
+        try:
+            digests = b"".join(bytes.fromhex(str(p["ETag"]).strip('"')) for p in self._parts)
+        except ValueError:
+            return False  # a store whose ETags are not MD5s (encryption with KMS keys)
+        md5 = hashlib.md5(digests, usedforsecurity=False).hexdigest()
+        expected = f'"{md5}-{len(self._parts)}"'
+        try:
+            found = self._client.head_object(Bucket=self._bucket, Key=self._key)
+        except (BotoCoreError, ClientError):
+            return False
+        if found.get("ETag") != expected:
+            return False
+        log.warning("the object store completed %s but its answer was lost", self._key)
+        return True
 
     def _conditional(self, request: Callable[..., Any], **params: Any) -> None:
         try:
