@@ -506,3 +506,38 @@ def test_a_completion_the_store_did_not_do_is_still_a_failure(s3_client, bucket)
     with pytest.raises(StorageUnavailable):
         handle.commit()
     assert _keys(s3_client, bucket) == []
+
+
+def test_a_file_and_a_directory_of_one_name_list_as_the_file_alone(storage, s3_client, bucket):
+    # Written by another program: a key `a` and keys under `a/`. `stat` finds the file, so the
+    # listing shows the file, once, however the store's pages fall.
+    for key in ("a", "a/inner.txt", "a!", "a.txt", "b/c.txt", "b"):
+        s3_client.put_object(Bucket=bucket, Key=f"tenants/org1/{key}", Body=b"x")
+    _, entries = storage.listdir("/")
+    listed = [(e.name, e.is_dir) for e in entries]
+    assert sorted(listed) == [("a", False), ("a!", False), ("a.txt", False), ("b", False)]
+    assert storage.stat("/a").is_dir is False
+    small_pages = S3Storage(_PagesOf(s3_client, 1), S3Location(bucket, "tenants/"), "org1")
+    _, entries = small_pages.listdir("/")
+    assert sorted((e.name, e.is_dir) for e in entries) == sorted(listed)
+
+
+class _PagesOf:
+    """The real client, but listings come `size` keys a page."""
+
+    def __init__(self, client, size):
+        self._client = client
+        self._size = size
+
+    def __getattr__(self, name):
+        return getattr(self._client, name)
+
+    def get_paginator(self, name):
+        paginator = self._client.get_paginator(name)
+        size = self._size
+
+        class Small:
+            def paginate(self, **params):
+                return paginator.paginate(**params, PaginationConfig={"PageSize": size})
+
+        return Small()

@@ -20,6 +20,7 @@ Errors of the store become domain errors: `StorageUnavailable` when it does not 
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import dataclasses
 import datetime
@@ -420,6 +421,8 @@ class S3Storage:
         def entries() -> Iterator[FileInfo]:
             paginator = self._client.get_paginator("list_objects_v2")
             pages = iter(paginator.paginate(Bucket=self._bucket, Prefix=prefix, Delimiter="/"))
+            # Files listed whose name a directory listed later could still have.
+            files: collections.deque[str] = collections.deque()
             while True:
                 try:
                     page = next(pages)
@@ -427,13 +430,22 @@ class S3Storage:
                     return
                 except (BotoCoreError, ClientError) as exc:
                     raise _domain_error(exc) from None
-                for common in page.get("CommonPrefixes", []):
-                    name = common["Prefix"][len(prefix) :].rstrip("/")
-                    if name:
-                        yield self._dir_info((*parts, name))
-                for obj in page.get("Contents", []):
-                    name = obj["Key"][len(prefix) :]
-                    if name:  # the directory's own marker has no name
+                # In the store's order (the page gives files and directories apart), so that a
+                # directory `a/` comes after a file `a` of the same name, which hides it as it
+                # does from `stat`: another program may have written both.
+                found = [(c["Prefix"][len(prefix) :], None) for c in page.get("CommonPrefixes", [])]
+                found += [(o["Key"][len(prefix) :], o) for o in page.get("Contents", [])]
+                found.sort(key=lambda item: item[0])
+                for name, obj in found:
+                    # Files named before anything past `name/`: no directory can repeat them.
+                    while files and files[0] + "/" < name:
+                        files.popleft()
+                    if obj is None:
+                        name = name.rstrip("/")
+                        if name and name not in files:
+                            yield self._dir_info((*parts, name))
+                    elif name:  # the directory's own marker has no name
+                        files.append(name)
                         yield self._file_info((*parts, name), obj)
 
         return parts, entries()
