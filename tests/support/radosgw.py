@@ -135,14 +135,17 @@ rgw data = {root}/rgw
         _run("ceph", "-c", c, "osd", "create", osd_uuid, timeout=30)
         _run("ceph-osd", "-i", "0", "-c", c, "--mkfs", "--osd-uuid", osd_uuid)
         # The OSD's first start is sometimes refused by the monitor ("wrong fsid" while it
-        # registers its device class; about one start in three here): it succeeds when tried
-        # again a moment later, on the same store.
-        for attempt in range(4):
+        # registers its device class; about one start in three here, four in a row once on a
+        # machine that had just installed Ceph): it succeeds when tried again a moment later,
+        # on the same store. Waiting for the OSD's entry in the map first makes it rarer.
+        _wait(lambda: osd_uuid in _run("ceph", "-c", c, "osd", "dump", timeout=10), 30, "OSD map")
+        attempts = 7
+        for attempt in range(attempts):
             try:
                 _run("ceph-osd", "-i", "0", "-c", c)
                 break
             except RuntimeError:
-                if attempt == 3:
+                if attempt == attempts - 1:
                     raise
                 time.sleep(1 + attempt)
         _wait(lambda: "1 up" in _run("ceph", "-c", c, "osd", "stat", timeout=10), 60, "OSD up")
