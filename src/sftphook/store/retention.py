@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
 from sftphook.store.deliveries import FINAL as FINISHED
-from sftphook.store.deliveries import STATUSES
+from sftphook.store.deliveries import OWED
 from sftphook.store.models import Attempt, Delivery, Event
 
 
@@ -28,10 +28,6 @@ class PruneCounts:
     @property
     def total(self) -> int:
         return self.deliveries + self.attempts + self.events
-
-
-# Pending, retrying and held.
-OWED = tuple(status for status in STATUSES if status not in FINISHED)
 
 
 def _old_deliveries(cutoff_ms: int) -> ColumnElement[bool]:
