@@ -275,12 +275,18 @@ async def test_metrics_expose_events_deliveries_and_latency(api, receiver):
             return resp.status, resp.headers["Content-Type"], await resp.text()
 
     async def counted():
-        return 'sftphook_webhook_deliveries{status="succeeded"} 1' in (await scrape())[2]
+        return (
+            'sftphook_webhook_deliveries_completed_total{status="succeeded"} 1'
+            in (await scrape())[2]
+        )
 
     await wait_until(counted)
     status, ctype, text = await scrape()
     assert status == 200 and ctype.startswith("text/plain")
     assert 'sftphook_events_total{topic="file.created"} 1' in text
     assert "sftphook_webhook_attempt_duration_seconds_count 1" in text
+    assert 'sftphook_webhook_deliveries_completed_total{status="failed"} 0' in text
+    assert 'sftphook_webhook_deliveries{status="pending"} 0' in text
+    assert 'sftphook_webhook_deliveries{status="succeeded"}' not in text
     assert "sftphook_webhook_queue_depth 0" in text
     assert "sftphook_webhook_oldest_pending_age_seconds 0" in text

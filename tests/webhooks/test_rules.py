@@ -199,8 +199,9 @@ def test_metrics_exposition_format():
     m.count_events(["file.created", "file.created", "file.deleted"])
     m.observe_attempt("file.created", "succeeded", 0.003)
     m.observe_attempt("file.created", "retry", 12.0)
+    m.count_completed("succeeded")
     text = m.render(
-        deliveries_by_status={"pending": 2, "succeeded": 1},
+        deliveries_by_status={"pending": 2, "retrying": 0, "held": 0},
         queue_depth=2,
         oldest_pending_age_seconds=1.5,
     )
@@ -210,5 +211,8 @@ def test_metrics_exposition_format():
     assert 'sftphook_webhook_attempt_duration_seconds_bucket{le="+Inf"} 2' in text
     assert "sftphook_webhook_attempt_duration_seconds_count 2" in text
     assert 'sftphook_webhook_deliveries{status="pending"} 2' in text
+    assert 'sftphook_webhook_deliveries_completed_total{status="succeeded"} 1' in text
+    assert 'sftphook_webhook_deliveries_completed_total{status="failed"} 0' in text
+    assert "# TYPE sftphook_webhook_deliveries_completed_total counter" in text
     assert "sftphook_webhook_oldest_pending_age_seconds 1.5" in text
     assert "# TYPE sftphook_webhook_attempt_duration_seconds histogram" in text

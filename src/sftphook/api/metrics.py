@@ -23,12 +23,12 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 @router.get("/metrics", response_class=PlainTextResponse)
 async def metrics(app: AppDep) -> PlainTextResponse:
     async with app.db.session() as s:
-        counts = await delivery_store.counts_by_status(s)
+        counts = await delivery_store.owed_counts(s)
         oldest = await delivery_store.oldest_active_created_at(s)
-    depth = sum(counts.get(status, 0) for status in delivery_store.ACTIVE)
+    depth = sum(counts[status] for status in delivery_store.ACTIVE)
     age = max(0.0, (now_ms() - oldest) / 1000) if oldest is not None else 0.0
     text = app.metrics.render(
-        deliveries_by_status={s: counts.get(s, 0) for s in delivery_store.STATUSES},
+        deliveries_by_status=counts,
         queue_depth=depth,
         oldest_pending_age_seconds=age,
         others=_sftp_families(app.sftp) if app.sftp is not None else (),

@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
 from sftphook.store.deliveries import FINAL as FINISHED
-from sftphook.store.deliveries import STATUSES
+from sftphook.store.deliveries import OWED
 from sftphook.store.models import Attempt, Delivery, Event
 
 
@@ -28,10 +28,6 @@ class PruneCounts:
     @property
     def total(self) -> int:
         return self.deliveries + self.attempts + self.events
-
-
-# Pending, retrying and held.
-OWED = tuple(status for status in STATUSES if status not in FINISHED)
 
 
 def _old_deliveries(cutoff_ms: int) -> ColumnElement[bool]:
@@ -94,17 +90,26 @@ async def prune_batch(
         counts.attempts = result.rowcount or 0  # type: ignore[attr-defined]
         result = await session.execute(delete(Delivery).where(Delivery.id.in_(ids)))
         counts.deliveries = result.rowcount or 0  # type: ignore[attr-defined]
-    event_ids = set(
-        await session.scalars(select(Event.id).where(_old_events(events_before)).limit(batch))
+    # An event goes only once it has no delivery left (a later batch removes those first), so
+    # that the delete's cascade never takes one: a re-send can add a delivery to an old event
+    # at any moment. On PostgreSQL the events are locked first, skipping any that a re-send
+    # holds (inserting a delivery locks its event FOR KEY SHARE until the insert commits); the
+    # delete, a later statement, then sees every delivery committed before the lock, and none
+    # can be added to a locked event.
+    # On SQLite the delete checks for deliveries in the same statement, under the write lock.
+    event_ids = list(
+        await session.scalars(
+            select(Event.id)
+            .where(_old_events(events_before))
+            .limit(batch)
+            .with_for_update(skip_locked=True)
+        )
     )
     if event_ids:
-        # One that still has deliveries waits for a later batch to remove them.
-        event_ids -= set(
-            await session.scalars(
-                select(Delivery.event_id).where(Delivery.event_id.in_(event_ids)).distinct()
-            )
+        result = await session.execute(
+            delete(Event)
+            .where(Event.id.in_(event_ids), ~exists().where(Delivery.event_id == Event.id))
+            .execution_options(synchronize_session=False)
         )
-    if event_ids:
-        result = await session.execute(delete(Event).where(Event.id.in_(event_ids)))
         counts.events = result.rowcount or 0  # type: ignore[attr-defined]
     return counts

@@ -780,6 +780,8 @@ class DeliveryEngine:
         for result, made in zip(results, decisions, strict=True):
             verdict = made.verdict.value if made else "superseded"
             observe(result.job.topic, verdict, result.duration_ms / 1000)
+            if made is not None and made.verdict != Verdict.RETRY:
+                self._metrics.count_completed(made.verdict.value)
         for webhook_id, reason in paused.items():
             log.warning("webhook %s paused: %s", webhook_id, reason)
         return decisions

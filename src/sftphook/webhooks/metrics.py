@@ -1,8 +1,10 @@
 """Prometheus metrics of the webhook pipeline, in the text exposition format (version 0.0.4).
 
-Counters and the latency histogram live in this process; queue figures (deliveries by status,
-queue depth, oldest pending age) are read from the store when scraped, so every node reports the
-same truth about the shared queue.
+Counters and the latency histogram live in this process (Prometheus sums them over the nodes);
+the queue's figures (deliveries still owed, by status; queue depth; oldest pending age) are read
+from the store when scraped, so every node reports the same truth about the shared queue. Finished
+deliveries are counted as they finish, by the node that finishes them, not read from the store:
+counting the finished rows kept for the retention window made every scrape walk the whole table.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 
+# The final statuses a worker's decision gives a delivery.
+COMPLETED = ("succeeded", "failed")
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 
@@ -65,6 +69,9 @@ class Metrics:
     def __init__(self) -> None:
         self.events: defaultdict[str, int] = defaultdict(int)
         self.attempts: defaultdict[tuple[str, str], int] = defaultdict(int)
+        # Deliveries this node finished, by final status; both present from the start, so that
+        # a rate over them is defined before the first of each.
+        self.completed: dict[str, int] = dict.fromkeys(COMPLETED, 0)
         self.latency = Histogram()
 
     def count_events(self, topics: Iterable[str]) -> None:
@@ -74,6 +81,10 @@ class Metrics:
     def observe_attempt(self, topic: str, outcome: str, seconds: float) -> None:
         self.attempts[(topic, outcome)] += 1
         self.latency.observe(seconds)
+
+    def count_completed(self, status: str) -> None:
+        """A delivery this node sent is finished: `succeeded` or `failed`."""
+        self.completed[status] += 1
 
     def render(
         self,
@@ -114,7 +125,19 @@ class Metrics:
         out.append(f"sftphook_webhook_attempt_duration_seconds_bucket{inf} {self.latency.total}")
         out.append(f"sftphook_webhook_attempt_duration_seconds_sum {_number(self.latency.sum)}")
         out.append(f"sftphook_webhook_attempt_duration_seconds_count {self.latency.total}")
-        family("sftphook_webhook_deliveries", "gauge", "Deliveries in the store, by status.")
+        family(
+            "sftphook_webhook_deliveries_completed_total",
+            "counter",
+            "Deliveries this node finished, by final status (succeeded or failed).",
+        )
+        for status, count in sorted(self.completed.items()):
+            labels = _labels({"status": status})
+            out.append(f"sftphook_webhook_deliveries_completed_total{labels} {count}")
+        family(
+            "sftphook_webhook_deliveries",
+            "gauge",
+            "Deliveries in the store still owed a send, by status (pending, retrying, held).",
+        )
         for status, count in sorted(deliveries_by_status.items()):
             out.append(f"sftphook_webhook_deliveries{_labels({'status': status})} {count}")
         family(

@@ -660,7 +660,17 @@ class WebhookService:
             original = await delivery_store.get(s, organization_id, delivery_id)
             if original is None:
                 raise NotFound(f"no delivery with id {delivery_id!r}")
-            delivery = await self._queue(s, self._redelivery_row(original, now_ms()))
+            row = self._redelivery_row(original, now_ms())
+            if not await delivery_store.insert_of_stored_events(s, [row]):
+                # Retention removed the event (and with it this delivery) meanwhile.
+                raise NotFound(
+                    f"delivery {delivery_id!r} and its event were removed by retention "
+                    "(retention.events_days), so it can no longer be sent again"
+                )
+            await delivery_store.announce(s)
+            delivery = await s.get(Delivery, row["id"])
+            if delivery is None:  # inserted a moment ago in this same transaction
+                raise RuntimeError("a delivery just queued cannot be read back")
         self.notify()
         return delivery_view(delivery)
 
@@ -675,7 +685,8 @@ class WebhookService:
         chunk: int = 200,
     ) -> list[str]:
         """Re-send every failed delivery of a webhook created in [since, until); returns the new
-        deliveries' ids. `progress(done, total)` is called after each chunk."""
+        deliveries' ids. `progress(done, total)` is called after each chunk. A delivery that
+        retention removes meanwhile, or whose event it removes, is not sent again."""
         check_order(since, until)
         async with self._db.session() as s:
             await self._webhook(s, organization_id, webhook_id)
@@ -691,10 +702,10 @@ class WebhookService:
                 originals = await delivery_store.by_ids(s, part)
                 now = now_ms()
                 rows = [self._redelivery_row(originals[i], now) for i in part if i in originals]
-                if rows:
-                    await s.execute(insert(Delivery), rows)
+                inserted = await delivery_store.insert_of_stored_events(s, rows) if rows else set()
+                if inserted:
                     await delivery_store.announce(s)
-            created.extend(r["id"] for r in rows)
+            created.extend(r["id"] for r in rows if r["id"] in inserted)
             self.notify()
             if progress is not None:
                 progress(min(start + chunk, len(ids)), len(ids))
