@@ -192,3 +192,22 @@ async def test_resend_of_a_ping_needs_no_event(app: Any) -> None:
         original, copy = await s.get(Delivery, ping.id), await s.get(Delivery, again.id)
         assert original is not None and copy is not None
         assert copy.event_id is None and copy.payload == original.payload
+
+
+async def test_resend_after_its_webhook_was_deleted_since_it_read_answers_not_found(
+    app: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The webhook is deleted between the re-send's read of the delivery and its insert: a
+    clear 404, not a foreign-key error (a 500)."""
+    org, hook_id, _, delivery_id = await _old_failed_delivery(app)
+    read = delivery_store.get
+
+    async def read_then_delete(*args: Any) -> Any:
+        found = await read(*args)
+        await app.webhooks.remove(org, hook_id)
+        return found
+
+    monkeypatch.setattr(delivery_store, "get", read_then_delete)
+    with pytest.raises(NotFound, match="webhook .* was deleted"):
+        await app.webhooks.redeliver(org, delivery_id)
+    assert await _count(app, Delivery) == 0

@@ -7,13 +7,15 @@ answers. Views carry the authorization value masked.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import insert
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from sftphook.audit import SYSTEM, Actor, AuditLog, safe_url
@@ -661,7 +663,9 @@ class WebhookService:
             if original is None:
                 raise NotFound(f"no delivery with id {delivery_id!r}")
             row = self._redelivery_row(original, now_ms())
-            if not await delivery_store.insert_of_stored_events(s, [row]):
+            with _webhook_deleted_meanwhile(original.webhook_id):
+                inserted = await delivery_store.insert_of_stored_events(s, [row])
+            if not inserted:
                 # Retention removed the event (and with it this delivery) meanwhile.
                 raise NotFound(
                     f"delivery {delivery_id!r} and its event were removed by retention "
@@ -702,7 +706,10 @@ class WebhookService:
                 originals = await delivery_store.by_ids(s, part)
                 now = now_ms()
                 rows = [self._redelivery_row(originals[i], now) for i in part if i in originals]
-                inserted = await delivery_store.insert_of_stored_events(s, rows) if rows else set()
+                with _webhook_deleted_meanwhile(webhook_id):
+                    inserted = (
+                        await delivery_store.insert_of_stored_events(s, rows) if rows else set()
+                    )
                 if inserted:
                     await delivery_store.announce(s)
             created.extend(r["id"] for r in rows if r["id"] in inserted)
@@ -730,3 +737,15 @@ class WebhookService:
         if webhook is None:
             raise NotFound(f"no webhook with id {webhook_id!r}")
         return webhook
+
+
+@contextlib.contextmanager
+def _webhook_deleted_meanwhile(webhook_id: str) -> Iterator[None]:
+    """New deliveries of a webhook deleted since they were read: the foreign key refuses them
+    (the only one that can, their event's being checked in the insert itself)."""
+    try:
+        yield
+    except IntegrityError:
+        raise NotFound(
+            f"the webhook {webhook_id!r} was deleted meanwhile: nothing was sent again"
+        ) from None
