@@ -55,15 +55,19 @@ class Pruner:
         deliveries_before, events_before = self.cutoffs(now if now is not None else now_ms())
         total = PruneCounts()
         while not self._stop.is_set():
-            async with self._db.transaction() as s:
-                step = await queries.prune_batch(
+            # The search reads; only the removal by id holds the write lock (SQLite's, which
+            # every event commit needs).
+            async with self._db.session() as s:
+                found = await queries.find_batch(
                     s,
                     deliveries_before=deliveries_before,
                     events_before=events_before,
                     batch=self._batch,
                 )
+            async with self._db.transaction() as s:
+                step = await queries.remove_batch(s, found, events_before=events_before)
             total += step
-            if step.deliveries < self._batch and step.events < self._batch:
+            if len(found.deliveries) < self._batch and len(found.events) < self._batch:
                 break
             await asyncio.sleep(self._pause)
         return total

@@ -1,5 +1,5 @@
-"""Tiny runs of bench/large_replace.py and bench/event_commit.py, so that they keep working as the
-storage and the store change."""
+"""Tiny runs of bench/large_replace.py, bench/event_commit.py and bench/retention.py, so that
+they keep working as the storage and the store change."""
 
 from __future__ import annotations
 
@@ -36,6 +36,20 @@ def test_large_replace_prints_both_ways_and_their_ratio(tmp_path: Path) -> None:
         assert re.search(rf"^{way}\s+[\d.]+\s+[\d.]+\s+[\d.]+\s+[\d.]+$", out, re.M), out
     assert re.search(r"total time with hints / without: [\d.]+", out), out
     assert list(tmp_path.iterdir()) == []  # its temporary directory is gone
+
+
+def test_retention_bench_prunes_what_it_seeded_and_prints_its_rows() -> None:
+    out = _run(
+        "retention.py", "--recent", "300", "--expiring", "120", "--old", "70", "--batch", "50"
+    )
+    for phase in (
+        "alone \\(baseline\\)",
+        "during prune of the old rows",
+        "during prune that finds nothing",
+    ):
+        assert re.search(rf"^{phase}\s+\d+(\s+[\d.]+){{3}}", out, re.M), out
+    assert "prune of the old rows: " in out and "removed 70 events, 120 deliveries" in out, out
+    assert "prune that finds nothing: " in out and "removed 0 events, 0 deliveries" in out, out
 
 
 def test_event_commit_on_sqlite_reports_latencies() -> None:

@@ -65,31 +65,58 @@ async def count(
     return PruneCounts(int(deliveries or 0), int(attempts or 0), int(events or 0))
 
 
-async def prune_batch(
+@dataclasses.dataclass
+class Candidates:
+    """What one batch will try to remove: ids found by `find_batch`, checked again by
+    `remove_batch`."""
+
+    deliveries: list[str]
+    events: list[str]
+
+
+async def find_batch(
     session: AsyncSession, *, deliveries_before: int, events_before: int, batch: int
-) -> PruneCounts:
-    """Remove up to `batch` old deliveries (with their attempts) and `batch` old events.
+) -> Candidates:
+    """Up to `batch` old deliveries and `batch` old events.
 
     An old event's deliveries count toward the `batch` deliveries, and the event goes once it
-    has none left: an event delivered to many webhooks does not make one long transaction
-    (SQLite's write lock held, event commits waiting) or more ids than one statement takes."""
-    counts = PruneCounts()
-    ids = list(
+    has none left: an event delivered to many webhooks does not make one long transaction or
+    more ids than one statement takes. This is the search through the tables (a scan when
+    little is old): run it outside the write transaction, so that on SQLite the event commits
+    of the SFTP front do not wait for it."""
+    deliveries = list(
         await session.scalars(
             select(Delivery.id).where(_old_deliveries(deliveries_before)).limit(batch)
         )
     )
-    if len(ids) < batch:
-        ids += await session.scalars(
+    events = list(
+        await session.scalars(select(Event.id).where(_old_events(events_before)).limit(batch))
+    )
+    if events and len(deliveries) < batch:
+        deliveries += await session.scalars(
             select(Delivery.id)
-            .where(Delivery.id.not_in(ids), _of_old_events(events_before))
-            .limit(batch - len(ids))
+            .where(Delivery.event_id.in_(events), Delivery.id.not_in(deliveries))
+            .limit(batch - len(deliveries))
         )
-    if ids:
+    return Candidates(deliveries, events)
+
+
+async def remove_batch(
+    session: AsyncSession, found: Candidates, *, events_before: int
+) -> PruneCounts:
+    """Remove what `find_batch` found that may still go, by id: a short write transaction."""
+    counts = PruneCounts()
+    if found.deliveries:
+        # By id alone (a status in the condition would lead SQLite to walk ix_deliveries_due):
+        # they were finished when found, and a finished delivery stays so; one that another
+        # node's prune took meanwhile is simply not there.
+        ids = found.deliveries
         result = await session.execute(delete(Attempt).where(Attempt.delivery_id.in_(ids)))
         counts.attempts = result.rowcount or 0  # type: ignore[attr-defined]
         result = await session.execute(delete(Delivery).where(Delivery.id.in_(ids)))
         counts.deliveries = result.rowcount or 0  # type: ignore[attr-defined]
+    if not found.events:
+        return counts
     # An event goes only once it has no delivery left (a later batch removes those first), so
     # that the delete's cascade never takes one: a re-send can add a delivery to an old event
     # at any moment. On PostgreSQL the events are locked first, skipping any that a re-send
@@ -100,8 +127,7 @@ async def prune_batch(
     event_ids = list(
         await session.scalars(
             select(Event.id)
-            .where(_old_events(events_before))
-            .limit(batch)
+            .where(Event.id.in_(found.events), _old_events(events_before))
             .with_for_update(skip_locked=True)
         )
     )
@@ -113,3 +139,13 @@ async def prune_batch(
         )
         counts.events = result.rowcount or 0  # type: ignore[attr-defined]
     return counts
+
+
+async def prune_batch(
+    session: AsyncSession, *, deliveries_before: int, events_before: int, batch: int
+) -> PruneCounts:
+    """`find_batch` and `remove_batch` in one transaction."""
+    found = await find_batch(
+        session, deliveries_before=deliveries_before, events_before=events_before, batch=batch
+    )
+    return await remove_batch(session, found, events_before=events_before)
