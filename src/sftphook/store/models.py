@@ -89,7 +89,8 @@ class User(Base):
         return (
             self.id,
             self.organization_id,
-            self.password_hash,
+            # By salt, not the whole hash: a rehash at login must not end the user's sessions.
+            None if self.password_hash is None else password_salt(self.password_hash),
             self.public_keys,
             self.home,
             self.permissions,
