@@ -601,6 +601,7 @@ class _Connection(asyncssh.SSHServer):
     async def _check_password(self, username: str, user: User | None, password: str) -> bool:
         ok = await verify_password_async(user.password_hash if user else None, password)
         if ok and user is not None and not self._banned():
+            await self._front.accounts.rehash_password(user, password)
             return True
         log.info("failed password login for %r from %s", username, self.client_ip)
         self._failed("password")
