@@ -7,13 +7,23 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
+
+from sftphook.sftp import algorithms
 
 # asyncssh's chacha20-poly1305 builds cipher objects for every packet: AES-GCM moved 1.3-1.9x the
 # bytes. The client's order decides, and OpenSSH clients put chacha20 first, so it is not offered
@@ -55,6 +65,11 @@ class SFTPSettings(Group):
     # Offer OpenSSH clients only the AES-GCM entries of `ciphers` (their own order would pick
     # aes-ctr); turn off for OpenSSH users who force another cipher with `-c`.
     openssh_gcm_only: bool = True
+    # Key exchange, MAC and signature (host key and client key) algorithms, in order of
+    # preference; empty means asyncssh's own default list, SHA-1 ones included for old clients.
+    kex_algorithms: list[str] = Field(default_factory=list)
+    mac_algorithms: list[str] = Field(default_factory=list)
+    signature_algorithms: list[str] = Field(default_factory=list)
     # Client-side temporary upload names: renaming one of these into its final name is an upload.
     temp_suffixes: list[str] = Field(default_factory=lambda: [".filepart", ".part", ".tmp"])
     allow_scp: bool = True
@@ -93,6 +108,11 @@ class SFTPSettings(Group):
     @classmethod
     def _proxies_parse(cls, value: list[str]) -> list[str]:
         return _networks("trusted_proxies", value)
+
+    @field_validator("ciphers", "kex_algorithms", "mac_algorithms", "signature_algorithms")
+    @classmethod
+    def _algorithms_known(cls, value: list[str], info: ValidationInfo) -> list[str]:
+        return algorithms.check(str(info.field_name), value)
 
     @model_validator(mode="after")
     def _proxies_needed(self) -> SFTPSettings:

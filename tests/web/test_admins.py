@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import httpx
 import pytest
+from argon2 import PasswordHasher, extract_parameters
+from sqlalchemy import delete, select, update
 from typer.testing import CliRunner
 
+from sftphook.accounts import passwords
 from sftphook.accounts.admins import AdminService
 from sftphook.app import App
 from sftphook.cli import app as cli
 from sftphook.config import Settings
 from sftphook.errors import AlreadyExists, InvalidInput
+from sftphook.store.models import Admin, AuditEntry
 from tests.conftest import serving
+from tests.web.conftest import PASSWORD, Dashboard, login
 
 
 async def test_admin_passwords_are_argon2_hashes_and_verify(app: App) -> None:
@@ -70,3 +75,76 @@ async def test_session_cookie_is_secure_behind_an_https_proxy(settings: Settings
     async with serving(settings, frozenset({"http"})) as app, _client(app) as c:
         resp = await c.get("/login", headers={"X-Forwarded-Proto": "https"})
     assert "secure" in resp.headers["set-cookie"].lower()
+
+
+WEAK = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
+
+
+async def _admin_hash(app: App, username: str = "admin") -> str:
+    async with app.db.session() as s:
+        return (
+            await s.execute(select(Admin.password_hash).where(Admin.username == username))
+        ).scalar_one()
+
+
+async def _store_admin_hash(app: App, password_hash: str, username: str = "admin") -> None:
+    async with app.db.transaction() as s:
+        await s.execute(
+            update(Admin).where(Admin.username == username).values(password_hash=password_hash)
+        )
+
+
+async def test_a_dashboard_login_rehashes_a_weaker_hash_and_keeps_the_sessions(
+    dashboard: Dashboard,
+) -> None:
+    app = dashboard.app
+    async with app.db.transaction() as s:
+        await s.execute(delete(AuditEntry))
+    weak = WEAK.hash(PASSWORD)
+    await _store_admin_hash(app, weak)
+    async with httpx.AsyncClient(base_url=dashboard.base) as first:
+        await login(first)  # verified against the weak hash, which it replaces
+        stored = await _admin_hash(app)
+        assert stored != weak and not passwords.needs_rehash(stored)
+        assert extract_parameters(stored) == extract_parameters(passwords.hash_password("x" * 8))
+        assert passwords.verify_password(stored, PASSWORD)
+        # The session issued with the weak hash goes on, and so does a new one.
+        assert (await first.get("/webhooks")).status_code == 200
+        async with httpx.AsyncClient(base_url=dashboard.base) as second:
+            await login(second)
+            assert (await second.get("/webhooks")).status_code == 200
+        assert (await first.get("/webhooks")).status_code == 200
+    assert await _admin_hash(app) == stored
+    async with app.db.session() as s:
+        actions = list((await s.execute(select(AuditEntry.action))).scalars())
+    assert actions == []  # no "password changed" line: nothing was changed
+
+
+async def test_an_admin_rehash_never_replaces_a_password_set_meanwhile(app: App) -> None:
+    org = await app.accounts.resolve_organization(None)
+    admins = AdminService(app.db)
+    await admins.add_admin("ops", "long enough secret", [org.id])
+    await _store_admin_hash(app, WEAK.hash("long enough secret"), "ops")
+    verified = next(a for a, _ in await admins.list_admins() if a.username == "ops")
+    await admins.set_password("ops", "the next secret")
+    await admins._rehash_password(verified, "long enough secret")
+    assert passwords.verify_password(await _admin_hash(app, "ops"), "the next secret")
+
+
+async def test_a_failed_admin_rehash_lets_the_admin_in(
+    app: App, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    org = await app.accounts.resolve_organization(None)
+    admins = AdminService(app.db)
+    await admins.add_admin("ops", "long enough secret", [org.id])
+    weak = WEAK.hash("long enough secret")
+    await _store_admin_hash(app, weak, "ops")
+
+    def fail(password_hash: str, password: str) -> str:
+        raise RuntimeError(f"out of memory hashing {password}")
+
+    monkeypatch.setattr(passwords, "rehash", fail)
+    assert await admins.authenticate("ops", "long enough secret") is not None
+    assert await _admin_hash(app, "ops") == weak
+    assert "could not rehash the password of admin ops: RuntimeError" in caplog.text
+    assert "long enough secret" not in caplog.text

@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
+import hmac
 
+from argon2 import PasswordHasher
+
+from sftphook.accounts import passwords
 from sftphook.app import App
 from sftphook.store import settings as settings_store
 from sftphook.web.flash import OneTimeStore
@@ -33,6 +39,27 @@ def test_csrf_tokens_belong_to_one_session() -> None:
     assert not codec.check_csrf(first, None) and not codec.check_csrf(first, "")
     # Logging in changes the nonce, so a token planted before login is worthless after.
     assert not codec.check_csrf(first.logged_in("a", "o", NOW), token)
+
+
+def test_the_credential_tag_survives_a_rehash_but_not_a_new_password() -> None:
+    codec = SessionCodec(b"k" * 32)
+    weak = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1).hash("the password")
+    session = WebSession.anonymous(NOW).logged_in("a1", "o1", NOW, codec.credential_tag(weak))
+    assert codec.same_credential(session, passwords.rehash(weak, "the password"))
+    assert not codec.same_credential(session, passwords.hash_password("the password"))
+    assert not codec.same_credential(session, passwords.hash_password("another password"))
+
+
+def test_a_session_tagged_with_the_whole_hash_holds_while_the_hash_is_unchanged() -> None:
+    """Sessions issued before tags named the salt carry the tag of the whole hash."""
+    codec = SessionCodec(b"k" * 32)
+    stored = passwords.hash_password("the password")
+    old_tag = base64.urlsafe_b64encode(
+        hmac.new(b"k" * 32, b"credential\0" + stored.encode(), hashlib.sha256).digest()[:16]
+    )
+    session = WebSession.anonymous(NOW).logged_in("a1", "o1", NOW, old_tag.rstrip(b"=").decode())
+    assert codec.same_credential(session, stored)
+    assert not codec.same_credential(session, passwords.hash_password("the password"))
 
 
 def test_throttle_locks_out_after_repeated_failures_then_forgives() -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -111,7 +111,39 @@ class AdminService:
         async with self._db.session() as s:
             admin = await _by_username(s, username)
         ok = await passwords.verify_password_async(admin.password_hash if admin else None, password)
-        return admin if ok and admin is not None else None
+        if not ok or admin is None:
+            return None
+        await self._rehash_password(admin, password)
+        return admin
+
+    async def _rehash_password(self, admin: Admin, password: str) -> None:
+        """Store the password again when its hash has other argon2 parameters than new hashes
+        get. The salt is kept, so the admin's dashboard sessions go on
+        (`web.sessions.SessionCodec.credential_tag`). Never raises: a login does not fail for
+        this."""
+        verified = admin.password_hash
+        if not passwords.needs_rehash(verified):
+            return
+        try:
+            new_hash = await passwords.rehash_async(verified, password)
+            async with self._db.transaction() as s:
+                # Only the hash just verified: a password set meanwhile wins.
+                result = await s.execute(
+                    update(Admin)
+                    .where(Admin.id == admin.id, Admin.password_hash == verified)
+                    .values(password_hash=new_hash)
+                    .execution_options(synchronize_session=False)
+                )
+        except Exception as error:
+            # The type only: a database error's text carries the statement's parameters.
+            log.warning(
+                "could not rehash the password of admin %s: %s",
+                admin.username,
+                type(error).__name__,
+            )
+            return
+        if getattr(result, "rowcount", 0):
+            log.info("rehashed the password of admin %s with current parameters", admin.username)
 
     async def get(self, admin_id: str) -> Admin | None:
         async with self._db.session() as s:

@@ -278,6 +278,25 @@ class AccountService:
             user = await users.by_username(s, username)
         return user if user is not None and user.enabled else None
 
+    async def rehash_password(self, user: User, password: str) -> None:
+        """After a successful password login: store the password again when its hash has other
+        argon2 parameters than new hashes get. Never raises: a login does not fail for this."""
+        verified = user.password_hash
+        if verified is None or not passwords.needs_rehash(verified):
+            return
+        try:
+            new_hash = await passwords.rehash_async(verified, password)
+            async with self._db.transaction() as s:
+                stored = await users.replace_password_hash(s, user.id, verified, new_hash)
+        except Exception as error:
+            # The type only: a database error's text carries the statement's parameters.
+            log.warning(
+                "could not rehash the password of user %s: %s", user.username, type(error).__name__
+            )
+            return
+        if stored:
+            log.info("rehashed the password of user %s with current parameters", user.username)
+
     async def current_users(self, usernames: Collection[str]) -> dict[str, User]:
         """The users with these names as stored now, by name: what the SFTP front compares its
         open sessions with, to learn of changes made by another process or node."""

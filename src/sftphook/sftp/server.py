@@ -22,7 +22,7 @@ from asyncssh.channel import SSHChannel
 
 from sftphook.accounts.passwords import verify_password_async
 from sftphook.accounts.validation import key_refusal
-from sftphook.sftp import hostkeys, proxyproto
+from sftphook.sftp import algorithms, hostkeys, proxyproto
 from sftphook.sftp.bans import SharedBans
 from sftphook.sftp.defender import Defender
 from sftphook.sftp.handler import StreamSession
@@ -142,11 +142,21 @@ class SFTPFront:
         options: dict[str, Any] = {}
         if cfg.ciphers:
             options["encryption_algs"] = cfg.ciphers
+        if cfg.kex_algorithms:
+            options["kex_algs"] = cfg.kex_algorithms
+        if cfg.mac_algorithms:
+            options["mac_algs"] = cfg.mac_algorithms
+        host_keys: list[Any] = list(self.host_keys)
+        if cfg.signature_algorithms:
+            # asyncssh only announces these (`server-sig-algs`): the host keys are narrowed
+            # here, and client keys in `validate_public_key`.
+            options["signature_algs"] = cfg.signature_algorithms
+            host_keys = algorithms.host_keys_signing_with(host_keys, cfg.signature_algorithms)
         self._server = await asyncssh.create_server(
             lambda: _Connection(self),
             cfg.host,
             cfg.port,
-            server_host_keys=self.host_keys,
+            server_host_keys=host_keys,
             server_version="sftphook",
             login_timeout=cfg.login_timeout,
             keepalive_interval=cfg.keepalive_interval,
@@ -601,6 +611,7 @@ class _Connection(asyncssh.SSHServer):
     async def _check_password(self, username: str, user: User | None, password: str) -> bool:
         ok = await verify_password_async(user.password_hash if user else None, password)
         if ok and user is not None and not self._banned():
+            await self._front.accounts.rehash_password(user, password)
             return True
         log.info("failed password login for %r from %s", username, self.client_ip)
         self._failed("password")
@@ -628,6 +639,8 @@ class _Connection(asyncssh.SSHServer):
                     continue
                 # Keys stored before the type and size rules are refused, not trusted.
                 if stored.public_data == offered and key_refusal(stored) is None:
+                    if allowed := self._front.settings.sftp.signature_algorithms:
+                        algorithms.limit_signatures(key, allowed)
                     self._user = user
                     return True
         self._rejected_key = True

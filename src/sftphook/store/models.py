@@ -36,6 +36,18 @@ def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+def password_salt(password_hash: str) -> str:
+    """The salt of a stored password hash (`$argon2id$v=19$m=…,t=…,p=…$<salt>$<hash>`, the PHC
+    string format), or the whole value when it has no such form.
+
+    It names one setting of a password: a new password gets a new random salt, and a rehash of
+    the same password with today's parameters keeps it (`accounts.passwords.rehash`). So what a
+    session was let in with is compared by salt, and a rehash at login ends no session.
+    """
+    parts = password_hash.split("$")
+    return parts[-2] if len(parts) >= 5 and parts[0] == "" and parts[-2] else password_hash
+
+
 class Base(DeclarativeBase):
     type_annotation_map = {int: BigInteger, dict[str, Any]: JSON, list[Any]: JSON}
 
@@ -77,7 +89,8 @@ class User(Base):
         return (
             self.id,
             self.organization_id,
-            self.password_hash,
+            # By salt, not the whole hash: a rehash at login must not end the user's sessions.
+            None if self.password_hash is None else password_salt(self.password_hash),
             self.public_keys,
             self.home,
             self.permissions,

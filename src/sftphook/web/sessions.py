@@ -3,7 +3,8 @@
 The cookie holds no secret, only who is logged in and which organization is current, signed
 with HMAC-SHA256 under a key kept in the settings table (shared by every node). Logging out
 records the time in the settings table; sessions of that admin issued before it are refused. A
-session also carries a tag of the admin's password hash, so a new password ends it too.
+session also carries a tag of the admin's password (the salt of its hash), so a new password
+ends it too, while a rehash of the same password at login does not.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from sqlalchemy.exc import IntegrityError
 
 from sftphook.store import settings as settings_store
 from sftphook.store.database import Database
+from sftphook.store.models import password_salt
 
 COOKIE_NAME = "sftphook_session"
 MAX_AGE_SECONDS = 12 * 3600
@@ -105,13 +107,23 @@ class SessionCodec:
         return bool(token) and hmac.compare_digest(str(token), self.csrf_token(session))
 
     def credential_tag(self, password_hash: str) -> str:
-        """Names one password hash without revealing it (the cookie is signed, not secret)."""
+        """Names one setting of a password without revealing it (the cookie is signed, not
+        secret): a tag of the hash's salt, which a new password replaces and a rehash with new
+        argon2 parameters keeps (`store.models.password_salt`)."""
+        return _b64(self._mac("credential", password_salt(password_hash).encode())[:16])
+
+    def _whole_hash_tag(self, password_hash: str) -> str:
+        # What sessions issued before tags named the salt carry: the tag of the whole hash.
+        # Accepted while that hash is unchanged; it can go once such sessions have expired
+        # (MAX_AGE_SECONDS after an upgrade).
         return _b64(self._mac("credential", password_hash.encode())[:16])
 
     def same_credential(self, session: WebSession, password_hash: str) -> bool:
-        return session.credential is not None and hmac.compare_digest(
+        if session.credential is None:
+            return False
+        return hmac.compare_digest(
             session.credential, self.credential_tag(password_hash)
-        )
+        ) or hmac.compare_digest(session.credential, self._whole_hash_tag(password_hash))
 
 
 async def load_key(db: Database) -> bytes:
