@@ -198,8 +198,8 @@ class SFTPFront:
         self.io_executor.shutdown(wait=True, cancel_futures=True)
 
     async def _close_idle(self, limit: float) -> None:
-        """Close the logged-in connections that moved no data for `limit` seconds (those
-        still logging in have `login_timeout`)."""
+        """Close the logged-in connections that moved no data for `limit` seconds and had no
+        request in flight meanwhile (those still logging in have `login_timeout`)."""
         while True:
             await asyncio.sleep(min(30.0, limit / 4))
             now = time.monotonic()
@@ -535,11 +535,12 @@ class _Connection(asyncssh.SSHServer):
             conn._force_close(None)
 
     def idle_for(self, now: float) -> float | None:
-        """Seconds since data last went either way on one of its sessions (or since it logged
-        in or ended its last session); None while it is not logged in."""
+        """Seconds since data last went either way on one of its sessions or one of them
+        answered a long request (or since it logged in or ended its last session); 0 while a
+        request is in flight; None while it is not logged in."""
         if not self._authenticated:
             return None
-        last = max([self._last_active, *(s.last_active for s in self._sessions)])
+        last = max([self._last_active, *(s.active_at(now) for s in self._sessions)])
         return now - last
 
     def _banned(self) -> bool:
