@@ -252,15 +252,18 @@ class SecurityRecorder:
         address: str,
         username: str,
         method: str = "password",
+        network: str | None = None,
     ) -> None:
-        """Count one failed login (`source`: sftp or dashboard). Never blocks."""
+        """Count one failed login (`source`: sftp or dashboard). Never blocks. `network`: what
+        a ban of `address` would apply to, when more than the address (an IPv6 client's)."""
         now = self._clock()
         minute = now // 60_000
         action = f"{source}.login_failed"
         orgs = list(dict.fromkeys(organization_ids)) or [None]
-        targets = self._targets.setdefault(address, set())
+        banned = network or address
+        targets = self._targets.setdefault(banned, set())
         targets.update(orgs)
-        self._targets.move_to_end(address)
+        self._targets.move_to_end(banned)
         while len(self._targets) > 10_000:
             self._targets.popitem(last=False)
         for org in orgs:
@@ -283,13 +286,25 @@ class SecurityRecorder:
                 bucket.methods.append(method)
 
     def address_banned(
-        self, *, source: str, address: str, duration: float, failures: int, window: float
+        self,
+        *,
+        source: str,
+        address: str,
+        duration: float,
+        failures: int,
+        window: float,
+        network: str | None = None,
     ) -> None:
-        """Record a ban; it is shown to each organization whose users the address tried."""
-        orgs = self._targets.pop(address, None) or {None}
+        """Record a ban; it is shown to each organization whose users the banned clients tried. With
+        a `network` other than `address` (an IPv6 client's), the network is what is banned (the
+        line's target), and `address` the client whose failure got it banned."""
+        banned = network or address
+        orgs = self._targets.pop(banned, None) or {None}
         now = self._clock()
-        details = {
+        target_type = "address" if banned == address else "network"
+        details: dict[str, Any] = {
             "address": address,
+            **({"network": banned} if target_type == "network" else {}),
             "duration_seconds": duration,
             "failed_logins": failures,
             "window_seconds": window,
@@ -302,8 +317,8 @@ class SecurityRecorder:
                     "address",
                     address,
                     f"{source}.address_banned",
-                    "address",
-                    address,
+                    target_type,
+                    banned,
                     details,
                     created_at=now,
                 )

@@ -98,6 +98,9 @@ class SFTPSettings(Group):
     ban_threshold: int = Field(default=10, ge=1)
     ban_window: float = Field(default=300.0, gt=0)
     ban_duration: float = Field(default=900.0, gt=0)
+    # An IPv6 client is counted and banned (the per-address limit, failed logins, bans) as its
+    # network of this many bits: one end site usually holds a whole /64.
+    ipv6_prefix: int = 64
     # Behind a TCP load balancer: connections from `trusted_proxies` (CIDR networks) must start
     # with a PROXY protocol header (v1 or v2), whose client address is then the one events,
     # logs and bans see. Connections from other addresses are taken as direct.
@@ -113,6 +116,16 @@ class SFTPSettings(Group):
     @classmethod
     def _algorithms_known(cls, value: list[str], info: ValidationInfo) -> list[str]:
         return algorithms.check(str(info.field_name), value)
+
+    @field_validator("ipv6_prefix")
+    @classmethod
+    def _prefix_in_range(cls, value: int) -> int:
+        if not 1 <= value <= 128:
+            raise ValueError(
+                f"ipv6_prefix: {value} is not a prefix length from 1 to 128 (the bits of the "
+                "IPv6 network counted as one client: 64 for a /64, 128 for single addresses)"
+            )
+        return value
 
     @model_validator(mode="after")
     def _proxies_needed(self) -> SFTPSettings:

@@ -7,6 +7,7 @@ import logging
 import os
 import threading
 from pathlib import Path
+from typing import Any
 
 import asyncssh
 import pytest
@@ -233,10 +234,10 @@ async def test_password_tries_sent_without_waiting_are_checked_one_at_a_time_and
     failed = defender.failed
     failures = 0
 
-    def count_failure(address: str, now: float) -> bool:
+    def count_failure(address: str, now: float, **kwargs: Any) -> bool:
         nonlocal failures
         failures += 1
-        return failed(address, now)
+        return failed(address, now, **kwargs)
 
     monkeypatch.setattr(SSHClientConnection, "send_userauth_request", send_five)
     monkeypatch.setattr(passwords, "verify_password", counted)

@@ -1,20 +1,27 @@
 """A logged-in connection that moves no SFTP or SCP data for `sftp.idle_timeout` seconds is
-closed, with a reason the client shows; one that keeps working is not, keepalives or not."""
+closed, with a reason the client shows; one that keeps working is not, keepalives or not, nor
+one waiting for the answer to a request the server takes longer than that to answer."""
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import asyncssh
 import pytest
 
 from sftphook.config import Settings
+from sftphook.storage.local import LocalStorage, LocalWriteHandle
 from tests.conftest import require_binary
 from tests.sftp.conftest import Server, run
 from tests.sftp.test_transfers import wait_for
 
 TIMEOUT = 1.0
+# A storage call that takes this long: the client waits for its answer, sending nothing.
+SLOW = 2.5 * TIMEOUT
 
 
 @pytest.fixture
@@ -54,6 +61,55 @@ async def test_a_working_session_stays_open(server: Server) -> None:
         # Keepalives alone are not work.
         async with asyncio.timeout(10):
             await conn.wait_closed()
+
+
+def slow(monkeypatch: pytest.MonkeyPatch, server: Server, cls: type, name: str) -> None:
+    """Make `cls.name` take `SLOW` seconds, in an I/O thread as a network store's calls run."""
+    original: Callable[..., Any] = getattr(cls, name)
+
+    def slowly(*args: Any, **kwargs: Any) -> Any:
+        time.sleep(SLOW)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(cls, name, slowly)
+    monkeypatch.setattr(server.app.sftp.offload, "blocking", True)
+
+
+async def test_a_request_the_server_works_on_for_long_is_answered(
+    server: Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (server.root / "d").mkdir()
+    slow(monkeypatch, server, LocalStorage, "rename")
+    async with await server.connect() as conn:
+        sftp = await conn.start_sftp_client()
+        started = time.monotonic()
+        await sftp.rename("d", "e")
+        answered = time.monotonic()
+        assert answered - started >= SLOW
+        assert (server.root / "e").is_dir()
+        # The idle clock starts again at the answer, not at the request.
+        await asyncio.sleep(TIMEOUT / 2)
+        assert (await sftp.stat("e")).type == asyncssh.FILEXFER_TYPE_DIRECTORY
+        answered = time.monotonic()
+        async with asyncio.timeout(10):
+            await conn.wait_closed()
+        assert time.monotonic() - answered >= TIMEOUT
+    assert server.app.sftp.closed_idle == 1
+
+
+async def test_an_scp_upload_the_server_commits_for_long_is_kept(
+    server: Server, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    local = tmp_path / "f.bin"
+    local.write_bytes(b"x" * 100_000)
+    slow(monkeypatch, server, LocalWriteHandle, "commit")
+    async with await server.connect() as conn:
+        started = time.monotonic()
+        await asyncssh.scp(str(local), (conn, "f.bin"))
+        assert time.monotonic() - started >= SLOW
+        assert not conn.is_closed()
+    assert (server.root / "f.bin").read_bytes() == local.read_bytes()
+    assert server.app.sftp.closed_idle == 0
 
 
 async def test_openssh_shows_why(server: Server) -> None:

@@ -85,6 +85,8 @@ def test_an_empty_data_dir_is_refused_not_read_as_here(
         ("sftp", {"login_timeout": -1}, "login_timeout"),
         ("sftp", {"keepalive_interval": -5}, "keepalive_interval"),
         ("webhooks", {"max_response_body": -1}, "max_response_body"),
+        ("sftp", {"ipv6_prefix": 0}, "ipv6_prefix"),
+        ("sftp", {"ipv6_prefix": 129}, "ipv6_prefix"),
     ],
 )
 def test_values_that_cannot_work_are_refused_by_name(
@@ -100,3 +102,16 @@ def test_the_lowest_sensible_values_are_accepted() -> None:
         sftp={"login_timeout": 0.5, "keepalive_interval": 0}, webhooks={"max_response_body": 0}
     )
     assert settings.sftp.keepalive_interval == 0 and settings.webhooks.max_response_body == 0
+
+
+@pytest.mark.parametrize("value", [0, 129, -64])
+def test_an_ipv6_prefix_out_of_range_is_refused_with_the_range(value: int) -> None:
+    with pytest.raises(ValidationError) as caught:
+        Settings.load(sftp={"ipv6_prefix": value})
+    assert f"ipv6_prefix: {value} is not a prefix length from 1 to 128" in str(caught.value)
+
+
+@pytest.mark.parametrize("value", [1, 48, 64, 128])
+def test_ipv6_prefixes_from_1_to_128_are_accepted(value: int) -> None:
+    assert Settings.load(sftp={"ipv6_prefix": value}).sftp.ipv6_prefix == value
+    assert Settings.load().sftp.ipv6_prefix == 64

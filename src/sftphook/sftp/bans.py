@@ -4,6 +4,8 @@ The node's own `Defender` still decides at once (before the key exchange, and wh
 database is away); every failure is also counted in the store (`store/bans.py`), and each node
 reads the bans there every few seconds. So an address gets `ban_threshold` tries in all, however
 many nodes the load balancer spreads it over, and a ban made on one node holds on every node.
+Addresses are counted and stored under their key (`sftp/addresses.py`): an IPv6 client's is its
+network.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import logging
 import time
 from collections.abc import Callable
 
+from sftphook.sftp.addresses import describe
 from sftphook.sftp.defender import Defender
 from sftphook.store import bans as ban_store
 from sftphook.store.database import Database
@@ -31,7 +34,7 @@ class SharedBans:
         db: Database,
         defender: Defender,
         *,
-        on_banned: Callable[[str], None],
+        on_banned: Callable[[str, str], None],
         poll: float = POLL_SECONDS,
     ) -> None:
         self._db = db
@@ -40,13 +43,14 @@ class SharedBans:
         self._poll = poll
         self._tasks: set[asyncio.Task[None]] = set()
 
-    def failed(self, address: str) -> None:
-        """Count a failed login of `address` in the store (in the background)."""
-        task = asyncio.create_task(self._record(address))
+    def failed(self, address: str, client: str) -> None:
+        """Count a failed login of `address` (the key of `client`, the address it came from)
+        in the store (in the background)."""
+        task = asyncio.create_task(self._record(address, client))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _record(self, address: str) -> None:
+    async def _record(self, address: str, client: str) -> None:
         d = self._defender
         work = functools.partial(
             ban_store.record_failure,
@@ -59,17 +63,17 @@ class SharedBans:
         try:
             until = await self._db.write(work)
         except Exception as error:
-            log.warning("could not share a failed login of %s: %s", address, error)
+            log.warning("could not share a failed login of %s: %s", client, error)
             return
         if until is not None and self._apply(address, until):
             log.warning(
-                "address %s banned for %.0f s after %d failed logins within %.0f s (all nodes)",
-                address,
+                "%s banned for %.0f s after %d failed logins within %.0f s (all nodes)",
+                describe(address, client),
                 d.duration,
                 d.threshold,
                 d.window,
             )
-            self._on_banned(address)
+            self._on_banned(client, address)
 
     def _apply(self, address: str, until_ms: int) -> bool:
         now = time.monotonic()
@@ -80,7 +84,7 @@ class SharedBans:
         bans = await self._db.read(functools.partial(ban_store.active_bans, now=now_ms()))
         for address, until in bans:
             if self._apply(address, until):
-                log.info("address %s banned by another node", address)
+                log.info("%s banned by another node", describe(address))
 
     async def run(self) -> None:
         """Read the bans every `poll` seconds, and forget old failures now and then."""

@@ -1,12 +1,16 @@
 """Brute-force protection: addresses with too many failed logins are banned for a while.
 
-Pure bookkeeping: every method takes `now`, so the rules are tested without waiting.
+Pure bookkeeping: every method takes `now`, so the rules are tested without waiting. An
+"address" here is the key a client is counted under (`sftp/addresses.py` `address_key`): an
+IPv4 address, or an IPv6 client's network.
 """
 
 from __future__ import annotations
 
 import collections
 import logging
+
+from sftphook.sftp.addresses import describe
 
 log = logging.getLogger(__name__)
 
@@ -37,8 +41,9 @@ class Defender:
             self._banned_until[address] = until
         return not was_banned and until > now
 
-    def failed(self, address: str, now: float) -> bool:
-        """Count a failed login; True when this failure got the address banned."""
+    def failed(self, address: str, now: float, *, client: str | None = None) -> bool:
+        """Count a failed login; True when this failure got the address banned. `client` is
+        the address the failure came from, when `address` is its network (for the log)."""
         self._prune(now)
         failures = self._failures.setdefault(address, collections.deque())
         failures.append(now)
@@ -48,8 +53,8 @@ class Defender:
             self._banned_until[address] = now + self.duration
             failures.clear()
             log.warning(
-                "address %s banned for %.0f s after %d failed logins within %.0f s",
-                address,
+                "%s banned for %.0f s after %d failed logins within %.0f s",
+                describe(address, client),
                 self.duration,
                 self.threshold,
                 self.window,

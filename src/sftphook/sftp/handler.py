@@ -12,6 +12,9 @@
 - Replies are packed into full SSH packets while more requests wait (`ReplyPacker`).
 - A client that does not read its replies is served no further until it does: the replies
   waiting for it stay bounded (`REPLY_BUFFER`, `StreamSession.drain`).
+- A request the server is still working on keeps its connection from counting as idle
+  (`StreamSession.requests`), however long it takes; so does an SCP session's call into its
+  files (`_SCPFiles`).
 """
 
 from __future__ import annotations
@@ -21,8 +24,8 @@ import inspect
 import logging
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable
-from typing import TYPE_CHECKING, Any, cast
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import asyncssh
 from asyncssh.packet import PacketDecodeError, SSHPacket
@@ -44,6 +47,7 @@ from sftphook.sftp.wire import WritePressure, quiet_packet_logs, write_pressure
 if TYPE_CHECKING:
     from sftphook.sftp.session import SFTPSession
 
+_T = TypeVar("_T")
 
 _PACKETS_PER_TURN = 8
 # The replies an SFTP channel may hold beyond the client's window before it takes no more
@@ -246,8 +250,9 @@ class SessionHandler(SFTPServerHandler):
 
     _server: SFTPSession
 
-    def __init__(self, *args: Any) -> None:
+    def __init__(self, session: StreamSession, *args: Any) -> None:
         super().__init__(*args)
+        self._session = session
         self._init_read = False
         if not logging.getLogger("asyncssh.sftp").isEnabledFor(logging.DEBUG):
             self._logger = cast(Any, _QuietDebugLogger(self._logger))
@@ -286,6 +291,7 @@ class SessionHandler(SFTPServerHandler):
         # client pipelines are already buffered, so without it one download runs dozens of
         # reads back to back while another session's `stat` waits.
         count = 0
+        session = self._session
         writer = cast(asyncssh.SSHWriter[bytes], self._writer)
         channel = writer.channel
         pressure = write_pressure(channel.get_connection())
@@ -295,7 +301,14 @@ class SessionHandler(SFTPServerHandler):
                 pkttype = packet.get_byte()
                 pktid = packet.get_uint32()
                 self.log_received_packet(pkttype, pktid, packet)
-                await self._process_packet(pkttype, pktid, packet)
+                # In flight until answered (`_process_packet` sends the reply): not idle.
+                session.requests += 1
+                try:
+                    await self._process_packet(pkttype, pktid, packet)
+                finally:
+                    session.requests -= 1
+                    if session.overdue:
+                        session.answered_late()
                 count += 1
                 if count % _PACKETS_PER_TURN == 0:
                     await asyncio.sleep(0)
@@ -391,6 +404,63 @@ class SessionHandler(SFTPServerHandler):
     del _name
 
 
+class _SCPFiles:
+    """An SCP session's files: the session's server object, each call that asyncssh's SCP
+    handler makes (through `SFTPServerFS` and `SFTPServerFile`) a request in flight while it
+    runs. SCP has no requests of its own, and its client sends nothing while the server
+    creates, looks up or commits a file (completing a large upload to S3 can take minutes)."""
+
+    def __init__(self, files: SFTPSession, session: StreamSession) -> None:
+        self._files = files
+        self._session = session
+
+    async def _call(self, call: Callable[..., Awaitable[_T]], /, *args: Any) -> _T:
+        session = self._session
+        session.requests += 1
+        try:
+            return await call(*args)
+        finally:
+            session.requests -= 1
+            if session.overdue:
+                session.answered_late()
+
+    async def stat(self, path: bytes) -> asyncssh.SFTPAttrs:
+        return await self._call(self._files.stat, path)
+
+    async def setstat(self, path: bytes, attrs: asyncssh.SFTPAttrs) -> None:
+        await self._call(self._files.setstat, path, attrs)
+
+    async def mkdir(self, path: bytes, attrs: asyncssh.SFTPAttrs) -> None:
+        await self._call(self._files.mkdir, path, attrs)
+
+    async def open(self, path: bytes, pflags: int, attrs: asyncssh.SFTPAttrs) -> object:
+        return await self._call(self._files.open, path, pflags, attrs)
+
+    async def read(self, file_obj: object, offset: int, size: int) -> bytes:
+        return cast(bytes, await self._call(self._files.read, file_obj, offset, size))
+
+    async def write(self, file_obj: object, offset: int, data: bytes) -> int:
+        return await self._call(self._files.write, file_obj, offset, data)
+
+    async def close(self, file_obj: object) -> None:
+        await self._call(self._files.close, file_obj)
+
+    async def scandir(self, path: bytes) -> AsyncIterator[asyncssh.SFTPName]:
+        names = self._files.scandir(path)
+        try:
+            while True:
+                try:
+                    name = await self._call(anext, names)
+                except StopAsyncIteration:
+                    return
+                yield name
+        finally:
+            await cast(Any, names).aclose()
+
+    async def exit(self) -> None:
+        await self._files.exit()
+
+
 class StreamSession(SSHServerStreamSession[bytes]):
     """A session channel that serves the `sftp` subsystem with `SessionHandler` (its bytes go
     to a `PacketReader`), and `scp`."""
@@ -399,9 +469,30 @@ class StreamSession(SSHServerStreamSession[bytes]):
     _pressure: WritePressure | None = None
     # Called once when the channel closes (the connection counts its sessions).
     on_closed: Callable[[], None] | None = None
-    # When data last went either way on the channel (`time.monotonic()`): idle connections
-    # are closed (`sftp.idle_timeout`).
+    # When data last went either way on the channel, or a request that the idle sweep found
+    # running was answered (`time.monotonic()`): idle connections are closed
+    # (`sftp.idle_timeout`).
     last_active = 0.0
+    # Requests received and not answered yet (SFTP: one at a time; SCP: a call into the files
+    # in progress). A connection is not idle while the server works on one.
+    requests = 0
+    # Whether the idle sweep found a request running (`active_at`): its answer restarts the
+    # idle clock (`answered_late`). Only such requests pay for a clock read, not every one; a
+    # request no sweep saw lasted less than the sweep's period.
+    overdue = False
+
+    def answered_late(self) -> None:
+        """A request the idle sweep found running has been answered (or has failed)."""
+        if not self.requests:
+            self.overdue = False
+            self.last_active = time.monotonic()
+
+    def active_at(self, now: float) -> float:
+        """When the channel was last active: `now` while a request is in flight."""
+        if self.requests:
+            self.overdue = True
+            return now
+        return self.last_active
 
     def session_started(self) -> None:
         self.last_active = time.monotonic()
@@ -454,12 +545,23 @@ class StreamSession(SSHServerStreamSession[bytes]):
             closed()
         super().connection_lost(exc)
 
+    def _init_sftp_server(self) -> Any:
+        server = super()._init_sftp_server()
+        if self._packets is not None:
+            return server
+        return self._scp_files(server)
+
+    async def _scp_files(self, server: Any) -> _SCPFiles:
+        if inspect.isawaitable(server):
+            server = await server
+        return _SCPFiles(server, self)
+
     async def _run_sftp(self, reader: PacketReader, writer: asyncssh.SSHWriter[bytes]) -> None:
         server = self._init_sftp_server()
         if inspect.isawaitable(server):
             server = await server
         try:
-            await SessionHandler(server, cast(Any, reader), writer, 3).run()
+            await SessionHandler(self, server, cast(Any, reader), writer, 3).run()
         finally:
             # However the session ended, its open files are discarded and it is forgotten.
             result = server.exit()

@@ -23,6 +23,7 @@ from asyncssh.channel import SSHChannel
 from sftphook.accounts.passwords import verify_password_async
 from sftphook.accounts.validation import key_refusal
 from sftphook.sftp import algorithms, hostkeys, proxyproto
+from sftphook.sftp.addresses import address_key, describe
 from sftphook.sftp.bans import SharedBans
 from sftphook.sftp.defender import Defender
 from sftphook.sftp.handler import StreamSession
@@ -113,7 +114,8 @@ class SFTPFront:
         self.host_keys: list[asyncssh.SSHKey] = []
         self._server: asyncssh.SSHAcceptor | None = None
         self._connections: set[_Connection] = set()
-        # Admitted connections per client address (`sftp.max_connections_per_address`).
+        # Admitted connections per client address (`sftp.max_connections_per_address`), an
+        # IPv6 client's network (`address_key`).
         self._per_address: collections.Counter[str] = collections.Counter()
         # Of those, the ones not logged in yet (`sftp.max_logging_in`).
         self._logging_in = 0
@@ -208,8 +210,8 @@ class SFTPFront:
         self.io_executor.shutdown(wait=True, cancel_futures=True)
 
     async def _close_idle(self, limit: float) -> None:
-        """Close the logged-in connections that moved no data for `limit` seconds (those
-        still logging in have `login_timeout`)."""
+        """Close the logged-in connections that moved no data for `limit` seconds and had no
+        request in flight meanwhile (those still logging in have `login_timeout`)."""
         while True:
             await asyncio.sleep(min(30.0, limit / 4))
             now = time.monotonic()
@@ -271,14 +273,16 @@ class SFTPFront:
             return False
         return any(ip in network for network in self._proxies)
 
-    def address_banned(self, address: str) -> None:
-        """Put a ban (this node's or the cluster's) in the audit log."""
+    def address_banned(self, address: str, network: str) -> None:
+        """Put a ban (this node's or the cluster's) in the audit log: `address` made the
+        failure that got it banned, `network` is what is banned (its key, `address_key`)."""
         if self.security is None:
             return
         cfg = self.settings.sftp
         self.security.address_banned(
             source="sftp",
             address=address,
+            network=network,
             duration=cfg.ban_duration,
             failures=cfg.ban_threshold,
             window=cfg.ban_window,
@@ -307,7 +311,8 @@ class SFTPFront:
         self._connections.discard(connection)
 
     def admit(self, address: str) -> str | None:
-        """Count a new connection from `address`, or say why the limits refuse it."""
+        """Count a new connection from `address` (a client's key, `address_key`: an IPv6
+        client's network), or say why the limits refuse it."""
         cfg = self.settings.sftp
         if cfg.max_connections and self.connection_count >= cfg.max_connections:
             self.refused["node_limit"] += 1
@@ -444,6 +449,8 @@ class _Connection(asyncssh.SSHServer):
         self._front = front
         self._conn: asyncssh.SSHServerConnection | None = None
         self.client_ip = "unknown"
+        # What the limits and bans count it under: an IPv6 client's network (`address_key`).
+        self.client_key = "unknown"
         self.session_id = uuid.uuid4().hex
         self.username: str | None = None
         self._candidate: User | None = None
@@ -452,7 +459,7 @@ class _Connection(asyncssh.SSHServer):
         # The password check running on this connection (`validate_password`).
         self._checking: asyncio.Future[bool] | None = None
         self._authenticated = False
-        # The address counted against the connection limits, once admitted.
+        # The key counted against the connection limits (`client_key`), once admitted.
         self._admitted: str | None = None
         self._sessions: set[StreamSession] = set()
         # When the connection last logged in or ended a session (`time.monotonic()`).
@@ -467,7 +474,7 @@ class _Connection(asyncssh.SSHServer):
         quiet_packet_logs(conn)
         peer = conn.get_extra_info("peername")
         if peer:
-            self.client_ip = str(peer[0])
+            self._set_client(str(peer[0]))
         self._front.connection_opened(self)
         if self._front.settings.sftp.openssh_gcm_only:
             _offer_openssh_gcm(conn)
@@ -476,20 +483,30 @@ class _Connection(asyncssh.SSHServer):
             return
         self._admit(conn)
 
+    def _set_client(self, address: str) -> None:
+        self.client_ip = address
+        self.client_key = address_key(address, self._front.settings.sftp.ipv6_prefix)
+
+    @property
+    def _client(self) -> str:
+        """The client for a log line: its address, and its network when that is what is
+        counted and banned."""
+        return describe(self.client_key, self.client_ip)
+
     def _admit(self, conn: asyncssh.SSHServerConnection) -> None:
         """Refuse a banned address, or one past the connection limits; count the others."""
         if self._banned():
             # Before the key exchange: a banned address costs no CPU.
-            log.info("refused a connection from banned address %s", self.client_ip)
+            log.info("refused a connection from banned %s", self._client)
             self._front.refused["banned"] += 1
             conn.close()
             return
-        refusal = self._front.admit(self.client_ip)
+        refusal = self._front.admit(self.client_key)
         if refusal is not None:
             log.warning("refused a connection from %s: %s", self.client_ip, refusal)
             _refuse_at_kexinit(conn, refusal)
             return
-        self._admitted = self.client_ip
+        self._admitted = self.client_key
 
     def _read_proxy_header(self, conn: asyncssh.SSHServerConnection) -> None:
         """Take the client's address from the balancer's PROXY header, then hand the rest of
@@ -511,7 +528,7 @@ class _Connection(asyncssh.SSHServer):
             address, used = parsed
             del conn.data_received
             if address is not None:
-                self.client_ip = address
+                self._set_client(address)
             self._admit(conn)
             if conn.is_closed():
                 return
@@ -545,20 +562,22 @@ class _Connection(asyncssh.SSHServer):
             conn._force_close(None)
 
     def idle_for(self, now: float) -> float | None:
-        """Seconds since data last went either way on one of its sessions (or since it logged
-        in or ended its last session); None while it is not logged in."""
+        """Seconds since data last went either way on one of its sessions or one of them
+        answered a long request (or since it logged in or ended its last session); 0 while a
+        request is in flight; None while it is not logged in."""
         if not self._authenticated:
             return None
-        last = max([self._last_active, *(s.last_active for s in self._sessions)])
+        last = max([self._last_active, *(s.active_at(now) for s in self._sessions)])
         return now - last
 
     def _banned(self) -> bool:
-        return self._front.defender.is_banned(self.client_ip, time.monotonic())
+        return self._front.defender.is_banned(self.client_key, time.monotonic())
 
     def _failed(self, method: str) -> None:
         front = self._front
-        banned = front.defender.failed(self.client_ip, time.monotonic())
-        front.bans.failed(self.client_ip)
+        key = self.client_key
+        banned = front.defender.failed(key, time.monotonic(), client=self.client_ip)
+        front.bans.failed(key, self.client_ip)
         if front.security is None:
             return
         # A known user's organization sees the failure; an unknown name belongs to none.
@@ -567,14 +586,15 @@ class _Connection(asyncssh.SSHServer):
             [user.organization_id if user is not None else None],
             source="sftp",
             address=self.client_ip,
+            network=key,
             username=self.username or "",
             method=method,
         )
         if banned:
-            front.address_banned(self.client_ip)
+            front.address_banned(self.client_ip, key)
 
     def _refuse_banned(self) -> None:
-        log.info("refused a login from banned address %s", self.client_ip)
+        log.info("refused a login from banned %s", self._client)
         if self._conn is not None and not self._conn.is_closed():
             self._conn.disconnect(
                 asyncssh.DISC_NO_MORE_AUTH_METHODS_AVAILABLE,

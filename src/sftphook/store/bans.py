@@ -2,7 +2,8 @@
 
 Each node keeps its own count too (`sftp/defender.py`), which answers at once and works while
 the database is away; this table adds the count of the whole cluster, so an address gets
-`threshold` tries in all, not `threshold` per node.
+`threshold` tries in all, not `threshold` per node. An address here is the key the SFTP front
+counts a client under: an IPv4 address, or an IPv6 client's network (`2001:db8:1:2::/64`).
 """
 
 from __future__ import annotations

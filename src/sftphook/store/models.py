@@ -284,7 +284,8 @@ class AuditEntry(Base):
 
 class LoginFailure(Base):
     """Failed SFTP logins of one address in its current window, and its ban: counted by every
-    node, so an address cannot try `ban_threshold` times on each node of a cluster."""
+    node, so an address cannot try `ban_threshold` times on each node of a cluster. An IPv6
+    client's address is its network (`sftp/addresses.py`)."""
 
     __tablename__ = "login_failures"
 
