@@ -480,18 +480,14 @@ def test_every_command_and_option_is_in_the_synopses_of_the_cli_page() -> None:
         options |= resolved.options
     problems = []
     for path, command in COMMANDS.items():
-        if hasattr(command, "commands"):
-            continue
         where = " ".join(("sftphook", *path))
-        if path not in commands:
+        # A group is shown by its commands; its own options (`--config`) are shown all the same.
+        if not hasattr(command, "commands") and path not in commands:
             problems.append(f"docs/cli.md shows no `{where}`")
             continue
         for param in set(_options(command).values()):
             if (path, param.opts[0]) not in options:
                 problems.append(f"docs/cli.md shows `{where}` without {param.opts[0]}")
-    for param in set(_options(COMMANDS[()]).values()):
-        if ((), param.opts[0]) not in options:
-            problems.append(f"docs/cli.md shows `sftphook` without {param.opts[0]}")
     assert not problems, "\n".join(problems)
 
 
