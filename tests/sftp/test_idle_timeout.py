@@ -112,6 +112,22 @@ async def test_an_scp_upload_the_server_commits_for_long_is_kept(
     assert server.app.sftp.closed_idle == 0
 
 
+async def test_an_scp_client_silent_after_its_data_is_closed_idle(server: Server) -> None:
+    # The server waits for the byte that ends a file before it keeps it: a client that never
+    # sends it is idle, not a request in flight.
+    async with await server.connect() as conn:
+        proc = await conn.create_process("scp -t /", encoding=None)
+        assert await proc.stdout.readexactly(1) == b"\0"
+        proc.stdin.write(b"C0644 5 silent.bin\n")
+        assert await proc.stdout.readexactly(1) == b"\0"
+        proc.stdin.write(b"hello")
+        async with asyncio.timeout(10):
+            await conn.wait_closed()
+    await wait_for(lambda: server.app.sftp.connection_count == 0)
+    assert not (server.root / "silent.bin").exists()
+    assert await server.events() == []
+
+
 async def test_openssh_shows_why(server: Server) -> None:
     sftp = require_binary("sftp")
     # The reason is shown at OpenSSH's default log level, which the other tests turn down.

@@ -443,6 +443,9 @@ class _SCPFiles:
         return await self._call(self._files.write, file_obj, offset, data)
 
     async def close(self, file_obj: object) -> None:
+        # An upload is kept once its client has ended it well: waiting for that is the
+        # client's turn, not the server's work (a client silent there is idle).
+        await self._files.scp_file_ended(file_obj)
         await self._call(self._files.close, file_obj)
 
     async def scandir(self, path: bytes) -> AsyncIterator[asyncssh.SFTPName]:

@@ -633,9 +633,11 @@ class SFTPSession(asyncssh.SFTPServer):
             return
         await self._record(Topic.FILE_CREATED, parts, size=info.size, sha256=sha)
 
-    async def _scp_file_end(self) -> Literal["whole", "error", "cut"]:
-        """How the SCP client ended the file it sent, looked at without taking it from the
-        stream: the zero byte that says it read it all, an error, or nothing (cut short).
+    async def scp_file_ended(self, file_obj: object) -> None:
+        """For an upload, return once the SCP client has sent something after the file's data
+        (or its input ended, or the connection is closing): then `_scp_file_end` can tell how
+        the file ended. The client is the one to act here: while this waits, the connection
+        may be idle. (A download's client answers only after the server's own OK.)
 
         asyncssh's SCP closes (here: commits) the file it receives once it has read the size
         the `C` line announced, and reads the byte after the data only then. OpenSSH's `scp`
@@ -643,21 +645,31 @@ class SFTPSession(asyncssh.SFTPServer):
         zeros, and then an error in place of the zero; one cut short (the connection dropped,
         or its input ended: an `scp` killed while its `ssh` lived on) sends nothing more.
         """
+        if not isinstance(file_obj, Upload):
+            return
+        stream = getattr(self._chan, "_session", None)
+        received = getattr(stream, "_recv_buf", {}).get(None)
+        if stream is None or received is None:
+            return
+        # The byte usually came with the data: this waits only when it did not.
+        while not any(received) and not stream._eof_received and not self._chan.is_closing():
+            await stream._block_read(None)
+
+    def _scp_file_end(self) -> Literal["whole", "error", "cut"]:
+        """How the SCP client ended the file it sent (`scp_file_ended` waited for it), looked
+        at without taking it from the stream: the zero byte that says it read it all, an
+        error, or nothing (cut short)."""
         stream = getattr(self._chan, "_session", None)
         received = getattr(stream, "_recv_buf", {}).get(None)
         if stream is None or received is None:
             # Not the stream session this was written against: only a closing channel tells.
             return "cut" if self._chan.is_closing() else "whole"
-        while True:
-            for item in received:
-                if isinstance(item, Exception):
-                    return "cut"
-                if item:
-                    return "whole" if item[:1] == b"\0" else "error"
-            if stream._eof_received or self._chan.is_closing():
+        for item in received:
+            if isinstance(item, Exception):
                 return "cut"
-            # The byte usually came with the data: this waits only when it did not.
-            await stream._block_read(None)
+            if item:
+                return "whole" if item[:1] == b"\0" else "error"
+        return "cut"
 
     async def _setstat_parts(self, parts: tuple[str, ...], attrs: asyncssh.SFTPAttrs) -> None:
         client = self._storage.client_path(parts)
@@ -670,7 +682,8 @@ class SFTPSession(asyncssh.SFTPServer):
             # SCP has no close request of its own: its file closes are the completions, of an
             # upload only once its client has said that what it sent is the whole file.
             if isinstance(file_obj, Upload):
-                end = await self._scp_file_end()
+                await self.scp_file_ended(file_obj)  # at once: `_SCPFiles.close` waited
+                end = self._scp_file_end()
                 if end != "whole":
                     self._open.discard(file_obj)
                     await file_obj.abort()
