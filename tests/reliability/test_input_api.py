@@ -4,7 +4,10 @@ is `application/problem+json`."""
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 import logging
+import pkgutil
 from collections import Counter
 
 import httpx
@@ -20,6 +23,22 @@ from sftphook.config import Settings
 from tests.reliability.conftest import SOAK, Ledger
 from tests.reliability.input_server import ThreadedServer
 from tests.unit.webhooks.fake_dns import HostsLookup
+
+
+def _import_every_module_of(package: str) -> None:
+    """Import now, at collection, what the test would import as it goes.
+
+    pytest rewrites the modules of plugin packages (schemathesis and hypothesis are) as they
+    are first imported, parsing their source; here that would happen while the server's thread
+    runs, and CPython 3.11's AST construction then fails now and then with "SystemError: AST
+    constructor recursion depth mismatch" (python/cpython#106905, threaded programs)."""
+    for info in pkgutil.walk_packages(importlib.import_module(package).__path__, package + "."):
+        with contextlib.suppress(Exception):
+            importlib.import_module(info.name)
+
+
+_import_every_module_of("schemathesis")
+_import_every_module_of("hypothesis.strategies")
 
 EXAMPLES = 150 if SOAK else 8
 PROBLEM_JSON = "application/problem+json"
