@@ -4,7 +4,7 @@ The node's own `Defender` still decides at once (before the key exchange, and wh
 database is away); every failure is also counted in the store (`store/bans.py`), and each node
 reads the bans there every few seconds. So an address gets `ban_threshold` tries in all, however
 many nodes the load balancer spreads it over, and a ban made on one node holds on every node.
-Addresses are counted and stored under their key (`sftp/addresses.py`): an IPv6 client's is its
+Addresses are counted and stored under their key (`addresses.py`): an IPv6 client's is its
 network.
 """
 
@@ -16,7 +16,7 @@ import logging
 import time
 from collections.abc import Callable
 
-from sftphook.sftp.addresses import describe
+from sftphook.addresses import describe
 from sftphook.sftp.defender import Defender
 from sftphook.store import bans as ban_store
 from sftphook.store.database import Database

@@ -1,7 +1,7 @@
 """Brute-force protection: addresses with too many failed logins are banned for a while.
 
 Pure bookkeeping: every method takes `now`, so the rules are tested without waiting. An
-"address" here is the key a client is counted under (`sftp/addresses.py` `address_key`): an
+"address" here is the key a client is counted under (`addresses.py` `address_key`): an
 IPv4 address, or an IPv6 client's network.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 import collections
 import logging
 
-from sftphook.sftp.addresses import describe
+from sftphook.addresses import describe
 
 log = logging.getLogger(__name__)
 

@@ -285,7 +285,7 @@ class AuditEntry(Base):
 class LoginFailure(Base):
     """Failed SFTP logins of one address in its current window, and its ban: counted by every
     node, so an address cannot try `ban_threshold` times on each node of a cluster. An IPv6
-    client's address is its network (`sftp/addresses.py`)."""
+    client's address is its network (`addresses.py`)."""
 
     __tablename__ = "login_failures"
 
