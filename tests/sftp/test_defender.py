@@ -93,3 +93,16 @@ def test_repeated_extensions_do_not_grow_memory() -> None:
         defender.ban("203.0.113.7", 1000.0 + i / 1000, i / 1000)
     assert len(defender._ends) <= 2 * len(defender._banned_until) + 1024
     assert defender.is_banned("203.0.113.7", 1009.9)
+
+
+def test_a_lifted_address_is_free_and_counted_from_one() -> None:
+    defender = Defender(threshold=2, window=1000, duration=1000)
+    defender.failed("203.0.113.7", 0.0)
+    assert defender.failed("203.0.113.7", 1.0)
+    defender.failed("198.51.100.1", 1.0)
+    assert defender.lift("203.0.113.7")
+    assert not defender.is_banned("203.0.113.7", 2.0)
+    assert not defender.failed("203.0.113.7", 3.0)
+    assert defender.lift("198.51.100.1") is False  # failures only: forgotten, no ban
+    assert not defender.failed("198.51.100.1", 4.0)
+    assert not defender.lift("192.0.2.1")

@@ -57,6 +57,11 @@ class Defender:
             self._set_ban(address, until)
         return not was_banned and until > now
 
+    def lift(self, address: str) -> bool:
+        """Forget the ban and the failures of `address`; True when it was banned."""
+        self._failures.pop(address, None)
+        return self._banned_until.pop(address, None) is not None
+
     def failed(self, address: str, now: float, *, client: str | None = None) -> bool:
         """Count a failed login; True when this failure got the address banned. `client` is
         the address the failure came from, when `address` is its network (for the log)."""

@@ -294,6 +294,9 @@ class LoginFailure(Base):
     window_started_at: Mapped[int]
     banned_until: Mapped[int | None] = mapped_column(default=None, index=True)
     updated_at: Mapped[int] = mapped_column(default=now_ms)
+    # When an operator last lifted its ban (`sftphook bans lift`): each node drops the ban it
+    # holds in memory when it reads this.
+    lifted_at: Mapped[int | None] = mapped_column(default=None, index=True)
 
 
 class Setting(Base):
