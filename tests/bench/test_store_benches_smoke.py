@@ -1,5 +1,6 @@
-"""Tiny runs of bench/large_replace.py, bench/event_commit.py and bench/retention.py, so that
-they keep working as the storage and the store change."""
+"""Tiny runs of bench/large_replace.py, bench/event_commit.py, bench/retention.py and
+bench/defender.py, so that they keep working as the storage, the store and the SFTP front's
+defender change."""
 
 from __future__ import annotations
 
@@ -69,3 +70,10 @@ async def test_event_commit_on_postgres_counts_two_round_trips_per_event() -> No
         now = lines.index(next(line for line in lines if f"(this version), {webhook}" in line))
         assert "round trips per event: 2.0 " in lines[now + 1], out
         assert "round trips per event: 2.0 " not in lines[before + 1], out
+
+
+def test_defender_bench_prints_both_versions_and_the_scan() -> None:
+    out = _run("defender.py", "--addresses", "12000", "--samples", "20", "--cap", "5000")
+    for held in ("1,000", "10,000", "12,000"):
+        assert re.search(rf"^\s+{held} \|\s+[\d.]+ \|\s+[\d.]+ \|\s+\d+×$", out, re.M), out
+    assert re.search(r"a scan of 12,000 addresses.* 5,000 records held", out), out

@@ -15,7 +15,10 @@ import asyncssh
 import pytest
 
 from sftphook.app import App
+from sftphook.audit import CLI
 from sftphook.config import Settings
+from sftphook.sftp.bans import SharedBans, lift_ban
+from sftphook.sftp.defender import Defender
 from sftphook.store import Database
 from sftphook.store import audit as audit_store
 from sftphook.store import bans as ban_store
@@ -146,3 +149,81 @@ async def test_the_shared_count_has_a_window_and_bans_end(backend: str, tmp_path
             )
         finally:
             await db.close()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+async def test_a_lift_ends_the_ban_and_is_kept_for_the_nodes_to_read(backend: str, tmp_path: Path):
+    async with _database(backend, tmp_path) as url:
+        db = Database(url)
+        try:
+            await db.upgrade()
+
+            async def fail(now: int) -> int | None:
+                work = functools.partial(
+                    ban_store.record_failure,
+                    address="2001:db8:1:2::/64",
+                    now=now,
+                    threshold=2,
+                    window_ms=10_000,
+                    duration_ms=100_000,
+                )
+                return await db.write(work)
+
+            async def lift(now: int) -> ban_store.Lifted | None:
+                return await db.write(
+                    functools.partial(
+                        ban_store.lift, address="2001:db8:1:2::/64", now=now, window_ms=10_000
+                    )
+                )
+
+            assert await lift(0) is None  # nothing stored
+            await fail(0)
+            assert await fail(1_000) == 101_000
+            listed = await db.read(functools.partial(ban_store.bans, now=2_000))
+            assert listed == [ban_store.Ban("2001:db8:1:2::/64", 2, 101_000)]
+            assert await lift(5_000) == ban_store.Lifted(101_000, 2)
+            assert await db.read(functools.partial(ban_store.active_bans, now=6_000)) == []
+            assert await db.read(functools.partial(ban_store.lifts, since=4_999)) == [
+                ("2001:db8:1:2::/64", 5_000)
+            ]
+            assert await db.read(functools.partial(ban_store.lifts, since=5_000)) == []
+            # Counted from one again.
+            assert await fail(6_000) is None
+            assert await lift(7_000) == ban_store.Lifted(None, 1)
+            # The row is kept while the nodes may still have to read the lift.
+            prune = functools.partial(ban_store.prune, window_ms=1_000)
+            assert await db.write(functools.partial(prune, now=7_000 + 30_000)) == 0
+            assert (
+                await db.write(functools.partial(prune, now=7_000 + ban_store.LIFTS_KEPT_MS)) == 1
+            )
+        finally:
+            await db.close()
+
+
+async def test_a_node_drops_a_lifted_ban_once_and_keeps_a_ban_made_since(tmp_path: Path):
+    db = Database(f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite'}")
+    try:
+        await db.upgrade()
+        defender = Defender(threshold=2, window=60, duration=600)
+        shared = SharedBans(db, defender, on_banned=lambda client, key: None)
+        for address in ("203.0.113.7", "198.51.100.1"):
+            for _ in range(2):
+                defender.failed(address, time.monotonic())
+                await shared._record(address, address)
+        await shared.sync()
+        assert defender.is_banned("203.0.113.7", time.monotonic())
+
+        result = await lift_ban(db, "203.0.113.7", ipv6_prefix=64, window=60, actor=CLI)
+        assert result.banned_until is not None and result.failures == 2
+        await shared.sync()
+        assert not defender.is_banned("203.0.113.7", time.monotonic())
+        assert defender.is_banned("198.51.100.1", time.monotonic())
+
+        # Banned again on this node alone (the database was away, say): the lift, read
+        # again at the next sync, does not undo a ban made after it.
+        defender.failed("203.0.113.7", time.monotonic())
+        defender.failed("203.0.113.7", time.monotonic())
+        await shared.sync()
+        assert defender.is_banned("203.0.113.7", time.monotonic())
+    finally:
+        await db.close()

@@ -68,3 +68,21 @@ async def test_assets_load_from_the_pages_own_address_behind_a_tls_balancer(
             seen = urljoin("https://files.example.com/login", asset)
             assert seen.startswith("https://files.example.com/static/"), asset
             assert (await client.get(asset)).status_code == 200
+
+
+async def test_addresses_of_one_ipv6_network_share_the_login_throttle(
+    settings: Settings,
+) -> None:
+    """One end site holds a whole /64: a fresh address for every try must not get it five more
+    tries each. Each try uses another name, so only the address keys can add up."""
+    settings.http.trusted_proxies = ["127.0.0.1/32"]
+    async for dashboard in _dashboard(settings, frozenset({"http"})):
+        statuses = [
+            await _try_login(dashboard.base, f"2001:db8:1:2::{i + 1:x}", f"guess{i}", "guess")
+            for i in range(5)
+        ]
+        assert statuses == [401] * 5
+        same_network = await _try_login(dashboard.base, "2001:db8:1:2:ffff::9", "admin", PASSWORD)
+        assert same_network == 429
+        other_network = await _try_login(dashboard.base, "2001:db8:1:3::1", "admin", PASSWORD)
+        assert other_network == 303

@@ -17,6 +17,7 @@ from sftphook.cli import context, listen
 from sftphook.cli import webhooks as webhooks_cli
 from sftphook.cli.admins import admins_app
 from sftphook.cli.audit import audit_app
+from sftphook.cli.bans import bans_app
 from sftphook.cli.events import events_app
 from sftphook.cli.orgs import orgs_app
 from sftphook.cli.tokens import tokens_app
@@ -39,6 +40,7 @@ app.add_typer(tokens_app, name="tokens")
 app.add_typer(events_app, name="events")
 app.add_typer(admins_app, name="admins")
 app.add_typer(audit_app, name="audit")
+app.add_typer(bans_app, name="bans")
 app.add_typer(webhooks_cli.app, name="webhooks")
 app.command("listen")(listen.listen)
 

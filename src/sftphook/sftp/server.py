@@ -22,8 +22,8 @@ from asyncssh.channel import SSHChannel
 
 from sftphook.accounts.passwords import verify_password_async
 from sftphook.accounts.validation import key_refusal
+from sftphook.addresses import address_key, describe
 from sftphook.sftp import algorithms, hostkeys, proxyproto
-from sftphook.sftp.addresses import address_key, describe
 from sftphook.sftp.bans import SharedBans
 from sftphook.sftp.defender import Defender
 from sftphook.sftp.handler import StreamSession

@@ -285,7 +285,7 @@ class AuditEntry(Base):
 class LoginFailure(Base):
     """Failed SFTP logins of one address in its current window, and its ban: counted by every
     node, so an address cannot try `ban_threshold` times on each node of a cluster. An IPv6
-    client's address is its network (`sftp/addresses.py`)."""
+    client's address is its network (`addresses.py`)."""
 
     __tablename__ = "login_failures"
 
@@ -294,6 +294,9 @@ class LoginFailure(Base):
     window_started_at: Mapped[int]
     banned_until: Mapped[int | None] = mapped_column(default=None, index=True)
     updated_at: Mapped[int] = mapped_column(default=now_ms)
+    # When an operator last lifted its ban (`sftphook bans lift`): each node drops the ban it
+    # holds in memory when it reads this.
+    lifted_at: Mapped[int | None] = mapped_column(default=None, index=True)
 
 
 class Setting(Base):

@@ -29,6 +29,7 @@ ACTIONS = [
     ("token.*", "API tokens: created, revoked"),
     ("sftp.login_failed", "Failed SFTP logins"),
     ("sftp.address_banned", "Addresses banned"),
+    ("sftp.ban_lifted", "Bans lifted"),
     ("dashboard.login_failed", "Failed dashboard logins"),
     ("notice.*", "Owner notices"),
     ("organization.updated", "Organization changed"),

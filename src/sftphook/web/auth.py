@@ -7,6 +7,7 @@ from urllib.parse import urlsplit
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 
+from sftphook.addresses import address_key
 from sftphook.store.models import now_ms
 from sftphook.web.pages import (
     NO_STORE,
@@ -98,7 +99,9 @@ async def login(request: Request) -> Response:
             status_code=403,
         )
     client = request.client.host if request.client else "unknown"
-    keys = [f"ip:{client}", f"name:{username.lower()}"]
+    # An IPv6 browser by its /64 (the SFTP front's default `sftp.ipv6_prefix`): one end site
+    # holds 2^64 addresses and could otherwise try five passwords from each.
+    keys = [f"ip:{address_key(client)}", f"name:{username.lower()}"]
     wait = state.throttle.retry_after(keys)
     if wait is not None:
         return await _login_page(

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from sftphook.sftp.addresses import address_key, describe
-from sftphook.sftp.defender import Defender
+from sftphook.addresses import address_key, describe
 
 
 @pytest.mark.parametrize(
@@ -67,19 +66,3 @@ def test_log_lines_name_the_address_and_its_network() -> None:
     assert describe("2001:db8::/64", "2001:db8::7") == "address 2001:db8::7 (network 2001:db8::/64)"
     assert describe("2001:db8::/64") == "network 2001:db8::/64"
     assert describe("203.0.113.7") == "address 203.0.113.7"
-
-
-def test_failures_from_addresses_of_one_network_ban_the_network(
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    defender = Defender(threshold=3, window=60, duration=100)
-    for i, now in enumerate((0.0, 1.0)):
-        client = f"2001:db8:1:2::{i + 1}"
-        assert not defender.failed(address_key(client), now, client=client)
-    assert defender.failed(address_key("2001:db8:1:2:ffff::3"), 2.0, client="2001:db8:1:2:ffff::3")
-    assert defender.is_banned(address_key("2001:db8:1:2:abcd::99"), 3.0)
-    assert not defender.is_banned(address_key("2001:db8:1:3::1"), 3.0)
-    assert (
-        "address 2001:db8:1:2:ffff::3 (network 2001:db8:1:2::/64) banned for 100 s after 3 "
-        "failed logins within 60 s" in caplog.text
-    )

@@ -1,9 +1,11 @@
-"""Which clients count as one for the connection limits and bans: an IPv6 client by its network.
+"""Which clients count as one for limits, bans and throttles: an IPv6 client by its network.
 
 An IPv6 end site usually gets a /64, 2^64 addresses: a limit or a ban on one address would not
 hold a client that can take another for each connection. So an IPv6 address is counted and
-banned as its network of `sftp.ipv6_prefix` bits, an IPv4-mapped IPv6 address (`::ffff:a.b.c.d`,
-a dual-stack listener's IPv4 client) as its IPv4 address, and an IPv4 address as itself.
+banned as its network (the SFTP front: of `sftp.ipv6_prefix` bits; the dashboard's login
+throttle: a /64), an IPv4-mapped IPv6 address (`::ffff:a.b.c.d`, a dual-stack listener's IPv4
+client) as its IPv4 address, and an IPv4 address as itself. Shared by the SFTP front and the
+dashboard, so neither imports the other.
 """
 
 from __future__ import annotations
