@@ -220,7 +220,7 @@ async def _page(request: Request) -> Page:
             raise LoginRequired()
         current = organizations[0]
         session = session.switched(current.id)
-    _refuse_nul(request.query_params.multi_items())
+    _refuse_nul([*request.path_params.items(), *request.query_params.multi_items()])
     return Page(request, state, codec, session, admin, current, organizations)
 
 
