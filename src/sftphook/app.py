@@ -30,7 +30,7 @@ from sftphook.webhooks.metrics import Metrics
 from sftphook.webhooks.service import WebhookService
 
 if TYPE_CHECKING:
-    from sftphook.sftp.server import SFTPFront
+    from sftphook.sftp.server import HostKeys, SFTPFront
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +73,7 @@ class App:
         )
         # The SFTP front, once the `sftp` role has started on this node.
         self.sftp: SFTPFront | None = None
+        self._sftp_host_keys: HostKeys | None = None
         self._stop = asyncio.Event()
         self._closers: list[tuple[str, Callable[[], Coroutine[Any, Any, None]]]] = []
 
@@ -102,6 +103,10 @@ class App:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(sig, self.request_stop)
         try:
+            if "sftp" in roles:
+                # Before any role listens: settings the host keys in the database refuse
+                # (`sftp.signature_algorithms`) stop the node here, not half-way through.
+                await self._load_sftp_host_keys()
             async with asyncio.TaskGroup() as tasks:
                 started = asyncio.Event()
                 recorder_task = tasks.create_task(self.recorder.run(started), name="recorder")
@@ -127,6 +132,11 @@ class App:
         starter = getattr(self, f"_start_{role}")
         await starter(tasks)
 
+    async def _load_sftp_host_keys(self) -> None:
+        from sftphook.sftp.server import HostKeys
+
+        self._sftp_host_keys = await HostKeys.load(self.settings, self.db, self.secret_box)
+
     async def _start_sftp(self, tasks: asyncio.TaskGroup) -> None:
         from sftphook.sftp.server import SFTPFront
         from sftphook.storage import open_backend
@@ -141,6 +151,7 @@ class App:
             storage,
             self.secret_box,
             security=self.security,
+            host_keys=self._sftp_host_keys,
         )
         try:
             await front.start()

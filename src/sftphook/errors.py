@@ -11,7 +11,8 @@
     ├── Unsupported           501      SFTP: FX_OP_UNSUPPORTED  (links in an object store)
     ├── StorageUnavailable    503      SFTP: FX_FAILURE (the object store does not answer)
     ├── StorageFull           507      SFTP: FX_FAILURE (no space left)
-    └── FileTooLarge          413      SFTP: FX_FAILURE (a write or resize past sftp.max_file_size)
+    ├── FileTooLarge          413      SFTP: FX_FAILURE (a write or resize past sftp.max_file_size)
+    └── InvalidConfiguration  500      settings that cannot work, found when the server starts
 
 The message of an error is shown to the user: it says what to do and never carries a secret.
 """
@@ -126,3 +127,12 @@ class FileTooLarge(SftphookError):
     sftp_code = asyncssh.FX_FAILURE
     problem_type = "https://sftphook.dev/problems/file-too-large"
     title = "File too large"
+
+
+class InvalidConfiguration(SftphookError):
+    """Settings that cannot work, found only when the server starts: what a setting is held to
+    there, such as the host keys in the database for `sftp.signature_algorithms`. The message
+    names the setting; `sftphook serve` prints it as its one error line."""
+
+    problem_type = "https://sftphook.dev/problems/invalid-configuration"
+    title = "Invalid configuration"

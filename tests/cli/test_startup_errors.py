@@ -1,9 +1,11 @@
 """Settings that cannot work (a database that does not answer, a URL that is no database URL, a
-data directory that cannot be made, a malformed key) end a command with one `error:` line and
-status 1, as docs/cli.md promises; they used to print a Python traceback."""
+data directory that cannot be made, a malformed key, signature algorithms no host key has) end a
+command with one `error:` line and status 1, as docs/cli.md promises; they used to print a Python
+traceback."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -79,3 +81,24 @@ def test_invalid_settings_are_one_line_naming_each_setting(
     assert line.startswith("error: invalid configuration: ")
     for word in words:
         assert word in line, (word, line)
+
+
+def test_serve_with_signature_algorithms_no_host_key_has_stops_before_listening(
+    cli: Cli, cli_env: dict[str, str]
+) -> None:
+    cli_env["SFTPHOOK_SFTP__SIGNATURE_ALGORITHMS"] = '["ecdsa-sha2-nistp256"]'
+    cli_env["SFTPHOOK_SFTP__PORT"] = "0"
+    cli_env["SFTPHOOK_HTTP__PORT"] = "0"
+    result = cli("serve")
+    assert result.returncode == 1, result.stderr
+    *logged, last = result.stderr.splitlines()
+    assert last.startswith(
+        "error: invalid configuration: sftp.signature_algorithms: no host key can sign with any "
+        "of ['ecdsa-sha2-nistp256']: the host keys are ssh-ed25519 and ssh-rsa, which sign with "
+        "ssh-ed25519, rsa-sha2-256, rsa-sha2-512, "
+    )
+    # The rest is the log of what came before (migrations, the host keys made): no traceback,
+    # and neither the HTTP nor the SFTP role listened.
+    assert all(re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} [A-Z]+ ", line) for line in logged)
+    assert not [line for line in logged if "dashboard and API on" in line or "SFTP on" in line]
+    assert result.stdout == ""

@@ -11,6 +11,7 @@ import pytest
 from pydantic import ValidationError
 
 from sftphook.config import Settings
+from sftphook.errors import InvalidConfiguration
 from sftphook.sftp import algorithms
 from tests.conftest import require_binary
 from tests.sftp.conftest import Result, Server, run
@@ -191,5 +192,10 @@ def test_an_empty_list_keeps_the_defaults(tmp_path: Path) -> None:
 
 def test_signature_algorithms_no_host_key_can_use_are_refused_at_start() -> None:
     key = asyncssh.generate_private_key("ssh-ed25519")
-    with pytest.raises(ValueError, match="leaves no host key"):
+    with pytest.raises(InvalidConfiguration) as refused:
         algorithms.host_keys_signing_with([key], ["rsa-sha2-256"])
+    assert refused.value.message == (
+        "sftp.signature_algorithms: no host key can sign with any of ['rsa-sha2-256']: the "
+        "host keys are ssh-ed25519, which sign with ssh-ed25519; add one of those to the list, "
+        "or leave it empty"
+    )

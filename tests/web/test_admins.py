@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import itertools
+import time
+from collections.abc import Awaitable, Callable
+
 import httpx
 import pytest
 from argon2 import PasswordHasher, extract_parameters
@@ -32,6 +37,65 @@ async def test_admin_passwords_are_argon2_hashes_and_verify(app: App) -> None:
         await admins.add_admin("ops", "another secret!", [org.id])
     with pytest.raises(InvalidInput):
         await admins.add_admin("short", "pw", [org.id])
+
+
+async def _ticks_while_hashing(
+    work: Callable[[], Awaitable[object]], monkeypatch: pytest.MonkeyPatch
+) -> list[tuple[float, float, list[float]]]:
+    """Run `work` while a task ticks every 5 ms; for each password hash it made, (its
+    duration, the longest gap between ticks around it, the ticks that came while it ran).
+    A hash on the event loop gets no tick at all: the loop cannot run the ticking task."""
+    hashes: list[tuple[float, float]] = []
+    real = passwords.hash_password
+
+    def timed(password: str) -> str:
+        start = time.monotonic()
+        try:
+            return real(password)
+        finally:
+            hashes.append((start, time.monotonic()))
+
+    monkeypatch.setattr(passwords, "hash_password", timed)
+    ticks: list[float] = []
+
+    async def tick() -> None:
+        while True:
+            ticks.append(time.monotonic())
+            await asyncio.sleep(0.005)
+
+    ticking = asyncio.create_task(tick())
+    try:
+        await asyncio.sleep(0.02)  # ticking before the work starts
+        await work()
+        await asyncio.sleep(0.02)  # and after it ends
+    finally:
+        ticking.cancel()
+    found = []
+    for start, end in hashes:
+        during = [t for t in ticks if start < t < end]
+        # From the last tick before the hash to the first after it.
+        span = [t for t in ticks if t <= start][-1:] + during + [t for t in ticks if t >= end][:1]
+        found.append((end - start, max(b - a for a, b in itertools.pairwise(span)), during))
+    return found
+
+
+async def test_admin_passwords_are_hashed_off_the_event_loop(
+    app: App, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    org = await app.accounts.resolve_organization(None)
+    admins = AdminService(app.db)
+
+    async def add_then_set() -> None:
+        await admins.add_admin("ops", "long enough secret", [org.id])
+        await admins.set_password("ops", "the next secret")
+
+    hashes = await _ticks_while_hashing(add_then_set, monkeypatch)
+    assert len(hashes) == 2  # add_admin's, then set_password's
+    for duration, longest_gap, during in hashes:
+        # argon2id takes tens of milliseconds; the loop went on ticking all the while.
+        assert len(during) >= 3, (duration, during)
+        assert longest_gap < duration / 2, (duration, longest_gap)
+    assert await admins.authenticate("ops", "the next secret") is not None
 
 
 def test_admins_add_reads_the_password_from_stdin(

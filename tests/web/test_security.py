@@ -368,3 +368,20 @@ async def test_a_nul_character_in_a_form_or_filter_is_refused_not_a_server_error
         assert resp.status_code == 422 and "NUL" in resp.text
     assert await app.webhooks.list_webhooks(org) == []
     assert (await app.accounts.get_organization(org)).notice_email is None
+
+
+async def test_a_nul_character_in_a_dashboard_path_is_refused_not_a_server_error(
+    pg_dashboard: Dashboard,
+) -> None:
+    """Ids and names in a page's path went to PostgreSQL unchecked: each of these was a 500."""
+    async with httpx.AsyncClient(base_url=pg_dashboard.base) as client:
+        token = await login(client)
+        for path in ("/webhooks/a%00b/edit", "/webhooks/a%00b/deliveries", "/deliveries/a%00b"):
+            resp = await client.get(path)
+            assert resp.status_code == 422 and "NUL" in resp.text, path
+        resp = await client.post("/users/a%00b/disable", data={"csrf_token": token})
+        assert resp.status_code == 422 and "NUL" in resp.text
+        # Logged out, the login page comes first, as for any page.
+        client.cookies.clear()
+        resp = await client.get("/webhooks/a%00b/edit")
+        assert resp.status_code == 303 and resp.headers["location"].startswith("/login")

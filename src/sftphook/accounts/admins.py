@@ -48,7 +48,7 @@ class AdminService:
         validation.check_name(username, what="admin name", field="username")
         admin = Admin(
             username=username,
-            password_hash=passwords.hash_password(validation.check_password(password)),
+            password_hash=await passwords.hash_password_async(validation.check_password(password)),
         )
         try:
             async with self._db.transaction() as s:
@@ -76,7 +76,7 @@ class AdminService:
                 s.add(AdminMembership(admin_id=admin.id, organization_id=organization_id))
 
     async def set_password(self, username: str, password: str) -> None:
-        password_hash = passwords.hash_password(validation.check_password(password))
+        password_hash = await passwords.hash_password_async(validation.check_password(password))
         async with self._db.transaction() as s:
             admin = await _by_username(s, username)
             if admin is None:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 from fastapi import Depends, Request
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from sftphook import nul
 from sftphook.audit import Actor
 from sftphook.errors import InvalidInput, Unauthorized
 from sftphook.store.models import ApiToken
@@ -50,17 +51,21 @@ async def get_actor(token: Annotated[ApiToken, Depends(get_token)]) -> Actor:
 NUL_MESSAGE = "must not contain NUL characters"
 
 
+def _nul_message(field: str) -> str:
+    return NUL_MESSAGE  # the field is named beside it, in the problem's `errors`
+
+
 async def refuse_nul(request: Request, _: Annotated[ApiToken, Depends(get_token)]) -> None:
-    """Refuse a NUL character in the path, the query or a JSON body, naming where it is.
+    """Refuse a NUL character in the path, the query (names too) or a JSON body, naming where
+    it is (`nul.refuse_nul`).
 
     PostgreSQL can neither store nor compare text that holds one: left to the database, any
     such value was a 500. Runs after the token check, so that a stranger still gets 401."""
-    for name, value in request.path_params.items():
-        if isinstance(value, str) and "\x00" in value:
-            raise InvalidInput(NUL_MESSAGE, field=name)
-    for name, value in request.query_params.multi_items():
-        if "\x00" in value or "\x00" in name:
-            raise InvalidInput(NUL_MESSAGE, field=name)
+    nul.refuse_nul(
+        [*request.path_params.items(), *request.query_params.multi_items()],
+        message=_nul_message,
+        names=True,
+    )
     body = await request.body()  # read (and kept) by FastAPI already
     # JSON can only spell a NUL as an escape: most bodies are not looked into.
     if b"\\u0000" not in body:
@@ -69,27 +74,9 @@ async def refuse_nul(request: Request, _: Annotated[ApiToken, Depends(get_token)
         document = await request.json()  # as FastAPI parsed it (Starlette keeps it)
     except (ValueError, RecursionError):
         return  # not JSON: the route's own validation says what is wrong
-    where = _nul_in(document)
-    if where is not None:
-        raise InvalidInput(NUL_MESSAGE, field=".".join(where) or "body")
-
-
-def _nul_in(document: Any) -> list[str] | None:
-    """The path (`filter.0.value`) of the first string with a NUL in `document`, or None.
-    Walked with a list, not by recursion: JSON nests deeper than the stack allows."""
-    pending: list[tuple[Any, list[str]]] = [(document, [])]
-    while pending:
-        value, where = pending.pop()
-        if isinstance(value, str):
-            if "\x00" in value:
-                return where
-        elif isinstance(value, dict):
-            if any("\x00" in key for key in value):
-                return where
-            pending.extend((item, [*where, key]) for key, item in reversed(value.items()))
-        elif isinstance(value, list):
-            pending.extend((item, [*where, str(i)]) for i, item in reversed(list(enumerate(value))))
-    return None
+    # Named by its path (`filter.0.value`); "body" for a NUL in a top-level key, or in a body
+    # that is one string.
+    nul.refuse_nul([("body", document)], message=_nul_message, names=False)
 
 
 async def refuse_unknown_query(

@@ -22,6 +22,7 @@ from sftphook.cli.events import events_app
 from sftphook.cli.orgs import orgs_app
 from sftphook.cli.tokens import tokens_app
 from sftphook.cli.users import users_app
+from sftphook.errors import InvalidConfiguration
 from sftphook.retention import Pruner
 from sftphook.store.retention import PruneCounts
 
@@ -112,6 +113,10 @@ async def _serve(server: App, roles: frozenset[str]) -> None:
     announcing = asyncio.create_task(announce())
     try:
         await server.serve(roles, ready=ready)
+    except InvalidConfiguration as exc:
+        # Raised before anything listens (`App.serve`): one line, as for the settings' own
+        # checks.
+        context.fail(f"invalid configuration: {exc.message}")
     finally:
         announcing.cancel()
 

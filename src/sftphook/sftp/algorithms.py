@@ -18,6 +18,8 @@ from asyncssh.kex import get_kex_algs
 from asyncssh.mac import get_mac_algs
 from asyncssh.public_key import get_public_key_algs
 
+from sftphook.errors import InvalidConfiguration
+
 # Setting name: (what asyncssh calls the kind, its algorithms).
 _KINDS: dict[str, tuple[str, Callable[[], list[bytes]]]] = {
     "ciphers": ("encryption", get_encryption_algs),
@@ -56,20 +58,28 @@ def host_keys_signing_with(
 ) -> list[asyncssh.SSHKeyPair]:
     """The host keys, each offered only with the signature algorithms of the list (an RSA key
     signs with `rsa-sha2-256`, `rsa-sha2-512` and SHA-1 `ssh-rsa`); a key left with none is
-    not offered. Raises ValueError when no key is left."""
+    not offered. Raises InvalidConfiguration when no key is left."""
     allowed = {name.encode("ascii") for name in signature_algorithms}
     pairs = []
+    # What the keys can sign with, for the error: asyncssh's order, each name once.
+    possible: dict[str, None] = {}
     for pair in asyncssh.load_keypairs(list(keys)):
+        possible.update(dict.fromkeys(alg.decode("ascii") for alg in pair.host_key_algorithms))
         pair.host_key_algorithms = [alg for alg in pair.host_key_algorithms if alg in allowed]
         if pair.host_key_algorithms:
             pairs.append(pair)
     if not pairs:
-        offered = sorted({alg.decode() for key in keys for alg in key.sig_algorithms})
-        raise ValueError(
-            "sftp.signature_algorithms leaves no host key to offer: the host keys sign with "
-            + ", ".join(offered)
+        types = [key.get_algorithm() for key in keys]
+        raise InvalidConfiguration(
+            f"sftp.signature_algorithms: no host key can sign with any of "
+            f"{list(signature_algorithms)}: the host keys are {_and(types)}, which sign with "
+            f"{', '.join(possible)}; add one of those to the list, or leave it empty"
         )
     return pairs
+
+
+def _and(names: Sequence[str]) -> str:
+    return " and ".join(filter(None, [", ".join(names[:-1]), *names[-1:]]))
 
 
 def limit_signatures(key: asyncssh.SSHKey, signature_algorithms: Sequence[str]) -> None:

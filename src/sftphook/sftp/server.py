@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import dataclasses
 import ipaddress
 import logging
 import time
@@ -73,6 +74,26 @@ class ConnectionState:
         self.session_id = session_id
 
 
+@dataclasses.dataclass(frozen=True)
+class HostKeys:
+    """The install's host keys, and what the server offers of them: each with only the
+    signature algorithms `sftp.signature_algorithms` leaves it."""
+
+    keys: list[asyncssh.SSHKey]
+    offered: list[Any]
+
+    @classmethod
+    async def load(cls, settings: Settings, db: Database, box: SecretBox) -> HostKeys:
+        """The keys every node shares (`hostkeys.load_shared`). Raises InvalidConfiguration
+        when `sftp.signature_algorithms` leaves none of them to offer: `app.py` loads them
+        before any role listens, so such settings stop the node before it serves."""
+        keys = await hostkeys.load_shared(db, box, settings.host_keys_dir)
+        offered: list[Any] = list(keys)
+        if settings.sftp.signature_algorithms:
+            offered = algorithms.host_keys_signing_with(keys, settings.sftp.signature_algorithms)
+        return cls(keys, offered)
+
+
 class SFTPFront:
     def __init__(
         self,
@@ -84,8 +105,11 @@ class SFTPFront:
         secret_box: SecretBox,
         *,
         security: SecurityRecorder | None = None,
+        host_keys: HostKeys | None = None,
     ) -> None:
         self.settings = settings
+        # Loaded by `start` unless given (already held to `sftp.signature_algorithms`).
+        self._loaded_host_keys = host_keys
         # Failed logins and bans go to the audit log through it (buffered, aggregated).
         self.security = security
         self.db = db
@@ -135,9 +159,10 @@ class SFTPFront:
 
     async def start(self) -> None:
         """Listen; returns once connections are accepted (`port` is the bound port)."""
-        self.host_keys = await hostkeys.load_shared(
-            self.db, self._secret_box, self.settings.host_keys_dir
+        loaded = self._loaded_host_keys or await HostKeys.load(
+            self.settings, self.db, self._secret_box
         )
+        self.host_keys = loaded.keys
         for algorithm, fingerprint in self.host_key_fingerprints:
             log.info("SFTP host key %s %s", algorithm, fingerprint)
         cfg = self.settings.sftp
@@ -148,17 +173,15 @@ class SFTPFront:
             options["kex_algs"] = cfg.kex_algorithms
         if cfg.mac_algorithms:
             options["mac_algs"] = cfg.mac_algorithms
-        host_keys: list[Any] = list(self.host_keys)
         if cfg.signature_algorithms:
             # asyncssh only announces these (`server-sig-algs`): the host keys are narrowed
-            # here, and client keys in `validate_public_key`.
+            # by `HostKeys.load`, and client keys in `validate_public_key`.
             options["signature_algs"] = cfg.signature_algorithms
-            host_keys = algorithms.host_keys_signing_with(host_keys, cfg.signature_algorithms)
         self._server = await asyncssh.create_server(
             lambda: _Connection(self),
             cfg.host,
             cfg.port,
-            server_host_keys=host_keys,
+            server_host_keys=loaded.offered,
             server_version="sftphook",
             login_timeout=cfg.login_timeout,
             keepalive_interval=cfg.keepalive_interval,

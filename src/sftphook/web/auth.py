@@ -8,6 +8,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 
 from sftphook.addresses import address_key
+from sftphook.nul import nul_in
 from sftphook.store.models import now_ms
 from sftphook.web.pages import (
     NO_STORE,
@@ -111,8 +112,9 @@ async def login(request: Request) -> Response:
             status_code=429,
             retry_after=wait,
         )
-    # No admin name holds a NUL character, and PostgreSQL cannot even be asked about one.
-    lookup = bool(username) and "\x00" not in username
+    # No admin name holds a NUL character, and PostgreSQL cannot even be asked about one: such a
+    # name is not refused but answered as any unknown name is (401, and counted by the throttle).
+    lookup = bool(username) and nul_in(username) is None
     admin = await state.admins.authenticate(username, password) if lookup else None
     if admin is None:
         state.throttle.failed(keys)

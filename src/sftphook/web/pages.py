@@ -18,9 +18,9 @@ from fastapi.templating import Jinja2Templates
 from markupsafe import Markup
 from starlette.datastructures import FormData
 
+from sftphook import nul
 from sftphook.accounts.admins import AdminService
 from sftphook.audit import Actor
-from sftphook.errors import InvalidInput
 from sftphook.store.models import Admin, Organization, now_ms
 from sftphook.web.flash import OneTimeStore
 from sftphook.web.sessions import (
@@ -220,7 +220,7 @@ async def _page(request: Request) -> Page:
             raise LoginRequired()
         current = organizations[0]
         session = session.switched(current.id)
-    refuse_nul(request.query_params.multi_items())
+    _refuse_nul([*request.path_params.items(), *request.query_params.multi_items()])
     return Page(request, state, codec, session, admin, current, organizations)
 
 
@@ -232,7 +232,7 @@ async def posted_page(request: Request) -> tuple[Page, FormData]:
     token = form.get("csrf_token")
     if not page.codec.check_csrf(page.session, token if isinstance(token, str) else None):
         raise FormRefused()
-    refuse_nul(form.multi_items())
+    _refuse_nul(form.multi_items())
     return page, form
 
 
@@ -240,14 +240,15 @@ CurrentPage = Annotated[Page, Depends(_page)]
 PostedPage = Annotated[tuple[Page, FormData], Depends(posted_page)]
 
 
-def refuse_nul(values: Iterable[tuple[str, Any]]) -> None:
-    """A NUL character is refused before any query sees it: PostgreSQL cannot store one in text,
-    so it would be a server error there (and no name, path or address holds one)."""
-    for name, value in values:
-        if isinstance(value, str) and "\x00" in value:
-            raise InvalidInput(
-                f"{name.replace('_', ' ')} contains a NUL character; remove it", field=name
-            )
+def _refuse_nul(values: Iterable[tuple[str, Any]]) -> None:
+    """A NUL character in a value is refused before any query sees it (`nul.refuse_nul`), in a
+    sentence for the person at the form. Names are not looked at: a page reads only the fields
+    it knows, and no known name holds one."""
+    nul.refuse_nul(values, message=_nul_sentence, names=False)
+
+
+def _nul_sentence(field: str) -> str:
+    return f"{field.replace('_', ' ')} contains a NUL character; remove it"
 
 
 def field(form: FormData, name: str) -> str:
