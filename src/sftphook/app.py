@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import socket
 from collections.abc import Callable, Coroutine, Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -19,6 +20,7 @@ import uvicorn
 from sftphook.accounts import AccountService
 from sftphook.audit import AuditLog, SecurityRecorder
 from sftphook.config import Settings
+from sftphook.errors import CannotListen, cannot_listen
 from sftphook.events import EventRecorder
 from sftphook.notices import OwnerNotices
 from sftphook.retention import Pruner
@@ -107,26 +109,43 @@ class App:
                 # Before any role listens: settings the host keys in the database refuse
                 # (`sftp.signature_algorithms`) stop the node here, not half-way through.
                 await self._load_sftp_host_keys()
-            async with asyncio.TaskGroup() as tasks:
-                started = asyncio.Event()
-                recorder_task = tasks.create_task(self.recorder.run(started), name="recorder")
-                await started.wait()
-                for role in sorted(roles):
-                    await self._start_role(role, tasks)
-                if "worker" in roles:
-                    self._start_pruner(tasks)
-                self._start_audit(tasks)
-                if ready is not None:
-                    ready.set()
-                await self._stop.wait()
-                log.info("shutting down")
-                await self._shutdown()
-                await recorder_task
+            try:
+                async with asyncio.TaskGroup() as tasks:
+                    started = asyncio.Event()
+                    recorder_task = tasks.create_task(self.recorder.run(started), name="recorder")
+                    await started.wait()
+                    for role in sorted(roles):
+                        try:
+                            await self._start_role(role, tasks)
+                        except BaseException:
+                            # The roles that started before this one stop with it, as at a
+                            # shutdown; the recorder flushes what they recorded.
+                            await self._shutdown()
+                            await _bounded("recorder", _awaited(recorder_task))
+                            raise
+                    await self._run_started(roles, tasks, ready)
+                    await recorder_task
+            except* CannotListen as failed:
+                # A role's own error, raised where it started: itself, not a group of one.
+                raise failed.exceptions[0] from None
         finally:
             if install_signal_handlers:
                 for sig in (signal.SIGINT, signal.SIGTERM):
                     loop.remove_signal_handler(sig)
             await self.db.close()
+
+    async def _run_started(
+        self, roles: frozenset[str], tasks: asyncio.TaskGroup, ready: asyncio.Event | None
+    ) -> None:
+        """Every role listens: run until asked to stop, then shut down."""
+        if "worker" in roles:
+            self._start_pruner(tasks)
+        self._start_audit(tasks)
+        if ready is not None:
+            ready.set()
+        await self._stop.wait()
+        log.info("shutting down")
+        await self._shutdown()
 
     async def _start_role(self, role: str, tasks: asyncio.TaskGroup) -> None:
         starter = getattr(self, f"_start_{role}")
@@ -184,7 +203,9 @@ class App:
             forwarded_allow_ips=self.settings.http.trusted_proxies,
         )
         server = _QuietUvicorn(config)
-        tasks.create_task(server.serve(), name="http")
+        # Bound here rather than by uvicorn, which logs a failure and exits the process.
+        sock = _listening_socket(self.settings.http.host, self.settings.http.port)
+        tasks.create_task(server.serve(sockets=[sock]), name="http")
         while not server.started:
             if server.should_exit:
                 raise RuntimeError(
@@ -268,6 +289,27 @@ async def _bounded(name: str, closing: Coroutine[Any, Any, None], deadline: floa
         log.warning("%s did not stop within %.0f s", name, deadline)
     except Exception:
         log.exception("%s failed while stopping", name)
+
+
+async def _awaited(task: asyncio.Task[None]) -> None:
+    await task
+
+
+def _listening_socket(host: str, port: int) -> socket.socket:
+    """The HTTP role's socket, bound to `host`:`port` as uvicorn binds it (IPv6 for a host with
+    a colon, the address reusable at once after a restart)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise cannot_listen("the dashboard and API", host, port, "http", exc) from None
+    except BaseException:
+        sock.close()
+        raise
+    return sock
 
 
 class _QuietUvicorn(uvicorn.Server):

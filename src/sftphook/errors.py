@@ -19,6 +19,7 @@ The message of an error is shown to the user: it says what to do and never carri
 
 from __future__ import annotations
 
+import os
 from typing import Any, ClassVar
 
 import asyncssh
@@ -136,3 +137,24 @@ class InvalidConfiguration(SftphookError):
 
     problem_type = "https://sftphook.dev/problems/invalid-configuration"
     title = "Invalid configuration"
+
+
+class CannotListen(SftphookError):
+    """A role could not listen where its settings say (the port is taken, the address is not
+    this machine's, a port below 1024 without the right): `sftphook serve` prints the message,
+    which names the address and the setting to change, as its one error line."""
+
+    problem_type = "https://sftphook.dev/problems/cannot-listen"
+    title = "Cannot listen"
+
+
+def cannot_listen(what: str, host: str, port: int, group: str, exc: OSError) -> CannotListen:
+    """The error of `what` ("SFTP") failing to listen on `host`:`port` with `exc`; `group` is
+    the settings' group of that address ("sftp")."""
+    # The system's words for the errno: asyncio's own message repeats the address.
+    reason = (os.strerror(exc.errno) if exc.errno else str(exc)).lower()
+    env = f"SFTPHOOK_{group.upper()}__"
+    return CannotListen(
+        f"{what} cannot listen on {host}:{port}: {reason} (the address and port are set by "
+        f"{env}HOST and {env}PORT, or {group}.host and {group}.port)"
+    )

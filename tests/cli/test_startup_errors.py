@@ -6,6 +6,7 @@ traceback."""
 from __future__ import annotations
 
 import re
+import socket
 from pathlib import Path
 
 import pytest
@@ -101,4 +102,32 @@ def test_serve_with_signature_algorithms_no_host_key_has_stops_before_listening(
     # and neither the HTTP nor the SFTP role listened.
     assert all(re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} [A-Z]+ ", line) for line in logged)
     assert not [line for line in logged if "dashboard and API on" in line or "SFTP on" in line]
+    assert result.stdout == ""
+
+
+@pytest.mark.parametrize(
+    ("setting", "words"),
+    [
+        ("SFTPHOOK_HTTP__PORT", "the dashboard and API cannot listen on 127.0.0.1:{port}"),
+        ("SFTPHOOK_SFTP__PORT", "SFTP cannot listen on 127.0.0.1:{port}"),
+    ],
+)
+def test_serve_on_a_port_already_taken_is_one_error_line(
+    cli: Cli, cli_env: dict[str, str], setting: str, words: str
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        cli_env["SFTPHOOK_SFTP__HOST"] = "127.0.0.1"
+        cli_env["SFTPHOOK_SFTP__PORT"] = "0"
+        cli_env["SFTPHOOK_HTTP__PORT"] = "0"
+        cli_env[setting] = str(port)
+        result = cli("serve")  # every role: the HTTP one starts before the SFTP one
+    assert result.returncode == 1, result.stderr
+    *logged, line = result.stderr.splitlines()
+    assert line.startswith(f"error: {words.format(port=port)}: "), result.stderr
+    assert "in use" in line and setting in line, line
+    # Before it, the log of the start (no traceback); nothing else was left listening.
+    assert all(re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} [A-Z]+ ", entry) for entry in logged)
     assert result.stdout == ""

@@ -22,7 +22,7 @@ from sftphook.cli.events import events_app
 from sftphook.cli.orgs import orgs_app
 from sftphook.cli.tokens import tokens_app
 from sftphook.cli.users import users_app
-from sftphook.errors import InvalidConfiguration
+from sftphook.errors import CannotListen, InvalidConfiguration
 from sftphook.retention import Pruner
 from sftphook.store.retention import PruneCounts
 
@@ -117,6 +117,9 @@ async def _serve(server: App, roles: frozenset[str]) -> None:
         # Raised before anything listens (`App.serve`): one line, as for the settings' own
         # checks.
         context.fail(f"invalid configuration: {exc.message}")
+    except CannotListen as exc:
+        # A role that could not listen: the roles started before it are stopped with it.
+        context.fail(exc.message)
     finally:
         announcing.cancel()
 

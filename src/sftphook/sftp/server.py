@@ -24,6 +24,7 @@ from asyncssh.channel import SSHChannel
 from sftphook.accounts.passwords import verify_password_async
 from sftphook.accounts.validation import key_refusal
 from sftphook.addresses import address_key, describe
+from sftphook.errors import cannot_listen
 from sftphook.sftp import algorithms, hostkeys, proxyproto
 from sftphook.sftp.bans import SharedBans
 from sftphook.sftp.defender import Defender
@@ -177,21 +178,24 @@ class SFTPFront:
             # asyncssh only announces these (`server-sig-algs`): the host keys are narrowed
             # by `HostKeys.load`, and client keys in `validate_public_key`.
             options["signature_algs"] = cfg.signature_algorithms
-        self._server = await asyncssh.create_server(
-            lambda: _Connection(self),
-            cfg.host,
-            cfg.port,
-            server_host_keys=loaded.offered,
-            server_version="sftphook",
-            login_timeout=cfg.login_timeout,
-            keepalive_interval=cfg.keepalive_interval,
-            allow_pty=False,
-            # No shells here: SFTP and SCP channels carry bytes, without a line editor's layer.
-            line_editor=False,
-            x11_forwarding=False,
-            agent_forwarding=False,
-            **options,
-        )
+        try:
+            self._server = await asyncssh.create_server(
+                lambda: _Connection(self),
+                cfg.host,
+                cfg.port,
+                server_host_keys=loaded.offered,
+                server_version="sftphook",
+                login_timeout=cfg.login_timeout,
+                keepalive_interval=cfg.keepalive_interval,
+                allow_pty=False,
+                # No shells here: SFTP and SCP channels carry bytes, without a line editor.
+                line_editor=False,
+                x11_forwarding=False,
+                agent_forwarding=False,
+                **options,
+            )
+        except OSError as exc:
+            raise cannot_listen("SFTP", cfg.host, cfg.port, "sftp", exc) from None
         log.info("SFTP on %s:%d", cfg.host, self.port)
         self._bans_task = asyncio.create_task(self.bans.run(), name="sftp-bans")
         if cfg.idle_timeout:
