@@ -7,7 +7,7 @@ import base64
 import functools
 import secrets
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -107,6 +107,26 @@ async def test_failures_on_two_nodes_add_up_to_one_ban_on_both(backend: str, tmp
     assert [(e.target_id, e.organization_id) for e in entries] == [("127.0.0.1", org.id)]
 
 
+def _failing(
+    db: Database, address: str, *, threshold: int
+) -> Callable[[int], Awaitable[int | None]]:
+    """A failed login of `address` at a given time (ms), as `SharedBans` records one: returns
+    the end of the ban it makes, if it makes one (a 10 s window, bans of 100 s)."""
+
+    async def fail(now: int) -> int | None:
+        work = functools.partial(
+            ban_store.record_failure,
+            address=address,
+            now=now,
+            threshold=threshold,
+            window_ms=10_000,
+            duration_ms=100_000,
+        )
+        return await db.write(work)
+
+    return fail
+
+
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 async def test_the_shared_count_has_a_window_and_bans_end(backend: str, tmp_path: Path):
     async with _database(backend, tmp_path) as url:
@@ -114,16 +134,7 @@ async def test_the_shared_count_has_a_window_and_bans_end(backend: str, tmp_path
         try:
             await db.upgrade()
 
-            async def fail(now: int) -> int | None:
-                work = functools.partial(
-                    ban_store.record_failure,
-                    address="203.0.113.7",
-                    now=now,
-                    threshold=3,
-                    window_ms=10_000,
-                    duration_ms=100_000,
-                )
-                return await db.write(work)
+            fail = _failing(db, "203.0.113.7", threshold=3)
 
             assert await fail(0) is None
             assert await fail(1_000) is None
@@ -158,16 +169,7 @@ async def test_a_lift_ends_the_ban_and_is_kept_for_the_nodes_to_read(backend: st
         try:
             await db.upgrade()
 
-            async def fail(now: int) -> int | None:
-                work = functools.partial(
-                    ban_store.record_failure,
-                    address="2001:db8:1:2::/64",
-                    now=now,
-                    threshold=2,
-                    window_ms=10_000,
-                    duration_ms=100_000,
-                )
-                return await db.write(work)
+            fail = _failing(db, "2001:db8:1:2::/64", threshold=2)
 
             async def lift(now: int) -> ban_store.Lifted | None:
                 return await db.write(

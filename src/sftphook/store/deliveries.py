@@ -420,8 +420,8 @@ def release_leases(connection: Connection, leases: Collection[tuple[str, str]]) 
         )
 
 
-# The columns of a new delivery (`webhooks.fanout.delivery_row`).
-_NEW_COLUMNS = (
+# The columns of a new delivery: the keys of `webhooks.fanout.delivery_row`.
+NEW_COLUMNS = (
     "id",
     "organization_id",
     "webhook_id",
@@ -442,11 +442,11 @@ _E = cast(Table, Event.__table__)
 # that has deleted the event is waited for, and then nothing is inserted; one that comes later
 # skips the locked event (`store.retention.prune_batch`).
 _INSERT_OF_STORED_EVENT = insert(_D).from_select(
-    list(_NEW_COLUMNS),
+    list(NEW_COLUMNS),
     select(
         *(
             _E.c.id if name == "event_id" else bindparam(name, type_=_D.c[name].type)
-            for name in _NEW_COLUMNS
+            for name in NEW_COLUMNS
         )
     )
     .where(_E.c.id == bindparam("event_id"))
@@ -457,7 +457,7 @@ _INSERT_OF_STORED_EVENT = insert(_D).from_select(
 async def insert_of_stored_events(
     session: AsyncSession, rows: Sequence[Mapping[str, Any]]
 ) -> set[str]:
-    """Insert new deliveries (dicts of `_NEW_COLUMNS`) of events still stored, and those without
+    """Insert new deliveries (dicts of `NEW_COLUMNS`) of events still stored, and those without
     an event; returns the ids inserted. A delivery whose event retention has removed, or is
     removing, is left out: an insert that went ahead would fail on the foreign key or, committed
     while a prune deletes its event, vanish in the delete's cascade.

@@ -19,24 +19,7 @@ from sftphook.store.models import Delivery, now_ms
 from sftphook.webhooks import filters
 
 # The keys of `delivery_row`.
-INSERT_DELIVERIES = PlainInsert(
-    cast(Table, Delivery.__table__),
-    (
-        "id",
-        "organization_id",
-        "webhook_id",
-        "event_id",
-        "topic",
-        "kind",
-        "status",
-        "payload",
-        "attempt_count",
-        "next_attempt_at",
-        "sequence",
-        "created_at",
-        "updated_at",
-    ),
-)
+INSERT_DELIVERIES = PlainInsert(cast(Table, Delivery.__table__), delivery_store.NEW_COLUMNS)
 
 
 class SequenceClock:
