@@ -5,12 +5,18 @@ traceback."""
 
 from __future__ import annotations
 
+import os
 import re
 import socket
 from pathlib import Path
 
 import pytest
 
+from sftphook.config import Settings
+from sftphook.sftp import hostkeys
+from sftphook.store import Database
+from sftphook.store import settings as stored_settings
+from sftphook.webhooks.crypto import SecretBox
 from tests.cli.conftest import Cli, error_line
 
 
@@ -131,3 +137,30 @@ def test_serve_on_a_port_already_taken_is_one_error_line(
     # Before it, the log of the start (no traceback); nothing else was left listening.
     assert all(re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} [A-Z]+ ", entry) for entry in logged)
     assert result.stdout == ""
+
+
+async def test_serve_with_host_keys_stored_under_another_encryption_key_is_one_error_line(
+    cli: Cli, cli_env: dict[str, str], settings: Settings
+) -> None:
+    # Another node stored the install's host keys with its own encryption key.
+    db = Database(settings.resolved_database_url)
+    try:
+        await db.upgrade()
+        other = SecretBox(os.urandom(32))
+        async with db.transaction() as session:
+            await stored_settings.add_if_absent(
+                session, hostkeys.SETTING_KEY, other.encrypt('{"ed25519": "x"}')
+            )
+    finally:
+        await db.close()
+    cli_env["SFTPHOOK_SFTP__PORT"] = "0"
+    cli_env["SFTPHOOK_HTTP__PORT"] = "0"
+    result = cli("serve")
+    assert result.returncode == 1, result.stderr
+    *logged, line = result.stderr.splitlines()
+    assert line == (
+        "error: invalid configuration: the SFTP host keys stored in the database cannot be "
+        "decrypted: every node needs the same encryption key (SFTPHOOK_ENCRYPTION_KEY, or the "
+        "same secret.key file)"
+    ), result.stderr
+    assert not [entry for entry in logged if "Traceback" in entry or "listen" in entry]

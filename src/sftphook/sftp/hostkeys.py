@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import asyncssh
 
+from sftphook.errors import InvalidConfiguration
 from sftphook.store import settings as stored_settings
 
 if TYPE_CHECKING:
@@ -135,13 +136,15 @@ async def shared_fingerprints(db: Database, box: SecretBox) -> list[tuple[str, s
 def _decrypt(box: SecretBox, value: str) -> dict[str, str]:
     try:
         keys = json.loads(box.decrypt(value))
-    except ValueError as exc:
-        raise RuntimeError(
+    except ValueError:
+        raise InvalidConfiguration(
             "the SFTP host keys stored in the database cannot be decrypted: every node needs "
             "the same encryption key (SFTPHOOK_ENCRYPTION_KEY, or the same secret.key file)"
-        ) from exc
+        ) from None
     if not isinstance(keys, dict) or not keys:
-        raise RuntimeError(f"the database setting {SETTING_KEY!r} is not a set of host keys")
+        raise InvalidConfiguration(
+            f"the database setting {SETTING_KEY!r} is not a set of host keys"
+        )
     return {str(name): str(pem) for name, pem in keys.items()}
 
 
