@@ -85,6 +85,7 @@ class Options:
     ciphers: list[str | None]
     servers: list[str]
     profile: Path | None
+    profile_rate: int
     json_out: Path | None
     keep: bool
     server_env: dict[str, str]
@@ -485,7 +486,8 @@ class Bench:
         log = self.tmp / f"py-spy-{tag}.log"
         pid = self.procs.start(
             "py-spy",
-            [spy, "record", "--pid", str(server.pid), "--rate", "250", "--format", "raw"]
+            [spy, "record", "--pid", str(server.pid), "--rate", str(self.opts.profile_rate)]
+            + ["--format", "raw"]
             + ["--nonblocking", "--threads", "--idle", "--output", str(output)],
             log,
         )
@@ -633,6 +635,9 @@ def parse_args(argv: list[str] | None = None) -> Options:
     )
     p.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
     p.add_argument("--profile", type=Path, default=None, help="py-spy sftphook into this folder")
+    p.add_argument(
+        "--profile-rate", type=int, default=250, help="py-spy's samples per second (--profile)"
+    )
     p.add_argument("--json", type=Path, default=None, help="also write the results as JSON")
     p.add_argument("--keep", action="store_true", help="keep the temporary directory")
     p.add_argument(
@@ -673,6 +678,7 @@ def parse_args(argv: list[str] | None = None) -> Options:
         ciphers=[c.strip() for c in a.cipher.split(",")] if a.cipher else [None],
         servers=servers,
         profile=a.profile.resolve() if a.profile else None,
+        profile_rate=a.profile_rate,
         json_out=a.json,
         keep=a.keep,
         server_env=env,
