@@ -16,6 +16,7 @@ import pytest
 
 from sftphook.app import App
 from sftphook.config import Settings
+from sftphook.errors import InvalidConfiguration
 from sftphook.sftp import hostkeys
 from sftphook.webhooks.crypto import SecretBox
 from tests.conftest import postgres_database, serving
@@ -96,5 +97,5 @@ async def test_a_node_with_another_encryption_key_is_told_why_it_cannot_start(
 ) -> None:
     await hostkeys.load_shared(app.db, app.secret_box, host_keys_cache)
     stranger = SecretBox(secrets.token_bytes(32))
-    with pytest.raises(RuntimeError, match="same encryption key"):
+    with pytest.raises(InvalidConfiguration, match="same encryption key"):
         await hostkeys.load_shared(app.db, stranger, tmp_path / "keys")

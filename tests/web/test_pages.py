@@ -240,6 +240,28 @@ async def test_an_http_only_node_shows_the_sftp_nodes_host_key_fingerprints(
         assert fingerprint in page.text
 
 
+async def test_host_keys_this_node_cannot_decrypt_leave_the_users_page_working(
+    dashboard: Dashboard,
+) -> None:
+    import os
+
+    from sftphook.sftp import hostkeys
+    from sftphook.store import settings as stored_settings
+    from sftphook.webhooks.crypto import SecretBox
+
+    app = dashboard.app
+    # An SFTP node with another encryption key stored the install's host keys.
+    async with app.db.transaction() as session:
+        await stored_settings.add_if_absent(
+            session, hostkeys.SETTING_KEY, SecretBox(os.urandom(32)).encrypt('{"k": "x"}')
+        )
+    async with httpx.AsyncClient(base_url=dashboard.base) as client:
+        await login(client)
+        page = await client.get("/users")
+    assert page.status_code == 200, page.text
+    assert "SHA256:" not in page.text
+
+
 @pytest.fixture
 async def ipv6_dashboard(settings: Settings) -> AsyncIterator[Dashboard]:
     """SFTP on the IPv6 loopback address, the dashboard beside it."""

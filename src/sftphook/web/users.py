@@ -10,7 +10,7 @@ from fastapi import APIRouter
 from fastapi.responses import Response
 
 from sftphook.accounts import validation
-from sftphook.errors import AlreadyExists, InvalidInput
+from sftphook.errors import AlreadyExists, InvalidConfiguration, InvalidInput
 from sftphook.sftp import hostkeys
 from sftphook.web.pages import CurrentPage, Page, PostedPage, field
 
@@ -29,8 +29,9 @@ async def host_key_fingerprints(app: App) -> list[dict[str, str]]:
     the SFTP role (and without key files) shows them too."""
     try:
         found = await hostkeys.shared_fingerprints(app.db, app.secret_box)
-    except RuntimeError:
-        log.exception("the host keys stored in the database cannot be read")
+    except InvalidConfiguration as exc:
+        # Another node's encryption key, say: the page works without them.
+        log.error("the host keys stored in the database cannot be read: %s", exc.message)
         return []
     return [{"algorithm": algorithm, "fingerprint": print_} for algorithm, print_ in found]
 
