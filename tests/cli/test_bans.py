@@ -17,6 +17,7 @@ from sftphook.store.audit import EVERY_ORGANIZATION
 from sftphook.store.models import now_ms
 from tests.cli.conftest import Cli, error_line
 from tests.conftest import serving
+from tests.sftp.test_shared_bans import connect_as_alice
 
 PASSWORD = "correct horse battery"
 
@@ -99,18 +100,6 @@ async def test_bans_list_is_a_table_on_a_terminal(terminal, app: App) -> None:
     assert "banned_until" in output and ("│" in output or "┃" in output)
 
 
-async def _connect(port: int, password: str) -> asyncssh.SSHClientConnection:
-    return await asyncssh.connect(
-        "127.0.0.1",
-        port,
-        username="alice",
-        password=password,
-        known_hosts=None,
-        client_keys=None,
-        encryption_algs=["aes128-gcm@openssh.com"],
-    )
-
-
 async def test_a_banned_client_logs_in_right_after_the_ban_is_lifted(
     cli: Cli, settings: Settings
 ) -> None:
@@ -124,16 +113,16 @@ async def test_a_banned_client_logs_in_right_after_the_ban_is_lifted(
         port = server.sftp.port
         for _ in range(3):
             with pytest.raises(asyncssh.PermissionDenied):
-                await _connect(port, "wrong password")
+                await connect_as_alice(port, "wrong password")
         with pytest.raises((asyncssh.Error, OSError)):
-            await _connect(port, PASSWORD)
+            await connect_as_alice(port, PASSWORD)
 
         lifted = await asyncio.to_thread(cli, "bans", "lift", "127.0.0.1")
         assert lifted.returncode == 0, lifted.stderr
         started = time.monotonic()
         while True:
             try:
-                connection = await _connect(port, PASSWORD)
+                connection = await connect_as_alice(port, PASSWORD)
                 break
             except (asyncssh.Error, OSError):
                 # The node reads lifts every 2 s (`sftp/bans.py` POLL_SECONDS).

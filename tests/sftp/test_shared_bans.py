@@ -36,7 +36,8 @@ def _database(backend: str, tmp_path: Path):
     return sqlite_database(tmp_path) if backend == "sqlite" else postgres_database()
 
 
-async def _connect(port: int, password: str) -> asyncssh.SSHClientConnection:
+async def connect_as_alice(port: int, password: str) -> asyncssh.SSHClientConnection:
+    """A password login of the user `alice` (the tests' banned client) on 127.0.0.1."""
     return await asyncssh.connect(
         "127.0.0.1",
         port,
@@ -86,7 +87,7 @@ async def test_failures_on_two_nodes_add_up_to_one_ban_on_both(backend: str, tmp
             # Two wrong passwords on each node: each node alone stays under its threshold.
             for node in (a, b, a, b):
                 with pytest.raises(asyncssh.PermissionDenied):
-                    await _connect(node.sftp.port, "wrong password")
+                    await connect_as_alice(node.sftp.port, "wrong password")
             # The fourth failure in all bans the address: at once on the node that counted it,
             # and on the other one at its next reading of the bans.
             for node in (b, a):
@@ -95,7 +96,7 @@ async def test_failures_on_two_nodes_add_up_to_one_ban_on_both(backend: str, tmp
                 )
             for node in (a, b):
                 with pytest.raises((asyncssh.Error, OSError)):
-                    await _connect(node.sftp.port, PASSWORD)
+                    await connect_as_alice(node.sftp.port, PASSWORD)
         # One ban, in the audit log once (written when the nodes stop, if not before).
         reader = App(nodes[0])
         try:
