@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 
 from sftphook.config import RetentionSettings
 from sftphook.store import retention as queries
@@ -50,8 +51,14 @@ class Pruner:
                 s, deliveries_before=deliveries_before, events_before=events_before
             )
 
-    async def prune(self, now: int | None = None) -> PruneCounts:
-        """Prune everything past the windows as of `now`; returns what was removed."""
+    async def prune(
+        self,
+        now: int | None = None,
+        *,
+        progress: Callable[[PruneCounts], None] | None = None,
+    ) -> PruneCounts:
+        """Prune everything past the windows as of `now`; returns what was removed.
+        `progress`, if given, is called with the running total after each batch."""
         deliveries_before, events_before = self.cutoffs(now if now is not None else now_ms())
         total = PruneCounts()
         while not self._stop.is_set():
@@ -67,6 +74,8 @@ class Pruner:
             async with self._db.transaction() as s:
                 step = await queries.remove_batch(s, found, events_before=events_before)
             total += step
+            if progress is not None:
+                progress(total)
             if len(found.deliveries) < self._batch and len(found.events) < self._batch:
                 break
             await asyncio.sleep(self._pause)

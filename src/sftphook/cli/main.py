@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from sqlalchemy.engine import make_url
 
 from sftphook import __version__, logs
@@ -24,6 +25,7 @@ from sftphook.cli.tokens import tokens_app
 from sftphook.cli.users import users_app
 from sftphook.errors import CannotListen, InvalidConfiguration
 from sftphook.retention import Pruner
+from sftphook.store.models import now_ms
 from sftphook.store.retention import PruneCounts
 
 app = typer.Typer(
@@ -171,7 +173,30 @@ def prune(
 
     async def work(app: App) -> PruneCounts:
         pruner = Pruner(app.db, app.settings.retention)
-        return await (pruner.preview() if dry_run else pruner.prune())
+        if dry_run:
+            return await pruner.preview()
+        if not context.err_console.is_terminal:
+            return await pruner.prune()
+        # A first prune of a large database takes minutes: a bar on stderr (stdout holds the
+        # result alone, for scripts), counting first what there is to remove.
+        with Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("deliveries and events"),
+            TimeRemainingColumn(),
+            transient=True,
+            console=context.err_console,
+        ) as bar:
+            task = bar.add_task("counting", total=None)
+            now = now_ms()
+            found = await pruner.preview(now)
+            bar.update(task, description="pruning", total=found.deliveries + found.events)
+
+            def advance(done: PruneCounts) -> None:
+                bar.update(task, completed=done.deliveries + done.events)
+
+            return await pruner.prune(now, progress=advance)
 
     counts = context.run(work)
     verb = "would remove" if dry_run else "removed"
