@@ -25,6 +25,7 @@ from sftphook.events import EventRecorder
 from sftphook.notices import OwnerNotices
 from sftphook.retention import Pruner
 from sftphook.store import Database
+from sftphook.store.database import MigrationStep
 from sftphook.webhooks.crypto import open_box
 from sftphook.webhooks.engine import DeliveryEngine
 from sftphook.webhooks.fanout import FanOut
@@ -79,10 +80,10 @@ class App:
         self._stop = asyncio.Event()
         self._closers: list[tuple[str, Callable[[], Coroutine[Any, Any, None]]]] = []
 
-    async def prepare(self) -> None:
+    async def prepare(self, on_migration: MigrationStep | None = None) -> None:
         """First-start work, safe to repeat: data directory, schema, default organization."""
         self.settings.data_dir.mkdir(parents=True, exist_ok=True)
-        await self.db.upgrade()
+        await self.db.upgrade(on_migration)
         await self.accounts.ensure_default_organization()
 
     def request_stop(self) -> None:

@@ -21,6 +21,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 from sftphook.app import App
 from sftphook.config import Settings
 from sftphook.errors import SftphookError
+from sftphook.store.database import MigrationStep
 
 T = TypeVar("T")
 
@@ -112,11 +113,11 @@ def open_app(settings: Settings) -> App:
         fail(f"cannot read or create the encryption key file: {exc}")
 
 
-async def prepare(app: App) -> None:
+async def prepare(app: App, on_migration: MigrationStep | None = None) -> None:
     """Migrate the database (and make the default organization); a database that cannot be
     reached or opened ends the command with the reason."""
     try:
-        await app.prepare()
+        await app.prepare(on_migration)
     except (OSError, SQLAlchemyError) as exc:
         reason = exc.orig if isinstance(exc, DBAPIError) else exc
         fail(f"cannot open the database {shown_url(app.db.url)}: {reason}")

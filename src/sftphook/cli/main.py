@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
 
 from sftphook import __version__, logs
 from sftphook.app import ROLES, App
@@ -23,7 +24,7 @@ from sftphook.cli.events import events_app
 from sftphook.cli.orgs import orgs_app
 from sftphook.cli.tokens import tokens_app
 from sftphook.cli.users import users_app
-from sftphook.errors import CannotListen, InvalidConfiguration
+from sftphook.errors import CannotListen, InvalidConfiguration, SftphookError
 from sftphook.retention import Pruner
 from sftphook.store.models import now_ms
 from sftphook.store.retention import PruneCounts
@@ -153,12 +154,65 @@ def describe(server: App) -> list[str]:
 @db_app.command("upgrade")
 def db_upgrade() -> None:
     """Apply the database migrations (the server also does this at start)."""
+    settings = context.load_settings()
 
-    async def work(app: App) -> None:
-        return None  # context.run migrates before calling work
+    async def work() -> str:
+        app = context.open_app(settings)
+        try:
+            settings.data_dir.mkdir(parents=True, exist_ok=True)
+            try:
+                current, pending = await app.db.pending_migrations()
+            except (OSError, SQLAlchemyError):
+                pending = []  # `prepare` says why, as every command does
+            if not pending:
+                await context.prepare(app)
+                current, _ = await app.db.pending_migrations()
+                return f"database is up to date (revision {current})"
+            with _MigrationProgress(current, pending) as progress:
+                await context.prepare(app, progress.applied)
+            _, left = await app.db.pending_migrations()
+            return f"database upgraded to revision {pending[-1][0]}" + (
+                f" ({len(left)} still pending)" if left else ""
+            )
+        finally:
+            await app.db.close()
 
-    context.run(work)
-    print("database is up to date")
+    try:
+        print(asyncio.run(work()))
+    except SftphookError as exc:
+        context.fail(exc.message)
+
+
+class _MigrationProgress:
+    """Says which migration runs (a spinner on a terminal: an index on a large table takes
+    minutes) and prints each one applied, with its time, on stdout."""
+
+    def __init__(self, current: str | None, pending: list[tuple[str, str]]) -> None:
+        self._pending = pending
+        self._done = 0
+        self._status = context.err_console.status("") if context.err_console.is_terminal else None
+        start = current or "an empty database"
+        print(f"upgrading from {start}: {len(pending)} migration(s)", flush=True)
+
+    def __enter__(self) -> _MigrationProgress:
+        if self._status is not None:
+            self._show_next()
+            self._status.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        if self._status is not None:
+            self._status.stop()
+
+    def _show_next(self) -> None:
+        if self._status is not None and self._done < len(self._pending):
+            revision, doc = self._pending[self._done]
+            self._status.update(f"applying {revision}: {doc}")
+
+    def applied(self, revision: str, doc: str, seconds: float) -> None:
+        print(f"  applied {revision}: {doc} ({seconds:.2f} s)", flush=True)
+        self._done += 1
+        self._show_next()
 
 
 @app.command()

@@ -18,6 +18,8 @@ from typing import Any, TypeVar, cast
 import orjson
 from alembic import command
 from alembic.config import Config as AlembicConfig
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import Table, create_engine, event, exc, make_url, text
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.ext.asyncio import (
@@ -99,6 +101,10 @@ async def retry_while_unreachable(
             )
         await asyncio.sleep(delay)
         delay = min(max_delay, delay * 2)
+
+
+# Told of each migration as it is applied: its revision, its description, the seconds it took.
+MigrationStep = Callable[[str, str, float], None]
 
 
 def alembic_config(url: str) -> AlembicConfig:
@@ -582,20 +588,49 @@ class Database:
         async with self.engine.connect() as connection:
             return await connection.run_sync(work)
 
-    async def upgrade(self) -> None:
-        """Bring the schema to the newest migration (run at start and by `sftphook db upgrade`)."""
+    async def pending_migrations(self) -> tuple[str | None, list[tuple[str, str]]]:
+        """The schema's revision now (None: no schema yet) and the migrations `upgrade` would
+        apply, oldest first, as (revision, description)."""
+
+        def read(connection: Connection) -> tuple[str | None, list[tuple[str, str]]]:
+            current = MigrationContext.configure(connection).get_current_revision()
+            script = ScriptDirectory.from_config(alembic_config(self.url))
+            steps = script.iterate_revisions("heads", current)
+            return current, [(s.revision, s.doc) for s in reversed(list(steps))]
+
+        self._make_sqlite_directory()
+        async with self.engine.connect() as conn:
+            return await conn.run_sync(read)
+
+    def _make_sqlite_directory(self) -> None:
         if self.is_sqlite:
             path = self.url.split(":///", 1)[-1]
             if path and path != ":memory:":
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
+
+    async def upgrade(self, on_step: MigrationStep | None = None) -> None:
+        """Bring the schema to the newest migration (run at start and by `sftphook db upgrade`);
+        `on_step` is called after each migration applied."""
+        self._make_sqlite_directory()
         async with self.engine.begin() as conn:
             if not self.is_sqlite:
                 await conn.execute(text(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})"))
-            await conn.run_sync(self._upgrade_sync)
+            await conn.run_sync(self._upgrade_sync, on_step)
 
-    def _upgrade_sync(self, connection: Connection) -> None:
+    def _upgrade_sync(self, connection: Connection, on_step: MigrationStep | None = None) -> None:
         cfg = alembic_config(self.url)
         cfg.attributes["connection"] = connection
+        if on_step is not None:
+            started = time.monotonic()
+
+            def applied(*, step: Any, **_: Any) -> None:
+                nonlocal started
+                now = time.monotonic()
+                revision = step.up_revision
+                on_step(revision.revision, revision.doc, now - started)
+                started = now
+
+            cfg.attributes["on_version_apply"] = applied
         command.upgrade(cfg, "head")
 
     async def close(self) -> None:

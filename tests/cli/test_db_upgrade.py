@@ -1,0 +1,83 @@
+"""`sftphook db upgrade` says which migrations it applies, each with its time, and on a terminal
+which one is running."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from alembic import command
+from alembic.script import ScriptDirectory
+
+from sftphook.store.database import alembic_config
+from tests.cli.test_prune import _run_in_terminal
+
+SRC = str(Path(__file__).resolve().parents[2] / "src")
+CLI = "from sftphook.cli import main; main()"
+
+
+def _upgrade(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", CLI, "db", "upgrade"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def _revisions(url: str) -> list[str]:
+    script = ScriptDirectory.from_config(alembic_config(url))
+    return [r.revision for r in reversed(list(script.walk_revisions()))]
+
+
+def test_db_upgrade_lists_each_migration_it_applies(tmp_path):
+    data = tmp_path / "data"
+    env = {**os.environ, "SFTPHOOK_DATA_DIR": str(data), "PYTHONPATH": SRC}
+    url = f"sqlite+aiosqlite:///{data / 'sftphook.db'}"
+    revisions = _revisions(url)
+    head = revisions[-1]
+
+    fresh = _upgrade(env)
+    assert fresh.returncode == 0, fresh.stderr
+    lines = fresh.stdout.splitlines()
+    assert lines[0] == f"upgrading from an empty database: {len(revisions)} migration(s)"
+    applied = [line.split()[1].rstrip(":") for line in lines if line.startswith("  applied ")]
+    assert applied == revisions
+    assert lines[-1] == f"database upgraded to revision {head}"
+
+    again = _upgrade(env)
+    assert again.returncode == 0, again.stderr
+    assert again.stdout == f"database is up to date (revision {head})\n"
+
+    # An older schema: only the migrations after it.
+    command.downgrade(alembic_config(url), revisions[-3])
+    older = _upgrade(env)
+    assert older.returncode == 0, older.stderr
+    assert older.stdout.splitlines()[0] == f"upgrading from {revisions[-3]}: 2 migration(s)"
+    applied = [x.split()[1].rstrip(":") for x in older.stdout.splitlines() if "applied" in x]
+    assert applied == revisions[-2:]
+
+
+def test_db_upgrade_shows_the_running_migration_on_a_terminal(tmp_path):
+    data = tmp_path / "data"
+    env = {**os.environ, "SFTPHOOK_DATA_DIR": str(data), "PYTHONPATH": SRC, "TERM": "xterm"}
+    env.pop("NO_COLOR", None)
+    status, output = _run_in_terminal([sys.executable, "-c", CLI, "db", "upgrade"], env)
+    assert status == 0, output
+    first = _revisions(f"sqlite+aiosqlite:///{data / 'sftphook.db'}")[0]
+    assert f"applying {first}:" in output  # the spinner's line, before it is applied
+    assert f"applied {first}:" in output
+
+
+def test_db_upgrade_of_an_unreachable_database_is_one_error_line(tmp_path):
+    env = {
+        **os.environ,
+        "SFTPHOOK_DATA_DIR": str(tmp_path / "data"),
+        "SFTPHOOK_DATABASE_URL": "postgresql+asyncpg://nobody@127.0.0.1:1/none",
+        "PYTHONPATH": SRC,
+    }
+    out = _upgrade(env)
+    assert out.returncode == 1
+    assert out.stderr.startswith("error: cannot open the database")
+    assert "Traceback" not in out.stderr
