@@ -88,3 +88,27 @@ async def test_the_foreign_keys_of_the_event_tables_are_indexed(database):
     tables = ("events", "deliveries", "attempts", "audit_log")
     async with database.engine.connect() as conn:
         assert await conn.run_sync(_unindexed_foreign_keys, tables) == []
+
+
+async def test_a_migration_that_fails_midway_leaves_the_schema_as_it_was(database):
+    """One transaction for the whole upgrade, on SQLite too (whose driver runs DDL outside a
+    transaction unless one was begun): a crash or error half-way leaves no half-made schema,
+    and the next upgrade starts again from where the database was."""
+
+    class Stop(Exception):
+        pass
+
+    def fail_after_the_third(revision: str, doc: str, seconds: float) -> None:
+        if revision == "0003":
+            raise Stop
+
+    with pytest.raises(Stop):
+        await database.upgrade(on_step=fail_after_the_third)
+    async with database.engine.connect() as conn:
+        tables = await conn.run_sync(_tables)
+    assert tables <= {"alembic_version"}, tables
+
+    await database.upgrade()
+    async with database.engine.connect() as conn:
+        tables = await conn.run_sync(_tables)
+    assert set(Base.metadata.tables) <= tables

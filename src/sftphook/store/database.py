@@ -613,7 +613,15 @@ class Database:
         `on_step` is called after each migration applied."""
         self._make_sqlite_directory()
         async with self.engine.begin() as conn:
-            if not self.is_sqlite:
+            if self.is_sqlite:
+                # Python's sqlite3 runs DDL outside any transaction until a statement that
+                # changes rows begins one: a failure (or a kill) half-way through would leave
+                # tables of a migration that alembic_version does not record, and every later
+                # start failing on them. One transaction for the whole upgrade instead, which
+                # takes the write lock at once: a second process upgrading waits for it
+                # (busy_timeout), then finds the schema current.
+                await conn.exec_driver_sql("BEGIN IMMEDIATE")
+            else:
                 await conn.execute(text(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})"))
             await conn.run_sync(self._upgrade_sync, on_step)
 
