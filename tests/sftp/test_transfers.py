@@ -266,6 +266,33 @@ async def test_a_hard_link_is_a_created_file(server: Server) -> None:
     assert (server.root / "x").read_bytes() == data
 
 
+async def test_a_symbolic_link_is_a_created_file(server: Server) -> None:
+    data = b"what the links lead to\n" * 1000
+    sha = hashlib.sha256(data).hexdigest()
+    async with await server.connect() as conn, conn.start_sftp_client() as sftp:
+        async with sftp.open("a", "wb") as fh:
+            await fh.write(data)
+        await sftp.mkdir("d")
+        await sftp.symlink("a", "to-a")
+        await sftp.symlink("../a", "d/up")  # relative to the link's directory
+        await sftp.symlink("to-a", "to-to-a")  # through another link
+        # Leading to no regular file: no size, no SHA-256.
+        await sftp.symlink("d", "to-d")
+        await sftp.symlink("nowhere", "dangling")
+        # A temporary name stays unseen.
+        await sftp.symlink("a", "to-a.filepart")
+    events = await server.events()
+    assert [(e.topic, e.path, e.size, e.sha256) for e in events] == [
+        ("file.created", "a", len(data), sha),
+        ("file.created", "d/", None, None),
+        ("file.created", "to-a", len(data), sha),
+        ("file.created", "d/up", len(data), sha),
+        ("file.created", "to-to-a", len(data), sha),
+        ("file.created", "to-d", None, None),
+        ("file.created", "dangling", None, None),
+    ]
+
+
 async def test_renamed_link_has_no_size(server: Server) -> None:
     async with await server.connect() as conn, conn.start_sftp_client() as sftp:
         async with sftp.open("a-target-with-a-long-name.txt", "wb") as fh:
@@ -275,6 +302,7 @@ async def test_renamed_link_has_no_size(server: Server) -> None:
         await sftp.remove("link2")
     events = await server.events()
     assert [(e.topic, e.path, e.size) for e in events[1:]] == [
+        ("file.created", "link", 1),  # the size of the file it leads to
         ("file.renamed", "link2", None),
         ("file.deleted", "link2", None),
     ]

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Literal, NoReturn, TypeVar
 import asyncssh
 from asyncssh.sftp import MAX_SFTP_READ_LEN
 
-from sftphook.errors import SftphookError
+from sftphook.errors import NotFound, PermissionDenied, SftphookError
 from sftphook.events import EventRecord, Topic
 from sftphook.sftp.transfer import Data, Download, Upload, file_too_large
 from sftphook.storage.base import FileInfo, Storage
@@ -476,7 +476,13 @@ class SFTPSession(asyncssh.SFTPServer):
         target, link = _decode(oldpath), _decode(newpath)
         self._require("write", link)
         with _mapped(link):
-            await self._io(self._storage.symlink, target, link)
+            parts = await self._io(self._storage.symlink, target, link)
+        # A new name, as a hard link is: to a receiver, a file that appeared. Unseen under a
+        # temporary name, as a file is.
+        if self._is_temp(parts):
+            return
+        size, sha = await self._link_target_digest(link)
+        await self._record(Topic.FILE_CREATED, parts, size=size, sha256=sha)
 
     async def link(self, oldpath: bytes, newpath: bytes) -> None:
         old, new = _decode(oldpath), _decode(newpath)
@@ -497,6 +503,19 @@ class SFTPSession(asyncssh.SFTPServer):
             return
         sha = await self._sha256(new, info.size, upload)
         await self._record(Topic.FILE_CREATED, parts, size=info.size, sha256=sha)
+
+    async def _link_target_digest(self, path: str) -> tuple[int | None, str | None]:
+        """The size and SHA-256 of the regular file that the symbolic link at `path` leads to
+        now, as a hard link's (`_sha256`); none when it leads to no regular file inside the
+        home (dangling, a directory, a loop, out of the home)."""
+        try:
+            target = await self._io(self._storage.stat, path, follow=True)
+        except (NotFound, PermissionDenied, OSError):
+            return None, None
+        if not target.is_file:
+            return None, None
+        upload = self._front.remembered_upload(self._user.organization_id, target.org_parts)
+        return target.size, await self._sha256(path, target.size, upload)
 
     async def _sha256(self, path: str, size: int, upload: tuple[int, str] | None) -> str:
         """The SHA-256 of the file at `path`, `size` bytes: that of the upload remembered for
