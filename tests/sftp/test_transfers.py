@@ -174,6 +174,26 @@ async def test_rename_between_temporary_names_records_nothing(server: Server) ->
     await created_matches_file(server, "z")
 
 
+async def test_rename_to_a_temporary_name_is_a_deletion(server: Server) -> None:
+    async with await server.connect() as conn, conn.start_sftp_client() as sftp:
+        async with sftp.open("x", "wb") as fh:
+            await fh.write(b"set aside")
+        await sftp.rename("x", "x.filepart")
+        await sftp.posix_rename("x.filepart", "x")  # back: created again, read from disk
+        # A directory's name is never a temporary one, as its mkdir was reported.
+        await sftp.mkdir("d")
+        await sftp.rename("d", "d.filepart")
+    events = await server.events()
+    assert [(e.topic, e.path, e.previous_path, e.size) for e in events] == [
+        ("file.created", "x", None, 9),
+        ("file.deleted", "x", None, None),
+        ("file.created", "x", None, 9),
+        ("file.created", "d/", None, None),
+        ("file.renamed", "d.filepart/", "d/", None),
+    ]
+    assert events[2].sha256 == hashlib.sha256(b"set aside").hexdigest()
+
+
 async def test_temporary_name_replaced_by_a_rename_then_renamed_reports_its_content(
     server: Server,
 ) -> None:

@@ -459,9 +459,13 @@ class SFTPSession(asyncssh.SFTPServer):
         self._front.take_upload(org, after)
         if pending is not None:
             self._front.remember_upload(org, after, pending)
-        if info.is_file and self._is_temp(before) and self._is_temp(after):
-            # From one client-side temporary name to another: receivers are told of the file
-            # when it gets its final name, with the upload remembered (above) for the new one.
+        if info.is_file and self._is_temp(after):
+            # Receivers never see a client-side temporary name: a file renamed from a final
+            # name to one is gone for them (`file.created` again if it gets a final name).
+            if not self._is_temp(before):
+                await self._record(Topic.FILE_DELETED, before)
+            # From one such name to another: they are told of the file when it gets its final
+            # name, with the upload remembered (above) for the new one.
             return
         await self._record(
             Topic.FILE_RENAMED,
