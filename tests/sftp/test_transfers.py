@@ -313,6 +313,23 @@ async def test_a_symbolic_link_is_a_created_file(server: Server) -> None:
     ]
 
 
+async def test_temporary_names_of_a_symbolic_link_are_unseen(server: Server) -> None:
+    async with await server.connect() as conn, conn.start_sftp_client() as sftp:
+        async with sftp.open("a", "wb") as fh:
+            await fh.write(b"target")
+        await sftp.symlink("a", "l.filepart")
+        await sftp.rename("l.filepart", "l.part")
+        await sftp.rename("l.part", "l")  # created now, with what it leads to
+        await sftp.rename("l", "l.tmp")  # gone for receivers
+    events = await server.events()
+    assert [(e.topic, e.path, e.size) for e in events] == [
+        ("file.created", "a", 6),
+        ("file.created", "l", 6),
+        ("file.deleted", "l", None),
+    ]
+    assert events[1].sha256 == hashlib.sha256(b"target").hexdigest()
+
+
 async def test_renamed_link_has_no_size(server: Server) -> None:
     async with await server.connect() as conn, conn.start_sftp_client() as sftp:
         async with sftp.open("a-target-with-a-long-name.txt", "wb") as fh:

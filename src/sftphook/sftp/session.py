@@ -449,17 +449,24 @@ class SFTPSession(asyncssh.SFTPServer):
             # changed, nothing to report.
             return
         org = self._user.organization_id
-        if info.is_file and self._is_temp(before) and not self._is_temp(after):
+        # Files and links may have client-side temporary names; directories have none (their
+        # mkdir was reported, whatever the name).
+        named = not info.is_dir
+        if named and self._is_temp(before) and not self._is_temp(after):
             # A client-side temporary name becoming the real one: the upload is complete now.
-            sha = await self._sha256(new, info.size, self._front.take_upload(org, before))
-            await self._record(Topic.FILE_CREATED, after, size=info.size, sha256=sha)
+            upload = self._front.take_upload(org, before)
+            if info.is_link:
+                size, sha = await self._link_target_digest(new)
+            else:
+                size, sha = info.size, await self._sha256(new, info.size, upload)
+            await self._record(Topic.FILE_CREATED, after, size=size, sha256=sha)
             return
         pending = self._front.take_upload(org, before)
         # Whatever the new name held was replaced: an upload remembered for it is gone.
         self._front.take_upload(org, after)
         if pending is not None:
             self._front.remember_upload(org, after, pending)
-        if info.is_file and self._is_temp(after):
+        if named and self._is_temp(after):
             # Receivers never see a client-side temporary name: a file renamed from a final
             # name to one is gone for them (`file.created` again if it gets a final name).
             if not self._is_temp(before):
