@@ -194,6 +194,26 @@ async def test_rename_to_a_temporary_name_is_a_deletion(server: Server) -> None:
     assert events[2].sha256 == hashlib.sha256(b"set aside").hexdigest()
 
 
+async def test_removing_a_temporary_name_the_server_saw_no_upload_to_records_nothing(
+    server: Server,
+) -> None:
+    (server.root / "host.part").write_bytes(b"host")
+    async with await server.connect() as conn, conn.start_sftp_client() as sftp:
+        async with sftp.open("x", "wb") as fh:
+            await fh.write(b"set aside")
+        await sftp.rename("x", "x.filepart")  # x: deleted for receivers
+        await sftp.remove("x.filepart")
+        await sftp.link("host.part", "y")
+        await sftp.link("y", "y.tmp")
+        await sftp.remove("y.tmp")
+        await sftp.remove("host.part")
+    assert topics(await server.events()) == [
+        ("file.created", "x"),
+        ("file.deleted", "x"),
+        ("file.created", "y"),
+    ]
+
+
 async def test_temporary_name_replaced_by_a_rename_then_renamed_reports_its_content(
     server: Server,
 ) -> None:

@@ -428,8 +428,10 @@ class SFTPSession(asyncssh.SFTPServer):
         self._require("delete", text)
         with _mapped(text):
             parts = await self._io(self._storage.remove, text)
-        if self._front.take_upload(self._user.organization_id, parts) and self._is_temp(parts):
-            # A client giving up on its temporary upload: nothing was created, nothing deleted.
+        self._front.take_upload(self._user.organization_id, parts)
+        if self._is_temp(parts):
+            # Receivers never heard of a client-side temporary name: a client giving up on its
+            # temporary upload, or removing a file it renamed to one (reported then as deleted).
             return
         await self._record(Topic.FILE_DELETED, parts)
 
