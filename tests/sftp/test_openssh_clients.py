@@ -35,11 +35,14 @@ async def test_openssh_sftp_batch(server: Server, tmp_path: Path) -> None:
         ("file.created", "inbound/report.csv"),
         ("file.downloaded", "inbound/report.csv"),
         ("file.renamed", "inbound/done.csv"),
+        ("file.created", "inbound/link"),
         ("file.deleted", "inbound/link"),
         ("file.deleted", "inbound/done.csv"),
         ("file.deleted", "inbound/"),
     ]
     assert events[1].sha256 == hashlib.sha256(local.read_bytes()).hexdigest()
+    # `ln -s`: the link's event carries what it leads to.
+    assert (events[4].size, events[4].sha256) == (events[1].size, events[1].sha256)
 
 
 async def test_scp_sftp_mode_exits_zero(server: Server, tmp_path: Path) -> None:

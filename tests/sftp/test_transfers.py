@@ -174,6 +174,46 @@ async def test_rename_between_temporary_names_records_nothing(server: Server) ->
     await created_matches_file(server, "z")
 
 
+async def test_rename_to_a_temporary_name_is_a_deletion(server: Server) -> None:
+    async with await server.connect() as conn, conn.start_sftp_client() as sftp:
+        async with sftp.open("x", "wb") as fh:
+            await fh.write(b"set aside")
+        await sftp.rename("x", "x.filepart")
+        await sftp.posix_rename("x.filepart", "x")  # back: created again, read from disk
+        # A directory's name is never a temporary one, as its mkdir was reported.
+        await sftp.mkdir("d")
+        await sftp.rename("d", "d.filepart")
+    events = await server.events()
+    assert [(e.topic, e.path, e.previous_path, e.size) for e in events] == [
+        ("file.created", "x", None, 9),
+        ("file.deleted", "x", None, None),
+        ("file.created", "x", None, 9),
+        ("file.created", "d/", None, None),
+        ("file.renamed", "d.filepart/", "d/", None),
+    ]
+    assert events[2].sha256 == hashlib.sha256(b"set aside").hexdigest()
+
+
+async def test_removing_a_temporary_name_the_server_saw_no_upload_to_records_nothing(
+    server: Server,
+) -> None:
+    (server.root / "host.part").write_bytes(b"host")
+    async with await server.connect() as conn, conn.start_sftp_client() as sftp:
+        async with sftp.open("x", "wb") as fh:
+            await fh.write(b"set aside")
+        await sftp.rename("x", "x.filepart")  # x: deleted for receivers
+        await sftp.remove("x.filepart")
+        await sftp.link("host.part", "y")
+        await sftp.link("y", "y.tmp")
+        await sftp.remove("y.tmp")
+        await sftp.remove("host.part")
+    assert topics(await server.events()) == [
+        ("file.created", "x"),
+        ("file.deleted", "x"),
+        ("file.created", "y"),
+    ]
+
+
 async def test_temporary_name_replaced_by_a_rename_then_renamed_reports_its_content(
     server: Server,
 ) -> None:
@@ -266,6 +306,50 @@ async def test_a_hard_link_is_a_created_file(server: Server) -> None:
     assert (server.root / "x").read_bytes() == data
 
 
+async def test_a_symbolic_link_is_a_created_file(server: Server) -> None:
+    data = b"what the links lead to\n" * 1000
+    sha = hashlib.sha256(data).hexdigest()
+    async with await server.connect() as conn, conn.start_sftp_client() as sftp:
+        async with sftp.open("a", "wb") as fh:
+            await fh.write(data)
+        await sftp.mkdir("d")
+        await sftp.symlink("a", "to-a")
+        await sftp.symlink("../a", "d/up")  # relative to the link's directory
+        await sftp.symlink("to-a", "to-to-a")  # through another link
+        # Leading to no regular file: no size, no SHA-256.
+        await sftp.symlink("d", "to-d")
+        await sftp.symlink("nowhere", "dangling")
+        # A temporary name stays unseen.
+        await sftp.symlink("a", "to-a.filepart")
+    events = await server.events()
+    assert [(e.topic, e.path, e.size, e.sha256) for e in events] == [
+        ("file.created", "a", len(data), sha),
+        ("file.created", "d/", None, None),
+        ("file.created", "to-a", len(data), sha),
+        ("file.created", "d/up", len(data), sha),
+        ("file.created", "to-to-a", len(data), sha),
+        ("file.created", "to-d", None, None),
+        ("file.created", "dangling", None, None),
+    ]
+
+
+async def test_temporary_names_of_a_symbolic_link_are_unseen(server: Server) -> None:
+    async with await server.connect() as conn, conn.start_sftp_client() as sftp:
+        async with sftp.open("a", "wb") as fh:
+            await fh.write(b"target")
+        await sftp.symlink("a", "l.filepart")
+        await sftp.rename("l.filepart", "l.part")
+        await sftp.rename("l.part", "l")  # created now, with what it leads to
+        await sftp.rename("l", "l.tmp")  # gone for receivers
+    events = await server.events()
+    assert [(e.topic, e.path, e.size) for e in events] == [
+        ("file.created", "a", 6),
+        ("file.created", "l", 6),
+        ("file.deleted", "l", None),
+    ]
+    assert events[1].sha256 == hashlib.sha256(b"target").hexdigest()
+
+
 async def test_renamed_link_has_no_size(server: Server) -> None:
     async with await server.connect() as conn, conn.start_sftp_client() as sftp:
         async with sftp.open("a-target-with-a-long-name.txt", "wb") as fh:
@@ -275,6 +359,7 @@ async def test_renamed_link_has_no_size(server: Server) -> None:
         await sftp.remove("link2")
     events = await server.events()
     assert [(e.topic, e.path, e.size) for e in events[1:]] == [
+        ("file.created", "link", 1),  # the size of the file it leads to
         ("file.renamed", "link2", None),
         ("file.deleted", "link2", None),
     ]

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Literal, NoReturn, TypeVar
 import asyncssh
 from asyncssh.sftp import MAX_SFTP_READ_LEN
 
-from sftphook.errors import SftphookError
+from sftphook.errors import NotFound, PermissionDenied, SftphookError
 from sftphook.events import EventRecord, Topic
 from sftphook.sftp.transfer import Data, Download, Upload, file_too_large
 from sftphook.storage.base import FileInfo, Storage
@@ -428,8 +428,10 @@ class SFTPSession(asyncssh.SFTPServer):
         self._require("delete", text)
         with _mapped(text):
             parts = await self._io(self._storage.remove, text)
-        if self._front.take_upload(self._user.organization_id, parts) and self._is_temp(parts):
-            # A client giving up on its temporary upload: nothing was created, nothing deleted.
+        self._front.take_upload(self._user.organization_id, parts)
+        if self._is_temp(parts):
+            # Receivers never heard of a client-side temporary name: a client giving up on its
+            # temporary upload, or removing a file it renamed to one (reported then as deleted).
             return
         await self._record(Topic.FILE_DELETED, parts)
 
@@ -449,19 +451,30 @@ class SFTPSession(asyncssh.SFTPServer):
             # changed, nothing to report.
             return
         org = self._user.organization_id
-        if info.is_file and self._is_temp(before) and not self._is_temp(after):
+        # Files and links may have client-side temporary names; directories have none (their
+        # mkdir was reported, whatever the name).
+        named = not info.is_dir
+        if named and self._is_temp(before) and not self._is_temp(after):
             # A client-side temporary name becoming the real one: the upload is complete now.
-            sha = await self._sha256(new, info.size, self._front.take_upload(org, before))
-            await self._record(Topic.FILE_CREATED, after, size=info.size, sha256=sha)
+            upload = self._front.take_upload(org, before)
+            if info.is_link:
+                size, sha = await self._link_target_digest(new)
+            else:
+                size, sha = info.size, await self._sha256(new, info.size, upload)
+            await self._record(Topic.FILE_CREATED, after, size=size, sha256=sha)
             return
         pending = self._front.take_upload(org, before)
         # Whatever the new name held was replaced: an upload remembered for it is gone.
         self._front.take_upload(org, after)
         if pending is not None:
             self._front.remember_upload(org, after, pending)
-        if info.is_file and self._is_temp(before) and self._is_temp(after):
-            # From one client-side temporary name to another: receivers are told of the file
-            # when it gets its final name, with the upload remembered (above) for the new one.
+        if named and self._is_temp(after):
+            # Receivers never see a client-side temporary name: a file renamed from a final
+            # name to one is gone for them (`file.created` again if it gets a final name).
+            if not self._is_temp(before):
+                await self._record(Topic.FILE_DELETED, before)
+            # From one such name to another: they are told of the file when it gets its final
+            # name, with the upload remembered (above) for the new one.
             return
         await self._record(
             Topic.FILE_RENAMED,
@@ -476,7 +489,13 @@ class SFTPSession(asyncssh.SFTPServer):
         target, link = _decode(oldpath), _decode(newpath)
         self._require("write", link)
         with _mapped(link):
-            await self._io(self._storage.symlink, target, link)
+            parts = await self._io(self._storage.symlink, target, link)
+        # A new name, as a hard link is: to a receiver, a file that appeared. Unseen under a
+        # temporary name, as a file is.
+        if self._is_temp(parts):
+            return
+        size, sha = await self._link_target_digest(link)
+        await self._record(Topic.FILE_CREATED, parts, size=size, sha256=sha)
 
     async def link(self, oldpath: bytes, newpath: bytes) -> None:
         old, new = _decode(oldpath), _decode(newpath)
@@ -497,6 +516,19 @@ class SFTPSession(asyncssh.SFTPServer):
             return
         sha = await self._sha256(new, info.size, upload)
         await self._record(Topic.FILE_CREATED, parts, size=info.size, sha256=sha)
+
+    async def _link_target_digest(self, path: str) -> tuple[int | None, str | None]:
+        """The size and SHA-256 of the regular file that the symbolic link at `path` leads to
+        now, as a hard link's (`_sha256`); none when it leads to no regular file inside the
+        home (dangling, a directory, a loop, out of the home)."""
+        try:
+            target = await self._io(self._storage.stat, path, follow=True)
+        except (NotFound, PermissionDenied, OSError):
+            return None, None
+        if not target.is_file:
+            return None, None
+        upload = self._front.remembered_upload(self._user.organization_id, target.org_parts)
+        return target.size, await self._sha256(path, target.size, upload)
 
     async def _sha256(self, path: str, size: int, upload: tuple[int, str] | None) -> str:
         """The SHA-256 of the file at `path`, `size` bytes: that of the upload remembered for

@@ -129,7 +129,9 @@ class Storage(Protocol):
 
     def readlink(self, path: str) -> str: ...
 
-    def symlink(self, target: str, path: str) -> None: ...
+    def symlink(self, target: str, path: str) -> tuple[str, ...]:
+        """A symbolic link `path` to `target`: the organization path of the link."""
+        ...
 
     def link(self, old: str, new: str) -> tuple[tuple[str, ...], tuple[str, ...], FileInfo]:
         """A hard link `new` to the file `old`: the organization paths of that file and of the

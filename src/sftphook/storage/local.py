@@ -404,7 +404,7 @@ class LocalStorage:
             s = os.stat(dst.name, dir_fd=dst.dir_fd, follow_symlinks=False)
             return src.parts, dst.parts, _info(dst.name, dst.parts, s)
 
-    def symlink(self, target: str, path: str) -> None:
+    def symlink(self, target: str, path: str) -> tuple[str, ...]:
         with self._target(path, follow=False) as t:
             if t.name is None:
                 raise FileExistsError(errno.EEXIST, "already exists")
@@ -431,6 +431,7 @@ class LocalStorage:
                 common += 1
             relative = [".."] * (len(link_dir) - common) + aim[common:]
             os.symlink("/".join(relative) or ".", t.name, dir_fd=t.dir_fd)
+            return t.parts
 
     def link(self, old: str, new: str) -> tuple[tuple[str, ...], tuple[str, ...], FileInfo]:
         with self._target(old, follow=True) as src, self._target(new, follow=False) as dst:

@@ -660,7 +660,7 @@ class S3Storage:
                 )
             raise
 
-    def symlink(self, target: str, path: str) -> None:
+    def symlink(self, target: str, path: str) -> tuple[str, ...]:
         raise Unsupported("this server keeps files in an object store: no symbolic links")
 
     def link(self, old: str, new: str) -> tuple[tuple[str, ...], tuple[str, ...], FileInfo]:
