@@ -12,7 +12,7 @@ from pathlib import Path
 import asyncssh
 import pytest
 
-from sftphook.storage.local import UPLOADS_DIR
+from sftphook.storage.local import UPLOADS_DIR, LocalStorage
 from sftphook.storage.spares import SPARES_DIR
 from tests.conftest import require_binary
 from tests.sftp.conftest import Server, run, topics
@@ -330,6 +330,27 @@ async def test_a_symbolic_link_is_a_created_file(server: Server) -> None:
         ("file.created", "to-to-a", len(data), sha),
         ("file.created", "to-d", None, None),
         ("file.created", "dangling", None, None),
+    ]
+
+
+async def test_a_link_whose_file_goes_before_it_is_read_is_still_reported(
+    server: Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The file a new link leads to is removed between the server's look at it and its read
+    for the SHA-256: the link exists, so the client gets OK and receivers hear of it, with
+    neither size nor SHA-256."""
+    (server.root / "b").write_bytes(b"placed by the host")  # no upload remembered: read
+
+    def gone(self: LocalStorage, path: str) -> object:
+        raise FileNotFoundError(2, "No such file or directory")
+
+    monkeypatch.setattr(LocalStorage, "open_read", gone)
+    async with await server.connect() as conn, conn.start_sftp_client() as sftp:
+        await sftp.symlink("b", "to-b")
+        assert await sftp.readlink("to-b") == "b"
+    events = await server.events()
+    assert [(e.topic, e.path, e.size, e.sha256) for e in events] == [
+        ("file.created", "to-b", None, None)
     ]
 
 

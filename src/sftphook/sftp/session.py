@@ -528,7 +528,12 @@ class SFTPSession(asyncssh.SFTPServer):
         if not target.is_file:
             return None, None
         upload = self._front.remembered_upload(self._user.organization_id, target.org_parts)
-        return target.size, await self._sha256(path, target.size, upload)
+        try:
+            return target.size, await self._sha256(path, target.size, upload)
+        except (asyncssh.SFTPError, SftphookError, OSError):
+            # The file went (or became unreadable) between the two looks: the link is made
+            # all the same, and now leads nowhere readable.
+            return None, None
 
     async def _sha256(self, path: str, size: int, upload: tuple[int, str] | None) -> str:
         """The SHA-256 of the file at `path`, `size` bytes: that of the upload remembered for
