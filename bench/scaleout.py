@@ -107,6 +107,8 @@ def node_env(data_dir: Path, database_url: str, key: str, workers: int) -> dict[
         SFTPHOOK_WEBHOOKS__ALLOW_HTTP="true",
         SFTPHOOK_WEBHOOKS__ALLOWED_NETWORKS='["127.0.0.0/8"]',
         SFTPHOOK_WEBHOOKS__WORKERS=str(workers),
+        # Several worker nodes on one host: none binds the ops endpoints' port.
+        SFTPHOOK_HTTP__OPS_ENDPOINTS="false",
     )
     return env
 

@@ -108,6 +108,7 @@ def serving(data_dir: Path, storage: dict[str, str]) -> Iterator[int]:
         "SFTPHOOK_DATA_DIR": str(data_dir),
         "SFTPHOOK_SFTP__HOST": "127.0.0.1",
         "SFTPHOOK_SFTP__PORT": "0",
+        "SFTPHOOK_HTTP__OPS_ENDPOINTS": "false",  # nothing scrapes it here
         **{f"SFTPHOOK_STORAGE__{k.upper()}": v for k, v in storage.items()},
     }
     log = data_dir / "serve.log"

@@ -2,7 +2,9 @@
 
 Only this module knows every part. `serve()` runs the roles in one TaskGroup and shuts down in
 order: stop SFTP intake (open transfers are closed), flush the event recorder, stop the HTTP
-server, drain the delivery workers with a deadline, and close the database last.
+server, drain the delivery workers with a deadline, and close the database last. A node without
+the `http` role serves the ops endpoints alone (`/metrics`, `/healthz`, `/readyz`) on the HTTP
+address, unless `http.ops_endpoints` is off.
 """
 
 from __future__ import annotations
@@ -38,6 +40,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 ROLES = frozenset({"sftp", "http", "worker"})
+# What a node without the `http` role serves on the HTTP address (named in its errors).
+OPS_ENDPOINTS = "the metrics and health endpoints"
 # How long shutdown waits for queued owner notices (SMTP retries included).
 NOTICE_DRAIN_SECONDS = 15
 
@@ -74,8 +78,13 @@ class App:
         self.recorder.add_commit_hook(
             lambda events: self.metrics.count_events(e.topic for e in events)
         )
+        # The roles this node runs, once `serve()` has been called.
+        self.roles: frozenset[str] = frozenset()
         # The SFTP front, once the `sftp` role has started on this node.
         self.sftp: SFTPFront | None = None
+        # What listens on `http.host`:`http.port`, once started: the dashboard and API (the
+        # `http` role), or the ops endpoints alone.
+        self.http_server: uvicorn.Server | None = None
         self._sftp_host_keys: HostKeys | None = None
         self._stop = asyncio.Event()
         self._closers: list[tuple[str, Callable[[], Coroutine[Any, Any, None]]]] = []
@@ -100,6 +109,7 @@ class App:
         unknown = roles - ROLES
         if unknown:
             raise ValueError(f"unknown role(s): {', '.join(sorted(unknown))}")
+        self.roles = roles
         await self.prepare()
         loop = asyncio.get_running_loop()
         if install_signal_handlers:
@@ -115,9 +125,9 @@ class App:
                     started = asyncio.Event()
                     recorder_task = tasks.create_task(self.recorder.run(started), name="recorder")
                     await started.wait()
-                    for role in sorted(roles):
+                    for start in self._starters(roles):
                         try:
-                            await self._start_role(role, tasks)
+                            await start(tasks)
                         except BaseException:
                             # The roles that started before this one stop with it, as at a
                             # shutdown; the recorder flushes what they recorded.
@@ -148,9 +158,15 @@ class App:
         log.info("shutting down")
         await self._shutdown()
 
-    async def _start_role(self, role: str, tasks: asyncio.TaskGroup) -> None:
-        starter = getattr(self, f"_start_{role}")
-        await starter(tasks)
+    def _starters(
+        self, roles: frozenset[str]
+    ) -> list[Callable[[asyncio.TaskGroup], Coroutine[Any, Any, None]]]:
+        """What `serve()` starts, in order: the roles, after the ops endpoints of a node without
+        the `http` role (its HTTP port is taken first, as the `http` role's is)."""
+        starters = [getattr(self, f"_start_{role}") for role in sorted(roles)]
+        if "http" not in roles and self.settings.http.ops_endpoints:
+            starters.insert(0, self._start_ops)
+        return starters
 
     async def _load_sftp_host_keys(self) -> None:
         from sftphook.sftp.server import HostKeys
@@ -192,9 +208,29 @@ class App:
     async def _start_http(self, tasks: asyncio.TaskGroup) -> None:
         from sftphook.api.app import create_app
 
-        http_app = create_app(self)
+        await self._serve_http(create_app(self), "the dashboard and API", tasks)
+        log.info("dashboard and API on http://%s:%d", self.settings.http.host, self.http_port)
+        await self._print_first_admin_hint()
+
+    async def _start_ops(self, tasks: asyncio.TaskGroup) -> None:
+        # Its own module: a node without the `http` role loads neither the dashboard nor the API.
+        from sftphook.api.ops import create_ops_app
+
+        await self._serve_http(create_ops_app(self), OPS_ENDPOINTS, tasks, switch="ops_endpoints")
+        log.info(
+            "metrics and health on http://%s:%d (/metrics, /healthz, /readyz)",
+            self.settings.http.host,
+            self.http_port,
+        )
+
+    async def _serve_http(
+        self, asgi: Any, what: str, tasks: asyncio.TaskGroup, *, switch: str | None = None
+    ) -> None:
+        """Serve `asgi` on `http.host`:`http.port` until shutdown; `what` names it, and
+        `switch` the setting that turns it off, in the error of a port that cannot be listened
+        on."""
         config = uvicorn.Config(
-            http_app,
+            asgi,
             host=self.settings.http.host,
             port=self.settings.http.port,
             log_level="warning",
@@ -205,7 +241,7 @@ class App:
         )
         server = _QuietUvicorn(config)
         # Bound here rather than by uvicorn, which logs a failure and exits the process.
-        sock = _listening_socket(self.settings.http.host, self.settings.http.port)
+        sock = _listening_socket(self.settings.http.host, self.settings.http.port, what, switch)
         tasks.create_task(server.serve(sockets=[sock]), name="http")
         while not server.started:
             if server.should_exit:
@@ -214,8 +250,6 @@ class App:
                 )
             await asyncio.sleep(0.01)
         self.http_server = server
-        log.info("dashboard and API on http://%s:%d", self.settings.http.host, self.http_port)
-        await self._print_first_admin_hint()
 
         async def stop_http() -> None:
             server.should_exit = True
@@ -266,7 +300,7 @@ class App:
 
     @property
     def http_port(self) -> int:
-        server = getattr(self, "http_server", None)
+        server = self.http_server
         if server is None or not server.servers:
             return self.settings.http.port
         return int(server.servers[0].sockets[0].getsockname()[1])
@@ -296,9 +330,10 @@ async def _awaited(task: asyncio.Task[None]) -> None:
     await task
 
 
-def _listening_socket(host: str, port: int) -> socket.socket:
-    """The HTTP role's socket, bound to `host`:`port` as uvicorn binds it (IPv6 for a host with
-    a colon, the address reusable at once after a restart)."""
+def _listening_socket(host: str, port: int, what: str, switch: str | None) -> socket.socket:
+    """The HTTP socket of `what`, bound to `host`:`port` as uvicorn binds it (IPv6 for a host
+    with a colon, the address reusable at once after a restart); `switch`: the `http` setting
+    that turns `what` off, for the error."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
@@ -306,7 +341,7 @@ def _listening_socket(host: str, port: int) -> socket.socket:
         sock.bind((host, port))
     except OSError as exc:
         sock.close()
-        raise cannot_listen("the dashboard and API", host, port, "http", exc) from None
+        raise cannot_listen(what, host, port, "http", exc, switch=switch) from None
     except BaseException:
         sock.close()
         raise

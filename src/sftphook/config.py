@@ -145,6 +145,10 @@ class HTTPSettings(Group):
     # Reverse proxies (CIDR networks) whose X-Forwarded-For / X-Forwarded-Proto are believed:
     # the dashboard's login throttle and audit then see the browser's address, not the proxy's.
     trusted_proxies: list[str] = Field(default_factory=lambda: ["127.0.0.1/32", "::1/128"])
+    # On a node without the `http` role: serve `/metrics`, `/healthz` and `/readyz` alone on
+    # `host`:`port`, so that every node can be scraped and checked; off, such a node binds no
+    # HTTP port (several processes on one host). A node with the role always serves them.
+    ops_endpoints: bool = True
 
     @field_validator("trusted_proxies")
     @classmethod

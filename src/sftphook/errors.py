@@ -148,13 +148,21 @@ class CannotListen(SftphookError):
     title = "Cannot listen"
 
 
-def cannot_listen(what: str, host: str, port: int, group: str, exc: OSError) -> CannotListen:
+def cannot_listen(
+    what: str, host: str, port: int, group: str, exc: OSError, *, switch: str | None = None
+) -> CannotListen:
     """The error of `what` ("SFTP") failing to listen on `host`:`port` with `exc`; `group` is
-    the settings' group of that address ("sftp")."""
+    the settings' group of that address ("sftp"); `switch`, a setting of that group whose
+    `false` turns `what` off."""
     # The system's words for the errno: asyncio's own message repeats the address.
     reason = (os.strerror(exc.errno) if exc.errno else str(exc)).lower()
     env = f"SFTPHOOK_{group.upper()}__"
+    off = (
+        f"; {env}{switch.upper()}=false, or {group}.{switch} = false, turns them off"
+        if switch
+        else ""
+    )
     return CannotListen(
         f"{what} cannot listen on {host}:{port}: {reason} (the address and port are set by "
-        f"{env}HOST and {env}PORT, or {group}.host and {group}.port)"
+        f"{env}HOST and {env}PORT, or {group}.host and {group}.port{off})"
     )

@@ -29,6 +29,8 @@ async def serve_process(data_dir: Path) -> AsyncIterator[int]:
         "SFTPHOOK_DATA_DIR": str(data_dir),
         "SFTPHOOK_SFTP__HOST": "127.0.0.1",
         "SFTPHOOK_SFTP__PORT": "0",
+        "SFTPHOOK_HTTP__HOST": "127.0.0.1",
+        "SFTPHOOK_HTTP__PORT": "0",
     }
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-c", "from sftphook.cli import main; main()", "serve", "--roles", "sftp",

@@ -66,6 +66,7 @@ def s3_settings(tmp_path: Path, radosgw: Radosgw, bucket: str) -> Settings:
     return Settings.load(
         data_dir=tmp_path / "data",
         sftp={"host": "127.0.0.1", "port": 0},
+        http={"host": "127.0.0.1", "port": 0},
         storage=s3_options(radosgw, bucket),
     )
 
@@ -314,6 +315,8 @@ async def test_a_64_mib_upload_streams_through_with_bounded_memory(
         "SFTPHOOK_DATA_DIR": str(data_dir),
         "SFTPHOOK_SFTP__HOST": "127.0.0.1",
         "SFTPHOOK_SFTP__PORT": "0",
+        # The process whose memory is measured serves SFTP alone.
+        "SFTPHOOK_HTTP__OPS_ENDPOINTS": "false",
         **{f"SFTPHOOK_STORAGE__{k.upper()}": v for k, v in storage.items()},
     }
     async with serve_process(env) as (port, pid):

@@ -72,6 +72,7 @@ async def test_failures_on_two_nodes_add_up_to_one_ban_on_both(backend: str, tmp
                     "ban_window": 60,
                     "ban_duration": 60,
                 },
+                http={"host": "127.0.0.1", "port": 0},
             )
             for name in ("a", "b")
         ]

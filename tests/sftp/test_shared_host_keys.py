@@ -58,6 +58,7 @@ async def test_two_nodes_starting_together_present_the_same_host_keys(
                 database_url=url,
                 encryption_key=key,
                 sftp={"host": "127.0.0.1", "port": 0},
+                http={"host": "127.0.0.1", "port": 0},
             )
             shutil.copytree(keys, settings.host_keys_dir)
             nodes.append(settings)

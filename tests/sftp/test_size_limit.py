@@ -39,6 +39,7 @@ async def _serve(
     settings = Settings.load(
         data_dir=tmp_path / "data",
         sftp={"host": "127.0.0.1", "port": 0, "max_file_size": max_file_size},
+        http={"host": "127.0.0.1", "port": 0},
         storage=storage or {},
     )
     reuse_host_keys(settings, host_keys)

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
 from sftphook.api.deps import AppDep
+
+if TYPE_CHECKING:
+    from sftphook.app import App
 
 router = APIRouter(tags=["health"])
 
@@ -18,9 +23,26 @@ async def healthz() -> dict[str, str]:
 
 @router.get("/readyz")
 async def readyz(app: AppDep) -> JSONResponse:
+    """200 when this node can do the work of each of its roles, 503 (naming what is not) when
+    it cannot: every role needs the database; `sftp` also its listener accepting connections,
+    `worker` its delivery engine claiming. Both stop first at a shutdown, so a draining node
+    is taken out of its balancer before it stops answering."""
+    checks = {"database": await _database(app)}
+    if "sftp" in app.roles:
+        front = app.sftp
+        checks["sftp"] = "ok" if front is not None and front.accepting else "not listening"
+    if "worker" in app.roles:
+        checks["worker"] = "ok" if app.engine.claiming else "not claiming"
+    ready = all(state == "ok" for state in checks.values())
+    return JSONResponse(
+        {"status": "ok" if ready else "unavailable", **checks}, status_code=200 if ready else 503
+    )
+
+
+async def _database(app: App) -> str:
     try:
         async with app.db.session() as s:
             await s.execute(text("SELECT 1"))
     except Exception:
-        return JSONResponse({"status": "unavailable", "database": "unreachable"}, status_code=503)
-    return JSONResponse({"status": "ok", "database": "ok"})
+        return "unreachable"
+    return "ok"

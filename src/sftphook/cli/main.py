@@ -145,9 +145,14 @@ def describe(server: App) -> list[str]:
         # (algorithm, "SHA256:…") per host key, as `ssh` shows them on first connection.
         for algorithm, fingerprint in sftp.host_key_fingerprints:
             lines.append(f"  host key  {algorithm} {fingerprint}")
-    if getattr(server, "http_server", None) is not None:
-        base = settings.http.public_url or f"http://{settings.http.host}:{server.http_port}"
-        lines.append(f"  HTTP      {base.rstrip('/')}/   (API: /api/v1, docs: /api/v1/docs)")
+    if server.http_server is not None:
+        bound = f"http://{settings.http.host}:{server.http_port}"
+        if "http" in server.roles:
+            base = settings.http.public_url or bound
+            lines.append(f"  HTTP      {base.rstrip('/')}/   (API: /api/v1, docs: /api/v1/docs)")
+        else:
+            # The ops endpoints alone: the address they are bound to, not the dashboard's.
+            lines.append(f"  metrics   {bound}/metrics   (health: /healthz, /readyz)")
     return lines
 
 

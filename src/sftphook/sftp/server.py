@@ -211,6 +211,11 @@ class SFTPFront:
         return int(self._server.sockets[0].getsockname()[1])
 
     @property
+    def accepting(self) -> bool:
+        """Listening and taking connections: false before `start()` and from `close()` on."""
+        return self._server is not None and self._server.is_serving()
+
+    @property
     def host_key_fingerprints(self) -> list[tuple[str, str]]:
         """(algorithm, "SHA256:…") of each host key, for `serve` and the dashboard to show."""
         return hostkeys.fingerprints(self.host_keys)

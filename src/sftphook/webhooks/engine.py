@@ -246,6 +246,11 @@ class DeliveryEngine:
     def in_flight(self) -> int:
         return len(self._inflight)
 
+    @property
+    def claiming(self) -> bool:
+        """Running and taking due deliveries: false before `run()` and from `stop()` on."""
+        return self._running and not self._stopping
+
     # Lifecycle
 
     async def run(self, started: asyncio.Event | None = None) -> None:
