@@ -216,7 +216,9 @@ class App:
         # Its own module: a node without the `http` role loads neither the dashboard nor the API.
         from sftphook.api.ops import create_ops_app
 
-        await self._serve_http(create_ops_app(self), OPS_ENDPOINTS, tasks, switch="ops_endpoints")
+        await self._serve_http(
+            create_ops_app(self), OPS_ENDPOINTS, tasks, switch="ops_endpoints", name="ops"
+        )
         log.info(
             "metrics and health on http://%s:%d (/metrics, /healthz, /readyz)",
             self.settings.http.host,
@@ -224,11 +226,17 @@ class App:
         )
 
     async def _serve_http(
-        self, asgi: Any, what: str, tasks: asyncio.TaskGroup, *, switch: str | None = None
+        self,
+        asgi: Any,
+        what: str,
+        tasks: asyncio.TaskGroup,
+        *,
+        switch: str | None = None,
+        name: str = "http",
     ) -> None:
         """Serve `asgi` on `http.host`:`http.port` until shutdown; `what` names it, and
         `switch` the setting that turns it off, in the error of a port that cannot be listened
-        on."""
+        on; `name` is its closer's (`_shutdown`)."""
         config = uvicorn.Config(
             asgi,
             host=self.settings.http.host,
@@ -254,7 +262,7 @@ class App:
         async def stop_http() -> None:
             server.should_exit = True
 
-        self._closers.append(("http", stop_http))
+        self._closers.append((name, stop_http))
 
     async def _print_first_admin_hint(self) -> None:
         from sftphook.accounts.admins import AdminService
@@ -306,13 +314,17 @@ class App:
         return int(server.servers[0].sockets[0].getsockname()[1])
 
     async def _shutdown(self) -> None:
-        # SFTP first (no new events), then the recorder flushes, then the rest.
+        # SFTP first (no new events), then the recorder flushes, then the rest; the ops
+        # endpoints last, so that a draining node still answers `/readyz` (503) and `/metrics`.
         for name, close in self._closers:
             if name == "sftp":
                 await _bounded(name, close())
         await self.recorder.close()
         for name, close in self._closers:
-            if name != "sftp":
+            if name not in ("sftp", "ops"):
+                await _bounded(name, close())
+        for name, close in self._closers:
+            if name == "ops":
                 await _bounded(name, close())
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 import asyncssh
 import httpx
 import pytest
+from aiohttp import web
 
 from sftphook.app import App
 from sftphook.config import Settings
@@ -293,3 +294,62 @@ def test_a_taken_port_on_a_node_without_the_http_role_is_one_error_line(
     assert all(LOG_LINE.match(entry) for entry in logged), result.stderr
     assert not [entry for entry in logged if "SFTP on" in entry], result.stderr
     assert result.stdout == ""
+
+
+async def test_a_draining_worker_node_answers_its_ops_endpoints_until_it_exits(
+    cli: Cli, env: dict[str, str], settings: Settings
+) -> None:
+    """SIGTERM while a delivery is in flight: the node drains it before exiting, and meanwhile
+    `/readyz` says it is not claiming (503) and `/metrics` still answers, instead of the port
+    going dark at the start of the drain."""
+    receiver = Receiver()
+    answer = asyncio.Event()
+
+    async def slow(request: object, received: object) -> web.StreamResponse:
+        await answer.wait()
+        return web.Response(text="ok")
+
+    receiver.behaviour = slow
+    await receiver.start()
+    try:
+        added = await asyncio.to_thread(
+            cli, "webhooks", "add", "--url", receiver.url, "-n", "ops", "-t", "file.created"
+        )
+        assert added.returncode == 0, added.stderr
+        setup = App(settings)
+        try:
+            await setup.prepare()
+            org = await setup.accounts.resolve_organization(None)
+            await setup.recorder.record(
+                EventRecord(
+                    organization_id=org.id,
+                    topic=Topic.FILE_CREATED,
+                    actor_id="partner",
+                    path="inbound/slow.csv",
+                    size=1,
+                )
+            )
+        finally:
+            await setup.db.close()
+
+        env["SFTPHOOK_WEBHOOKS__TIMEOUT"] = "20"
+        env["SFTPHOOK_WEBHOOKS__LEASE_SECONDS"] = "60"
+        async with node(env, "worker") as worker, httpx.AsyncClient() as client:
+            await receiver.wait_for(1, within=20)  # the delivery is in flight
+            worker.proc.send_signal(signal.SIGTERM)
+            for _ in range(100):
+                ready = await client.get(f"{worker.base}/readyz")
+                if ready.status_code == 503:
+                    break
+                await asyncio.sleep(0.05)
+            assert ready.status_code == 503, ready.text
+            assert ready.json()["worker"] == "not claiming"
+            await asyncio.sleep(0.5)  # the other roles' closers have run by now
+            assert worker.proc.returncode is None  # still draining
+            assert (await client.get(f"{worker.base}/readyz")).status_code == 503
+            assert (await client.get(f"{worker.base}/metrics")).status_code == 200
+            answer.set()
+            await asyncio.wait_for(worker.proc.wait(), 30)
+    finally:
+        answer.set()
+        await receiver.stop()
