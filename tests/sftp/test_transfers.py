@@ -12,6 +12,7 @@ from pathlib import Path
 import asyncssh
 import pytest
 
+from sftphook.sftp import session as session_module
 from sftphook.storage.local import UPLOADS_DIR, LocalStorage
 from sftphook.storage.spares import SPARES_DIR
 from tests.conftest import require_binary
@@ -351,6 +352,36 @@ async def test_a_link_whose_file_goes_before_it_is_read_is_still_reported(
     events = await server.events()
     assert [(e.topic, e.path, e.size, e.sha256) for e in events] == [
         ("file.created", "to-b", None, None)
+    ]
+
+
+async def test_a_file_is_read_again_for_its_sha256_only_up_to_a_limit(
+    server: Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A new name for a file (a link, a rename from a temporary name) costs its client nothing:
+    past `REHASH_LIMIT` the server does not read the whole file again, and the event has the
+    size without a SHA-256, unless the server has the file's upload in memory."""
+    monkeypatch.setattr(session_module, "REHASH_LIMIT", 1000)
+    small, large = b"s" * 1000, b"L" * 1001
+    (server.root / "small").write_bytes(small)  # placed by the host: no upload remembered
+    (server.root / "large").write_bytes(large)
+    async with await server.connect() as conn, conn.start_sftp_client() as sftp:
+        await sftp.symlink("small", "to-small")
+        await sftp.symlink("large", "to-large")
+        await sftp.link("large", "large-too")
+        await sftp.rename("large", "large.tmp")
+        await sftp.rename("large.tmp", "large-again")
+        async with sftp.open("upload.filepart", "wb") as fh:  # remembered: no read needed
+            await fh.write(large)
+        await sftp.rename("upload.filepart", "upload")
+    events = await server.events()
+    assert [(e.topic, e.path, e.size, e.sha256) for e in events] == [
+        ("file.created", "to-small", 1000, hashlib.sha256(small).hexdigest()),
+        ("file.created", "to-large", 1001, None),
+        ("file.created", "large-too", 1001, None),
+        ("file.deleted", "large", None, None),
+        ("file.created", "large-again", 1001, None),
+        ("file.created", "upload", 1001, hashlib.sha256(large).hexdigest()),
     ]
 
 

@@ -35,6 +35,11 @@ log = logging.getLogger(__name__)
 _T = TypeVar("_T")
 # Directory entries fetched per trip to an I/O thread when listing a blocking store.
 _LIST_BATCH = 500
+# A file that appears under a new name (a link, a rename from a temporary name) without an upload
+# the server remembers is read again for its SHA-256 only up to this size; a larger one's event
+# has none. Otherwise one request that costs its client nothing (`ln -s` of a 50 GiB file, many
+# at once) would make the server read a whole file of any size.
+REHASH_LIMIT = 64 * 1024 * 1024
 
 _OS_CODES = {
     errno.ENOENT: asyncssh.FX_NO_SUCH_FILE,
@@ -519,8 +524,8 @@ class SFTPSession(asyncssh.SFTPServer):
 
     async def _link_target_digest(self, path: str) -> tuple[int | None, str | None]:
         """The size and SHA-256 of the regular file that the symbolic link at `path` leads to
-        now, as a hard link's (`_sha256`); none when it leads to no regular file inside the
-        home (dangling, a directory, a loop, out of the home)."""
+        now, as a hard link's (`_sha256`: none for a large file); none when it leads to no
+        regular file inside the home (dangling, a directory, a loop, out of the home)."""
         try:
             target = await self._io(self._storage.stat, path, follow=True)
         except (NotFound, PermissionDenied, OSError):
@@ -535,12 +540,14 @@ class SFTPSession(asyncssh.SFTPServer):
             # all the same, and now leads nowhere readable.
             return None, None
 
-    async def _sha256(self, path: str, size: int, upload: tuple[int, str] | None) -> str:
+    async def _sha256(self, path: str, size: int, upload: tuple[int, str] | None) -> str | None:
         """The SHA-256 of the file at `path`, `size` bytes: that of the upload remembered for
         it, unless the file is not that size any more (changed since, outside this server's
-        view); then read from disk."""
+        view); then read from disk, up to `REHASH_LIMIT` bytes (None beyond)."""
         if upload is not None and upload[0] == size:
             return upload[1]
+        if size > REHASH_LIMIT:
+            return None
         with _mapped(path):
             handle = await self._io(self._storage.open_read, path)
         return await self._front.hash_file(handle)
