@@ -143,6 +143,30 @@ async def check_health_and_nothing_else(client: httpx.AsyncClient, at: Node, rol
         assert answer.headers["content-type"].startswith("application/problem+json"), path
 
 
+async def a_webhook_and_an_event(cli: Cli, settings: Settings, receiver: Receiver) -> None:
+    """A webhook to `receiver` (added with the CLI) and one event for it, recorded elsewhere (as
+    by an SFTP node) before the worker node starts."""
+    added = await asyncio.to_thread(
+        cli, "webhooks", "add", "--url", receiver.url, "-n", "ops", "-t", "file.created"
+    )
+    assert added.returncode == 0, added.stderr
+    setup = App(settings)
+    try:
+        await setup.prepare()
+        org = await setup.accounts.resolve_organization(None)
+        await setup.recorder.record(
+            EventRecord(
+                organization_id=org.id,
+                topic=Topic.FILE_CREATED,
+                actor_id="partner",
+                path="inbound/report.csv",
+                size=7,
+            )
+        )
+    finally:
+        await setup.db.close()
+
+
 @pytest.fixture
 def env(cli_env: dict[str, str]) -> dict[str, str]:
     """The nodes' environment, which `cli` commands share: every port free, plain HTTP to the
@@ -211,26 +235,7 @@ async def test_a_worker_node_serves_its_attempts_and_completions_on_metrics(
     receiver = Receiver()
     await receiver.start()
     try:
-        added = await asyncio.to_thread(
-            cli, "webhooks", "add", "--url", receiver.url, "-n", "ops", "-t", "file.created"
-        )
-        assert added.returncode == 0, added.stderr
-        # An event recorded elsewhere (an SFTP node), before the worker node starts.
-        setup = App(settings)
-        try:
-            await setup.prepare()
-            org = await setup.accounts.resolve_organization(None)
-            await setup.recorder.record(
-                EventRecord(
-                    organization_id=org.id,
-                    topic=Topic.FILE_CREATED,
-                    actor_id="partner",
-                    path="inbound/report.csv",
-                    size=7,
-                )
-            )
-        finally:
-            await setup.db.close()
+        await a_webhook_and_an_event(cli, settings, receiver)
 
         async with node(env, "worker") as worker, httpx.AsyncClient() as client:
             assert listening_ports(worker.proc.pid) == {int(worker.base.rsplit(":", 1)[1])}
@@ -312,25 +317,7 @@ async def test_a_draining_worker_node_answers_its_ops_endpoints_until_it_exits(
     receiver.behaviour = slow
     await receiver.start()
     try:
-        added = await asyncio.to_thread(
-            cli, "webhooks", "add", "--url", receiver.url, "-n", "ops", "-t", "file.created"
-        )
-        assert added.returncode == 0, added.stderr
-        setup = App(settings)
-        try:
-            await setup.prepare()
-            org = await setup.accounts.resolve_organization(None)
-            await setup.recorder.record(
-                EventRecord(
-                    organization_id=org.id,
-                    topic=Topic.FILE_CREATED,
-                    actor_id="partner",
-                    path="inbound/slow.csv",
-                    size=1,
-                )
-            )
-        finally:
-            await setup.db.close()
+        await a_webhook_and_an_event(cli, settings, receiver)
 
         env["SFTPHOOK_WEBHOOKS__TIMEOUT"] = "20"
         env["SFTPHOOK_WEBHOOKS__LEASE_SECONDS"] = "60"
