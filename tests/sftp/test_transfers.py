@@ -13,6 +13,7 @@ import asyncssh
 import pytest
 
 from sftphook.sftp import session as session_module
+from sftphook.sftp import transfer as transfer_module
 from sftphook.storage.local import UPLOADS_DIR, LocalStorage
 from sftphook.storage.spares import SPARES_DIR
 from tests.conftest import require_binary
@@ -362,6 +363,7 @@ async def test_a_file_is_read_again_for_its_sha256_only_up_to_a_limit(
     past `REHASH_LIMIT` the server does not read the whole file again, and the event has the
     size without a SHA-256, unless the server has the file's upload in memory."""
     monkeypatch.setattr(session_module, "REHASH_LIMIT", 1000)
+    monkeypatch.setattr(transfer_module, "REHASH_LIMIT", 1000)
     small, large = b"s" * 1000, b"L" * 1001
     (server.root / "small").write_bytes(small)  # placed by the host: no upload remembered
     (server.root / "large").write_bytes(large)
@@ -383,6 +385,32 @@ async def test_a_file_is_read_again_for_its_sha256_only_up_to_a_limit(
         ("file.created", "large-again", 1001, None),
         ("file.created", "upload", 1001, hashlib.sha256(large).hexdigest()),
     ]
+
+
+async def test_a_write_in_place_reads_the_file_again_only_up_to_a_limit_beyond_what_was_sent(
+    server: Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Opening an existing file for writing without truncating it and closing it: its event's
+    SHA-256 is of the whole file, read again at the close, but the server reads at most
+    `REHASH_LIMIT` bytes more than the client sent (else one small request would make it read
+    a file of any size)."""
+    monkeypatch.setattr(transfer_module, "REHASH_LIMIT", 1000)
+    (server.root / "big").write_bytes(b"b" * 2500)
+    async with await server.connect() as conn, conn.start_sftp_client() as sftp:
+        async with sftp.open("big", asyncssh.FXF_WRITE, encoding=None) as fh:  # nothing sent
+            pass
+        async with sftp.open("big", asyncssh.FXF_WRITE, encoding=None) as fh:
+            await fh.write(b"x")  # 1 byte sent, 2,499 to read again: too many
+        async with sftp.open("big", asyncssh.FXF_WRITE, encoding=None) as fh:
+            await fh.write(b"y" * 1500, 1000)  # 1,500 sent, 1,000 more to read: within
+    expected = b"x" + b"b" * 999 + b"y" * 1500
+    events = await server.events()
+    assert [(e.topic, e.path, e.size, e.sha256) for e in events] == [
+        ("file.created", "big", 2500, None),
+        ("file.created", "big", 2500, None),
+        ("file.created", "big", 2500, hashlib.sha256(expected).hexdigest()),
+    ]
+    assert (server.root / "big").read_bytes() == expected
 
 
 async def test_temporary_names_of_a_symbolic_link_are_unseen(server: Server) -> None:

@@ -151,7 +151,7 @@ class SFTPFront:
         self._sessions: set[SFTPSession] = set()
         self._no_sessions = asyncio.Event()
         self._no_sessions.set()
-        self._uploads: collections.OrderedDict[_UploadKey, tuple[int, str]] = (
+        self._uploads: collections.OrderedDict[_UploadKey, tuple[int, str | None]] = (
             collections.OrderedDict()
         )
         accounts.user_revoked_hooks.append(self.revoke_user)
@@ -405,15 +405,17 @@ class SFTPFront:
 
     # Uploads under client-side temporary names
 
-    def remember_upload(self, org: str, parts: tuple[str, ...], result: tuple[int, str]) -> None:
+    def remember_upload(
+        self, org: str, parts: tuple[str, ...], result: tuple[int, str | None]
+    ) -> None:
         self._uploads[(org, parts)] = result
         while len(self._uploads) > _REMEMBERED_UPLOADS:
             self._uploads.popitem(last=False)
 
-    def take_upload(self, org: str, parts: tuple[str, ...]) -> tuple[int, str] | None:
+    def take_upload(self, org: str, parts: tuple[str, ...]) -> tuple[int, str | None] | None:
         return self._uploads.pop((org, parts), None)
 
-    def remembered_upload(self, org: str, parts: tuple[str, ...]) -> tuple[int, str] | None:
+    def remembered_upload(self, org: str, parts: tuple[str, ...]) -> tuple[int, str | None] | None:
         return self._uploads.get((org, parts))
 
     async def hash_file(self, handle: ReadHandle) -> str:

@@ -23,7 +23,7 @@ from asyncssh.sftp import MAX_SFTP_READ_LEN
 
 from sftphook.errors import NotFound, PermissionDenied, SftphookError
 from sftphook.events import EventRecord, Topic
-from sftphook.sftp.transfer import Data, Download, Upload, file_too_large
+from sftphook.sftp.transfer import REHASH_LIMIT, Data, Download, Upload, file_too_large
 from sftphook.storage.base import FileInfo, Storage
 from sftphook.storage.paths import event_path, normalize_client
 
@@ -35,11 +35,6 @@ log = logging.getLogger(__name__)
 _T = TypeVar("_T")
 # Directory entries fetched per trip to an I/O thread when listing a blocking store.
 _LIST_BATCH = 500
-# A file that appears under a new name (a link, a rename from a temporary name) without an upload
-# the server remembers is read again for its SHA-256 only up to this size; a larger one's event
-# has none. Otherwise one request that costs its client nothing (`ln -s` of a 50 GiB file, many
-# at once) would make the server read a whole file of any size.
-REHASH_LIMIT = 64 * 1024 * 1024
 
 _OS_CODES = {
     errno.ENOENT: asyncssh.FX_NO_SUCH_FILE,
@@ -540,7 +535,9 @@ class SFTPSession(asyncssh.SFTPServer):
             # all the same, and now leads nowhere readable.
             return None, None
 
-    async def _sha256(self, path: str, size: int, upload: tuple[int, str] | None) -> str | None:
+    async def _sha256(
+        self, path: str, size: int, upload: tuple[int, str | None] | None
+    ) -> str | None:
         """The SHA-256 of the file at `path`, `size` bytes: that of the upload remembered for
         it, unless the file is not that size any more (changed since, outside this server's
         view); then read from disk, up to `REHASH_LIMIT` bytes (None beyond)."""

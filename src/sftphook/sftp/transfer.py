@@ -33,6 +33,13 @@ READ_BLOCK = 4 * 1024 * 1024
 # the round trip to a thread.
 INLINE_COMMIT_BYTES = 64 * 1024
 
+# The most a close, a link or a rename reads of a file beyond what its client sent, to take the
+# file's SHA-256 again (a write in place, a new name for a file the server has no upload of in
+# memory); past it the event has no SHA-256. Otherwise one small request (open an existing
+# 50 GiB file for writing and close it; `ln -s` it) would make the server read the whole file,
+# as many times as the client liked.
+REHASH_LIMIT = 64 * 1024 * 1024
+
 Data = bytes | memoryview
 
 
@@ -259,10 +266,16 @@ class Upload:
             self.failure = _failure_text(exc)
             raise
 
-    async def sha256(self) -> str:
+    async def sha256(self) -> str | None:
+        """The SHA-256 of the file as it is now: taken while it streamed if it was written in
+        order from the start, else read from the file, unless that means reading more than
+        `REHASH_LIMIT` bytes beyond what the client sent (then None)."""
         await self.drain()
-        if self._hash_at is not None and self._hash_at == self.handle.info().size:
+        size = self.handle.info().size
+        if self._hash_at is not None and self._hash_at == size:
             return self._sha.hexdigest()
+        if size > self.received + REHASH_LIMIT:
+            return None
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, _hash_handle, self.handle)
 
