@@ -4,13 +4,15 @@ option, route and metric is documented, and everything the docs name exists.
 Each test reads the names from the code (the settings classes, the Click tree, the OpenAPI
 document, the metric declarations), never from a list kept here, so a setting or a route added
 in the code fails until the docs describe it. The tests compare names, environment variables
-and defaults, not prose. (tests/unit/test_config.py checks that misspelt settings are refused.)
+and defaults, not prose, and every TOML block of the docs loads as a settings file.
+(tests/unit/test_config.py checks that misspelt settings are refused.)
 """
 
 from __future__ import annotations
 
 import ast
 import json
+import os
 import re
 import shlex
 import unicodedata
@@ -284,6 +286,42 @@ def test_every_setting_the_docs_name_by_group_exists() -> None:
                 dotted = f"{match.group(1)}.{match.group(2)}"
                 if dotted not in SETTINGS and dotted not in defined:
                     problems.append(f"{line}: `{span}` names no setting")
+    assert not problems, "\n".join(problems)
+
+
+def toml_blocks() -> Iterator[tuple[Line, str]]:
+    """Each ```toml block of the docs, with its first line."""
+    for page in PAGES:
+        block: list[Line] = []
+        for line in [*lines(page), None]:
+            if line is not None and line.block == "toml":
+                if block and line.number != block[-1].number + 1:
+                    yield block[0], "\n".join(b.text for b in block)
+                    block = []
+                block.append(line)
+            elif block:
+                yield block[0], "\n".join(b.text for b in block)
+                block = []
+
+
+def test_every_toml_block_in_the_docs_is_a_settings_file_that_loads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reader copies these into sftphook.toml: each must start a server as it stands (names,
+    types and values), read by the same `Settings.load` as `--config`."""
+    for variable in [v for v in os.environ if v.startswith(ENV_PREFIX)]:
+        monkeypatch.delenv(variable)
+    problems = []
+    seen = 0
+    for first, text in toml_blocks():
+        seen += 1
+        path = tmp_path / f"block{seen}.toml"
+        path.write_text(text + "\n")
+        try:
+            Settings.load(path)
+        except Exception as exc:  # a syntax error, an unknown name, a wrong type: all findings
+            problems.append(f"{first}: {type(exc).__name__}: {exc}")
+    assert seen >= 4, "the docs' TOML blocks are no longer found"
     assert not problems, "\n".join(problems)
 
 
