@@ -67,6 +67,20 @@ def test_add_slack_with_tuning_then_update_and_reset(run):
     assert "teams" in listed
 
 
+def test_add_prints_a_signing_secret_only_for_a_webhook_that_signs(run):
+    webhook = run(
+        "webhooks", "add", "--url", "http://127.0.0.1:9/hook", "-n", "app", "-t", "file.created"
+    )
+    assert re.search(r"^signing secret: whsec_\S+$", webhook.stdout, re.M), webhook.stdout
+    for kind, url in (("slack", "http://127.0.0.1:9/services/x"), ("email", "ops@example.com")):
+        added = run(
+            "webhooks", "add", "--type", kind, "--url", url, "-n", kind, "-t", "file.created"
+        )
+        _added(added)
+        assert "whsec_" not in added.stdout and "signing secret:" not in added.stdout
+        assert f"its requests are not signed ({kind})" in added.stdout
+
+
 def test_add_email_shows_recipients(run):
     hook = _added(
         run(

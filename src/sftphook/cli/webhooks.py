@@ -181,7 +181,7 @@ def add(
     org: OrgOption = None,
 ) -> None:
     """Add a webhook (or a Slack, Teams or email endpoint) and print its signing secret
-    (shown this once)."""
+    (shown this once; Slack, Teams and email requests are not signed)."""
     if authorization_stdin:
         if authorization is not None:
             context.fail("give --authorization or --authorization-stdin, not both", code=2)
@@ -208,6 +208,13 @@ def add(
 
     view, secret = context.run(work)
     print(f"webhook {view.id} added")
+    if view.type != "webhook":
+        # Nothing checks a signature there: a secret shown "to copy now" would only mislead.
+        print(
+            f"its requests are not signed ({view.type}); changed to type webhook later, it gets "
+            "a signing secret with `sftphook webhooks rotate-secret`"
+        )
+        return
     print(f"signing secret: {secret}")
     print("copy it now: it is not shown again (rotate it with `sftphook webhooks rotate-secret`)")
 
