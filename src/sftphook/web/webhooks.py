@@ -168,6 +168,9 @@ async def add_webhook(posted: PostedPage) -> Response:
         )
     except InvalidInput as exc:
         return await _list(page, errors=_errors(exc), values=values, status_code=422)
+    if view.type != "webhook":
+        # Slack, Teams and email requests are not signed: no secret to show "only once".
+        return await page.redirect("/webhooks", notice=f"Webhook {view.nickname} added.")
     return await page.redirect(
         "/webhooks",
         notice=f"Webhook {view.nickname} added.",
