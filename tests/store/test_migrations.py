@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from contextlib import AsyncExitStack
 
 import pytest
@@ -112,3 +113,21 @@ async def test_a_migration_that_fails_midway_leaves_the_schema_as_it_was(databas
     async with database.engine.connect() as conn:
         tables = await conn.run_sync(_tables)
     assert set(Base.metadata.tables) <= tables
+
+
+async def test_an_up_to_date_sqlite_database_is_upgraded_without_its_write_lock(tmp_path):
+    """Every start and every CLI command upgrade the schema: when there is nothing to apply,
+    that takes no write lock, which a running server's event commits would wait for."""
+    path = tmp_path / "db.sqlite"
+    db = Database(f"sqlite+aiosqlite:///{path}")
+    try:
+        await db.upgrade()
+        writer = sqlite3.connect(path, isolation_level=None)
+        try:
+            writer.execute("BEGIN IMMEDIATE")  # another process writing
+            async with asyncio.timeout(3):
+                await db.upgrade()
+        finally:
+            writer.close()
+    finally:
+        await db.close()

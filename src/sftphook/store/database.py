@@ -612,6 +612,12 @@ class Database:
         """Bring the schema to the newest migration (run at start and by `sftphook db upgrade`);
         `on_step` is called after each migration applied."""
         self._make_sqlite_directory()
+        if self.is_sqlite:
+            # Up to date (every start, every CLI command): nothing to write, so no write lock,
+            # which a running server's event commits would wait for.
+            _, pending = await self.pending_migrations()
+            if not pending:
+                return
         async with self.engine.begin() as conn:
             if self.is_sqlite:
                 # Python's sqlite3 runs DDL outside any transaction until a statement that
