@@ -8,6 +8,7 @@ import hashlib
 import signal
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import asyncssh
 import pytest
@@ -385,6 +386,41 @@ async def test_a_file_is_read_again_for_its_sha256_only_up_to_a_limit(
         ("file.created", "large-again", 1001, None),
         ("file.created", "upload", 1001, hashlib.sha256(large).hexdigest()),
     ]
+
+
+async def test_a_large_file_put_in_place_of_a_small_one_before_its_read_is_not_read_whole(
+    server: Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The size is looked at first, the file opened after: a large file renamed onto the name
+    in between is read no further than one byte past the size looked at, and the event has
+    that size without a SHA-256 (not the large file's digest with the small file's size)."""
+    (server.root / "small").write_bytes(b"s" * 10)
+    (server.root / "huge").write_bytes(b"H" * 50_000)
+    read: list[int] = []
+    original = LocalStorage.open_read
+
+    def swapped_then_open(self: LocalStorage, path: str) -> Any:
+        if (server.root / "huge").exists():
+            (server.root / "huge").replace(server.root / "small")  # another client's rename
+        handle = original(self, path)
+        pread = handle.pread
+
+        def counted(offset: int, size: int) -> bytes:
+            chunk = pread(offset, size)
+            read.append(len(chunk))
+            return chunk
+
+        handle.pread = counted
+        return handle
+
+    monkeypatch.setattr(LocalStorage, "open_read", swapped_then_open)
+    async with await server.connect() as conn, conn.start_sftp_client() as sftp:
+        await sftp.symlink("small", "to-small")
+    events = await server.events()
+    assert [(e.topic, e.path, e.size, e.sha256) for e in events] == [
+        ("file.created", "to-small", 10, None)
+    ]
+    assert sum(read) == 11
 
 
 async def test_a_write_in_place_reads_the_file_again_only_up_to_a_limit_beyond_what_was_sent(

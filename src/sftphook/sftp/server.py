@@ -418,19 +418,26 @@ class SFTPFront:
     def remembered_upload(self, org: str, parts: tuple[str, ...]) -> tuple[int, str | None] | None:
         return self._uploads.get((org, parts))
 
-    async def hash_file(self, handle: ReadHandle) -> str:
-        def digest() -> str:
+    async def hash_file(self, handle: ReadHandle, size: int) -> str | None:
+        """The SHA-256 of the open file `handle`, which was `size` bytes when looked at; None
+        if it is not that size now (another file was put in its place meanwhile). Reads at
+        most one byte more than `size`, whatever the file has become."""
+
+        def digest() -> str | None:
             import hashlib
 
             sha = hashlib.sha256()
             offset = 0
             try:
-                while chunk := handle.pread(offset, 1024 * 1024):
+                while offset <= size:
+                    chunk = handle.pread(offset, min(1024 * 1024, size + 1 - offset))
+                    if not chunk:
+                        break
                     sha.update(chunk)
                     offset += len(chunk)
             finally:
                 handle.close()
-            return sha.hexdigest()
+            return sha.hexdigest() if offset == size else None
 
         return await asyncio.get_running_loop().run_in_executor(self.io_executor, digest)
 

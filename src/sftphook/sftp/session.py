@@ -547,7 +547,9 @@ class SFTPSession(asyncssh.SFTPServer):
             return None
         with _mapped(path):
             handle = await self._io(self._storage.open_read, path)
-        return await self._front.hash_file(handle)
+        # The size was looked at before the open: the read stops past it, so that a large
+        # file renamed onto `path` meanwhile is neither read whole nor given this size.
+        return await self._front.hash_file(handle, size)
 
     async def open(self, path: bytes, pflags: int, attrs: asyncssh.SFTPAttrs) -> object:
         text = _decode(path)
