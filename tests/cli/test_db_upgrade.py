@@ -1,7 +1,9 @@
 """`sftphook db upgrade` says which migrations it applies, each with its time, and on a terminal
 which one is running."""
 
+import contextlib
 import os
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -42,7 +44,7 @@ def test_db_upgrade_lists_each_migration_it_applies(tmp_path):
     assert fresh.returncode == 0, fresh.stderr
     lines = fresh.stdout.splitlines()
     assert lines[0] == f"upgrading from an empty database: {len(revisions)} migration(s)"
-    applied = [line.split()[1].rstrip(":") for line in lines if line.startswith("  applied ")]
+    applied = [line.split()[0].rstrip(":") for line in lines if line.startswith("  ")]
     assert applied == revisions
     assert lines[-1] == f"database upgraded to revision {head}"
 
@@ -55,7 +57,7 @@ def test_db_upgrade_lists_each_migration_it_applies(tmp_path):
     older = _upgrade(env)
     assert older.returncode == 0, older.stderr
     assert older.stdout.splitlines()[0] == f"upgrading from {revisions[-3]}: 2 migration(s)"
-    applied = [x.split()[1].rstrip(":") for x in older.stdout.splitlines() if "applied" in x]
+    applied = [x.split()[0].rstrip(":") for x in older.stdout.splitlines() if x.startswith("  ")]
     assert applied == revisions[-2:]
 
 
@@ -66,8 +68,8 @@ def test_db_upgrade_shows_the_running_migration_on_a_terminal(tmp_path):
     status, output = _run_in_terminal([sys.executable, "-c", CLI, "db", "upgrade"], env)
     assert status == 0, output
     first = _revisions(f"sqlite+aiosqlite:///{data / 'sftphook.db'}")[0]
-    assert f"applying {first}:" in output  # the spinner's line, before it is applied
-    assert f"applied {first}:" in output
+    assert f"running {first}:" in output  # the spinner's line, while it runs
+    assert f"  {first}: " in output  # once it has run
 
 
 def test_db_upgrade_of_an_unreachable_database_is_one_error_line(tmp_path):
@@ -81,3 +83,24 @@ def test_db_upgrade_of_an_unreachable_database_is_one_error_line(tmp_path):
     assert out.returncode == 1
     assert out.stderr.startswith("error: cannot open the database")
     assert "Traceback" not in out.stderr
+
+
+def test_a_failing_migration_is_reported_and_nothing_of_the_upgrade_is_kept(tmp_path):
+    data = tmp_path / "data"
+    env = {**os.environ, "SFTPHOOK_DATA_DIR": str(data), "PYTHONPATH": SRC}
+    url = f"sqlite+aiosqlite:///{data / 'sftphook.db'}"
+    revisions = _revisions(url)
+    assert _upgrade(env).returncode == 0
+    start = revisions[-3]
+    command.downgrade(alembic_config(url), start)
+    # Something the last migration adds, there already: that migration fails.
+    with contextlib.closing(sqlite3.connect(data / "sftphook.db")) as db:
+        db.execute("ALTER TABLE login_failures ADD COLUMN lifted_at INTEGER")
+        db.commit()
+    failed = _upgrade(env)
+    assert failed.returncode == 1
+    assert failed.stderr.startswith(f"error: migration {revisions[-1]} failed: ")
+    assert f"rolled back, the database is still at {start}" in failed.stderr
+    assert "Traceback" not in failed.stderr
+    with contextlib.closing(sqlite3.connect(data / "sftphook.db")) as db:
+        assert db.execute("SELECT version_num FROM alembic_version").fetchall() == [(start,)]

@@ -199,7 +199,7 @@ async def test_db_upgrade_runs_while_another_node_serves(cluster, receiver):
         assert status == 0, output
         head = ScriptDirectory.from_config(alembic_config(cluster.database_url)).get_current_head()
         assert "upgrading from 0001:" in output
-        assert "applied 0002:" in output
+        assert "\n  0002: " in output
         assert f"database upgraded to revision {head}" in output
         async with app.db.session() as s:
             assert await s.scalar(text("SELECT version_num FROM alembic_version")) == head

@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from sftphook import __version__, logs
 from sftphook.app import ROLES, App
@@ -174,7 +174,16 @@ def db_upgrade() -> None:
                 current, _ = await app.db.pending_migrations()
                 return f"database is up to date (revision {current})"
             with _MigrationProgress(current, pending) as progress:
-                await context.prepare(app, progress.applied)
+                try:
+                    await app.prepare(progress.ran)
+                except (OSError, SQLAlchemyError) as exc:
+                    # One transaction (SQLite and PostgreSQL alike): none of it was kept.
+                    reason = exc.orig if isinstance(exc, DBAPIError) else exc
+                    revision, _ = progress.running
+                    context.fail(
+                        f"migration {revision} failed: {reason}; the upgrade was rolled back, "
+                        f"the database is still at {current or 'no schema'}"
+                    )
             _, left = await app.db.pending_migrations()
             return f"database upgraded to revision {pending[-1][0]}" + (
                 f" ({len(left)} still pending)" if left else ""
@@ -190,7 +199,8 @@ def db_upgrade() -> None:
 
 class _MigrationProgress:
     """Says which migration runs (a spinner on a terminal: an index on a large table takes
-    minutes) and prints each one applied, with its time, on stdout."""
+    minutes) and prints each one run, with its time, on stdout. All of them commit together
+    at the end, or none."""
 
     def __init__(self, current: str | None, pending: list[tuple[str, str]]) -> None:
         self._pending = pending
@@ -209,13 +219,18 @@ class _MigrationProgress:
         if self._status is not None:
             self._status.stop()
 
+    @property
+    def running(self) -> tuple[str, str]:
+        """The migration under way (revision, description)."""
+        return self._pending[min(self._done, len(self._pending) - 1)]
+
     def _show_next(self) -> None:
         if self._status is not None and self._done < len(self._pending):
-            revision, doc = self._pending[self._done]
-            self._status.update(f"applying {revision}: {doc}")
+            revision, doc = self.running
+            self._status.update(f"running {revision}: {doc}")
 
-    def applied(self, revision: str, doc: str, seconds: float) -> None:
-        print(f"  applied {revision}: {doc} ({seconds:.2f} s)", flush=True)
+    def ran(self, revision: str, doc: str, seconds: float) -> None:
+        print(f"  {revision}: {doc} ({seconds:.2f} s)", flush=True)
         self._done += 1
         self._show_next()
 
