@@ -224,12 +224,15 @@ class SFTPFront:
         """Stop accepting, end every session (open uploads are discarded), wait for them."""
         if self._server is not None:
             self._server.close()
-            await self._server.wait_closed()
+        # The connections are closed before waiting for the listener: from Python 3.12.1,
+        # `wait_closed()` also waits for every connection it accepted to close.
         for connection in list(self._connections):
             connection.close()
         try:
             async with asyncio.timeout(deadline):
                 await self._no_sessions.wait()
+                if self._server is not None:
+                    await self._server.wait_closed()
         except TimeoutError:
             log.warning("%d SFTP session(s) did not end in time", len(self._sessions))
         tasks = [
