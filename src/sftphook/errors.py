@@ -139,6 +139,25 @@ class InvalidConfiguration(SftphookError):
     title = "Invalid configuration"
 
 
+class UnknownSchema(SftphookError):
+    """The database's schema is at a revision this version does not know (a newer version
+    upgraded it): nothing can safely run on it. Every command prints the message as its one
+    error line."""
+
+    problem_type = "https://sftphook.dev/problems/unknown-schema"
+    title = "Unknown database schema"
+
+
+def unknown_schema(revision: str | None) -> UnknownSchema:
+    from sftphook import __version__
+
+    return UnknownSchema(
+        f"the database's schema is at revision {revision}, which sftphook {__version__} does "
+        "not know: a newer version upgraded it; run that version, or restore a backup taken "
+        "before that upgrade"
+    )
+
+
 class CannotListen(SftphookError):
     """A role could not listen where its settings say (the port is taken, the address is not
     this machine's, a port below 1024 without the right): `sftphook serve` prints the message,

@@ -104,3 +104,26 @@ def test_a_failing_migration_is_reported_and_nothing_of_the_upgrade_is_kept(tmp_
     assert "Traceback" not in failed.stderr
     with contextlib.closing(sqlite3.connect(data / "sftphook.db")) as db:
         assert db.execute("SELECT version_num FROM alembic_version").fetchall() == [(start,)]
+
+
+def test_a_schema_of_a_newer_version_is_one_error_line_for_every_command(tmp_path):
+    data = tmp_path / "data"
+    env = {
+        **os.environ,
+        "SFTPHOOK_DATA_DIR": str(data),
+        "SFTPHOOK_SFTP__PORT": "0",
+        "SFTPHOOK_HTTP__PORT": "0",
+        "PYTHONPATH": SRC,
+    }
+    assert _upgrade(env).returncode == 0
+    with contextlib.closing(sqlite3.connect(data / "sftphook.db")) as db:
+        db.execute("UPDATE alembic_version SET version_num = '0099'")
+        db.commit()
+    for args in (["db", "upgrade"], ["users", "list"], ["serve"]):
+        out = subprocess.run(
+            [sys.executable, "-c", CLI, *args], env=env, capture_output=True, text=True, timeout=60
+        )
+        assert out.returncode == 1, (args, out.stderr)
+        last = out.stderr.splitlines()[-1]
+        assert last.startswith("error: the database's schema is at revision 0099, which"), last
+        assert "Traceback" not in out.stderr, args

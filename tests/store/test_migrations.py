@@ -7,9 +7,10 @@ import sqlite3
 from contextlib import AsyncExitStack
 
 import pytest
-from sqlalchemy import func, inspect, select
+from sqlalchemy import func, inspect, select, text
 
 from sftphook.accounts import AccountService
+from sftphook.errors import UnknownSchema
 from sftphook.events import EventRecord, EventRecorder, Topic
 from sftphook.store import Database
 from sftphook.store.models import Base, Event
@@ -131,3 +132,19 @@ async def test_an_up_to_date_sqlite_database_is_upgraded_without_its_write_lock(
             writer.close()
     finally:
         await db.close()
+
+
+async def test_a_schema_of_a_newer_version_is_refused_with_what_to_do(database):
+    """A database a newer sftphook upgraded (its revision unknown here): a clear error, not
+    alembic's traceback, and nothing is changed."""
+    await database.upgrade()
+    async with database.engine.begin() as conn:
+        await conn.execute(text("UPDATE alembic_version SET version_num = '0099'"))
+    with pytest.raises(UnknownSchema, match="at revision 0099, which sftphook .* does not know"):
+        await database.upgrade()
+    with pytest.raises(UnknownSchema):
+        await database.pending_migrations()
+    async with database.engine.connect() as conn:
+        assert (await conn.execute(text("SELECT version_num FROM alembic_version"))).all() == [
+            ("0099",)
+        ]

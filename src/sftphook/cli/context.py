@@ -20,7 +20,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 
 from sftphook.app import App
 from sftphook.config import Settings
-from sftphook.errors import SftphookError
+from sftphook.errors import SftphookError, UnknownSchema
 from sftphook.store.database import MigrationStep
 
 T = TypeVar("T")
@@ -118,6 +118,8 @@ async def prepare(app: App, on_migration: MigrationStep | None = None) -> None:
     reached or opened ends the command with the reason."""
     try:
         await app.prepare(on_migration)
+    except UnknownSchema as exc:
+        fail(exc.message)
     except (OSError, SQLAlchemyError) as exc:
         reason = exc.orig if isinstance(exc, DBAPIError) else exc
         fail(f"cannot open the database {shown_url(app.db.url)}: {reason}")

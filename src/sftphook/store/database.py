@@ -20,6 +20,7 @@ from alembic import command
 from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from alembic.script.revision import ResolutionError
 from sqlalchemy import Table, create_engine, event, exc, make_url, text
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.ext.asyncio import (
@@ -29,6 +30,8 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 from sqlalchemy.pool import NullPool
+
+from sftphook.errors import unknown_schema
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
@@ -592,15 +595,18 @@ class Database:
         """The schema's revision now (None: no schema yet) and the migrations `upgrade` would
         apply, oldest first, as (revision, description)."""
 
-        def read(connection: Connection) -> tuple[str | None, list[tuple[str, str]]]:
-            current = MigrationContext.configure(connection).get_current_revision()
-            script = ScriptDirectory.from_config(alembic_config(self.url))
-            steps = script.iterate_revisions("heads", current)
-            return current, [(s.revision, s.doc) for s in reversed(list(steps))]
-
         self._make_sqlite_directory()
         async with self.engine.connect() as conn:
-            return await conn.run_sync(read)
+            return await conn.run_sync(self._pending)
+
+    def _pending(self, connection: Connection) -> tuple[str | None, list[tuple[str, str]]]:
+        current = MigrationContext.configure(connection).get_current_revision()
+        script = ScriptDirectory.from_config(alembic_config(self.url))
+        try:
+            steps = list(script.iterate_revisions("heads", current))
+        except ResolutionError:
+            raise unknown_schema(current) from None
+        return current, [(s.revision, s.doc) for s in reversed(steps)]
 
     def _make_sqlite_directory(self) -> None:
         if self.is_sqlite:
@@ -645,6 +651,7 @@ class Database:
                 started = now
 
             cfg.attributes["on_version_apply"] = applied
+        self._pending(connection)  # a revision of a newer version: a clear error, not alembic's
         command.upgrade(cfg, "head")
 
     async def close(self) -> None:
