@@ -79,6 +79,10 @@ def test_add_prints_a_signing_secret_only_for_a_webhook_that_signs(run):
         _added(added)
         assert "whsec_" not in added.stdout and "signing secret:" not in added.stdout
         assert f"its requests are not signed ({kind})" in added.stdout
+        rotated = run("webhooks", "rotate-secret", _added(added))
+        assert rotated.returncode == 0, rotated.stderr
+        assert re.search(r"^new signing secret: whsec_\S+$", rotated.stdout, re.M)
+        assert f"not signed while it is a {kind} endpoint" in rotated.stdout
 
 
 def test_add_email_shows_recipients(run):

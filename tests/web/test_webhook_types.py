@@ -42,6 +42,14 @@ async def test_add_and_edit_a_slack_endpoint_with_tuning(
         assert "Webhook Ops added." in listed.text
         assert 'id="reveal-secret"' not in listed.text and "whsec_" not in listed.text
         (hook,) = await app.webhooks.list_webhooks(org)
+        # Its secret, rotated, is shown (for a later change of type), said to sign nothing yet.
+        rotated = await client.post(f"/webhooks/{hook.id}/rotate", data={"csrf_token": token})
+        assert rotated.status_code == 303, rotated.text
+        shown = await client.get(rotated.headers["location"])
+        assert 'id="reveal-secret"' in shown.text and "whsec_" in shown.text
+        assert "are not signed while it is a Slack endpoint" in shown.text
+        assert "Every request to" not in shown.text
+        hook = await app.webhooks.get(org, hook.id)
         assert hook.type == "slack" and hook.retry_schedule == [5, 300]
         assert (hook.timeout, hook.max_concurrency, hook.rate_limit) == (4, 2, 1.5)
 

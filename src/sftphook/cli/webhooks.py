@@ -335,6 +335,11 @@ def rotate_secret(
 
     view, secret = context.run(work)
     print(f"new signing secret: {secret}")
+    if view.type != "webhook":
+        print(
+            f"its requests are not signed while it is a {view.type} endpoint; "
+            "this secret signs them once its type is webhook"
+        )
     if view.previous_secret_expires_at:
         print(f"the old secret also signs until {context.when(view.previous_secret_expires_at)}")
 

@@ -271,6 +271,8 @@ async def rotate(webhook_id: str, posted: PostedPage) -> Response:
         secret=secret,
         secret_for=view.nickname,
         secret_kind="rotated",
+        # Slack, Teams and email requests are not signed: the secret waits for a type change.
+        secret_type=view.type,
     )
 
 
