@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import fcntl
 import os
+import re
 import select
+import socket
 import subprocess
 import sys
 import termios
@@ -123,3 +125,35 @@ def error_line(result: subprocess.CompletedProcess[str]) -> str:
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith("error: "), result.stderr
     return lines[0]
+
+
+# A line of the log that `serve` writes on stderr before its one error line.
+LOG_LINE = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} [A-Z]+ ")
+
+
+def serve_error(result: subprocess.CompletedProcess[str]) -> tuple[list[str], str]:
+    """A `serve` that failed to start: the log lines before its error, and the error line. It
+    printed no banner and no traceback (everything before the error is a log line)."""
+    assert result.returncode == 1, result.stderr
+    *logged, last = result.stderr.splitlines()
+    assert all(LOG_LINE.match(line) for line in logged), result.stderr
+    assert result.stdout == ""
+    return logged, last
+
+
+def serve_on_a_taken_port(
+    cli: Cli, cli_env: dict[str, str], setting: str, *args: str
+) -> tuple[int, list[str], str]:
+    """`sftphook serve ARGS` with the port `setting` names taken by another socket (the other
+    ports free): the port, and `serve_error`'s log lines and error line."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        cli_env["SFTPHOOK_SFTP__HOST"] = "127.0.0.1"
+        cli_env["SFTPHOOK_SFTP__PORT"] = "0"
+        cli_env["SFTPHOOK_HTTP__HOST"] = "127.0.0.1"
+        cli_env["SFTPHOOK_HTTP__PORT"] = "0"
+        cli_env[setting] = str(port)
+        result = cli("serve", *args)
+    return (port, *serve_error(result))
