@@ -119,6 +119,15 @@ def terminal(cli_env: dict[str, str]) -> Iterator[Callable[..., Terminal]]:
             term.process.wait()
 
 
+def table_rows(result: subprocess.CompletedProcess[str]) -> list[dict[str, str]]:
+    """The rows of a listing a command printed without a terminal (a header line, then one
+    tab-separated line a row), each as {column: value}."""
+    assert result.returncode == 0, result.stderr
+    header, *lines = result.stdout.splitlines()
+    columns = header.split("\t")
+    return [dict(zip(columns, line.split("\t"), strict=True)) for line in lines]
+
+
 def error_line(result: subprocess.CompletedProcess[str]) -> str:
     """The one line a failed command writes on stderr."""
     lines = result.stderr.splitlines()

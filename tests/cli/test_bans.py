@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import subprocess
 import time
 
 import asyncssh
@@ -15,18 +14,11 @@ from sftphook.config import Settings
 from sftphook.store import bans as ban_store
 from sftphook.store.audit import EVERY_ORGANIZATION
 from sftphook.store.models import now_ms
-from tests.cli.conftest import Cli, error_line
+from tests.cli.conftest import Cli, error_line, table_rows
 from tests.conftest import serving
 from tests.sftp.test_shared_bans import connect_as_alice
 
 PASSWORD = "correct horse battery"
-
-
-def _rows(result: subprocess.CompletedProcess[str]) -> list[dict[str, str]]:
-    assert result.returncode == 0, result.stderr
-    header, *lines = result.stdout.splitlines()
-    columns = header.split("\t")
-    return [dict(zip(columns, line.split("\t"), strict=True)) for line in lines]
 
 
 async def _fail(app: App, address: str, times: int, threshold: int = 3) -> None:
@@ -49,7 +41,7 @@ async def test_bans_are_listed_and_lifted_through_the_command_line(cli: Cli, app
     await _fail(app, "198.51.100.1", 2)  # counted, not banned
     before = now_ms()
 
-    rows = _rows(cli("bans", "list"))
+    rows = table_rows(cli("bans", "list"))
     assert [(r["address"], r["failures"]) for r in rows] == [
         ("2001:db8:1:2::/64", "3"),
         ("203.0.113.7", "3"),
@@ -57,17 +49,17 @@ async def test_bans_are_listed_and_lifted_through_the_command_line(cli: Cli, app
     for row in rows:  # ISO 8601 UTC, 15 minutes ahead
         assert row["banned_until"] > time.strftime("%Y-%m-%dT%H:%M", time.gmtime(before / 1000))
         assert row["banned_until"].endswith("Z")
-    counting = _rows(cli("bans", "list", "--counting"))
+    counting = table_rows(cli("bans", "list", "--counting"))
     assert ("198.51.100.1", "2", "") in [tuple(r.values()) for r in counting]
 
     # An address inside the banned network lifts the network's ban.
     lifted = cli("bans", "lift", "2001:db8:1:2:abcd::99")
     assert lifted.returncode == 0, lifted.stderr
     assert "ban of network 2001:db8:1:2::/64 lifted" in lifted.stdout
-    assert [r["address"] for r in _rows(cli("bans", "list"))] == ["203.0.113.7"]
+    assert [r["address"] for r in table_rows(cli("bans", "list"))] == ["203.0.113.7"]
     lifted = cli("bans", "lift", "203.0.113.7")
     assert lifted.returncode == 0 and "ban of address 203.0.113.7 lifted" in lifted.stdout
-    assert _rows(cli("bans", "list")) == []
+    assert table_rows(cli("bans", "list")) == []
 
     # No ban: said so, exit 1; the failures counted are forgotten all the same.
     again = cli("bans", "lift", "2001:db8:1:2::/64")
@@ -78,7 +70,7 @@ async def test_bans_are_listed_and_lifted_through_the_command_line(cli: Cli, app
     assert "address 198.51.100.1 is not banned; its 2 failed login(s) were forgotten" in (
         error_line(counted)
     )
-    assert _rows(cli("bans", "list", "--counting")) == []
+    assert table_rows(cli("bans", "list", "--counting")) == []
     bad = cli("bans", "lift", "not-an-address")
     assert bad.returncode == 1 and "neither an IP address nor a network" in error_line(bad)
 

@@ -1,16 +1,7 @@
-import subprocess
-
 from sftphook.accounts import passwords
-from tests.cli.conftest import error_line
+from tests.cli.conftest import error_line, table_rows
 
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAINBcSNsV104DUxwAFnOmJb5QZFdeoZ8Ly7UrFekl8jrW test@k1"
-
-
-def _rows(result: subprocess.CompletedProcess[str]) -> list[dict[str, str]]:
-    assert result.returncode == 0, result.stderr
-    header, *lines = result.stdout.splitlines()
-    columns = header.split("\t")
-    return [dict(zip(columns, line.split("\t"), strict=True)) for line in lines]
 
 
 async def _user(app, name):
@@ -25,7 +16,7 @@ async def test_user_lifecycle_through_the_command_line(cli, app):
     )  # fmt: skip
     assert added.returncode == 0, added.stderr
     assert "acme" in added.stdout and "/partners/acme" in added.stdout
-    [row] = _rows(cli("users", "list"))
+    [row] = table_rows(cli("users", "list"))
     assert row["username"] == "acme" and row["enabled"] == "yes"
     assert row["home"] == "/partners/acme" and row["permissions"] == "read,list"
     assert row["login"] == "password"
@@ -72,7 +63,7 @@ def test_bad_input_is_one_red_line_exit_1_and_changes_nothing(cli, tmp_path):
         assert result.returncode == 1, (args, result.stderr)
         assert mention in error_line(result), (args, result.stderr)
         assert "Traceback" not in result.stderr
-    assert _rows(cli("users", "list")) == []
+    assert table_rows(cli("users", "list")) == []
 
 
 async def test_duplicate_user_is_refused_and_the_first_kept(cli, app):

@@ -36,6 +36,18 @@ def _database(backend: str, tmp_path: Path):
     return sqlite_database(tmp_path) if backend == "sqlite" else postgres_database()
 
 
+@asynccontextmanager
+async def _store(backend: str, tmp_path: Path) -> AsyncIterator[Database]:
+    """A migrated database of `backend` for the store's own functions, closed after."""
+    async with _database(backend, tmp_path) as url:
+        db = Database(url)
+        try:
+            await db.upgrade()
+            yield db
+        finally:
+            await db.close()
+
+
 async def connect_as_alice(port: int, password: str) -> asyncssh.SSHClientConnection:
     """A password login of the user `alice` (the tests' banned client) on 127.0.0.1."""
     return await asyncssh.connect(
@@ -131,77 +143,61 @@ def _failing(
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 async def test_the_shared_count_has_a_window_and_bans_end(backend: str, tmp_path: Path):
-    async with _database(backend, tmp_path) as url:
-        db = Database(url)
-        try:
-            await db.upgrade()
+    async with _store(backend, tmp_path) as db:
+        fail = _failing(db, "203.0.113.7", threshold=3)
 
-            fail = _failing(db, "203.0.113.7", threshold=3)
-
-            assert await fail(0) is None
-            assert await fail(1_000) is None
-            assert await fail(20_000) is None  # the first two fell out of the window
-            assert await fail(21_000) is None
-            assert await fail(22_000) == 122_000  # the third in the window: banned
-            assert await fail(50_000) is None  # banned already: not banned again
-            bans = await db.read(functools.partial(ban_store.active_bans, now=60_000))
-            assert bans == [("203.0.113.7", 122_000)]
-            assert await db.read(functools.partial(ban_store.active_bans, now=122_000)) == []
-            # After the ban, counting starts again from one.
-            assert await fail(130_000) is None
-            assert await fail(131_000) is None
-            assert await fail(132_000) == 232_000
-            # Pruning keeps a live ban and forgets what is over.
-            assert (
-                await db.write(functools.partial(ban_store.prune, now=200_000, window_ms=10_000))
-                == 0
-            )
-            assert (
-                await db.write(functools.partial(ban_store.prune, now=300_000, window_ms=10_000))
-                == 1
-            )
-        finally:
-            await db.close()
+        assert await fail(0) is None
+        assert await fail(1_000) is None
+        assert await fail(20_000) is None  # the first two fell out of the window
+        assert await fail(21_000) is None
+        assert await fail(22_000) == 122_000  # the third in the window: banned
+        assert await fail(50_000) is None  # banned already: not banned again
+        bans = await db.read(functools.partial(ban_store.active_bans, now=60_000))
+        assert bans == [("203.0.113.7", 122_000)]
+        assert await db.read(functools.partial(ban_store.active_bans, now=122_000)) == []
+        # After the ban, counting starts again from one.
+        assert await fail(130_000) is None
+        assert await fail(131_000) is None
+        assert await fail(132_000) == 232_000
+        # Pruning keeps a live ban and forgets what is over.
+        assert (
+            await db.write(functools.partial(ban_store.prune, now=200_000, window_ms=10_000)) == 0
+        )
+        assert (
+            await db.write(functools.partial(ban_store.prune, now=300_000, window_ms=10_000)) == 1
+        )
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 async def test_a_lift_ends_the_ban_and_is_kept_for_the_nodes_to_read(backend: str, tmp_path: Path):
-    async with _database(backend, tmp_path) as url:
-        db = Database(url)
-        try:
-            await db.upgrade()
+    async with _store(backend, tmp_path) as db:
+        fail = _failing(db, "2001:db8:1:2::/64", threshold=2)
 
-            fail = _failing(db, "2001:db8:1:2::/64", threshold=2)
-
-            async def lift(now: int) -> ban_store.Lifted | None:
-                return await db.write(
-                    functools.partial(
-                        ban_store.lift, address="2001:db8:1:2::/64", now=now, window_ms=10_000
-                    )
+        async def lift(now: int) -> ban_store.Lifted | None:
+            return await db.write(
+                functools.partial(
+                    ban_store.lift, address="2001:db8:1:2::/64", now=now, window_ms=10_000
                 )
-
-            assert await lift(0) is None  # nothing stored
-            await fail(0)
-            assert await fail(1_000) == 101_000
-            listed = await db.read(functools.partial(ban_store.bans, now=2_000))
-            assert listed == [ban_store.Ban("2001:db8:1:2::/64", 2, 101_000)]
-            assert await lift(5_000) == ban_store.Lifted(101_000, 2)
-            assert await db.read(functools.partial(ban_store.active_bans, now=6_000)) == []
-            assert await db.read(functools.partial(ban_store.lifts, since=4_999)) == [
-                ("2001:db8:1:2::/64", 5_000)
-            ]
-            assert await db.read(functools.partial(ban_store.lifts, since=5_000)) == []
-            # Counted from one again.
-            assert await fail(6_000) is None
-            assert await lift(7_000) == ban_store.Lifted(None, 1)
-            # The row is kept while the nodes may still have to read the lift.
-            prune = functools.partial(ban_store.prune, window_ms=1_000)
-            assert await db.write(functools.partial(prune, now=7_000 + 30_000)) == 0
-            assert (
-                await db.write(functools.partial(prune, now=7_000 + ban_store.LIFTS_KEPT_MS)) == 1
             )
-        finally:
-            await db.close()
+
+        assert await lift(0) is None  # nothing stored
+        await fail(0)
+        assert await fail(1_000) == 101_000
+        listed = await db.read(functools.partial(ban_store.bans, now=2_000))
+        assert listed == [ban_store.Ban("2001:db8:1:2::/64", 2, 101_000)]
+        assert await lift(5_000) == ban_store.Lifted(101_000, 2)
+        assert await db.read(functools.partial(ban_store.active_bans, now=6_000)) == []
+        assert await db.read(functools.partial(ban_store.lifts, since=4_999)) == [
+            ("2001:db8:1:2::/64", 5_000)
+        ]
+        assert await db.read(functools.partial(ban_store.lifts, since=5_000)) == []
+        # Counted from one again.
+        assert await fail(6_000) is None
+        assert await lift(7_000) == ban_store.Lifted(None, 1)
+        # The row is kept while the nodes may still have to read the lift.
+        prune = functools.partial(ban_store.prune, window_ms=1_000)
+        assert await db.write(functools.partial(prune, now=7_000 + 30_000)) == 0
+        assert await db.write(functools.partial(prune, now=7_000 + ban_store.LIFTS_KEPT_MS)) == 1
 
 
 async def test_a_node_drops_a_lifted_ban_once_and_keeps_a_ban_made_since(tmp_path: Path):
