@@ -31,6 +31,7 @@ from sftphook.sftp.defender import Defender
 from sftphook.sftp.handler import StreamSession
 from sftphook.sftp.offload import Offload
 from sftphook.sftp.session import SFTPSession
+from sftphook.sftp.transfer import read_digest
 from sftphook.sftp.wire import (
     coalesce_writes,
     lean_input_buffer,
@@ -427,20 +428,10 @@ class SFTPFront:
         most one byte more than `size`, whatever the file has become."""
 
         def digest() -> str | None:
-            import hashlib
-
-            sha = hashlib.sha256()
-            offset = 0
             try:
-                while offset <= size:
-                    chunk = handle.pread(offset, min(1024 * 1024, size + 1 - offset))
-                    if not chunk:
-                        break
-                    sha.update(chunk)
-                    offset += len(chunk)
+                return read_digest(handle.pread, size)
             finally:
                 handle.close()
-            return sha.hexdigest() if offset == size else None
 
         return await asyncio.get_running_loop().run_in_executor(self.io_executor, digest)
 

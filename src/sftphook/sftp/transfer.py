@@ -277,7 +277,7 @@ class Upload:
         if size > self.received + REHASH_LIMIT:
             return None
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, _hash_handle, self.handle)
+        return await loop.run_in_executor(self._executor, read_digest, self.handle.pread, size)
 
     async def commit(self) -> FileInfo:
         """Close and put the file in place (call after `sha256`); returns its final info."""
@@ -318,12 +318,16 @@ def _failure_text(exc: OSError | SftphookError) -> str:
     return exc.strerror or type(exc).__name__
 
 
-def _hash_handle(handle: WriteHandle) -> str:
+def read_digest(pread: Callable[[int, int], bytes], size: int) -> str | None:
+    """The SHA-256 of a file of `size` bytes, read through `pread(offset, length)` in blocks;
+    None if it does not hold exactly `size` bytes (another file was put in its place since its
+    size was looked at). Reads at most one byte more than `size`, whatever the file has become."""
     sha = hashlib.sha256()
     offset = 0
-    while True:
-        chunk = handle.pread(offset, BLOCK)
+    while offset <= size:
+        chunk = pread(offset, min(BLOCK, size + 1 - offset))
         if not chunk:
-            return sha.hexdigest()
+            break
         sha.update(chunk)
         offset += len(chunk)
+    return sha.hexdigest() if offset == size else None
