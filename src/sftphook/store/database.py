@@ -594,7 +594,6 @@ class Database:
     async def pending_migrations(self) -> tuple[str | None, list[tuple[str, str]]]:
         """The schema's revision now (None: no schema yet) and the migrations `upgrade` would
         apply, oldest first, as (revision, description)."""
-
         self._make_sqlite_directory()
         async with self.engine.connect() as conn:
             return await conn.run_sync(self._pending)
@@ -617,13 +616,11 @@ class Database:
     async def upgrade(self, on_step: MigrationStep | None = None) -> None:
         """Bring the schema to the newest migration (run at start and by `sftphook db upgrade`);
         `on_step` is called after each migration applied."""
-        self._make_sqlite_directory()
-        if self.is_sqlite:
-            # Up to date (every start, every CLI command): nothing to write, so no write lock,
-            # which a running server's event commits would wait for.
-            _, pending = await self.pending_migrations()
-            if not pending:
-                return
+        # Up to date (every start, every CLI command): nothing to write, so no lock taken (on
+        # SQLite the write lock, which a running server's event commits would wait for).
+        _, pending = await self.pending_migrations()
+        if not pending:
+            return
         async with self.engine.begin() as conn:
             if self.is_sqlite:
                 # Python's sqlite3 runs DDL outside any transaction until a statement that
@@ -651,7 +648,9 @@ class Database:
                 started = now
 
             cfg.attributes["on_version_apply"] = applied
-        self._pending(connection)  # a revision of a newer version: a clear error, not alembic's
+        # Again under the lock (another node may have upgraded since): a revision of a newer
+        # version is a clear error, not alembic's.
+        self._pending(connection)
         command.upgrade(cfg, "head")
 
     async def close(self) -> None:
