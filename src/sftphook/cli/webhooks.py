@@ -390,7 +390,14 @@ def remove(
 ) -> None:
     """Remove a webhook with its delivery log."""
     if not yes:
-        typer.confirm(f"remove webhook {webhook_id} and its delivery log?", abort=True)
+        if not sys.stdin.isatty():
+            context.fail(
+                f"webhook {webhook_id} not removed: nothing to confirm it with; "
+                "run in a terminal or pass --yes",
+                code=2,
+            )
+        if not typer.confirm(f"remove webhook {webhook_id} and its delivery log?", err=True):
+            context.fail(f"webhook {webhook_id} not removed")
 
     async def work(a: App) -> None:
         await a.webhooks.remove(await _org(a, org), webhook_id, actor=CLI)
