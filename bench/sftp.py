@@ -71,6 +71,8 @@ class Server:
     pid: int = 0
     log: Path | None = None
     data_dir: Path | None = None
+    # Files in the server's memory, not on disk (the floor server).
+    in_memory: bool = False
     times: dict[str, list[float]] = field(default_factory=dict)
     cipher: str = "?"
     mac: str = "?"
@@ -198,6 +200,7 @@ class Bench:
                 "openssh": self._start_sshd,
                 "sftphook": self._start_sftphook,
                 "stock": self._start_stock,
+                "floor": self._start_floor,
             }[name]
             server = starter()
             self.servers.append(server)
@@ -327,8 +330,29 @@ class Bench:
         server.pid = self.procs.start("stock", cmd, log, env=self._experiment_env())
         return server
 
+    def _start_floor(self) -> Server:
+        host_key = self.tmp / "floor_host_ed25519_key"
+        run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(host_key)])
+        port = free_port()
+        log = self.tmp / "floor.log"
+        server = Server("floor asyncssh", port, BENCH_USER, "/bench", log=log, in_memory=True)
+        cmd = [
+            sys.executable,
+            str(HERE / "floor_asyncssh.py"),
+            str(port),
+            str(host_key),
+            str(self.key.with_suffix(".pub")),
+            str(self.opts.ls_entries),
+        ]
+        server.pid = self.procs.start("floor", cmd, log, env=self._experiment_env())
+        return server
+
     def _prepare_remote(self, server: Server) -> None:
         """Make the base directories; fill the listing directory on disk (quicker than SFTP)."""
+        if server.in_memory:
+            # The floor server makes its own listing directory at its start.
+            self.sftp(server, [f"-mkdir {server.base}/small"], cipher=None)
+            return
         marker = f"marker-{os.getpid()}-{server.port}"
         (self.local / marker).write_bytes(b"x")
         b = server.base
@@ -613,7 +637,8 @@ def parse_args(argv: list[str] | None = None) -> Options:
     p.add_argument(
         "--servers",
         default="openssh,sftphook",
-        help="comma-separated: openssh, sftphook, stock (asyncssh's own handler)",
+        help="comma-separated: openssh, sftphook, stock (asyncssh's own handler), floor "
+        "(asyncssh with files in memory: the least an asyncssh server can cost)",
     )
     p.add_argument("--mac", default="", help="MAC(s) forced on every server (for -ctr ciphers)")
     p.add_argument(
@@ -655,7 +680,7 @@ def parse_args(argv: list[str] | None = None) -> Options:
             if getattr(a, name) == defaults[name]:
                 setattr(a, name, value)
     servers = [s.strip() for s in a.servers.split(",") if s.strip()]
-    unknown = set(servers) - {"openssh", "sftphook", "stock"}
+    unknown = set(servers) - {"openssh", "sftphook", "stock", "floor"}
     if unknown or not servers:
         p.error(f"--servers: unknown {', '.join(sorted(unknown)) or 'empty list'}")
     experiments = [e.strip() for e in a.experiment.split(",") if e.strip()]

@@ -43,6 +43,25 @@ def test_bench_quick_prints_a_table_with_both_servers(tmp_path: Path) -> None:
     assert results.read_text().count('"operation"') == 5
 
 
+def test_the_floor_server_answers_every_operation_from_memory(tmp_path: Path) -> None:
+    """`--servers floor`: asyncssh with files in memory, the bound of any asyncssh handler."""
+    for binary in ("sftp", "ssh-keygen", "sshd"):
+        require_binary(binary)
+    results = tmp_path / "results.json"
+    args = ["--quick", "--size-mb", "1", "--small-files", "5", "--ls-entries", "20"]
+    proc = subprocess.run(
+        [sys.executable, str(BENCH), *args, "--servers", "openssh,floor", "--json", str(results)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "floor asyncssh s" in proc.stdout and "ratio floor asyncssh" in proc.stdout
+    # Five rows: the gets found what the puts left in memory (the bench checks the sizes and
+    # counts received), and the listing directory the server made at its start.
+    assert results.read_text().count('"operation"') == 5
+
+
 def _load_bench() -> Any:
     """bench/sftp.py as a module (it is a script, not in a package)."""
     spec = importlib.util.spec_from_file_location("bench_sftp", BENCH)
