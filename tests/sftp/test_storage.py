@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import pytest
 
 from sftphook.errors import InvalidInput, OutsideHome
-from sftphook.storage import LocalStorage, client_to_org, org_to_client
+from sftphook.sftp.transfer import Digests
+from sftphook.storage import FileInfo, LocalStorage, client_to_org, org_to_client
+from sftphook.storage import local as local_module
+from sftphook.storage.local import LocalReadHandle
 from sftphook.storage.paths import event_path, normalize_client
 
 
@@ -90,3 +94,95 @@ def test_a_resolved_names_first_lstat_is_the_walks_and_later_ones_look_again(
             unseen.close()
     finally:
         storage.close()
+
+
+def test_a_just_changed_file_has_no_identity_and_its_digest_is_not_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The racy-timestamp rule: a file whose ctime is less than `SETTLED_SECONDS` old may yet
+    be written without its times changing, so it has no identity and is read every time; once
+    settled it is read once."""
+    reads: list[int] = []
+    pread = LocalReadHandle.pread
+
+    def counted(self: LocalReadHandle, offset: int, size: int) -> bytes:
+        if offset == 0:
+            reads.append(offset)
+        return pread(self, offset, size)
+
+    monkeypatch.setattr(LocalReadHandle, "pread", counted)
+    (tmp_path / "org").mkdir()
+    data = b"just written" * 100
+    (tmp_path / "org" / "f").write_bytes(data)
+    storage, digests = LocalStorage(tmp_path, "org"), Digests()
+
+    def digest() -> str | None:
+        handle = storage.open_read("/f")
+        try:
+            return digests.read(handle, len(data))
+        finally:
+            handle.close()
+
+    try:
+        handle = storage.open_read("/f")
+        assert handle.identity() is None  # changed just now
+        handle.close()
+        assert [digest(), digest()] == [hashlib.sha256(data).hexdigest()] * 2
+        assert len(reads) == 2 and len(digests) == 0
+        monkeypatch.setattr(local_module, "SETTLED_SECONDS", 0)  # as if 2 s had gone by
+        handle = storage.open_read("/f")
+        s = (tmp_path / "org" / "f").stat()
+        assert handle.identity() == (
+            s.st_dev, s.st_ino, s.st_size, s.st_mtime_ns, s.st_ctime_ns
+        )  # fmt: skip
+        handle.close()
+        assert [digest(), digest()] == [hashlib.sha256(data).hexdigest()] * 2
+        assert len(reads) == 3 and len(digests) == 1
+    finally:
+        storage.close()
+
+
+class _Handle:
+    """A read handle whose identity is scripted: one value per look."""
+
+    org_parts: tuple[str, ...] = ("f",)
+
+    def __init__(self, data: bytes, identities: list[tuple[object, ...] | None]) -> None:
+        self.data, self.identities, self.reads = data, identities, 0
+
+    def info(self) -> FileInfo:
+        return FileInfo("f", self.org_parts, len(self.data), 0o100644, 0.0, 0.0)
+
+    def close(self) -> None:
+        pass
+
+    def pread(self, offset: int, size: int) -> bytes:
+        self.reads += offset == 0
+        return self.data[offset : offset + size]
+
+    def identity(self) -> tuple[object, ...] | None:
+        return self.identities.pop(0)
+
+
+def test_a_digest_is_kept_only_for_a_file_unchanged_by_its_read_and_used_for_its_size() -> None:
+    data = b"content"
+    sha = hashlib.sha256(data).hexdigest()
+    digests = Digests(kept=2)
+    # Changed while it was read (the identity after differs): not kept.
+    changing = _Handle(data, [("a", 1), ("a", 2)])
+    assert digests.read(changing, len(data)) == sha
+    assert len(digests) == 0
+    kept = _Handle(data, [("a", 1), ("a", 1)])
+    assert digests.read(kept, len(data)) == sha
+    again = _Handle(data, [("a", 1)])
+    assert digests.read(again, len(data)) == sha and again.reads == 0
+    # Another size asked than the one read (the file looked at was another): read, as ever.
+    other_size = _Handle(data, [("a", 1), ("a", 1)])
+    assert digests.read(other_size, len(data) - 1) is None
+    assert other_size.reads == 1
+    # The least recently used is forgotten past `kept`.
+    for name in ("b", "c"):
+        digests.read(_Handle(data, [(name, 1), (name, 1)]), len(data))
+    assert len(digests) == 2
+    forgotten = _Handle(data, [("a", 1), ("a", 1)])
+    assert digests.read(forgotten, len(data)) == sha and forgotten.reads == 1

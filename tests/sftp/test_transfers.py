@@ -15,7 +15,8 @@ import pytest
 
 from sftphook.sftp import session as session_module
 from sftphook.sftp import transfer as transfer_module
-from sftphook.storage.local import UPLOADS_DIR, LocalStorage
+from sftphook.storage import local as local_module
+from sftphook.storage.local import UPLOADS_DIR, LocalReadHandle, LocalStorage
 from sftphook.storage.spares import SPARES_DIR
 from tests.conftest import require_binary
 from tests.sftp.conftest import Server, run, topics
@@ -333,6 +334,46 @@ async def test_a_symbolic_link_is_a_created_file(server: Server) -> None:
         ("file.created", "to-to-a", len(data), sha),
         ("file.created", "to-d", None, None),
         ("file.created", "dangling", None, None),
+    ]
+
+
+async def test_links_to_one_unchanged_file_read_it_once(
+    server: Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each symbolic link's event has the SHA-256 of the file it leads to, but a client making
+    many links to one file makes the server read it once (else a user with write permission
+    could make it read `REHASH_LIMIT` bytes per small request); once the file changes, even
+    to new bytes of the same size in the same inode, it is read again."""
+    monkeypatch.setattr(local_module, "SETTLED_SECONDS", 0)  # as if its ctime were 2 s old
+    reads: list[tuple[str, ...]] = []
+    pread = LocalReadHandle.pread
+
+    def counted(self: LocalReadHandle, offset: int, size: int) -> bytes:
+        if offset == 0:
+            reads.append(self.org_parts)
+        return pread(self, offset, size)
+
+    monkeypatch.setattr(LocalReadHandle, "pread", counted)
+    first, second = b"1" * 100_000, b"2" * 100_000
+    (server.root / "a").write_bytes(first)  # placed by the host: no upload remembered
+    inode = (server.root / "a").stat().st_ino
+    async with await server.connect() as conn, conn.start_sftp_client() as sftp:
+        for n in range(100):
+            await sftp.symlink("a", f"l{n}")
+        assert reads == [("a",)]
+        # File systems stamp times from a clock that ticks every few milliseconds: past a
+        # tick, the write below cannot leave the file's times as they were.
+        await asyncio.sleep(0.05)
+        async with sftp.open("a", "r+b") as fh:  # in place: the same inode
+            await fh.write(second)
+        for n in range(100, 110):
+            await sftp.symlink("a", f"l{n}")
+    assert (server.root / "a").stat().st_ino == inode
+    assert reads == [("a",), ("a",)]
+    events = [e for e in await server.events() if e.path != "a"]
+    assert [(e.path, e.size, e.sha256) for e in events] == [
+        (f"l{n}", 100_000, hashlib.sha256(first if n < 100 else second).hexdigest())
+        for n in range(110)
     ]
 
 

@@ -31,7 +31,7 @@ from sftphook.sftp.defender import Defender
 from sftphook.sftp.handler import StreamSession
 from sftphook.sftp.offload import Offload
 from sftphook.sftp.session import SFTPSession
-from sftphook.sftp.transfer import read_digest
+from sftphook.sftp.transfer import Digests
 from sftphook.sftp.wire import (
     coalesce_writes,
     lean_input_buffer,
@@ -155,6 +155,8 @@ class SFTPFront:
         self._uploads: collections.OrderedDict[_UploadKey, tuple[int, str | None]] = (
             collections.OrderedDict()
         )
+        # SHA-256s read back from files of `storage` (`hash_file`), by their identities.
+        self.digests = Digests()
         accounts.user_revoked_hooks.append(self.revoke_user)
 
     # Lifecycle
@@ -425,11 +427,12 @@ class SFTPFront:
     async def hash_file(self, handle: ReadHandle, size: int) -> str | None:
         """The SHA-256 of the open file `handle`, which was `size` bytes when looked at; None
         if it is not that size now (another file was put in its place meanwhile). Reads at
-        most one byte more than `size`, whatever the file has become."""
+        most one byte more than `size`, whatever the file has become; not at all when the file
+        is, by its identity, one read before (`Digests`: links to one file cost one read)."""
 
         def digest() -> str | None:
             try:
-                return read_digest(handle.pread, size)
+                return self.digests.read(handle, size)
             finally:
                 handle.close()
 

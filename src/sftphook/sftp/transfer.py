@@ -12,7 +12,9 @@ network) does all its I/O in the threads from the first byte.
 from __future__ import annotations
 
 import asyncio
+import collections
 import hashlib
+import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -39,6 +41,8 @@ INLINE_COMMIT_BYTES = 64 * 1024
 # 50 GiB file for writing and close it; `ln -s` it) would make the server read the whole file,
 # as many times as the client liked.
 REHASH_LIMIT = 64 * 1024 * 1024
+# The files whose SHA-256 read back is kept (`Digests`): about 200 bytes each.
+DIGESTS_KEPT = 1024
 
 Data = bytes | memoryview
 
@@ -331,3 +335,45 @@ def read_digest(pread: Callable[[int, int], bytes], size: int) -> str | None:
         sha.update(chunk)
         offset += len(chunk)
     return sha.hexdigest() if offset == size else None
+
+
+class Digests:
+    """The SHA-256s read back from files (`read_digest`), kept by the files' identities
+    (`ReadHandle.identity`); the least recently used is forgotten past `DIGESTS_KEPT`.
+
+    `REHASH_LIMIT` bounds one read, not how many: a symbolic link costs its client one small
+    request, so a thousand links to one 64 MiB file would make the server read 64 GiB. With
+    its digest kept, the same unchanged file is read once. Identities are those of one
+    storage backend (the front's): keep one `Digests` per backend. Used from the I/O threads."""
+
+    def __init__(self, kept: int = DIGESTS_KEPT) -> None:
+        self._kept = kept
+        self._digests: collections.OrderedDict[tuple[object, ...], tuple[int, str]] = (
+            collections.OrderedDict()
+        )
+        self._lock = threading.Lock()
+
+    def read(self, handle: ReadHandle, size: int) -> str | None:
+        """`read_digest` of the open file `handle`, looked at as `size` bytes (blocks): the
+        digest kept for it if the file has now the identity it had when read, with that size.
+        A digest read is kept only if the file's identity is the same after the read as before
+        (a write meanwhile changes it)."""
+        before = handle.identity()
+        if before is not None:
+            with self._lock:
+                kept = self._digests.get(before)
+                if kept is not None:
+                    self._digests.move_to_end(before)
+            if kept is not None and kept[0] == size:
+                return kept[1]
+        sha = read_digest(handle.pread, size)
+        if sha is not None and before is not None and handle.identity() == before:
+            with self._lock:
+                self._digests[before] = (size, sha)
+                self._digests.move_to_end(before)
+                while len(self._digests) > self._kept:
+                    self._digests.popitem(last=False)
+        return sha
+
+    def __len__(self) -> int:
+        return len(self._digests)

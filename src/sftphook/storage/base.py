@@ -46,6 +46,13 @@ class ReadHandle(Protocol):
 
     def info(self) -> FileInfo: ...
 
+    def identity(self) -> tuple[object, ...] | None:
+        """The file as it is now, told apart from any other content without reading it: equal
+        identities from one backend mean the same bytes, so a SHA-256 taken of the file while
+        it had this identity holds again (`Digests` in `sftp/transfer.py`). None when the
+        handle cannot promise that: the file is then read each time. May block as `pread`."""
+        ...
+
     def close(self) -> None: ...
 
 

@@ -20,6 +20,7 @@ import logging
 import os
 import stat as st
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -35,6 +36,9 @@ log = logging.getLogger(__name__)
 UPLOADS_DIR = ".uploads"
 _MAX_LINK_HOPS = 40
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+# A file whose status changed less than this long ago has no identity (`LocalReadHandle`): its
+# times come from a coarse clock, so a write just after a look could leave them as they were.
+SETTLED_SECONDS = 2.0
 
 
 def _outside() -> OutsideHome:
@@ -537,6 +541,18 @@ class LocalReadHandle:
         return _info(
             self.org_parts[-1] if self.org_parts else "", self.org_parts, os.fstat(self.fd)
         )
+
+    def identity(self) -> tuple[int, int, int, int, int] | None:
+        """(device, inode, size, mtime, ctime) of the open file. Any write, resize or change of
+        times sets the ctime to the current time, and no client can set it (a client can set
+        the mtime back). But file systems take that time from a coarse clock (ext4: the
+        scheduler's tick), so a write right after this look could leave all five as they are:
+        a file whose ctime is less than `SETTLED_SECONDS` old has none. (device, inode) names
+        one file on this host, whichever organization's tree it is in."""
+        s = os.fstat(self.fd)
+        if s.st_ctime_ns > time.time_ns() - int(SETTLED_SECONDS * 1_000_000_000):
+            return None
+        return (s.st_dev, s.st_ino, s.st_size, s.st_mtime_ns, s.st_ctime_ns)
 
     def close(self) -> None:
         if self.fd >= 0:

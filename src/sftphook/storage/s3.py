@@ -755,6 +755,15 @@ class S3ReadHandle:
     def info(self) -> FileInfo:
         return self._info
 
+    def identity(self) -> None:
+        """None: an object is read each time. The handle has its key, size and ETag without
+        another request, but for an object uploaded whole the ETag is the MD5 of its bytes,
+        and a client can make two contents of one size with one MD5: a SHA-256 kept under
+        (key, ETag, size) could then be reported for the other content. Nor is there much to
+        spare: an object store has no symbolic or hard links, the new names a client can
+        make over and over for one small request each."""
+        return None
+
     def close(self) -> None:
         with self._lock:
             self._close_body()
