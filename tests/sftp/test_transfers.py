@@ -377,6 +377,52 @@ async def test_links_to_one_unchanged_file_read_it_once(
     ]
 
 
+async def test_hard_links_and_renames_through_temporary_names_read_a_file_once(
+    server: Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A hard link and a rename set the file's change time, so the kept digests cannot tell
+    the file unchanged: the digest read for a new name is kept for both names, as an upload's,
+    and fifty hard links, then renames out to temporary names and back, read the file once.
+    A new upload under the name drops what was kept for it: the next link reads the new
+    content."""
+    reads: list[tuple[str, ...]] = []
+    pread = LocalReadHandle.pread
+
+    def counted(self: LocalReadHandle, offset: int, size: int) -> bytes:
+        if offset == 0:
+            reads.append(self.org_parts)
+        return pread(self, offset, size)
+
+    monkeypatch.setattr(LocalReadHandle, "pread", counted)
+    first, second = b"1" * 100_000, b"2" * 100_000
+    (server.root / "a").write_bytes(first)  # placed by the host: no upload remembered
+    (server.root / "b.filepart").write_bytes(first)
+    async with await server.connect() as conn, conn.start_sftp_client() as sftp:
+        for n in range(50):
+            await sftp.link("a", f"h{n}")
+        assert reads == [("h0",)]
+        await sftp.posix_rename("b.filepart", "b")
+        assert reads == [("h0",), ("b",)]
+        for name in ("h1", "b"):
+            await sftp.posix_rename(name, f"{name}.filepart")
+            await sftp.posix_rename(f"{name}.filepart", name)
+        assert len(reads) == 2
+        async with sftp.open("a", "wb") as fh:  # a new file under the name
+            await fh.write(second)
+        await sftp.link("a", "c")
+    assert reads == [("h0",), ("b",), ("c",)]
+    digest = {n: hashlib.sha256(n).hexdigest() for n in (first, second)}
+    created = [(e.path, e.sha256) for e in await server.events() if e.topic == "file.created"]
+    assert created == [
+        *((f"h{n}", digest[first]) for n in range(50)),
+        ("b", digest[first]),
+        ("h1", digest[first]),
+        ("b", digest[first]),
+        ("a", digest[second]),
+        ("c", digest[second]),
+    ]
+
+
 async def test_a_link_whose_file_goes_before_it_is_read_is_still_reported(
     server: Server, monkeypatch: pytest.MonkeyPatch
 ) -> None:

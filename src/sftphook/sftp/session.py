@@ -461,6 +461,10 @@ class SFTPSession(asyncssh.SFTPServer):
                 size, sha = await self._link_target_digest(new)
             else:
                 size, sha = info.size, await self._sha256(new, info.size, upload)
+                if sha is not None:
+                    # Kept as an upload's: a rename back to a temporary name and out again
+                    # (which sets the change time each time) is not read again.
+                    self._front.remember_upload(org, after, (info.size, sha))
             await self._record(Topic.FILE_CREATED, after, size=size, sha256=sha)
             return
         pending = self._front.take_upload(org, before)
@@ -515,6 +519,12 @@ class SFTPSession(asyncssh.SFTPServer):
                 self._front.remember_upload(org, parts, upload)
             return
         sha = await self._sha256(new, info.size, upload)
+        if sha is not None:
+            # Both names keep it, as an upload's, so that more links to the file (each sets
+            # its change time, so `Digests` cannot tell it unchanged) and renames of them
+            # through temporary names do not read it again.
+            self._front.remember_upload(org, source, (info.size, sha))
+            self._front.remember_upload(org, parts, (info.size, sha))
         await self._record(Topic.FILE_CREATED, parts, size=info.size, sha256=sha)
 
     async def _link_target_digest(self, path: str) -> tuple[int | None, str | None]:
@@ -674,6 +684,8 @@ class SFTPSession(asyncssh.SFTPServer):
         if self._is_temp(parts):
             self._front.remember_upload(org, parts, (info.size, sha))
             return
+        # A new file under this name: a digest kept for the one it replaced is not its own.
+        self._front.take_upload(org, parts)
         await self._record(Topic.FILE_CREATED, parts, size=info.size, sha256=sha)
 
     async def scp_file_ended(self, file_obj: object) -> None:
