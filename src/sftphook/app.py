@@ -36,6 +36,8 @@ from sftphook.webhooks.service import WebhookService
 
 if TYPE_CHECKING:
     from sftphook.sftp.server import HostKeys, SFTPFront
+    from sftphook.storage import StorageBackend
+    from sftphook.storage.readiness import StorageReadiness
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +84,9 @@ class App:
         self.roles: frozenset[str] = frozenset()
         # The SFTP front, once the `sftp` role has started on this node.
         self.sftp: SFTPFront | None = None
+        # Where its files live, once the `sftp` role has opened it, and what `/readyz` asks.
+        self.storage: StorageBackend | None = None
+        self.storage_readiness: StorageReadiness | None = None
         # What listens on `http.host`:`http.port`, once started: the dashboard and API (the
         # `http` role), or the ops endpoints alone.
         self.http_server: uvicorn.Server | None = None
@@ -176,6 +181,7 @@ class App:
     async def _start_sftp(self, tasks: asyncio.TaskGroup) -> None:
         from sftphook.sftp.server import SFTPFront
         from sftphook.storage import open_backend
+        from sftphook.storage.readiness import StorageReadiness
 
         # One backend (one S3 client and its connection pool) for every session of this node.
         storage = await asyncio.to_thread(open_backend, self.settings)
@@ -196,6 +202,7 @@ class App:
             raise
         self.sftp = front
         self.storage = storage
+        self.storage_readiness = StorageReadiness(storage)
 
         async def stop_sftp() -> None:
             try:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import httpx
@@ -13,6 +15,8 @@ import httpx
 from sftphook.api.ops import create_ops_app
 from sftphook.app import App
 from sftphook.config import Settings
+from sftphook.storage.local import writable
+from sftphook.storage.readiness import StorageReadiness
 from tests.cli.conftest import SRC
 from tests.conftest import serving
 
@@ -59,6 +63,7 @@ async def test_readyz_names_each_role_that_is_not_working_yet(app: App) -> None:
             "status": "unavailable",
             "database": "ok",
             "sftp": "not listening",
+            "storage": "not open",
             "worker": "not claiming",
         }
         assert (await client.get("/healthz")).status_code == 200
@@ -76,10 +81,86 @@ async def test_readyz_of_a_running_node_answers_503_once_its_worker_stops_claimi
     ):
         answer = await client.get("/readyz")
         assert answer.status_code == 200, answer.text
-        assert answer.json() == {"status": "ok", "database": "ok", "sftp": "ok", "worker": "ok"}
+        assert answer.json() == {
+            "status": "ok",
+            "database": "ok",
+            "sftp": "ok",
+            "storage": "ok",
+            "worker": "ok",
+        }
         # As at a shutdown, where the balancer should stop sending before the node stops.
         await node.engine.stop()
         answer = await client.get("/readyz")
         assert answer.status_code == 503
         assert answer.json()["worker"] == "not claiming"
         assert answer.json()["sftp"] == "ok"
+
+
+async def test_readyz_of_an_sftp_node_answers_503_when_its_files_root_is_gone_or_another(
+    settings: Settings,
+) -> None:
+    """What an unmounted volume looks like from the node: the directory gone, or the empty mount
+    point under it (another directory at the same path); a file there is no better."""
+    root = settings.files_root
+    aside = root.with_name("files.aside")
+    async with (
+        serving(settings, frozenset({"sftp"})) as node,
+        httpx.AsyncClient(base_url=f"http://127.0.0.1:{node.http_port}") as client,
+    ):
+
+        async def storage() -> tuple[int, str]:
+            answer = await client.get("/readyz")
+            return answer.status_code, answer.json()["storage"]
+
+        assert await storage() == (200, "ok")
+        root.rename(aside)
+        try:
+            assert await storage() == (503, "files root missing")
+            root.mkdir()
+            assert await storage() == (503, "files root replaced")
+            root.rmdir()
+            root.write_bytes(b"")
+            assert await storage() == (503, "files root not a directory")
+            root.unlink()
+        finally:
+            aside.rename(root)
+        assert await storage() == (200, "ok")
+
+
+def test_a_read_only_files_root_is_named_as_such_even_to_root() -> None:
+    # `access(W_OK)` says yes to root on a directory without write bits (but not on a read-only
+    # mount); the mount's flag names the cause either way.
+    assert writable(0, True) == "ok"
+    assert writable(os.ST_RDONLY, True) == "files root read-only"
+    assert writable(os.ST_RDONLY | os.ST_NOSUID, False) == "files root read-only"
+    assert writable(os.ST_NOSUID, False) == "files root not writable"
+
+
+async def test_a_storage_check_that_hangs_answers_timed_out_and_is_not_started_again() -> None:
+    """A hung NFS mount holds the check's thread in the kernel: each probe answers at the
+    deadline, and none starts another thread to hang beside it."""
+
+    class Hung:
+        def __init__(self) -> None:
+            self.release = threading.Event()
+            self.calls = 0
+
+        def check(self) -> str:
+            self.calls += 1
+            self.release.wait(30)
+            return "ok"
+
+    backend = Hung()
+    readiness = StorageReadiness(backend, deadline=0.2)  # type: ignore[arg-type]
+    try:
+        started = time.monotonic()
+        assert await readiness.check() == "timed out"
+        assert await readiness.check() == "timed out"
+        assert time.monotonic() - started < 2
+        assert backend.calls == 1
+    finally:
+        backend.release.set()
+    # The hung check's own answer, or a new check's once it has ended: one per probe again.
+    assert await readiness.check() == "ok"
+    calls = backend.calls
+    assert await readiness.check() == "ok" and backend.calls == calls + 1

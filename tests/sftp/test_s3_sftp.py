@@ -17,12 +17,14 @@ from pathlib import Path
 from typing import Any
 
 import asyncssh
+import httpx
 import pytest
 from botocore.exceptions import ClientError
 from sqlalchemy import select
 
 from sftphook.app import App
 from sftphook.config import Settings
+from sftphook.storage import s3
 from sftphook.storage.s3 import PART_SIZE, make_client
 from sftphook.store.models import Event
 from tests.conftest import require_binary, serving
@@ -80,6 +82,20 @@ async def s3_server(
         org = await app.accounts.resolve_organization(None)
         await app.accounts.add_user(org.id, "alice", password=PASSWORD, public_keys=[client_key[1]])
         yield Server(app=app, port=app.sftp.port, org_id=org.id, key_file=client_key[0])
+
+
+async def test_readyz_of_an_s3_node_answers_503_once_its_bucket_is_gone(
+    s3_server: Server, s3_client: Any, bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{s3_server.app.http_port}") as client:
+        answer = await client.get("/readyz")
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["storage"] == "ok"
+        s3_client.delete_bucket(Bucket=bucket)  # empty: nobody has logged in
+        monkeypatch.setattr(s3, "CHECK_SECONDS", 0.0)  # no wait for the last look to age
+        answer = await client.get("/readyz")
+        assert answer.status_code == 503
+        assert answer.json()["storage"] == "bucket missing"
 
 
 def keys(client: Any, bucket: str) -> list[str]:

@@ -3,16 +3,19 @@ store that does not answer reported plainly (radosgw on 127.0.0.1)."""
 
 from __future__ import annotations
 
+import contextlib
 import socket
+import threading
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from sftphook.config import Settings, StorageSettings
 from sftphook.errors import StorageUnavailable
-from sftphook.storage import open_backend
+from sftphook.storage import open_backend, s3
 from sftphook.storage.s3 import S3Backend, S3Storage
 from tests.support.radosgw import Radosgw
 
@@ -94,3 +97,94 @@ def test_an_unreachable_store_is_reported_with_its_address_and_no_secret(tmp_pat
     message = str(caught.value)
     assert f"127.0.0.1:{port}" in message and "'files'" in message
     assert "do-not-print-me" not in message
+
+
+def test_check_heads_the_bucket_and_answers_from_its_last_look_for_a_few_seconds(
+    radosgw: Radosgw, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bucket = f"b-{uuid.uuid4().hex[:12]}"
+    backend = S3Backend.open(_storage(radosgw, bucket), spool_dir=tmp_path / "spool")
+    try:
+        assert backend.check() == "ok"
+        backend.client.delete_bucket(Bucket=bucket)
+        assert backend.check() == "ok"  # the last look, not a request per probe
+        monkeypatch.setattr(s3, "CHECK_SECONDS", 0.0)
+        assert backend.check() == "bucket missing"
+    finally:
+        backend.close()
+
+
+def test_check_of_a_store_that_stops_answering_says_so_within_a_probe_deadline(
+    radosgw: Radosgw, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The backend's own client waits a minute for an answer and retries; its check tries once,
+    with short timeouts, and says nothing of where the store is or how it signs in."""
+    bucket = f"b-{uuid.uuid4().hex[:12]}"
+    monkeypatch.setattr(s3, "CHECK_SECONDS", 0.0)
+    with _forwarded(radosgw.endpoint) as store:
+        cfg = _storage(radosgw, bucket).model_copy(update={"endpoint_url": store.endpoint})
+        backend = S3Backend.open(cfg, spool_dir=tmp_path / "spool")
+        try:
+            assert backend.check() == "ok"
+            store.silence()  # connections accepted, requests never answered: a hung gateway
+            started = time.monotonic()
+            assert backend.check() == "bucket unreachable"
+            assert time.monotonic() - started < 2
+        except BaseException:
+            backend.close()
+            raise
+    try:
+        started = time.monotonic()  # the port closed: refused at once
+        assert backend.check() == "bucket unreachable"
+        assert time.monotonic() - started < 2
+    finally:
+        backend.close()
+
+
+class _Forwarder:
+    """An endpoint on 127.0.0.1 that passes connections on to another until `silence()`, then
+    accepts them and answers nothing; `close()` closes its port and cuts its connections."""
+
+    def __init__(self, target: str) -> None:
+        host, port = target.removeprefix("http://").rsplit(":", 1)
+        self._target = (host, int(port))
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._sockets = [self._listener]
+        self._passing = threading.Event()
+        self._passing.set()
+        self.endpoint = f"http://127.0.0.1:{self._listener.getsockname()[1]}"
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def silence(self) -> None:
+        self._passing.clear()
+
+    def close(self) -> None:
+        for sock in self._sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+
+    def _accept(self) -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                near, _ = self._listener.accept()
+                far = socket.create_connection(self._target)
+                self._sockets += (near, far)
+                for source, sink in ((near, far), (far, near)):
+                    threading.Thread(target=self._pipe, args=(source, sink), daemon=True).start()
+
+    def _pipe(self, source: socket.socket, sink: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := source.recv(65536):
+                if self._passing.is_set():
+                    sink.sendall(data)
+            sink.shutdown(socket.SHUT_WR)
+
+
+@contextlib.contextmanager
+def _forwarded(target: str) -> Iterator[_Forwarder]:
+    forwarder = _Forwarder(target)
+    try:
+        yield forwarder
+    finally:
+        forwarder.close()

@@ -170,4 +170,10 @@ class StorageBackend(Protocol):
         """May block when `blocking` (it makes sure the home exists)."""
         ...
 
+    def check(self) -> str:
+        """`"ok"` when the store can take files now, else a short reason for `/readyz` (no
+        secret, no host path). May block even on local disk (a hung NFS mount): callers run it
+        in a thread with a deadline (`storage/readiness.py`)."""
+        ...
+
     def close(self) -> None: ...

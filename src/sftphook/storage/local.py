@@ -859,6 +859,9 @@ class LocalBackend:
         self.files_root = files_root
         self._spares = spares
         self._uploads = uploads or files_root / UPLOADS_DIR
+        # The directory opened (device and inode), for `check()` to tell it from another one
+        # at the same path; None when it does not exist yet (its first session makes it).
+        self._opened = _identity(files_root)
 
     @classmethod
     def open(cls, files_root: Path, *, node: str = "local") -> LocalBackend:
@@ -883,10 +886,46 @@ class LocalBackend:
             found += [name for name in os.listdir(self._spares.directory) if name not in ready]
         return sorted(found)
 
+    def check(self) -> str:
+        """Whether `files_root` is still the writable directory this backend opened: a volume
+        unmounted under it leaves the empty mount point (another directory), a read-only
+        remount after an I/O error leaves it readable, and either would fail every upload."""
+        try:
+            found = os.stat(self.files_root)
+        except FileNotFoundError:
+            return "files root missing"
+        except OSError:
+            return "files root unreadable"  # EIO, ESTALE: a failing disk or a stale NFS handle
+        if not st.S_ISDIR(found.st_mode):
+            return "files root not a directory"
+        if self._opened is not None and (found.st_dev, found.st_ino) != self._opened:
+            return "files root replaced"
+        try:
+            flags = os.statvfs(self.files_root).f_flag
+        except OSError:
+            return "files root unreadable"
+        return writable(flags, os.access(self.files_root, os.W_OK))
+
     def close(self) -> None:
         if self._spares is not None:
             spares, self._spares = self._spares, None
             spares.close()
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    try:
+        found = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return found.st_dev, found.st_ino
+
+
+def writable(statvfs_flags: int, access: bool) -> str:
+    """The files root's writability from its file system's flags (`statvfs().f_flag`) and
+    `access(W_OK)`: a read-only mount named as such, which no permission bit would tell root."""
+    if statvfs_flags & os.ST_RDONLY:
+        return "files root read-only"
+    return "ok" if access else "files root not writable"
 
 
 def clean_stale_uploads(

@@ -73,6 +73,9 @@ KEY_LIMIT = 1024
 # How long a session trusts that a directory it saw still exists: a listing costs tens of
 # milliseconds, and an upload of many files into one directory asks again for each.
 KNOWN_DIR_SECONDS = 5.0
+# How long `S3Backend.check()` answers from its last look at the bucket: several balancers
+# probing every second cost the store one request per period.
+CHECK_SECONDS = 5.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,6 +91,9 @@ def make_client(
     access_key_id: str | None,
     secret_access_key: str | None,
     max_connections: int = 32,
+    connect_timeout: float = 10,
+    read_timeout: float = 60,
+    retries: int = 5,
 ) -> Any:
     """A botocore S3 client (thread-safe), path-style so any S3-compatible server works."""
     import botocore.session
@@ -103,9 +109,9 @@ def make_client(
         config=Config(
             s3={"addressing_style": "path"},
             max_pool_connections=max_connections,
-            retries={"max_attempts": 5, "mode": "standard"},
-            connect_timeout=10,
-            read_timeout=60,
+            retries={"max_attempts": retries, "mode": "standard"},  # after the first
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
             # Checksums that some S3-compatible servers do not understand yet.
             request_checksum_calculation="when_required",
             response_checksum_validation="when_required",
@@ -160,10 +166,22 @@ class S3Backend:
 
     blocking = True
 
-    def __init__(self, client: Any, location: S3Location, spool_dir: Path | None = None) -> None:
+    def __init__(
+        self,
+        client: Any,
+        location: S3Location,
+        spool_dir: Path | None = None,
+        *,
+        probe_client: Any = None,
+    ) -> None:
         self.client = client
         self.location = location
         self.spool_dir = spool_dir
+        # `check()`'s client: one attempt with short timeouts, so an endpoint that is down
+        # is reported as such within a probe's deadline instead of retried for seconds.
+        self._probe_client = probe_client or client
+        self._check_lock = threading.Lock()
+        self._checked: tuple[float, str] | None = None
         # Parts go to the store while the client keeps writing the next one.
         self._part_senders = ThreadPoolExecutor(max_workers=16, thread_name_prefix="s3-parts")
         if spool_dir is not None:
@@ -174,13 +192,19 @@ class S3Backend:
         """Connect, make sure the bucket exists, and abort uploads a stopped process left."""
         assert cfg.bucket is not None  # the settings refuse s3 without a bucket
         secret = cfg.secret_access_key.get_secret_value() if cfg.secret_access_key else None
-        client = make_client(
+        connect = functools.partial(
+            make_client,
             endpoint_url=cfg.endpoint_url,
             region=cfg.region,
             access_key_id=cfg.access_key_id,
             secret_access_key=secret,
         )
-        backend = cls(client, S3Location(cfg.bucket, cfg.prefix), spool_dir)
+        backend = cls(
+            connect(),
+            S3Location(cfg.bucket, cfg.prefix),
+            spool_dir,
+            probe_client=connect(max_connections=1, connect_timeout=1, read_timeout=1, retries=0),
+        )
         try:
             backend.ensure_bucket(cfg.region)
             backend.abort_stale_uploads(cfg.stale_upload_seconds)
@@ -269,10 +293,38 @@ class S3Backend:
         storage.ensure_home()
         return storage
 
+    def check(self) -> str:
+        """Whether the bucket answers a HEAD, as last seen within `CHECK_SECONDS` (concurrent
+        probes wait for one look rather than each sending their own)."""
+        with self._check_lock:
+            now = time.monotonic()
+            if self._checked is not None and now - self._checked[0] < CHECK_SECONDS:
+                return self._checked[1]
+            state = self._head_bucket()
+            if state != "ok" and (self._checked is None or self._checked[1] != state):
+                log.warning("file store check: %s (%s)", state, self._where())
+            self._checked = (time.monotonic(), state)
+            return state
+
+    def _head_bucket(self) -> str:
+        try:
+            self._probe_client.head_bucket(Bucket=self.location.bucket)
+        except ClientError as exc:
+            code = _error_code(exc)
+            if _missing(exc) or code == "NoSuchBucket":
+                return "bucket missing"
+            if code in ("AccessDenied", "403", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
+                return "bucket access refused"
+            return "bucket unreachable"
+        except BotoCoreError:
+            return "bucket unreachable"
+        return "ok"
+
     def close(self) -> None:
         self._part_senders.shutdown(wait=True, cancel_futures=True)
-        with contextlib.suppress(Exception):
-            self.client.close()
+        for client in (self.client, self._probe_client):  # the same one twice does no harm
+            with contextlib.suppress(Exception):
+                client.close()
 
 
 class S3Storage:
