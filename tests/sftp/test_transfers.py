@@ -337,23 +337,29 @@ async def test_a_symbolic_link_is_a_created_file(server: Server) -> None:
     ]
 
 
+@pytest.fixture
+def reads(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, ...]]:
+    """The files read from their start by the server (the names it opened them by)."""
+    started: list[tuple[str, ...]] = []
+    pread = LocalReadHandle.pread
+
+    def counted(self: LocalReadHandle, offset: int, size: int) -> bytes:
+        if offset == 0:
+            started.append(self.org_parts)
+        return pread(self, offset, size)
+
+    monkeypatch.setattr(LocalReadHandle, "pread", counted)
+    return started
+
+
 async def test_links_to_one_unchanged_file_read_it_once(
-    server: Server, monkeypatch: pytest.MonkeyPatch
+    server: Server, monkeypatch: pytest.MonkeyPatch, reads: list[tuple[str, ...]]
 ) -> None:
     """Each symbolic link's event has the SHA-256 of the file it leads to, but a client making
     many links to one file makes the server read it once (else a user with write permission
     could make it read `REHASH_LIMIT` bytes per small request); once the file changes, even
     to new bytes of the same size in the same inode, it is read again."""
     monkeypatch.setattr(local_module, "SETTLED_SECONDS", 0)  # as if its ctime were 2 s old
-    reads: list[tuple[str, ...]] = []
-    pread = LocalReadHandle.pread
-
-    def counted(self: LocalReadHandle, offset: int, size: int) -> bytes:
-        if offset == 0:
-            reads.append(self.org_parts)
-        return pread(self, offset, size)
-
-    monkeypatch.setattr(LocalReadHandle, "pread", counted)
     first, second = b"1" * 100_000, b"2" * 100_000
     (server.root / "a").write_bytes(first)  # placed by the host: no upload remembered
     inode = (server.root / "a").stat().st_ino
@@ -378,22 +384,13 @@ async def test_links_to_one_unchanged_file_read_it_once(
 
 
 async def test_hard_links_and_renames_through_temporary_names_read_a_file_once(
-    server: Server, monkeypatch: pytest.MonkeyPatch
+    server: Server, reads: list[tuple[str, ...]]
 ) -> None:
     """A hard link and a rename set the file's change time, so the kept digests cannot tell
     the file unchanged: the digest read for a new name is kept for both names, as an upload's,
     and fifty hard links, then renames out to temporary names and back, read the file once.
     A new upload under the name drops what was kept for it: the next link reads the new
     content."""
-    reads: list[tuple[str, ...]] = []
-    pread = LocalReadHandle.pread
-
-    def counted(self: LocalReadHandle, offset: int, size: int) -> bytes:
-        if offset == 0:
-            reads.append(self.org_parts)
-        return pread(self, offset, size)
-
-    monkeypatch.setattr(LocalReadHandle, "pread", counted)
     first, second = b"1" * 100_000, b"2" * 100_000
     (server.root / "a").write_bytes(first)  # placed by the host: no upload remembered
     (server.root / "b.filepart").write_bytes(first)
