@@ -16,6 +16,9 @@ Selected with BENCH_EXPERIMENTS=name,name in the server's environment (`--experi
   every kind of call to the I/O threads (`sftp/offload.py`, an average cost of 10 ms each):
   whether, and how soon, they come back to the loop once the disk is quick (with
   `request-times`, the "(kind on the loop)" and "(kind on the thread)" counts say it).
+- `no-spares`: local disk without the empty files made ahead of uploads (`storage/spares.py`):
+  each upload creates its temporary file in its open, and an overwritten or removed file is
+  freed in the call (what the spare-files thread gives, or takes from the client on 2 cores).
 - `request-times`: not a change but a measurement. Each server times every SFTP request from its
   arrival to its reply, and the gap before the client's next request, split into the wait for
   the reply's socket write, the client's turn (with the network), and asyncssh's receive path up
@@ -301,6 +304,17 @@ def slow_spell() -> None:
     offload.Offload.__init__ = seeded  # type: ignore[method-assign]
 
 
+def no_spares() -> None:
+    from sftphook.storage import local
+
+    def open_without_spares(cls: Any, files_root: Any, *, node: str = "local") -> Any:
+        uploads = files_root / local.UPLOADS_DIR / node
+        local.clean_stale_uploads(files_root, uploads=uploads)
+        return cls(files_root, uploads=uploads)
+
+    local.LocalBackend.open = classmethod(open_without_spares)  # type: ignore[method-assign,assignment]
+
+
 def use_uvloop() -> None:
     import asyncio
 
@@ -328,6 +342,7 @@ EXPERIMENTS: dict[str, Callable[[], None]] = {
     "uvloop": use_uvloop,
     "switch-interval": short_switch_interval,
     "slow-spell": slow_spell,
+    "no-spares": no_spares,
 }
 KNOWN = tuple(EXPERIMENTS)
 
