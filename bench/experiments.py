@@ -23,9 +23,9 @@ Selected with BENCH_EXPERIMENTS=name,name in the server's environment (`--experi
   arrival to its reply, and the gap before the client's next request, split into the wait for
   the reply's socket write, the client's turn (with the network), and asyncssh's receive path up
   to the handler; sftphook also times its event commits and their transactions (on the loop or
-  the writer thread). At the end of each SFTP session (one benchmark operation) a table per
-  request type, each thread's user and system CPU and the garbage collector's runs are appended
-  to the file named by BENCH_REQUEST_TIMES.
+  the writer thread), and the BEGIN of those on the loop. At the end of each SFTP session (one
+  benchmark operation) a table per request type, each thread's user and system CPU and the
+  garbage collector's runs are appended to the file named by BENCH_REQUEST_TIMES.
 """
 
 from __future__ import annotations
@@ -166,6 +166,20 @@ def request_times() -> None:
                 transactions[where].append(time.perf_counter() - started)
 
         _SqliteWriter._run = timed_run  # type: ignore[method-assign]
+
+        # The BEGIN IMMEDIATE of those on the loop (the write lock, and the GIL back after it).
+        begin = _SqliteWriter._begin
+        transactions["(db begin on the loop)"] = []
+
+        def timed_begin(connection: Any, wait: bool) -> None:
+            started = time.perf_counter()
+            try:
+                begin(connection, wait)
+            finally:
+                if not wait:
+                    transactions["(db begin on the loop)"].append(time.perf_counter() - started)
+
+        _SqliteWriter._begin = staticmethod(timed_begin)  # type: ignore[method-assign,assignment]
 
         # Each storage call by kind, on the loop or in an I/O thread (`sftp/offload.py`).
         from sftphook.sftp.offload import Offload
