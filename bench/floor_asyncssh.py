@@ -22,6 +22,7 @@ from collections.abc import AsyncIterator
 
 import asyncssh
 import experiments
+from stock_asyncssh import serve
 
 _NOW = int(time.time())
 
@@ -187,28 +188,13 @@ def make_lsdir(entries: int) -> None:
         tree.make(f"/bench/lsdir/entry-{i:06d}.dat".encode(), stat.S_IFREG | 0o644)
 
 
-async def serve(port: int, host_key: str, authorized: str, ciphers: list[str]) -> None:
-    options: dict[str, object] = {}
-    if ciphers:
-        options["encryption_algs"] = ciphers
-    await asyncssh.listen(
-        "127.0.0.1",
-        port,
-        server_host_keys=[host_key],
-        authorized_client_keys=authorized,
-        sftp_factory=FloorServer,
-        **options,
-    )
-    await asyncio.Event().wait()
-
-
 def main() -> None:
     port, host_key, authorized, ls_entries = sys.argv[1:5]
     ciphers = sys.argv[5].split(",") if len(sys.argv) > 5 and sys.argv[5] else []
     experiments.apply()
     make_lsdir(int(ls_entries))
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve(int(port), host_key, authorized, ciphers))
+        asyncio.run(serve(int(port), host_key, authorized, ciphers, FloorServer))
 
 
 if __name__ == "__main__":

@@ -9,16 +9,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sys
+from collections.abc import Callable
 
 import asyncssh
 import experiments
 
 
-async def serve(port: int, root: str, host_key: str, authorized: str, ciphers: list[str]) -> None:
-    def sftp_factory(chan: asyncssh.SSHServerChannel) -> asyncssh.SFTPServer:
-        return asyncssh.SFTPServer(chan, chroot=root.encode())
-
-    options: dict[str, object] = {}
+async def serve(
+    port: int,
+    host_key: str,
+    authorized: str,
+    ciphers: list[str],
+    sftp_factory: Callable[[asyncssh.SSHServerChannel], asyncssh.SFTPServer],
+    **options: object,
+) -> None:
+    """Listen on 127.0.0.1:`port` with `sftp_factory`'s handler until stopped (also used by
+    bench/floor_asyncssh.py)."""
     if ciphers:
         options["encryption_algs"] = ciphers
     await asyncssh.listen(
@@ -27,7 +33,6 @@ async def serve(port: int, root: str, host_key: str, authorized: str, ciphers: l
         server_host_keys=[host_key],
         authorized_client_keys=authorized,
         sftp_factory=sftp_factory,
-        allow_scp=True,
         **options,
     )
     await asyncio.Event().wait()
@@ -37,8 +42,12 @@ def main() -> None:
     port, root, host_key, authorized = sys.argv[1:5]
     ciphers = sys.argv[5].split(",") if len(sys.argv) > 5 and sys.argv[5] else []
     experiments.apply()
+
+    def sftp_factory(chan: asyncssh.SSHServerChannel) -> asyncssh.SFTPServer:
+        return asyncssh.SFTPServer(chan, chroot=root.encode())
+
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve(int(port), root, host_key, authorized, ciphers))
+        asyncio.run(serve(int(port), host_key, authorized, ciphers, sftp_factory, allow_scp=True))
 
 
 if __name__ == "__main__":
