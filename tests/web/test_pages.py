@@ -14,6 +14,7 @@ import pytest
 
 from sftphook.accounts import passwords
 from sftphook.config import Settings
+from sftphook.web.pages import PRETTY_DEPTH, _pretty_json
 from tests.conftest import require_binary
 from tests.web.conftest import Dashboard, Receiver, _dashboard, login
 from tests.webhooks.conftest import file_event
@@ -178,6 +179,22 @@ async def test_a_deeply_nested_response_body_is_shown_not_a_server_error(
             page = await client.get(path)
             assert page.status_code == 200, path
             assert "[" * 3000 + "]" * 3000 in page.text
+
+
+def test_json_is_indented_up_to_a_sane_depth_and_shown_as_it_came_beyond() -> None:
+    """Each level of indentation adds two spaces to every line below it: 3,000 nested arrays
+    (6 KB, which Python 3.13's parser reads) would make an 18 MB page."""
+    assert _pretty_json(b'{"a": [1, {"b": null}]}') == (
+        '{\n  "a": [\n    1,\n    {\n      "b": null\n    }\n  ]\n}'
+    )
+    deepest = "[" * PRETTY_DEPTH + "]" * PRETTY_DEPTH
+    assert _pretty_json(deepest).count("\n") == 2 * (PRETTY_DEPTH - 1)  # the innermost is []
+    too_deep = '{"a": ' * PRETTY_DEPTH + "[]" + "}" * PRETTY_DEPTH
+    assert _pretty_json(too_deep) == too_deep
+    nested = "[" * 3000 + "]" * 3000
+    assert _pretty_json(nested.encode()) == nested
+    assert _pretty_json(b"not json \xff") == "not json \ufffd"
+    assert _pretty_json(None) == ""
 
 
 async def test_rotation_with_a_grace_period_shows_until_when(

@@ -84,15 +84,43 @@ def _size(value: int | None) -> str:
     return f"{value} B"
 
 
+# JSON nested deeper than this is shown as it came: indented, each level adds two spaces to
+# every line below it, so 3,000 nested arrays (6 KB) would make 18 MB of page.
+PRETTY_DEPTH = 20
+
+
 def _pretty_json(raw: bytes | str | None) -> str:
+    """A payload or a receiver's response body, indented if it is JSON of a sane depth; else
+    as it came (a receiver's body can be anything)."""
     if raw is None:
         return ""
     text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
     try:
-        return json.dumps(json.loads(text), indent=2, ensure_ascii=False)
+        value = json.loads(text)
     except (ValueError, RecursionError):
-        # Not JSON, or nested deeper than Python recurses (a receiver's body can be anything).
+        # Not JSON, or nested deeper than Python's parser recurses.
         return text
+    if not _nested_at_most(value, PRETTY_DEPTH):
+        return text
+    return json.dumps(value, indent=2, ensure_ascii=False)
+
+
+def _nested_at_most(value: object, depth: int) -> bool:
+    """Whether `value` has at most `depth` levels of arrays and objects (without recursion:
+    Python 3.13's parser reads thousands of levels)."""
+    stack = [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, dict):
+            children: Iterable[object] = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        if level > depth:
+            return False
+        stack.extend((child, level + 1) for child in children)
+    return True
 
 
 def make_templates() -> Jinja2Templates:
