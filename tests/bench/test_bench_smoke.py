@@ -18,19 +18,24 @@ BENCH = Path(__file__).resolve().parents[2] / "bench" / "sftp.py"
 pytestmark = pytest.mark.e2e
 
 
-def test_bench_quick_prints_a_table_with_both_servers(tmp_path: Path) -> None:
+def _tiny_run(results: Path, *args: str) -> str:
+    """bench/sftp.py with tiny sizes (1 MiB, 5 small files, 20 entries): its table."""
     for binary in ("sftp", "ssh-keygen", "sshd"):
         require_binary(binary)
-    results = tmp_path / "results.json"
-    args = ["--quick", "--size-mb", "1", "--small-files", "5", "--ls-entries", "20"]
+    tiny = ["--quick", "--size-mb", "1", "--small-files", "5", "--ls-entries", "20"]
     proc = subprocess.run(
-        [sys.executable, str(BENCH), *args, "--json", str(results)],
+        [sys.executable, str(BENCH), *tiny, *args, "--json", str(results)],
         capture_output=True,
         text=True,
         timeout=120,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    out = proc.stdout
+    return proc.stdout
+
+
+def test_bench_quick_prints_a_table_with_both_servers(tmp_path: Path) -> None:
+    results = tmp_path / "results.json"
+    out = _tiny_run(results)
     assert "OpenSSH s" in out and "sftphook s" in out and "ratio sftphook" in out
     for label in ("bulk put 1 MiB", "bulk get 1 MiB", "small put 5x4K", "small get 5x4K"):
         assert label in out
@@ -45,18 +50,9 @@ def test_bench_quick_prints_a_table_with_both_servers(tmp_path: Path) -> None:
 
 def test_the_floor_server_answers_every_operation_from_memory(tmp_path: Path) -> None:
     """`--servers floor`: asyncssh with files in memory, the bound of any asyncssh handler."""
-    for binary in ("sftp", "ssh-keygen", "sshd"):
-        require_binary(binary)
     results = tmp_path / "results.json"
-    args = ["--quick", "--size-mb", "1", "--small-files", "5", "--ls-entries", "20"]
-    proc = subprocess.run(
-        [sys.executable, str(BENCH), *args, "--servers", "openssh,floor", "--json", str(results)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "floor asyncssh s" in proc.stdout and "ratio floor asyncssh" in proc.stdout
+    out = _tiny_run(results, "--servers", "openssh,floor")
+    assert "floor asyncssh s" in out and "ratio floor asyncssh" in out
     # Five rows: the gets found what the puts left in memory (the bench checks the sizes and
     # counts received), and the listing directory the server made at its start.
     assert results.read_text().count('"operation"') == 5

@@ -21,10 +21,9 @@ from aiohttp import web
 
 from sftphook.app import App
 from sftphook.config import Settings
-from sftphook.events import EventRecord, Topic
 from tests.cli.conftest import Cli, command, serve_on_a_taken_port
 from tests.sftp.conftest import PASSWORD, host_keys_cache, reuse_host_keys  # noqa: F401
-from tests.webhooks.conftest import Receiver
+from tests.webhooks.conftest import Receiver, file_event
 
 # Paths of the dashboard and the API: none of them is served without the `http` role.
 NOT_SERVED = ["/", "/login", "/api/v1/users", "/api/v1/openapi.json", "/api/v1/docs", "/static/x"]
@@ -156,13 +155,7 @@ async def a_webhook_and_an_event(cli: Cli, settings: Settings, receiver: Receive
         await setup.prepare()
         org = await setup.accounts.resolve_organization(None)
         await setup.recorder.record(
-            EventRecord(
-                organization_id=org.id,
-                topic=Topic.FILE_CREATED,
-                actor_id="partner",
-                path="inbound/report.csv",
-                size=7,
-            )
+            file_event(org.id, "inbound/report.csv", actor_id="partner", size=7)
         )
     finally:
         await setup.db.close()
