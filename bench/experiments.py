@@ -321,12 +321,8 @@ def slow_spell() -> None:
 def no_spares() -> None:
     from sftphook.storage import local
 
-    def open_without_spares(cls: Any, files_root: Any, *, node: str = "local") -> Any:
-        uploads = files_root / local.UPLOADS_DIR / node
-        local.clean_stale_uploads(files_root, uploads=uploads)
-        return cls(files_root, uploads=uploads)
-
-    local.LocalBackend.open = classmethod(open_without_spares)  # type: ignore[method-assign,assignment]
+    # `LocalBackend.open` makes its spare files with this; None is a backend without them.
+    local.SpareFiles = lambda directory: None  # type: ignore[assignment,misc]
 
 
 def use_uvloop() -> None:

@@ -33,7 +33,6 @@ async def readyz(app: AppDep) -> JSONResponse:
     if "sftp" in app.roles:
         front = app.sftp
         checks["sftp"] = "ok" if front is not None and front.accepting else "not listening"
-    if "sftp" in app.roles or app.storage_readiness is not None:
         readiness = app.storage_readiness
         checks["storage"] = "not open" if readiness is None else await readiness.check()
     if "worker" in app.roles:
