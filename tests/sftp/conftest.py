@@ -16,6 +16,7 @@ from sqlalchemy import select
 
 from sftphook.app import App
 from sftphook.config import Settings
+from sftphook.storage.local import LocalReadHandle
 from sftphook.store.models import Event
 from tests.conftest import serving
 
@@ -150,3 +151,18 @@ async def server(
 
 def topics(events: Sequence[Event]) -> list[tuple[str, str]]:
     return [(e.topic, e.path) for e in events]
+
+
+@pytest.fixture
+def reads(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, ...]]:
+    """The files read from their start by the server (the names it opened them by)."""
+    started: list[tuple[str, ...]] = []
+    pread = LocalReadHandle.pread
+
+    def counted(self: LocalReadHandle, offset: int, size: int) -> bytes:
+        if offset == 0:
+            started.append(self.org_parts)
+        return pread(self, offset, size)
+
+    monkeypatch.setattr(LocalReadHandle, "pread", counted)
+    return started

@@ -11,7 +11,6 @@ from sftphook.errors import InvalidInput, OutsideHome
 from sftphook.sftp.transfer import Digests
 from sftphook.storage import FileInfo, LocalStorage, client_to_org, org_to_client
 from sftphook.storage import local as local_module
-from sftphook.storage.local import LocalReadHandle
 from sftphook.storage.paths import event_path, normalize_client
 
 
@@ -97,20 +96,11 @@ def test_a_resolved_names_first_lstat_is_the_walks_and_later_ones_look_again(
 
 
 def test_a_just_changed_file_has_no_identity_and_its_digest_is_not_kept(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, reads: list[tuple[str, ...]]
 ) -> None:
     """The racy-timestamp rule: a file whose ctime is less than `SETTLED_SECONDS` old may yet
     be written without its times changing, so it has no identity and is read every time; once
     settled it is read once."""
-    reads: list[int] = []
-    pread = LocalReadHandle.pread
-
-    def counted(self: LocalReadHandle, offset: int, size: int) -> bytes:
-        if offset == 0:
-            reads.append(offset)
-        return pread(self, offset, size)
-
-    monkeypatch.setattr(LocalReadHandle, "pread", counted)
     (tmp_path / "org").mkdir()
     data = b"just written" * 100
     (tmp_path / "org" / "f").write_bytes(data)

@@ -16,7 +16,7 @@ import pytest
 from sftphook.sftp import session as session_module
 from sftphook.sftp import transfer as transfer_module
 from sftphook.storage import local as local_module
-from sftphook.storage.local import UPLOADS_DIR, LocalReadHandle, LocalStorage
+from sftphook.storage.local import UPLOADS_DIR, LocalStorage
 from sftphook.storage.spares import SPARES_DIR
 from tests.conftest import require_binary
 from tests.sftp.conftest import Server, run, topics
@@ -335,21 +335,6 @@ async def test_a_symbolic_link_is_a_created_file(server: Server) -> None:
         ("file.created", "to-d", None, None),
         ("file.created", "dangling", None, None),
     ]
-
-
-@pytest.fixture
-def reads(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, ...]]:
-    """The files read from their start by the server (the names it opened them by)."""
-    started: list[tuple[str, ...]] = []
-    pread = LocalReadHandle.pread
-
-    def counted(self: LocalReadHandle, offset: int, size: int) -> bytes:
-        if offset == 0:
-            started.append(self.org_parts)
-        return pread(self, offset, size)
-
-    monkeypatch.setattr(LocalReadHandle, "pread", counted)
-    return started
 
 
 async def test_links_to_one_unchanged_file_read_it_once(
